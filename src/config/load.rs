@@ -1,0 +1,451 @@
+//! Reading a tree: walk a directory (or a git revision), split multi-document files and
+//! deserialize each document into its raw kind, turning every failure into a diagnostic.
+//!
+//! Each document is deserialized on its own, so one broken document does not hide problems
+//! in the others. Positions inside a document are relative to it; [`Doc::at`] makes them
+//! absolute.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+
+use super::diagnostic::{Diagnostics, FileId, Location, SourceFile, Sources};
+use super::raw::{self, Sp};
+use super::suggest::did_you_mean;
+
+/// Files larger than this are refused before they are read.
+pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Every document kind, in the order SPEC lists them.
+pub const KINDS: &[&str] = &[
+    "User",
+    "Group",
+    "Project",
+    "Server",
+    "PortMonitor",
+    "DownCheck",
+    "AlertPolicy",
+    "ProcessPolicy",
+    "LogPolicy",
+    "Channel",
+    "Maintenance",
+];
+
+/// One parsed document of a known kind.
+#[derive(Debug, Clone)]
+pub enum RawObject {
+    User(raw::User),
+    Group(raw::Group),
+    Project(raw::Project),
+    Server(raw::Server),
+    PortMonitor(raw::PortMonitor),
+    DownCheck(raw::DownCheck),
+    AlertPolicy(raw::AlertPolicy),
+    ProcessPolicy(raw::ProcessPolicy),
+    LogPolicy(raw::LogPolicy),
+    Channel(raw::Channel),
+    Maintenance(raw::Maintenance),
+}
+
+/// A document and where it came from.
+#[derive(Debug, Clone)]
+pub struct Doc<T> {
+    pub file: FileId,
+    /// File line (1-based) of the document's first line.
+    pub first_line: u32,
+    pub value: T,
+}
+
+impl<T> Doc<T> {
+    /// The absolute location of a value inside this document.
+    pub fn at<U>(&self, sp: &Sp<U>) -> Option<Location> {
+        Some(self.loc(sp.line, sp.col))
+    }
+
+    pub fn loc(&self, line: u32, col: u32) -> Location {
+        Location { file: self.file, line: self.first_line + line.max(1) - 1, col: col.max(1) }
+    }
+
+    /// The location of the document itself.
+    pub fn start(&self) -> Option<Location> {
+        Some(self.loc(1, 1))
+    }
+
+    pub fn map<U>(&self, value: U) -> Doc<U> {
+        Doc { file: self.file, first_line: self.first_line, value }
+    }
+}
+
+/// Is this a configuration file lint reads? (`*.test.yaml` files are policy tests.)
+pub fn is_config_file(name: &str) -> bool {
+    (name.ends_with(".yaml") || name.ends_with(".yml")) && !is_test_file(name)
+}
+
+pub fn is_test_file(name: &str) -> bool {
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
+/// Read every configuration file under `root`, skipping hidden directories and files.
+/// Problems (unreadable files, loops, oversize, bad UTF-8) become diagnostics; the file is
+/// then skipped but the rest of the tree is still read.
+pub fn read_dir(root: &Path, diags: &mut Diagnostics) -> Sources {
+    let mut sources = Sources::default();
+    let mut visited = HashSet::new();
+    let mut paths = Vec::new();
+    walk(root, root, &mut visited, &mut paths, &mut sources, diags);
+    paths.sort();
+    for (shown, full) in paths {
+        match fs::metadata(&full) {
+            Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+                let id = sources.add(SourceFile { path: shown, text: String::new() });
+                diags.error(
+                    "file-too-large",
+                    Some(Location { file: id, line: 1, col: 1 }),
+                    format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()),
+                );
+            }
+            Ok(_) => match fs::read(&full) {
+                Ok(bytes) => add_bytes(&mut sources, shown, bytes, diags),
+                Err(e) => io_error(&mut sources, shown, &e, diags),
+            },
+            Err(e) => io_error(&mut sources, shown, &e, diags),
+        }
+    }
+    sources
+}
+
+fn io_error(sources: &mut Sources, shown: PathBuf, e: &std::io::Error, diags: &mut Diagnostics) {
+    let id = sources.add(SourceFile { path: shown, text: String::new() });
+    diags.error("io-error", Some(Location { file: id, line: 1, col: 1 }), format!("cannot read file: {e}"));
+}
+
+/// Add a file's bytes, checking they are UTF-8 (a BOM is dropped).
+pub fn add_bytes(sources: &mut Sources, shown: PathBuf, bytes: Vec<u8>, diags: &mut Diagnostics) {
+    match String::from_utf8(bytes) {
+        Ok(mut text) => {
+            if text.starts_with('\u{feff}') {
+                text.drain(..3);
+            }
+            sources.add(SourceFile { path: shown, text });
+        }
+        Err(e) => {
+            let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let line = valid.iter().filter(|&&b| b == b'\n').count() as u32 + 1;
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            let col = String::from_utf8_lossy(&valid[line_start..]).chars().count() as u32 + 1;
+            let id = sources.add(SourceFile { path: shown, text: String::new() });
+            diags.error("invalid-utf8", Some(Location { file: id, line, col }), "file is not valid UTF-8");
+        }
+    }
+}
+
+fn walk(
+    root: &Path,
+    dir: &Path,
+    visited: &mut HashSet<PathBuf>,
+    out: &mut Vec<(PathBuf, PathBuf)>,
+    sources: &mut Sources,
+    diags: &mut Diagnostics,
+) {
+    let shown = |p: &Path| p.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf());
+    // A directory reached twice (through a symlink) is a loop or an alias: read it once.
+    match fs::canonicalize(dir) {
+        Ok(canon) => {
+            if !visited.insert(canon) {
+                let id = sources.add(SourceFile { path: shown(dir), text: String::new() });
+                diags.error(
+                    "io-error",
+                    Some(Location { file: id, line: 1, col: 1 }),
+                    "directory was already read through another path (a symlink loop?); skipped",
+                );
+                return;
+            }
+        }
+        Err(e) => {
+            diags.error("io-error", None, format!("cannot read directory {}: {e}", dir.display()));
+            return;
+        }
+    }
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            diags.error("io-error", None, format!("cannot read directory {}: {e}", dir.display()));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // `metadata` follows symlinks; a dangling or looping link fails here.
+        match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => walk(root, &path, visited, out, sources, diags),
+            Ok(meta) if is_config_file(name) && !meta.is_file() => {
+                // A FIFO or device would block or never end: refuse it rather than read it.
+                let id = sources.add(SourceFile { path: shown(&path), text: String::new() });
+                diags.error("io-error", Some(Location { file: id, line: 1, col: 1 }), "not a regular file; skipped");
+            }
+            Ok(_) if is_config_file(name) => out.push((shown(&path), path)),
+            Ok(_) => {}
+            Err(e) if is_config_file(name) || entry.file_type().is_ok_and(|t| t.is_symlink()) => io_error(sources, shown(&path), &e, diags),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Read the configuration files under `dir` as they are at git revision `rev`
+/// of the repository that holds `dir`.
+pub fn read_git(dir: &Path, rev: &str, diags: &mut Diagnostics) -> Result<Sources, GitError> {
+    let prefix = git(dir, &["rev-parse", "--show-prefix"])?;
+    let prefix = prefix.trim().to_string();
+    let commit = git(dir, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?;
+    let listing = git(dir, &["ls-tree", "-r", "-z", "--full-tree", commit.trim(), "--", &prefix])?;
+    let mut sources = Sources::default();
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for entry in listing.split('\0').filter(|e| !e.is_empty()) {
+        // "<mode> <type> <object>\t<path>"
+        let Some((meta, path)) = entry.split_once('\t') else { continue };
+        let mut parts = meta.split(' ');
+        let (Some(_mode), Some(kind), Some(object)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let rel = path.strip_prefix(&prefix).unwrap_or(path);
+        let hidden = rel.split('/').any(|c| c.starts_with('.'));
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if kind == "blob" && !hidden && is_config_file(name) {
+            entries.push((rel.to_string(), object.to_string()));
+        }
+    }
+    entries.sort();
+    for (rel, object) in entries {
+        let size: u64 = git(dir, &["cat-file", "-s", &object])?.trim().parse().unwrap_or(0);
+        if size > MAX_FILE_BYTES {
+            let id = sources.add(SourceFile { path: rel.into(), text: String::new() });
+            diags.error(
+                "file-too-large",
+                Some(Location { file: id, line: 1, col: 1 }),
+                format!("file is {size} bytes; the limit is {MAX_FILE_BYTES}"),
+            );
+            continue;
+        }
+        let bytes = git_bytes(dir, &["cat-file", "blob", &object])?;
+        add_bytes(&mut sources, rel.into(), bytes, diags);
+    }
+    Ok(sources)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("git {args} failed: {stderr}")]
+    Failed { args: String, stderr: String },
+}
+
+fn git_bytes(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).output()?;
+    if !out.status.success() {
+        return Err(GitError::Failed { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+    }
+    Ok(out.stdout)
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    Ok(String::from_utf8_lossy(&git_bytes(dir, args)?).into_owned())
+}
+
+/// Split every file into documents and deserialize each into its kind.
+pub fn parse(sources: &Sources, diags: &mut Diagnostics) -> Vec<Doc<RawObject>> {
+    let mut docs = Vec::new();
+    for (index, file) in sources.files.iter().enumerate() {
+        let id = FileId(index as u32);
+        if file.text.is_empty() && diags.items.iter().any(|d| d.location.is_some_and(|l| l.file == id)) {
+            continue; // already reported as unreadable
+        }
+        let before = docs.len();
+        for (first_line, text) in split_documents(&file.text) {
+            let doc = Doc { file: id, first_line, value: () };
+            if let Some(obj) = parse_document(&doc, text, diags) {
+                docs.push(doc.map(obj));
+            }
+        }
+        if docs.len() == before && !diags.items.iter().any(|d| d.location.is_some_and(|l| l.file == id)) {
+            diags.warning("empty-file", Some(Location { file: id, line: 1, col: 1 }), "file holds no YAML documents");
+        }
+    }
+    docs
+}
+
+/// Split a YAML stream at its document markers. A `---` or `...` at column 0 is always a
+/// marker in YAML (never content), so splitting by lines is exact. Documents holding only
+/// comments and blank lines are dropped. Yields (first line, text).
+pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
+    let is_marker = |line: &str, m: &str| line.strip_prefix(m).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']));
+    let mut out = Vec::new();
+    let mut start = 0usize;
+    let mut start_line = 1u32;
+    let mut offset = 0usize;
+    let mut line_no = 1u32;
+    fn push<'t>(text: &'t str, from: usize, to: usize, first: u32, out: &mut Vec<(u32, &'t str)>) {
+        let chunk = &text[from..to];
+        let has_content = chunk.lines().any(|l| {
+            let t = l.trim();
+            !t.is_empty() && !t.starts_with('#') && !(t.starts_with("---") && t[3..].trim_start().starts_with('#')) && t != "---"
+        });
+        if has_content {
+            out.push((first, chunk));
+        }
+    }
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        if is_marker(bare, "---") {
+            push(text, start, offset, start_line, &mut out);
+            start = offset;
+            start_line = line_no;
+        } else if is_marker(bare, "...") {
+            push(text, start, offset, start_line, &mut out);
+            start = offset + line.len();
+            start_line = line_no + 1;
+        }
+        offset += line.len();
+        line_no += 1;
+    }
+    push(text, start, text.len(), start_line, &mut out);
+    out
+}
+
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        with_snippet: false,
+        budget: serde_saphyr::budget! {
+            max_depth: 64,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_nodes: 1_000_000,
+        },
+    }
+}
+
+/// Only `kind`; every other field is skipped (serde ignores unknown fields unless denied).
+#[derive(Deserialize)]
+struct KindProbe {
+    kind: Option<Sp<String>>,
+}
+
+/// Find `kind:` cheaply in block-style documents; fall back to a full parse otherwise.
+fn find_kind(text: &str) -> Option<(String, u32, u32)> {
+    for (i, line) in text.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix("kind:") {
+            let value = rest.split('#').next().unwrap_or("").trim();
+            let value = value.trim_matches(|c| c == '"' || c == '\'');
+            if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return None;
+            }
+            let col = (line.len() - rest.len() + rest.find(|c: char| !c.is_whitespace()).unwrap_or(0)) as u32 + 1;
+            return Some((value.to_string(), i as u32 + 1, col));
+        }
+    }
+    None
+}
+
+fn parse_document(doc: &Doc<()>, text: &str, diags: &mut Diagnostics) -> Option<RawObject> {
+    let (kind, line, col) = match find_kind(text) {
+        Some(found) => found,
+        None => match serde_saphyr::from_str_with_options::<KindProbe>(text, options()) {
+            Ok(KindProbe { kind: Some(k), .. }) => (k.value, k.line, k.col),
+            Ok(KindProbe { kind: None, .. }) => {
+                diags.error("missing-kind", doc.start(), "document has no `kind`").with_hint(format!("add one of: {}", KINDS.join(", ")));
+                return None;
+            }
+            Err(e) => {
+                report_yaml_error(doc, &e, diags);
+                return None;
+            }
+        },
+    };
+    fn de<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, serde_saphyr::Error> {
+        serde_saphyr::from_str_with_options(text, options())
+    }
+    let result = match kind.as_str() {
+        "User" => de(text).map(RawObject::User),
+        "Group" => de(text).map(RawObject::Group),
+        "Project" => de(text).map(RawObject::Project),
+        "Server" => de(text).map(RawObject::Server),
+        "PortMonitor" => de(text).map(RawObject::PortMonitor),
+        "DownCheck" => de(text).map(RawObject::DownCheck),
+        "AlertPolicy" => de(text).map(RawObject::AlertPolicy),
+        "ProcessPolicy" => de(text).map(RawObject::ProcessPolicy),
+        "LogPolicy" => de(text).map(RawObject::LogPolicy),
+        "Channel" => de(text).map(RawObject::Channel),
+        "Maintenance" => de(text).map(RawObject::Maintenance),
+        other => {
+            diags
+                .error("unknown-kind", Some(doc.loc(line, col)), format!("unknown kind `{other}`"))
+                .with_hint(did_you_mean(other, KINDS.iter().copied()).unwrap_or_else(|| format!("expected one of: {}", KINDS.join(", "))));
+            return None;
+        }
+    };
+    match result {
+        Ok(obj) => Some(obj),
+        Err(e) => {
+            report_yaml_error(doc, &e, diags);
+            None
+        }
+    }
+}
+
+/// Turn a serde-saphyr error into a diagnostic with a rule id and an absolute position.
+fn report_yaml_error(doc: &Doc<()>, error: &serde_saphyr::Error, diags: &mut Diagnostics) {
+    use serde_saphyr::Error as E;
+    let error = match error.without_snippet() {
+        E::AliasError { error, .. } => error.without_snippet(),
+        other => other,
+    };
+    let location = error.location().map(|l| doc.loc(l.line() as u32, l.column() as u32)).or(doc.start());
+    let rendered = error.render_with_formatter(&serde_saphyr::UserMessageFormatter);
+    let message = match rendered.rfind(" at line ") {
+        Some(cut) => rendered[..cut].to_string(),
+        None => rendered,
+    };
+    match error {
+        E::SerdeUnknownField { field, expected, .. } => {
+            let hint = did_you_mean(field, expected.iter().copied()).unwrap_or_else(|| format!("fields here: {}", expected.join(", ")));
+            diags.error("unknown-field", location, format!("unknown field `{field}`")).with_hint(hint);
+        }
+        E::SerdeMissingField { field, .. } => {
+            diags.error("missing-field", location, format!("missing required field `{field}`"));
+        }
+        E::DuplicateMappingKey { key, .. } => {
+            let key = key.as_deref().unwrap_or("?");
+            diags.error("duplicate-key", location, format!("key `{key}` appears twice in this mapping"));
+        }
+        E::SerdeUnknownVariant { variant, expected, .. } => {
+            let hint =
+                did_you_mean(variant, expected.iter().copied()).unwrap_or_else(|| format!("expected one of: {}", expected.join(", ")));
+            diags.error("bad-value", location, format!("unknown value `{variant}`")).with_hint(hint);
+        }
+        E::SerdeInvalidType { .. }
+        | E::SerdeInvalidValue { .. }
+        | E::SerdeInvalidLength { .. }
+        | E::InvalidScalar { .. }
+        | E::Unexpected { .. }
+        | E::InvalidBooleanStrict { .. }
+        | E::NullIntoString { .. }
+        | E::Message { .. } => {
+            diags.error("wrong-type", location, message);
+        }
+        E::Budget { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => {
+            diags.error("yaml-limit", location, format!("YAML refused: {message}"));
+        }
+        _ => {
+            diags.error("yaml-syntax", location, message);
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! The validated model: what `compile` produces and the engine runs. Defaults are filled,
+//! references resolved, and every object remembers where it was defined.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::diagnostic::Location;
+use super::raw::{ChannelType, Language, MemberRole, MetricsKind, Os, ProcessMatch, Severity, SmtpTls, WebhookFormat, Weekday};
+use super::values::{Cidr, Dur};
+
+/// Where an object was defined; not part of its identity or of a plan's diff.
+pub type Origin = Option<Location>;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Config {
+    pub users: BTreeMap<String, User>,
+    pub groups: BTreeMap<String, Group>,
+    pub channels: BTreeMap<String, Channel>,
+    /// Shared AlertPolicies: the tree's own and the built-in library's.
+    pub shared_policies: BTreeMap<String, AlertPolicy>,
+    pub projects: BTreeMap<String, Project>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub email: String,
+    pub name: String,
+    /// E.164, separators removed.
+    pub phone: Option<String>,
+    pub github: Option<String>,
+    pub language: Language,
+    pub token_sha256: Option<String>,
+    pub notify: NotifyPrefs,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NotifyPrefs {
+    pub email: bool,
+    pub sms: bool,
+    pub mobile: bool,
+    /// Minutes after midnight, project timezone; `from > to` wraps midnight. `None`: all day.
+    pub hours: Option<(u16, u16)>,
+    pub days: Vec<Weekday>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    pub description: Option<String>,
+    pub owner: String,
+    pub admins: Vec<String>,
+    pub users: Vec<String>,
+    pub networks: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub user: String,
+    pub role: MemberRole,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    pub group: Option<String>,
+    pub description: Option<String>,
+    pub timezone: String,
+    pub members: Vec<Member>,
+    pub ingest_key_sha256: Option<String>,
+    pub channels: Vec<String>,
+    pub networks: Vec<Cidr>,
+    pub daily_email: bool,
+    #[serde(skip)]
+    pub servers: BTreeMap<String, Server>,
+    #[serde(skip)]
+    pub port_monitors: BTreeMap<String, PortMonitor>,
+    #[serde(skip)]
+    pub down_checks: BTreeMap<String, DownCheck>,
+    #[serde(skip)]
+    pub alert_policies: BTreeMap<String, AlertPolicy>,
+    #[serde(skip)]
+    pub process_policies: BTreeMap<String, ProcessPolicy>,
+    #[serde(skip)]
+    pub log_policies: BTreeMap<String, LogPolicy>,
+    #[serde(skip)]
+    pub maintenance: BTreeMap<String, Maintenance>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    pub host: String,
+    pub private_ip: Option<IpAddr>,
+    pub os: Os,
+    pub tags: Vec<String>,
+    pub policy: Option<PolicyRef>,
+    pub paused: bool,
+    pub depends_on: Vec<String>,
+    pub metrics: MetricsKind,
+    /// The node_exporter URL when `metrics` is node_exporter.
+    pub metrics_url: Option<String>,
+}
+
+/// Which AlertPolicy a server uses: its project's own, or a shared one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "scope", content = "name", rename_all = "lowercase")]
+pub enum PolicyRef {
+    Project(String),
+    Shared(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PortMonitor {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    /// The address probed: the `host` given, or the named server's host.
+    pub host: String,
+    pub server: Option<String>,
+    pub ports: Vec<u16>,
+    pub interval: Dur,
+    pub timeout: Dur,
+    pub failures: u32,
+    pub recoveries: u32,
+    pub notify: Vec<String>,
+    pub email: bool,
+    pub sms: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DownCheck {
+    #[serde(skip)]
+    pub origin: Origin,
+    /// Identity: `<detector>-to-<target>-<port>`.
+    pub name: String,
+    pub detector: String,
+    pub target: String,
+    pub ip: String,
+    pub port: u16,
+    pub liveness_port: u16,
+    pub interval: Dur,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertPolicy {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    pub description: Option<String>,
+    /// From the built-in policy library rather than the tree.
+    pub builtin: bool,
+    pub no_data: Option<Dur>,
+    pub restart: bool,
+    pub rules: Vec<MetricRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricRule {
+    pub metric: String,
+    pub warning: Option<f64>,
+    pub fatal: Option<f64>,
+    pub below: bool,
+    #[serde(rename = "for")]
+    pub for_: Dur,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessPolicy {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    pub process: String,
+    #[serde(rename = "match")]
+    pub match_: ProcessMatch,
+    /// Empty with `project_wide`.
+    pub servers: Vec<String>,
+    pub project_wide: bool,
+    pub count_min: Option<u32>,
+    pub count_max: Option<u32>,
+    pub cpu: Option<Limits>,
+    pub memory: Option<Limits>,
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    pub warning: Option<f64>,
+    pub fatal: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LogPolicy {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    pub servers: Vec<String>,
+    pub rules: Vec<LogRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogRule {
+    File { file: String, keyword: String, severity: Severity },
+    EventLog { log: String, level: Option<String>, source: Option<String>, id: Option<u32>, severity: Severity },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Channel {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_: ChannelType,
+    pub smtp: Option<SmtpSettings>,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    pub url: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    pub format: WebhookFormat,
+}
+
+/// SMTP settings as written: `${ENV}` references are expanded by serve, not here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Maintenance {
+    #[serde(skip)]
+    pub origin: Origin,
+    pub name: String,
+    pub scope: MaintenanceScope,
+    pub window: Window,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MaintenanceScope {
+    All,
+    Servers(Vec<String>),
+    Tags(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    /// Epoch milliseconds.
+    Once { start_ms: i64, end_ms: i64 },
+    /// Minutes after midnight in the project timezone; `from > to` wraps midnight.
+    Weekly { days: Vec<Weekday>, from: u16, to: u16 },
+}
+
+impl Config {
+    /// The approved ranges monitored IP literals of this project must fall in; empty means
+    /// no restriction. A project in a group uses the group's; a group-less project its own.
+    pub fn approved_networks<'a>(&'a self, project: &'a Project) -> &'a [Cidr] {
+        match &project.group {
+            Some(group) => self.groups.get(group).map_or(&[], |g| &g.networks),
+            None => &project.networks,
+        }
+    }
+}
+
+/// Metric names AlertPolicy rules may use (SPEC §2); the agent reports these.
+pub const METRICS: &[&str] = &[
+    "cpu.usage",
+    "cpu.iowait",
+    "cpu.steal",
+    "cpu.irq",
+    "cpu.softirq",
+    "load.1",
+    "load.5",
+    "load.15",
+    "memory.usage",
+    "memory.available",
+    "swap.usage",
+    "memory.page_faults",
+    "disk.usage",
+    "disk.io",
+    "disk.iops",
+    "disk.read_bps",
+    "disk.write_bps",
+    "disk.queue",
+    "network.in_bps",
+    "network.out_bps",
+    "network.in_pps",
+    "network.out_pps",
+    "network.in_errors",
+    "network.out_errors",
+    "network.in_drops",
+    "network.out_drops",
+];

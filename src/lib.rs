@@ -1,0 +1,23 @@
+//! watchkeeper: infrastructure monitoring as code.
+//!
+//! Teams keep their monitoring — projects, groups and roles, servers, port monitors,
+//! down-check pairs, alert policies, channels, maintenance windows — as YAML in git.
+//! `lint`, `plan` and `codeowners` check and explain a change before it merges.
+//!
+//! # Layout
+//!
+//! - [`config`] — raw serde types (`raw`), reading a tree with positions (`load`), the one
+//!   `compile` step to the validated model (`model`), diagnostics, the keyed `diff`, schema.
+//! - [`lint`] — rendering diagnostics: human (with snippet), JSON, GitHub annotations.
+//! - [`plan`] — rendering a keyed diff between two trees.
+//! - [`codeowners`] — CODEOWNERS from group and project roles.
+//! - [`token`] — random tokens, their SHA-256, constant-time comparison.
+//!
+//! Dependencies point one way: `config` depends on nothing else here; everything else
+//! depends on `config`. `src/main.rs` only parses arguments and maps results to exit codes.
+
+pub mod codeowners;
+pub mod config;
+pub mod lint;
+pub mod plan;
+pub mod token;

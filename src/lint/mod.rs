@@ -1,0 +1,174 @@
+//! Rendering diagnostics for people and machines: human (with a source snippet), JSON, and
+//! GitHub Actions annotations.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use crate::config::{Diagnostic, Level, Sources};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+/// Render all diagnostics in `format`. Human and GitHub output end with a summary line.
+/// `files` is how many files were checked, for the summary line.
+pub fn render(diagnostics: &[Diagnostic], sources: &Sources, files: usize, format: Format) -> String {
+    match format {
+        Format::Human => human(diagnostics, sources, files),
+        Format::Json => json(diagnostics, sources, files),
+        Format::Github => github(diagnostics, sources, files),
+    }
+}
+
+pub fn counts(diagnostics: &[Diagnostic]) -> (usize, usize) {
+    let errors = diagnostics.iter().filter(|d| d.level == Level::Error).count();
+    (errors, diagnostics.len() - errors)
+}
+
+fn summary(diagnostics: &[Diagnostic], files: usize) -> String {
+    let (errors, warnings) = counts(diagnostics);
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    format!("{}, {} in {}\n", plural(errors, "error"), plural(warnings, "warning"), plural(files, "file"))
+}
+
+/// `path:line:col` of a diagnostic, or `-` when it has no file.
+fn place(d: &Diagnostic, sources: &Sources) -> String {
+    match d.location {
+        Some(l) => format!("{}:{}:{}", sources.get(l.file).path.display(), l.line, l.col),
+        None => "-".into(),
+    }
+}
+
+fn human(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        let _ = writeln!(out, "{}: {}[{}]: {}", place(d, sources), d.level.as_str(), d.rule, d.message);
+        if let Some(l) = d.location {
+            if let Some(line) = sources.get(l.file).text.lines().nth(l.line as usize - 1) {
+                let number = l.line.to_string();
+                let pad = " ".repeat(number.len());
+                let before: String = line.chars().take(l.col as usize - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+                let width = token_width(line, l.col as usize - 1);
+                let _ = writeln!(out, "{pad} |\n{number} | {line}\n{pad} | {before}{}", "^".repeat(width));
+            }
+        }
+        if let Some(hint) = &d.hint {
+            let _ = writeln!(out, "  = hint: {hint}");
+        }
+        out.push('\n');
+    }
+    out.push_str(&summary(diagnostics, files));
+    out
+}
+
+/// Width of the YAML token starting at character `start`: a quoted string, or a plain
+/// scalar up to the next flow indicator or comment.
+fn token_width(line: &str, start: usize) -> usize {
+    let rest: Vec<char> = line.chars().skip(start).collect();
+    let width = match rest.first() {
+        Some(&q @ ('"' | '\'')) => rest.iter().skip(1).position(|&c| c == q).map_or(rest.len(), |p| p + 2),
+        Some(_) => {
+            let end = rest.iter().position(|&c| matches!(c, ',' | ']' | '}' | '#')).unwrap_or(rest.len());
+            let token: String = rest[..end].iter().collect();
+            token.trim_end().chars().count()
+        }
+        None => 1,
+    };
+    width.max(1)
+}
+
+fn json(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String {
+    let (errors, warnings) = counts(diagnostics);
+    let items: Vec<_> = diagnostics
+        .iter()
+        .map(|d| {
+            let (file, line, col) = match d.location {
+                Some(l) => (Some(sources.get(l.file).path.display().to_string()), Some(l.line), Some(l.col)),
+                None => (None, None, None),
+            };
+            json!({ "severity": d.level, "rule": d.rule, "file": file, "line": line, "column": col, "message": d.message, "hint": d.hint })
+        })
+        .collect();
+    let doc = json!({ "diagnostics": items, "errors": errors, "warnings": warnings, "files": files });
+    format!("{}\n", serde_json::to_string_pretty(&doc).unwrap_or_default())
+}
+
+/// GitHub workflow commands: `::error file=…,line=…,col=…,title=…::message`.
+fn github(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String {
+    let data = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+    let property = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
+    let mut out = String::new();
+    for d in diagnostics {
+        let mut props = Vec::new();
+        if let Some(l) = d.location {
+            props.push(format!("file={}", property(&sources.get(l.file).path.display().to_string())));
+            props.push(format!("line={}", l.line));
+            props.push(format!("col={}", l.col));
+        }
+        props.push(format!("title={}", property(d.rule)));
+        let message = match &d.hint {
+            Some(h) => format!("{} ({h})", d.message),
+            None => d.message.clone(),
+        };
+        let _ = writeln!(out, "::{} {}::{}", d.level.as_str(), props.join(","), data(&message));
+    }
+    out.push_str(&summary(diagnostics, files));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::diagnostic::{FileId, Location, SourceFile};
+
+    fn sample() -> (Vec<Diagnostic>, Sources) {
+        let mut sources = Sources::default();
+        sources.add(SourceFile { path: "servers.yaml".into(), text: "kind: Server\npolicy: linux-defualt # typo\n".into() });
+        let d = Diagnostic {
+            level: Level::Error,
+            rule: "unknown-reference",
+            location: Some(Location { file: FileId(0), line: 2, col: 9 }),
+            message: "unknown policy `linux-defualt`".into(),
+            hint: Some("did you mean `linux-default`?".into()),
+        };
+        (vec![d], sources)
+    }
+
+    #[test]
+    fn human_output_marks_the_offending_token() {
+        let (d, s) = sample();
+        let out = render(&d, &s, 1, Format::Human);
+        assert!(out.starts_with("servers.yaml:2:9: error[unknown-reference]: unknown policy `linux-defualt`\n"), "{out}");
+        assert!(out.contains("2 | policy: linux-defualt # typo\n  |         ^^^^^^^^^^^^^\n"), "{out}");
+        assert!(out.contains("= hint: did you mean `linux-default`?"));
+        assert!(out.ends_with("1 error, 0 warnings in 1 file\n"));
+    }
+
+    #[test]
+    fn github_annotations_escape_properties_and_data() {
+        let (mut d, s) = sample();
+        d[0].message = "a, b: 100%\nnext".into();
+        let out = render(&d, &s, 1, Format::Github);
+        assert!(
+            out.starts_with(
+                "::error file=servers.yaml,line=2,col=9,title=unknown-reference::a, b: 100%25%0Anext (did you mean `linux-default`?)\n"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn json_output_has_every_field() {
+        let (d, s) = sample();
+        let v: serde_json::Value = serde_json::from_str(&render(&d, &s, 1, Format::Json)).unwrap();
+        assert_eq!(v["errors"], 1);
+        assert_eq!(v["diagnostics"][0]["file"], "servers.yaml");
+        assert_eq!(v["diagnostics"][0]["line"], 2);
+        assert_eq!(v["diagnostics"][0]["column"], 9);
+        assert_eq!(v["diagnostics"][0]["severity"], "error");
+    }
+}

@@ -1,0 +1,189 @@
+//! The `watchkeeper` command line: parse arguments, call the library, map to exit codes
+//! (0 clean, 1 problems found, 2 usage or I/O error).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+use watchkeeper::config::{self, Library, Loaded, load};
+use watchkeeper::lint::{self, Format};
+use watchkeeper::{codeowners, plan, token};
+
+#[derive(Parser)]
+#[command(name = "watchkeeper", version, about = "Infrastructure monitoring as code")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(clap::Args)]
+struct LibraryArgs {
+    /// A directory of shared AlertPolicy files to use instead of the built-in library.
+    #[arg(long, value_name = "DIR")]
+    policies: Option<PathBuf>,
+}
+
+impl LibraryArgs {
+    fn library(&self) -> Library {
+        self.policies.clone().map_or(Library::Builtin, Library::Dir)
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a configuration tree: schema, references and policy rules.
+    Lint {
+        /// The tree to check.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+        #[command(flatten)]
+        library: LibraryArgs,
+    },
+    /// Show what changes between two trees, object by object.
+    Plan {
+        /// The tree before the change: a directory, or a git revision of the repository holding DIR.
+        #[arg(long, value_name = "REV|DIR")]
+        base: String,
+        /// The tree after the change.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: PlanFormat,
+        #[command(flatten)]
+        library: LibraryArgs,
+    },
+    /// Write JSON Schema for every kind.
+    Schema {
+        #[arg(long, default_value = "schema")]
+        out: PathBuf,
+    },
+    /// Print a CODEOWNERS file derived from group and project roles.
+    Codeowners {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        library: LibraryArgs,
+    },
+    /// Make a new random API or ingest token and print its sha256 line for the YAML.
+    Token,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PlanFormat {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn require_dir(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    Ok(())
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Lint { dir, format, deny_warnings, library } => {
+            require_dir(&dir)?;
+            let loaded = config::load_dir(&dir, &library.library());
+            print!("{}", lint::render(&loaded.diagnostics, &loaded.sources, loaded.tree_files, format));
+            let (errors, warnings) = lint::counts(&loaded.diagnostics);
+            Ok(if errors > 0 || (deny_warnings && warnings > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Cmd::Plan { base, dir, format, library } => {
+            require_dir(&dir)?;
+            let library = library.library();
+            let new = config::load_dir(&dir, &library);
+            let old = if Path::new(&base).is_dir() {
+                config::load_dir(Path::new(&base), &library)
+            } else {
+                let mut diags = config::Diagnostics::default();
+                let sources = load::read_git(&dir, &base, &mut diags).with_context(|| format!("reading revision `{base}`"))?;
+                config::finish(sources, &library, diags)
+            };
+            if report_errors("base", &old) | report_errors("change", &new) {
+                return Ok(ExitCode::from(1));
+            }
+            let entries = config::diff::diff(&old.config, &new.config);
+            match format {
+                PlanFormat::Human => print!("{}", plan::human(&entries)),
+                PlanFormat::Json => print!("{}", plan::json(&entries)),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Schema { out } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (name, text) in config::schema::files() {
+                let path = out.join(&name);
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            }
+            eprintln!("wrote JSON Schema for every kind to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Codeowners { dir, library } => {
+            require_dir(&dir)?;
+            let loaded = config::load_dir(&dir, &library.library());
+            if report_errors("tree", &loaded) {
+                return Ok(ExitCode::from(1));
+            }
+            let prefix = git_prefix(&dir);
+            let owners = codeowners::generate(&loaded.config, &loaded.sources, &prefix);
+            print!("{}", owners.text);
+            if !owners.missing_handles.is_empty() {
+                let names: Vec<_> = owners.missing_handles.into_iter().collect();
+                eprintln!("warning: no `github` handle for {}; they own files but cannot be named in CODEOWNERS", names.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Token => {
+            let token = token::generate().context("reading the system's random source")?;
+            println!("{token}");
+            println!("token_sha256: {}", token::sha256_hex(&token));
+            eprintln!("Give the first line to the user or agent; it is shown once and stored nowhere.");
+            eprintln!("Paste the second into the User (as ingest_key_sha256 for a Project's agents).");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Print a tree's errors to stderr; true when it has any.
+fn report_errors(which: &str, loaded: &Loaded) -> bool {
+    if !loaded.has_errors() {
+        return false;
+    }
+    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.level == config::Level::Error).cloned().collect();
+    eprintln!("the {which} tree has errors; run `watchkeeper lint` on it:");
+    eprint!("{}", lint::render(&errors, &loaded.sources, loaded.tree_files, Format::Human));
+    true
+}
+
+/// The tree's path inside its git repository ("" when it is the root or not in git).
+fn git_prefix(dir: &Path) -> String {
+    Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--show-prefix"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
