@@ -71,6 +71,21 @@ fn token_width(line: &str, start: usize) -> usize {
     let rest: Vec<char> = line.chars().skip(start).collect();
     let width = match rest.first() {
         Some(&q @ ('"' | '\'')) => rest.iter().skip(1).position(|&c| c == q).map_or(rest.len(), |p| p + 2),
+        Some(&open @ ('{' | '[')) => {
+            // A flow collection: up to its matching bracket on this line.
+            let close = if open == '{' { '}' } else { ']' };
+            let mut depth = 0usize;
+            rest.iter()
+                .position(|&c| {
+                    if c == open {
+                        depth += 1;
+                    } else if c == close {
+                        depth -= 1;
+                    }
+                    depth == 0
+                })
+                .map_or(rest.len(), |p| p + 1)
+        }
         Some(_) => {
             let end = rest.iter().position(|&c| matches!(c, ',' | ']' | '}' | '#')).unwrap_or(rest.len());
             let token: String = rest[..end].iter().collect();
@@ -146,6 +161,14 @@ mod tests {
         assert!(out.contains("2 | policy: linux-defualt # typo\n  |         ^^^^^^^^^^^^^\n"), "{out}");
         assert!(out.contains("= hint: did you mean `linux-default`?"));
         assert!(out.ends_with("1 error, 0 warnings in 1 file\n"));
+    }
+
+    #[test]
+    fn flow_collections_are_underlined_to_their_closing_bracket() {
+        assert_eq!(token_width("- { event_log: { log: System, id: 7 }, severity: fatal }", 2), 54);
+        assert_eq!(token_width("  event_log: { log: System, id: 7 }, x", 13), 22);
+        assert_eq!(token_width("ports: [1, [2]]", 7), 8);
+        assert_eq!(token_width("name: web-01 # comment", 6), 6);
     }
 
     #[test]
