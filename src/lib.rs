@@ -12,10 +12,12 @@
 //! - [`plan`] — rendering a keyed diff between two trees.
 //! - [`codeowners`] — CODEOWNERS from group and project roles.
 //! - [`token`] — random tokens, their SHA-256, constant-time comparison.
+//! - [`alert`] — the pure alert state machine (pending → firing → resolved, counted, events).
 //!
 //! Dependencies point one way: `config` depends on nothing else here; everything else
 //! depends on `config`. `src/main.rs` only parses arguments and maps results to exit codes.
 
+pub mod alert;
 pub mod codeowners;
 pub mod config;
 pub mod lint;
