@@ -43,6 +43,9 @@ enum Cmd {
         /// Exit 1 on warnings too.
         #[arg(long)]
         deny_warnings: bool,
+        /// Print every rule id with its level and what it checks, then exit.
+        #[arg(long)]
+        list_rules: bool,
         #[command(flatten)]
         library: LibraryArgs,
     },
@@ -101,10 +104,16 @@ fn require_dir(dir: &Path) -> Result<()> {
 
 fn run(cmd: Cmd) -> Result<ExitCode> {
     match cmd {
-        Cmd::Lint { dir, format, deny_warnings, library } => {
+        Cmd::Lint { list_rules: true, .. } => {
+            let rules: String =
+                config::diagnostic::RULES.iter().map(|r| format!("{:<20} {:<8} {}\n", r.id, r.level.as_str(), r.summary)).collect();
+            out(&rules);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Lint { dir, format, deny_warnings, library, .. } => {
             require_dir(&dir)?;
             let loaded = config::load_dir(&dir, &library.library());
-            print!("{}", lint::render(&loaded.diagnostics, &loaded.sources, loaded.tree_files, format));
+            out(&lint::render(&loaded.diagnostics, &loaded.sources, loaded.tree_files, format));
             let (errors, warnings) = lint::counts(&loaded.diagnostics);
             Ok(if errors > 0 || (deny_warnings && warnings > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
@@ -124,8 +133,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
             let entries = config::diff::diff(&old.config, &new.config);
             match format {
-                PlanFormat::Human => print!("{}", plan::human(&entries)),
-                PlanFormat::Json => print!("{}", plan::json(&entries)),
+                PlanFormat::Human => out(&plan::human(&entries)),
+                PlanFormat::Json => out(&plan::json(&entries)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -146,7 +155,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
             let prefix = git_prefix(&dir);
             let owners = codeowners::generate(&loaded.config, &loaded.sources, &prefix);
-            print!("{}", owners.text);
+            out(&owners.text);
             if !owners.missing_handles.is_empty() {
                 let names: Vec<_> = owners.missing_handles.into_iter().collect();
                 eprintln!("warning: no `github` handle for {}; they own files but cannot be named in CODEOWNERS", names.join(", "));
@@ -155,13 +164,18 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Token => {
             let token = token::generate().context("reading the system's random source")?;
-            println!("{token}");
-            println!("token_sha256: {}", token::sha256_hex(&token));
+            out(&format!("{token}\ntoken_sha256: {}\n", token::sha256_hex(&token)));
             eprintln!("Give the first line to the user or agent; it is shown once and stored nowhere.");
             eprintln!("Paste the second into the User (as ingest_key_sha256 for a Project's agents).");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Write to stdout; a closed pipe (`watchkeeper lint | head`) is not an error worth a panic.
+fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// Print a tree's errors to stderr; true when it has any.

@@ -37,8 +37,14 @@ pub enum Phase {
     #[default]
     Inactive,
     /// The condition holds but has not held long enough (or often enough) to fire.
-    Pending { since_ms: i64, severity: Severity },
-    Firing { since_ms: i64, severity: Severity },
+    Pending {
+        since_ms: i64,
+        severity: Severity,
+    },
+    Firing {
+        since_ms: i64,
+        severity: Severity,
+    },
 }
 
 /// Everything the machine remembers about one alert instance; persisted by the store so a
@@ -58,11 +64,22 @@ pub struct AlertState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "transition", rename_all = "lowercase")]
 pub enum Transition {
-    Fired { severity: Severity, since_ms: i64 },
-    Escalated { from: Severity, to: Severity },
-    Resolved { since_ms: i64, severity: Severity },
+    Fired {
+        severity: Severity,
+        since_ms: i64,
+    },
+    Escalated {
+        from: Severity,
+        to: Severity,
+    },
+    Resolved {
+        since_ms: i64,
+        severity: Severity,
+    },
     /// An event rule's event, not rate-limited.
-    Event { severity: Severity },
+    Event {
+        severity: Severity,
+    },
 }
 
 impl AlertState {

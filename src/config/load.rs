@@ -282,25 +282,29 @@ pub fn parse(sources: &Sources, diags: &mut Diagnostics) -> Vec<Doc<RawObject>> 
 
 /// Split a YAML stream at its document markers. A `---` or `...` at column 0 is always a
 /// marker in YAML (never content), so splitting by lines is exact. Documents holding only
-/// comments and blank lines are dropped. Yields (first line, text).
+/// comments and blank lines are dropped. Yields (first line, text), each text starting at its
+/// document's first line of content.
 pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
     let is_marker = |line: &str, m: &str| line.strip_prefix(m).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r']));
     let mut out = Vec::new();
     let mut start = 0usize;
     let mut start_line = 1u32;
     let mut offset = 0usize;
-    let mut line_no = 1u32;
-    fn push<'t>(text: &'t str, from: usize, to: usize, first: u32, out: &mut Vec<(u32, &'t str)>) {
-        let chunk = &text[from..to];
-        let has_content = chunk.lines().any(|l| {
-            let t = l.trim();
-            !t.is_empty() && !t.starts_with('#') && !(t.starts_with("---") && t[3..].trim_start().starts_with('#')) && t != "---"
-        });
-        if has_content {
-            out.push((first, chunk));
+    // A document starts at its first line of content, not at its `---` or a leading comment,
+    // so that diagnostics about the document itself (no `kind`) point at the document.
+    fn push<'t>(text: &'t str, mut from: usize, to: usize, mut first: u32, out: &mut Vec<(u32, &'t str)>) {
+        for line in text[from..to].split_inclusive('\n') {
+            let t = line.trim();
+            let bare_marker = t.strip_prefix("---").map(str::trim_start).is_some_and(|rest| rest.is_empty() || rest.starts_with('#'));
+            if !(t.is_empty() || t.starts_with('#') || bare_marker) {
+                out.push((first, &text[from..to]));
+                return;
+            }
+            from += line.len();
+            first += 1;
         }
     }
-    for line in text.split_inclusive('\n') {
+    for (line_no, line) in (1u32..).zip(text.split_inclusive('\n')) {
         let bare = line.trim_end_matches(['\n', '\r']);
         if is_marker(bare, "---") {
             push(text, start, offset, start_line, &mut out);
@@ -312,7 +316,6 @@ pub fn split_documents(text: &str) -> Vec<(u32, &str)> {
             start_line = line_no + 1;
         }
         offset += line.len();
-        line_no += 1;
     }
     push(text, start, text.len(), start_line, &mut out);
     out
@@ -362,7 +365,7 @@ fn parse_document(doc: &Doc<()>, text: &str, diags: &mut Diagnostics) -> Option<
                 return None;
             }
             Err(e) => {
-                report_yaml_error(doc, &e, diags);
+                report_yaml_error(doc, text, &e, diags);
                 return None;
             }
         },
@@ -392,14 +395,14 @@ fn parse_document(doc: &Doc<()>, text: &str, diags: &mut Diagnostics) -> Option<
     match result {
         Ok(obj) => Some(obj),
         Err(e) => {
-            report_yaml_error(doc, &e, diags);
+            report_yaml_error(doc, text, &e, diags);
             None
         }
     }
 }
 
 /// Turn a serde-saphyr error into a diagnostic with a rule id and an absolute position.
-fn report_yaml_error(doc: &Doc<()>, error: &serde_saphyr::Error, diags: &mut Diagnostics) {
+fn report_yaml_error(doc: &Doc<()>, text: &str, error: &serde_saphyr::Error, diags: &mut Diagnostics) {
     use serde_saphyr::Error as E;
     let error = match error.without_snippet() {
         E::AliasError { error, .. } => error.without_snippet(),
@@ -417,7 +420,12 @@ fn report_yaml_error(doc: &Doc<()>, error: &serde_saphyr::Error, diags: &mut Dia
             diags.error("unknown-field", location, format!("unknown field `{field}`")).with_hint(hint);
         }
         E::SerdeMissingField { field, .. } => {
-            diags.error("missing-field", location, format!("missing required field `{field}`"));
+            // serde-saphyr places a missing field at the mapping's last key; point at the mapping.
+            let location = error.location().map(|l| {
+                let (line, col) = mapping_start(text, l.line() as u32, l.column() as u32);
+                doc.loc(line, col)
+            });
+            diags.error("missing-field", location.or(doc.start()), format!("missing required field `{field}`"));
         }
         E::DuplicateMappingKey { key, .. } => {
             let key = key.as_deref().unwrap_or("?");
@@ -444,8 +452,58 @@ fn report_yaml_error(doc: &Doc<()>, error: &serde_saphyr::Error, diags: &mut Dia
         | E::AliasReplayStackDepthExceeded { .. } => {
             diags.error("yaml-limit", location, format!("YAML refused: {message}"));
         }
+        // The parser's own nesting limit, hit before the depth budget on deeply nested flow collections.
+        E::ExternalMessage { source, .. }
+            if matches!(&**source, serde_saphyr::ExternalMessageSource::Parser(e)
+                if matches!(e.kind(), serde_saphyr::granit_parser::ErrorKind::RecursionLimitExceeded)) =>
+        {
+            diags.error("yaml-limit", location, format!("YAML refused: nesting too deep ({message})"));
+        }
         _ => {
             diags.error("yaml-syntax", location, message);
         }
     }
+}
+
+/// The first key of the mapping that holds the key at (`line`, `col`) (1-based, in
+/// characters): the `{` of a flow mapping on that line, else the topmost key of the block
+/// mapping at that indentation. Falls back to (`line`, `col`) when the shape is unclear.
+fn mapping_start(text: &str, line: u32, col: u32) -> (u32, u32) {
+    if line == 0 || col == 0 {
+        return (line, col);
+    }
+    let lines: Vec<Vec<char>> = text.lines().map(|l| l.chars().collect()).collect();
+    let (row, key) = (line as usize - 1, col as usize - 1);
+    let Some(this) = lines.get(row).filter(|l| key <= l.len()) else { return (line, col) };
+    if this[..key].iter().rev().find(|c| !c.is_whitespace()).is_some_and(|c| matches!(c, '{' | ',')) {
+        // A flow mapping: its unclosed `{` before the key, if it opens on this line.
+        let mut depth = 0;
+        for i in (0..key).rev() {
+            match this[i] {
+                '}' | ']' => depth += 1,
+                '{' if depth == 0 => return (line, i as u32 + 1),
+                '{' | '[' => depth -= 1,
+                _ => {}
+            }
+        }
+        return (line, col);
+    }
+    let mut first = (line, col);
+    for i in (0..=row).rev() {
+        let l = &lines[i];
+        let Some(indent) = l.iter().position(|c| !c.is_whitespace()) else { continue };
+        if l[indent] == '#' || indent > key {
+            continue;
+        }
+        if indent == key {
+            first = (i as u32 + 1, col);
+            continue;
+        }
+        // `- key:` opens a mapping inside a block sequence item.
+        if l[indent] == '-' && key > indent + 1 && l[indent + 1..key].iter().all(|c| c.is_whitespace()) {
+            first = (i as u32 + 1, col);
+        }
+        break;
+    }
+    first
 }

@@ -9,7 +9,6 @@ use super::raw;
 fn kind_schema<T: JsonSchema>(kind: &str) -> Value {
     let mut schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or(Value::Null);
     pin_kind(&mut schema, kind);
-    schema["$id"] = json!(format!("{}.json", kind.to_ascii_lowercase()));
     schema
 }
 
@@ -53,7 +52,6 @@ pub fn all() -> Vec<(String, Value)> {
     }
     let combined = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "watchkeeper.json",
         "title": "watchkeeper configuration document",
         "description": "Any watchkeeper document; `kind` selects which.",
         "oneOf": refs,

@@ -47,14 +47,14 @@ fn human(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String 
     let mut out = String::new();
     for d in diagnostics {
         let _ = writeln!(out, "{}: {}[{}]: {}", place(d, sources), d.level.as_str(), d.rule, d.message);
-        if let Some(l) = d.location {
-            if let Some(line) = sources.get(l.file).text.lines().nth(l.line as usize - 1) {
-                let number = l.line.to_string();
-                let pad = " ".repeat(number.len());
-                let before: String = line.chars().take(l.col as usize - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
-                let width = token_width(line, l.col as usize - 1);
-                let _ = writeln!(out, "{pad} |\n{number} | {line}\n{pad} | {before}{}", "^".repeat(width));
-            }
+        if let Some(l) = d.location
+            && let Some(line) = sources.get(l.file).text.lines().nth(l.line as usize - 1)
+        {
+            let number = l.line.to_string();
+            let pad = " ".repeat(number.len());
+            let before: String = line.chars().take(l.col as usize - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+            let width = token_width(line, l.col as usize - 1);
+            let _ = writeln!(out, "{pad} |\n{number} | {line}\n{pad} | {before}{}", "^".repeat(width));
         }
         if let Some(hint) = &d.hint {
             let _ = writeln!(out, "  = hint: {hint}");

@@ -1,0 +1,244 @@
+//! The commands around the configuration tree, run as a user would: schema, examples,
+//! plan between git commits, codeowners, token.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_watchkeeper"))
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+}
+
+fn examples() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        fs::read_dir(repo_root().join("examples")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn committed_schema_matches_the_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin().args(["schema", "--out"]).arg(tmp.path()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let committed = repo_root().join("schema");
+    let mut generated: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    generated.sort();
+    let mut existing: Vec<_> = fs::read_dir(&committed).unwrap().map(|e| e.unwrap().file_name()).collect();
+    existing.sort();
+    assert_eq!(generated, existing, "schema/ has other files than `watchkeeper schema` writes");
+    for name in generated {
+        let fresh = fs::read_to_string(tmp.path().join(&name)).unwrap();
+        let old = fs::read_to_string(committed.join(&name)).unwrap();
+        assert!(fresh == old, "schema/{} is stale: run `cargo run -- schema --out schema`", name.to_string_lossy());
+    }
+}
+
+fn yaml_documents(path: &Path) -> Vec<serde_json::Value> {
+    let text = fs::read_to_string(path).unwrap();
+    serde_saphyr::from_multiple::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+}
+
+fn combined_schema() -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(repo_root().join("schema/watchkeeper.json")).unwrap()).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+#[test]
+fn examples_lint_clean_and_validate_against_the_schema() {
+    let validator = combined_schema();
+    let dirs = examples();
+    assert!(dirs.len() >= 3, "expected quickstart, hosting and organisation");
+    for dir in dirs {
+        let out = bin().arg("lint").arg(&dir).arg("--deny-warnings").output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}:\n{}", dir.display(), stdout(&out));
+        let mut files = Vec::new();
+        yaml_files(&dir, &mut files);
+        for file in files {
+            for doc in yaml_documents(&file) {
+                let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "{} does not match schema/watchkeeper.json: {errors:?}", file.display());
+            }
+        }
+    }
+    let mut policies = Vec::new();
+    yaml_files(&repo_root().join("policies"), &mut policies);
+    for file in policies {
+        for doc in yaml_documents(&file) {
+            assert!(validator.is_valid(&doc), "{}", file.display());
+        }
+    }
+}
+
+#[test]
+fn schema_rejects_unknown_fields_and_kinds_like_lint() {
+    let validator = combined_schema();
+    let server = serde_json::json!({ "kind": "Server", "name": "web-01", "project": "shop", "host": "10.0.0.1" });
+    assert!(validator.is_valid(&server));
+    let mut typo = server.clone();
+    typo["polcy"] = serde_json::json!("linux-default");
+    assert!(!validator.is_valid(&typo));
+    let mut unknown = server.clone();
+    unknown["kind"] = serde_json::json!("Sever");
+    assert!(!validator.is_valid(&unknown));
+}
+
+fn quickstart_repo() -> (tempfile::TempDir, PathBuf) {
+    let repo = tempfile::tempdir().unwrap();
+    let tree = repo.path().join("monitoring");
+    copy_tree(&repo_root().join("examples/quickstart"), &tree);
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-qm", "base"]);
+    (repo, tree)
+}
+
+#[test]
+fn plan_between_two_git_commits_lists_added_changed_and_removed() {
+    let (repo, tree) = quickstart_repo();
+    let project = tree.join("project.yaml");
+    let text = fs::read_to_string(&project).unwrap();
+    let text = text.replace("interval: 1m", "interval: 5m");
+    let text = format!("{text}---\nkind: Server\nname: web-02\nproject: shop\nhost: 203.0.113.11\npolicy: web-server\n");
+    fs::write(&project, text).unwrap();
+    fs::write(tree.join("people.yaml"), fs::read_to_string(tree.join("people.yaml")).unwrap().replace("name: Bob Lee", "name: Robert Lee"))
+        .unwrap();
+    git(repo.path(), &["commit", "-qam", "change"]);
+
+    let out = bin().args(["plan", "--base", "HEAD~1"]).arg(&tree).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("Plan: 1 to add, 2 to change, 0 to remove.\n"), "{text}");
+    assert!(text.contains("project shop\n"), "{text}");
+    assert!(text.contains("  ~ PortMonitor web-01-ports\n      interval: \"1m\" → \"5m\"\n"), "{text}");
+    assert!(text.contains("  + Server web-02\n"), "{text}");
+    assert!(text.contains("  ~ User bob@example.com\n      name: \"Bob Lee\" → \"Robert Lee\"\n"), "{text}");
+
+    // The working tree against itself: nothing to do.
+    let out = bin().args(["plan", "--base", "HEAD"]).arg(&tree).output().unwrap();
+    assert!(stdout(&out).contains("Plan: 0 to add, 0 to change, 0 to remove."), "{}", stdout(&out));
+
+    // JSON, and a directory as the base (removal the other way round).
+    let base = tempfile::tempdir().unwrap();
+    copy_tree(&tree, base.path());
+    fs::write(base.path().join("extra.yaml"), "kind: User\nemail: eve@example.com\nname: Eve\n").unwrap();
+    let out = bin().args(["plan", "--format", "json", "--base"]).arg(base.path()).arg(&tree).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["removed"], 1);
+    assert_eq!(v["changes"][0]["kind"], "User");
+    assert_eq!(v["changes"][0]["name"], "eve@example.com");
+    assert_eq!(v["changes"][0]["change"], "removed");
+}
+
+#[test]
+fn plan_refuses_a_broken_tree_and_an_unknown_revision() {
+    let (repo, tree) = quickstart_repo();
+    let project = tree.join("project.yaml");
+    fs::write(&project, fs::read_to_string(&project).unwrap().replace("policy: database", "policy: databse")).unwrap();
+    let out = bin().args(["plan", "--base", "HEAD"]).arg(&tree).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown policy `databse`"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did you mean `database`?"), "{}", stderr(&out));
+
+    let out = bin().args(["plan", "--base", "no-such-branch"]).arg(&tree).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no-such-branch"), "{}", stderr(&out));
+    drop(repo);
+}
+
+#[test]
+fn codeowners_from_group_and_project_roles() {
+    let tree = tempfile::tempdir().unwrap();
+    let root = tree.path();
+    fs::create_dir_all(root.join("groups")).unwrap();
+    fs::create_dir_all(root.join("projects/shop")).unwrap();
+    fs::write(
+        root.join("users.yaml"),
+        "kind: User\nemail: alice@example.com\nname: Alice\ngithub: alice\n---\nkind: User\nemail: bob@example.com\nname: Bob\n---\n\
+         kind: User\nemail: dave@example.com\nname: Dave\ngithub: '@dave'\n---\nkind: User\nemail: carol@example.com\nname: Carol\ngithub: carol\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("groups/platform.yaml"),
+        "kind: Group\nname: platform\nowner: alice@example.com\nadmins: [bob@example.com]\nusers: [carol@example.com]\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("projects/shop/project.yaml"),
+        "kind: Project\nname: shop\ngroup: platform\nchannels: []\nmembers:\n  - { user: dave@example.com, role: admin }\n  - { user: carol@example.com, role: user }\n",
+    )
+    .unwrap();
+    let out = bin().arg("codeowners").arg(root).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\n/groups/platform.yaml @alice\n"), "{text}");
+    assert!(text.contains("\n/projects/shop/ @alice @dave\n"), "{text}");
+    assert!(!text.contains("carol"), "a role of user owns nothing: {text}");
+    assert!(stderr(&out).contains("bob@example.com"), "users without a handle are named: {}", stderr(&out));
+}
+
+#[test]
+fn token_prints_a_token_and_its_sha256_line() {
+    let out = bin().arg("token").output().unwrap();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let mut lines = text.lines();
+    let token = lines.next().unwrap();
+    let hash = lines.next().unwrap().strip_prefix("token_sha256: ").unwrap();
+    assert!(token.starts_with("wk_") && token.len() > 40, "{token}");
+    assert_eq!(hash, watchkeeper::token::sha256_hex(token));
+    let again = stdout(&bin().arg("token").output().unwrap());
+    assert_ne!(again.lines().next().unwrap(), token, "tokens are random");
+}
