@@ -113,7 +113,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Lint { dir, format, deny_warnings, library, .. } => {
             require_dir(&dir)?;
             let loaded = config::load_dir(&dir, &library.library());
-            out(&lint::render(&loaded.diagnostics, &loaded.sources, loaded.tree_files, format));
+            out(&lint::render(&loaded.diagnostics, &loaded.sources, loaded.sources.tree_files, format));
             let (errors, warnings) = lint::counts(&loaded.diagnostics);
             Ok(if errors > 0 || (deny_warnings && warnings > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
@@ -185,7 +185,7 @@ fn report_errors(which: &str, loaded: &Loaded) -> bool {
     }
     let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.level == config::Level::Error).cloned().collect();
     eprintln!("the {which} tree has errors; run `watchkeeper lint` on it:");
-    eprint!("{}", lint::render(&errors, &loaded.sources, loaded.tree_files, Format::Human));
+    eprint!("{}", lint::render(&errors, &loaded.sources, loaded.sources.tree_files, Format::Human));
     true
 }
 

@@ -164,7 +164,7 @@ pub fn compile(docs: Vec<Doc<RawObject>>, library: Vec<Doc<RawObject>>, sources:
 impl Ctx<'_> {
     fn place(&self, at: Option<Location>) -> String {
         match at {
-            Some(l) => format!("{}:{}", self.sources.get(l.file).path.display(), l.line),
+            Some(l) => format!("{}:{}", self.sources.display(l.file), l.line),
             None => "elsewhere".into(),
         }
     }
@@ -330,7 +330,7 @@ impl Ctx<'_> {
         if let Some(n) = &u.notify {
             let p = &n.value;
             notify.email = p.email.unwrap_or(true);
-            notify.sms = p.sms.unwrap_or(false);
+            notify.sms = p.sms.as_ref().is_some_and(|s| s.value);
             notify.mobile = p.mobile.unwrap_or(false);
             notify.days = p.days.clone().unwrap_or_default();
             if let Some(h) = &p.hours {
@@ -341,8 +341,8 @@ impl Ctx<'_> {
                     }
                 }
             }
-            if notify.sms && u.phone.is_none() {
-                self.diags.warning("sms-no-phone", doc.at(n), format!("user `{}` asks for SMS but has no `phone`", u.email.value));
+            if let Some(sms) = p.sms.as_ref().filter(|s| s.value && u.phone.is_none()) {
+                self.diags.warning("sms-no-phone", doc.at(sms), format!("user `{}` asks for SMS but has no `phone`", u.email.value));
             }
         }
         if notify.days.is_empty() {
@@ -996,11 +996,7 @@ impl Ctx<'_> {
             }
             (false, _) => {}
         }
-        servers
-            .iter()
-            .filter(|s| self.key_reference(doc, s, "server", &project.servers))
-            .map(|s| s.value.clone())
-            .collect()
+        servers.iter().filter(|s| self.key_reference(doc, s, "server", &project.servers)).map(|s| s.value.clone()).collect()
     }
 
     fn process_policy(&mut self, doc: &Doc<raw::ProcessPolicy>, config: &Config) -> ProcessPolicy {
@@ -1137,7 +1133,7 @@ impl Ctx<'_> {
         }
         let tags: BTreeSet<&str> = project.servers.values().flat_map(|s| s.tags.iter().map(String::as_str)).collect();
         for tag in &m.tags {
-            self.reference(doc, tag, "tag (no server in the project has it)", tags.iter().copied());
+            self.reference(doc, tag, "tag", tags.iter().copied());
         }
         let scope = if m.all {
             MaintenanceScope::All

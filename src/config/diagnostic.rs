@@ -1,6 +1,6 @@
 //! Diagnostics: what lint and serve report about a tree — severity, rule id, place, message, hint.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -56,6 +56,11 @@ pub struct SourceFile {
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     pub files: Vec<SourceFile>,
+    /// The tree's directory as the user named it; diagnostics show tree files under it, so
+    /// paths are relative to where lint ran (what editors and GitHub annotations expect).
+    pub root: PathBuf,
+    /// How many of `files` belong to the tree; the policy library's follow.
+    pub tree_files: usize,
 }
 
 impl Sources {
@@ -66,6 +71,16 @@ impl Sources {
 
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]
+    }
+
+    /// A file's path as shown in diagnostics.
+    pub fn display(&self, id: FileId) -> String {
+        let path = &self.get(id).path;
+        if (id.0 as usize) < self.tree_files && !self.root.as_os_str().is_empty() && self.root != Path::new(".") {
+            self.root.join(path).display().to_string()
+        } else {
+            path.display().to_string()
+        }
     }
 }
 
@@ -130,6 +145,7 @@ pub const RULES: &[Rule] = &[
     rule("file-too-large", Level::Error, "a file is larger than the 8 MiB limit"),
     rule("invalid-utf8", Level::Error, "a file is not valid UTF-8"),
     rule("empty-file", Level::Warning, "a YAML file holds no documents"),
+    rule("empty-tree", Level::Error, "the directory holds no configuration documents at all"),
     rule("yaml-syntax", Level::Error, "the YAML cannot be parsed"),
     rule("yaml-limit", Level::Error, "the YAML exceeds a resource budget (an alias bomb, nesting too deep)"),
     rule("missing-kind", Level::Error, "a document has no `kind`"),

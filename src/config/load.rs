@@ -92,7 +92,7 @@ pub fn is_test_file(name: &str) -> bool {
 /// Problems (unreadable files, loops, oversize, bad UTF-8) become diagnostics; the file is
 /// then skipped but the rest of the tree is still read.
 pub fn read_dir(root: &Path, diags: &mut Diagnostics) -> Sources {
-    let mut sources = Sources::default();
+    let mut sources = Sources { root: root.to_path_buf(), ..Sources::default() };
     let mut visited = HashSet::new();
     let mut paths = Vec::new();
     walk(root, root, &mut visited, &mut paths, &mut sources, diags);
@@ -206,7 +206,7 @@ pub fn read_git(dir: &Path, rev: &str, diags: &mut Diagnostics) -> Result<Source
     let prefix = prefix.trim().to_string();
     let commit = git(dir, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?;
     let listing = git(dir, &["ls-tree", "-r", "-z", "--full-tree", commit.trim(), "--", &prefix])?;
-    let mut sources = Sources::default();
+    let mut sources = Sources { root: dir.to_path_buf(), ..Sources::default() };
     let mut entries: Vec<(String, String)> = Vec::new();
     for entry in listing.split('\0').filter(|e| !e.is_empty()) {
         // "<mode> <type> <object>\t<path>"

@@ -39,8 +39,6 @@ pub enum Library {
 pub struct Loaded {
     /// The tree's files, then the policy library's.
     pub sources: Sources,
-    /// How many of `sources` belong to the tree itself.
-    pub tree_files: usize,
     pub config: Config,
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -61,6 +59,13 @@ pub fn load_dir(dir: &Path, library: &Library) -> Loaded {
 /// Compile files already read (from a git revision, say); `diags` holds what reading found.
 pub fn finish(mut sources: Sources, library: &Library, mut diags: Diagnostics) -> Loaded {
     let docs = load::parse(&sources, &mut diags);
+    if docs.is_empty() && !diags.has_errors() {
+        // Most likely lint or serve was pointed at the wrong directory; serve must never
+        // apply an empty tree (it would remove every monitor).
+        diags
+            .error("empty-tree", None, format!("no configuration documents under {}", sources.root.display()))
+            .with_hint("lint reads *.yaml and *.yml files, skipping hidden directories and *.test.yaml");
+    }
     // The library is read and parsed on its own, then appended to the tree's Sources so its
     // diagnostics render the same way: its file ids are shifted by the tree's file count.
     let mut lib_diags = Diagnostics::default();
@@ -70,6 +75,7 @@ pub fn finish(mut sources: Sources, library: &Library, mut diags: Diagnostics) -
                 .iter()
                 .map(|(name, text)| diagnostic::SourceFile { path: Path::new("<builtin>/policies").join(name), text: text.to_string() })
                 .collect(),
+            ..Sources::default()
         },
         Library::Dir(dir) => {
             let mut read = load::read_dir(dir, &mut lib_diags);
@@ -81,6 +87,7 @@ pub fn finish(mut sources: Sources, library: &Library, mut diags: Diagnostics) -
     };
     let mut library_docs = load::parse(&lib_sources, &mut lib_diags);
     let offset = sources.files.len() as u32;
+    sources.tree_files = sources.files.len();
     sources.files.extend(lib_sources.files);
     for doc in &mut library_docs {
         doc.file.0 += offset;
@@ -93,5 +100,5 @@ pub fn finish(mut sources: Sources, library: &Library, mut diags: Diagnostics) -
     }
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let config = compile::compile(docs, library_docs, &sources, now_ms, &mut diags);
-    Loaded { sources, tree_files: offset as usize, config, diagnostics: diags.into_sorted() }
+    Loaded { sources, config, diagnostics: diags.into_sorted() }
 }

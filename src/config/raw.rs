@@ -89,7 +89,7 @@ pub enum Weekday {
 /// When and how a user wants to hear about alerts. Defaults: e-mail on, SMS and mobile off, always.
 pub struct NotifyPrefs {
     pub email: Option<bool>,
-    pub sms: Option<bool>,
+    pub sms: Option<Sp<bool>>,
     /// Push through the project's mobile/webhook channel.
     pub mobile: Option<bool>,
     /// `HH:MM-HH:MM` in the project's timezone; may wrap midnight.

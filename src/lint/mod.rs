@@ -38,7 +38,7 @@ fn summary(diagnostics: &[Diagnostic], files: usize) -> String {
 /// `path:line:col` of a diagnostic, or `-` when it has no file.
 fn place(d: &Diagnostic, sources: &Sources) -> String {
     match d.location {
-        Some(l) => format!("{}:{}:{}", sources.get(l.file).path.display(), l.line, l.col),
+        Some(l) => format!("{}:{}:{}", sources.display(l.file), l.line, l.col),
         None => "-".into(),
     }
 }
@@ -102,7 +102,7 @@ fn json(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String {
         .iter()
         .map(|d| {
             let (file, line, col) = match d.location {
-                Some(l) => (Some(sources.get(l.file).path.display().to_string()), Some(l.line), Some(l.col)),
+                Some(l) => (Some(sources.display(l.file)), Some(l.line), Some(l.col)),
                 None => (None, None, None),
             };
             json!({ "severity": d.level, "rule": d.rule, "file": file, "line": line, "column": col, "message": d.message, "hint": d.hint })
@@ -120,7 +120,7 @@ fn github(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String
     for d in diagnostics {
         let mut props = Vec::new();
         if let Some(l) = d.location {
-            props.push(format!("file={}", property(&sources.get(l.file).path.display().to_string())));
+            props.push(format!("file={}", property(&sources.display(l.file))));
             props.push(format!("line={}", l.line));
             props.push(format!("col={}", l.col));
         }

@@ -80,10 +80,9 @@ pub fn run_in(args: &[&str], cwd: Option<&Path>) -> Run {
     Run { code: status.code(), stdout: out.join().expect("stdout reader"), stderr: err.join().expect("stderr reader") }
 }
 
-/// `watchkeeper lint DIR EXTRA…`.
+/// `watchkeeper lint . EXTRA…` run inside DIR, so diagnostics show tree-relative paths.
 pub fn lint(dir: &Path, extra: &[&str]) -> Run {
-    let dir = dir.to_str().expect("UTF-8 path");
-    let mut args = vec!["lint", dir];
+    let mut args = vec!["lint", "."];
     args.extend_from_slice(extra);
-    run(&args)
+    run_in(&args, Some(dir))
 }

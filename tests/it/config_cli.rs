@@ -242,3 +242,12 @@ fn token_prints_a_token_and_its_sha256_line() {
     let again = stdout(&bin().arg("token").output().unwrap());
     assert_ne!(again.lines().next().unwrap(), token, "tokens are random");
 }
+
+#[test]
+fn readme_documents_every_lint_rule() {
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    for rule in watchkeeper::config::diagnostic::RULES {
+        let row = format!("| `{}` | {} |", rule.id, rule.level.as_str());
+        assert!(readme.contains(&row), "README.md's rule table lacks `{row}`");
+    }
+}

@@ -17,7 +17,7 @@ use watchkeeper::config::load::MAX_FILE_BYTES;
 use crate::common::{self, Run};
 
 /// Rules whose input cannot be committed sensibly; the tests below generate it.
-const GENERATED: &[&str] = &["io-error", "file-too-large"];
+const GENERATED: &[&str] = &["io-error", "file-too-large", "empty-tree"];
 
 fn fixtures() -> PathBuf {
     common::repo_root().join("tests/fixtures/invalid")
@@ -417,6 +417,20 @@ fn an_empty_file_is_a_warning() {
     assert_eq!(strict.code, Some(1), "{}", strict.output());
 }
 
+#[test]
+fn a_tree_with_no_documents_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "README.md", "not configuration\n");
+    write(tmp.path(), "checks.test.yaml", "tests: []\n");
+    let run = lint_json(tmp.path(), false);
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    let v = run.json();
+    assert_eq!(v["diagnostics"][0]["rule"], "empty-tree", "{}", run.output());
+    assert_eq!(v["diagnostics"][0]["file"], serde_json::Value::Null);
+    let human = common::lint(tmp.path(), &[]);
+    assert!(human.stdout.contains("-: error[empty-tree]: no configuration documents under ."), "{}", human.output());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Output formats and exit codes
 
@@ -471,13 +485,13 @@ fn human_format_shows_the_source_line_a_caret_and_the_hint() {
 fn usage_and_io_errors_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let missing = tmp.path().join("no-such-dir");
-    let run = common::lint(&missing, &[]);
+    let run = common::run(&["lint", missing.to_str().unwrap()]);
     assert_eq!(run.code, Some(2), "{}", run.output());
     assert!(run.stderr.contains("no-such-dir"), "the error should name the directory:\n{}", run.output());
 
     let file = tmp.path().join("file.yaml");
     fs::write(&file, PEOPLE).unwrap();
-    let run = common::lint(&file, &[]);
+    let run = common::run(&["lint", file.to_str().unwrap()]);
     assert_eq!(run.code, Some(2), "{}", run.output());
 
     let run = common::lint(tmp.path(), &["--no-such-flag"]);

@@ -1,5 +1,5 @@
 //! The integration tests: one binary, one module per area.
 
 mod common;
-mod lint_rules;
 mod config_cli;
+mod lint_rules;
