@@ -260,24 +260,63 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
 
 /// Split every file into documents and deserialize each into its kind.
 pub fn parse(sources: &Sources, diags: &mut Diagnostics) -> Vec<Doc<RawObject>> {
-    let mut docs = Vec::new();
-    for (index, file) in sources.files.iter().enumerate() {
-        let id = FileId(index as u32);
-        if file.text.is_empty() && diags.items.iter().any(|d| d.location.is_some_and(|l| l.file == id)) {
-            continue; // already reported as unreadable
+    let unreadable: HashSet<FileId> = diags.items.iter().filter_map(|d| d.location.map(|l| l.file)).collect();
+    let files: Vec<(FileId, &SourceFile)> = sources
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (FileId(i as u32), f))
+        .filter(|(id, f)| !(f.text.is_empty() && unreadable.contains(id)))
+        .collect();
+    // Parsing is most of lint's time; large trees are cut into contiguous runs of files of
+    // about equal size, one per core. Results are joined in file order, so output is the same.
+    let total: usize = files.iter().map(|(_, f)| f.text.len()).sum();
+    let threads = if total < PARALLEL_PARSE_BYTES { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) };
+    let mut runs: Vec<&[(FileId, &SourceFile)]> = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (_, f)) in files.iter().enumerate() {
+        bytes += f.text.len();
+        if bytes * threads >= total * (runs.len() + 1) && runs.len() + 1 < threads {
+            runs.push(&files[start..=i]);
+            start = i + 1;
         }
-        let before = docs.len();
+    }
+    runs.push(&files[start..]);
+    let results: Vec<(Vec<Doc<RawObject>>, Diagnostics)> = if runs.len() == 1 {
+        vec![parse_files(runs[0])]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = runs.iter().map(|run| scope.spawn(|| parse_files(run))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        })
+    };
+    let mut docs = Vec::new();
+    for (run_docs, run_diags) in results {
+        docs.extend(run_docs);
+        diags.items.extend(run_diags.items);
+    }
+    docs
+}
+
+/// Below this many bytes of YAML, one thread parses everything.
+const PARALLEL_PARSE_BYTES: usize = 256 * 1024;
+
+fn parse_files(files: &[(FileId, &SourceFile)]) -> (Vec<Doc<RawObject>>, Diagnostics) {
+    let mut docs = Vec::new();
+    let mut diags = Diagnostics::default();
+    for &(id, file) in files {
+        let (docs_before, diags_before) = (docs.len(), diags.items.len());
         for (first_line, text) in split_documents(&file.text) {
             let doc = Doc { file: id, first_line, value: () };
-            if let Some(obj) = parse_document(&doc, text, diags) {
+            if let Some(obj) = parse_document(&doc, text, &mut diags) {
                 docs.push(doc.map(obj));
             }
         }
-        if docs.len() == before && !diags.items.iter().any(|d| d.location.is_some_and(|l| l.file == id)) {
+        if docs.len() == docs_before && diags.items.len() == diags_before {
             diags.warning("empty-file", Some(Location { file: id, line: 1, col: 1 }), "file holds no YAML documents");
         }
     }
-    docs
+    (docs, diags)
 }
 
 /// Split a YAML stream at its document markers. A `---` or `...` at column 0 is always a
