@@ -13,13 +13,23 @@
 //! - [`codeowners`] — CODEOWNERS from group and project roles.
 //! - [`token`] — random tokens, their SHA-256, constant-time comparison.
 //! - [`alert`] — the pure alert state machine (pending → firing → resolved, counted, events).
+//! - [`probe`] — TCP checks on schedule (I/O only).
+//! - [`store`] — SQLite / PostgreSQL: revisions, probe results, alert state and history, outbox.
+//! - [`notify`] — recipients, templates (en, ko), SMTP / SMS / webhook senders, outbox worker.
+//! - [`metrics`] — the Prometheus registry behind `/metrics`.
+//! - [`api`] — the read-only status API and its token scopes.
 //!
 //! Dependencies point one way: `config` depends on nothing else here; everything else
 //! depends on `config`. `src/main.rs` only parses arguments and maps results to exit codes.
 
 pub mod alert;
+pub mod api;
 pub mod codeowners;
 pub mod config;
 pub mod lint;
+pub mod metrics;
+pub mod notify;
 pub mod plan;
+pub mod probe;
+pub mod store;
 pub mod token;

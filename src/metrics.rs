@@ -1,0 +1,1 @@
+//! Prometheus metrics serve exposes on /metrics: probes, alerts firing, reconcile status, outbox depth.
