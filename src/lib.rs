@@ -18,18 +18,27 @@
 //! - [`notify`] — recipients, templates (en, ko), SMTP / SMS / webhook senders, outbox worker.
 //! - [`metrics`] — the Prometheus registry behind `/metrics`.
 //! - [`api`] — the read-only status API and its token scopes.
+//! - [`engine`] — the alert engine: probe results → state machine → store + outbox, one writer.
+//! - [`reconcile`] — config sources (directory watch, git poll) and the keyed-diff apply.
+//! - [`serve`] — the composition root: starts, wires and stops every task.
 //!
-//! Dependencies point one way: `config` depends on nothing else here; everything else
-//! depends on `config`. `src/main.rs` only parses arguments and maps results to exit codes.
+//! Dependencies point one way: `config` and the pure `alert` logic import no tokio, sqlx or
+//! axum; `probe`, `store`, `notify` and `api` know nothing of each other; `engine` and
+//! `reconcile` are the only modules that connect probe → alert → notify → store, and `serve`
+//! starts them. `src/main.rs` only parses arguments and maps results to exit codes.
 
 pub mod alert;
 pub mod api;
 pub mod codeowners;
 pub mod config;
+pub mod engine;
 pub mod lint;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod policy_test;
 pub mod probe;
+pub mod reconcile;
+pub mod serve;
 pub mod store;
 pub mod token;

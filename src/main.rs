@@ -6,7 +6,10 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use watchkeeper::reconcile::source::SourceSpec;
 
+use watchkeeper::config::values::Dur;
 use watchkeeper::config::{self, Library, Loaded, load};
 use watchkeeper::lint::{self, Format};
 use watchkeeper::{codeowners, plan, token};
@@ -62,6 +65,13 @@ enum Cmd {
         #[command(flatten)]
         library: LibraryArgs,
     },
+    /// Run policy unit tests: the `*.test.yaml` files under DIR against the tree in DIR.
+    Test {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        library: LibraryArgs,
+    },
     /// Write JSON Schema for every kind.
     Schema {
         #[arg(long, default_value = "schema")]
@@ -76,6 +86,57 @@ enum Cmd {
     },
     /// Make a new random API or ingest token and print its sha256 line for the YAML.
     Token,
+    /// Run the service: follow the configuration, probe, alert, notify, serve the status API.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Follow a local directory (watched, plus a periodic rescan).
+    #[arg(long, value_name = "DIR", required_unless_present = "git", conflicts_with = "git")]
+    config: Option<PathBuf>,
+    /// Follow a git repository (URL, file:// or a local path), polled.
+    #[arg(long, value_name = "URL")]
+    git: Option<String>,
+    #[arg(long, default_value = "main", requires = "git")]
+    branch: String,
+    /// The tree's folder inside the git repository.
+    #[arg(long, value_name = "DIR", requires = "git")]
+    path: Option<PathBuf>,
+    /// Where the git checkout is kept.
+    #[arg(long, value_name = "DIR", default_value = ".watchkeeper/checkout")]
+    workdir: PathBuf,
+    /// How often to fetch the git branch.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    poll: Dur,
+    /// How often to rescan the directory even without change events.
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    rescan: Dur,
+    /// sqlite://PATH (created on first run) or postgres://…
+    #[arg(long, env = "WATCHKEEPER_DB", default_value = "sqlite://watchkeeper.db")]
+    db: String,
+    #[arg(long, env = "WATCHKEEPER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Cap on TCP connects in flight.
+    #[arg(long, default_value_t = 256)]
+    max_in_flight: usize,
+    /// How long raw probe results are kept.
+    #[arg(long, default_value = "35d", value_parser = duration)]
+    retention: Dur,
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    #[command(flatten)]
+    library: LibraryArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn duration(s: &str) -> Result<Dur, String> {
+    Dur::parse(s)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -162,6 +223,17 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Serve(args) => serve(args),
+        Cmd::Test { dir, library } => {
+            require_dir(&dir)?;
+            let loaded = config::load_dir(&dir, &library.library());
+            if report_errors("tree", &loaded) {
+                return Ok(ExitCode::from(1));
+            }
+            let report = watchkeeper::policy_test::run(&dir, &loaded.config)?;
+            out(&report.text);
+            Ok(if report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
         Cmd::Token => {
             let token = token::generate().context("reading the system's random source")?;
             out(&format!("{token}\ntoken_sha256: {}\n", token::sha256_hex(&token)));
@@ -169,6 +241,80 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             eprintln!("Paste the second into the User (as ingest_key_sha256 for a Project's agents).");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    init_tracing(args.log_format);
+    let source = match (args.config, args.git) {
+        (Some(dir), _) => {
+            require_dir(&dir)?;
+            SourceSpec::Dir { dir, rescan: args.rescan.0 }
+        }
+        (None, Some(url)) => SourceSpec::Git { url, branch: args.branch, workdir: args.workdir, subdir: args.path, poll: args.poll.0 },
+        (None, None) => bail!("give --config DIR or --git URL"),
+    };
+    let admin_token_sha256 = std::env::var("WATCHKEEPER_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).map(|t| token::sha256_hex(&t));
+    let holder = format!("{}-{}", hostname(), std::process::id());
+    let options = watchkeeper::serve::ServeOptions {
+        source,
+        library: args.library.library(),
+        db_url: args.db,
+        listen: args.listen,
+        max_in_flight: args.max_in_flight.max(1),
+        retention: args.retention.0,
+        admin_token_sha256,
+        holder,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested");
+            signals.cancel();
+        });
+        watchkeeper::serve::run(options, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "watchkeeper".into())
+}
+
+/// Logs go to stderr: human-readable by default, JSON lines with `--log-format json`.
+/// `WATCHKEEPER_LOG` (e.g. `debug`, `watchkeeper=debug`) sets the filter; default `info`.
+fn init_tracing(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("WATCHKEEPER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }
 

@@ -1,1 +1,276 @@
 //! Prometheus metrics serve exposes on /metrics: probes, alerts firing, reconcile status, outbox depth.
+//!
+//! One [`Metrics`] per serve, shared as `Arc<Metrics>`: the engine records into it, the API
+//! renders it. Label sets of a removed monitor are removed too ([`Metrics::forget_monitor`]),
+//! so a long-running serve does not report monitors its configuration no longer has.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The `result` label values of `watchkeeper_probes_total`: `ok`, or a probe's error kind.
+pub const PROBE_RESULTS: &[&str] = &["ok", "refused", "timeout", "unreachable", "dns", "unapproved", "other"];
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The Content-Type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric serve exports, in one registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    probes: Family<Labels, Counter>,
+    probe_duration: Histogram,
+    alerts_firing: Family<Labels, Gauge>,
+    last_applied: Gauge<f64, AtomicU64>,
+    rejected: Counter,
+    revision_info: Family<Labels, Gauge>,
+    reconcile_status: Gauge,
+    outbox_depth: Gauge,
+    notifications: Family<Labels, Counter>,
+    /// The revision whose `watchkeeper_revision_info` label set is present, to remove it when
+    /// the next one is applied.
+    current_revision: Mutex<Option<String>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let probes = Family::<Labels, Counter>::default();
+        // Counters get their `_total` suffix from the encoder.
+        registry.register("watchkeeper_probes", "TCP checks by project, monitor and result", probes.clone());
+        // 1 ms … ~16 s: loopback connects to timeouts.
+        let probe_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register("watchkeeper_probe_duration_seconds", "Time a TCP check took", probe_duration.clone());
+        let alerts_firing = Family::<Labels, Gauge>::default();
+        registry.register("watchkeeper_alerts_firing", "Alert instances firing, by severity", alerts_firing.clone());
+        // Both severities are always present, so a dashboard sees 0 rather than no series.
+        for severity in ["warning", "fatal"] {
+            alerts_firing.get_or_create(&vec![("severity", severity.to_string())]).set(0);
+        }
+        let last_applied = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "watchkeeper_reconcile_last_applied_timestamp_seconds",
+            "When the running configuration revision was applied (Unix time)",
+            last_applied.clone(),
+        );
+        let rejected = Counter::default();
+        registry.register("watchkeeper_reconcile_rejected", "Configuration revisions rejected as invalid", rejected.clone());
+        let revision_info = Family::<Labels, Gauge>::default();
+        registry.register("watchkeeper_revision_info", "The applied configuration revision (value 1)", revision_info.clone());
+        let reconcile_status = Gauge::default();
+        registry.register(
+            "watchkeeper_reconcile_status",
+            "1 when the last configuration revision was applied, 0 when it was rejected (or none applied yet)",
+            reconcile_status.clone(),
+        );
+        let outbox_depth = Gauge::default();
+        registry.register("watchkeeper_outbox_depth", "Notifications waiting to be sent or retried", outbox_depth.clone());
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register("watchkeeper_notifications", "Notification send attempts by medium and result", notifications.clone());
+        Metrics {
+            registry,
+            probes,
+            probe_duration,
+            alerts_firing,
+            last_applied,
+            rejected,
+            revision_info,
+            reconcile_status,
+            outbox_depth,
+            notifications,
+            current_revision: Mutex::new(None),
+        }
+    }
+
+    /// One TCP check: `result` is `ok` or the error kind (see [`PROBE_RESULTS`]); anything
+    /// else is counted as `other` so a typo cannot grow the label space.
+    pub fn record_probe(&self, project: &str, monitor: &str, result: &str, seconds: f64) {
+        let result = if PROBE_RESULTS.contains(&result) { result } else { "other" };
+        self.probes.get_or_create(&probe_labels(project, monitor, result)).inc();
+        self.probe_duration.observe(seconds);
+    }
+
+    pub fn set_alerts_firing(&self, warning: i64, fatal: i64) {
+        self.alerts_firing.get_or_create(&vec![("severity", "warning".to_string())]).set(warning);
+        self.alerts_firing.get_or_create(&vec![("severity", "fatal".to_string())]).set(fatal);
+    }
+
+    /// A revision was applied at `at_ms` (epoch milliseconds).
+    pub fn applied(&self, revision: &str, at_ms: i64) {
+        self.last_applied.set(at_ms as f64 / 1000.0);
+        self.reconcile_status.set(1);
+        let mut current = self.current_revision.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(old) = current.take()
+            && old != revision
+        {
+            self.revision_info.remove(&vec![("revision", old)]);
+        }
+        self.revision_info.get_or_create(&vec![("revision", revision.to_string())]).set(1);
+        *current = Some(revision.to_string());
+    }
+
+    /// A revision was rejected; the previous one keeps running (and keeps its revision_info).
+    pub fn rejected(&self) {
+        self.rejected.inc();
+        self.reconcile_status.set(0);
+    }
+
+    pub fn set_outbox_depth(&self, n: i64) {
+        self.outbox_depth.set(n);
+    }
+
+    /// One send attempt over `medium` (`email`, `sms`, `webhook`).
+    pub fn notification(&self, medium: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.notifications.get_or_create(&vec![("medium", medium.to_string()), ("result", result.to_string())]).inc();
+    }
+
+    /// Drop every label set of a monitor that was removed from the configuration.
+    pub fn forget_monitor(&self, project: &str, monitor: &str) {
+        for result in PROBE_RESULTS {
+            self.probes.remove(&probe_labels(project, monitor, result));
+        }
+    }
+
+    /// The OpenMetrics text exposition (Prometheus scrapes it; see [`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail; the encoder's only errors are the writer's.
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "could not encode metrics");
+        }
+        out
+    }
+}
+
+fn probe_labels(project: &str, monitor: &str, result: &str) -> Labels {
+    vec![("project", project.to_string()), ("monitor", monitor.to_string()), ("result", result.to_string())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample lines (not comments) of a rendering that start with `prefix`.
+    fn samples(text: &str, prefix: &str) -> Vec<String> {
+        text.lines().filter(|l| !l.starts_with('#') && l.starts_with(prefix)).map(str::to_string).collect()
+    }
+
+    #[test]
+    fn every_family_is_rendered_with_help_and_type() {
+        let m = Metrics::new();
+        m.record_probe("shop", "web-ports", "ok", 0.002);
+        m.notification("email", true);
+        // A family without label sets has no samples and is left out of the rendering.
+        m.applied("abc123", 1_700_000_000_000);
+        let text = m.render();
+        for (name, kind) in [
+            ("watchkeeper_probes", "counter"),
+            ("watchkeeper_probe_duration_seconds", "histogram"),
+            ("watchkeeper_alerts_firing", "gauge"),
+            ("watchkeeper_reconcile_last_applied_timestamp_seconds", "gauge"),
+            ("watchkeeper_reconcile_rejected", "counter"),
+            ("watchkeeper_revision_info", "gauge"),
+            ("watchkeeper_reconcile_status", "gauge"),
+            ("watchkeeper_outbox_depth", "gauge"),
+            ("watchkeeper_notifications", "counter"),
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} missing:\n{text}");
+            assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn probes_are_counted_per_result_and_unknown_results_become_other() {
+        let m = Metrics::new();
+        m.record_probe("shop", "web-ports", "ok", 0.002);
+        m.record_probe("shop", "web-ports", "ok", 0.003);
+        m.record_probe("shop", "web-ports", "refused", 0.001);
+        m.record_probe("shop", "web-ports", "no such kind", 0.001);
+        let text = m.render();
+        assert!(text.contains(r#"watchkeeper_probes_total{project="shop",monitor="web-ports",result="ok"} 2"#), "{text}");
+        assert!(text.contains(r#"watchkeeper_probes_total{project="shop",monitor="web-ports",result="refused"} 1"#), "{text}");
+        assert!(text.contains(r#"watchkeeper_probes_total{project="shop",monitor="web-ports",result="other"} 1"#), "{text}");
+        assert!(text.contains("watchkeeper_probe_duration_seconds_count 4"), "{text}");
+    }
+
+    #[test]
+    fn a_forgotten_monitor_disappears_and_others_stay() {
+        let m = Metrics::new();
+        m.record_probe("shop", "old", "ok", 0.001);
+        m.record_probe("shop", "old", "timeout", 5.0);
+        m.record_probe("shop", "kept", "ok", 0.001);
+        m.forget_monitor("shop", "old");
+        let text = m.render();
+        assert!(!text.contains(r#"monitor="old""#), "{text}");
+        assert_eq!(samples(&text, "watchkeeper_probes_total").len(), 1, "{text}");
+    }
+
+    #[test]
+    fn alerts_firing_shows_both_severities_from_the_start() {
+        let m = Metrics::new();
+        let text = m.render();
+        assert!(text.contains(r#"watchkeeper_alerts_firing{severity="warning"} 0"#), "{text}");
+        assert!(text.contains(r#"watchkeeper_alerts_firing{severity="fatal"} 0"#), "{text}");
+        m.set_alerts_firing(3, 1);
+        let text = m.render();
+        assert!(text.contains(r#"watchkeeper_alerts_firing{severity="warning"} 3"#), "{text}");
+        assert!(text.contains(r#"watchkeeper_alerts_firing{severity="fatal"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn revision_info_keeps_only_the_applied_revision() {
+        let m = Metrics::new();
+        m.applied("abc123", 1_700_000_000_500);
+        m.applied("def456", 1_700_000_060_000);
+        let text = m.render();
+        assert_eq!(samples(&text, "watchkeeper_revision_info"), vec![r#"watchkeeper_revision_info{revision="def456"} 1"#], "{text}");
+        assert!(text.contains("watchkeeper_reconcile_last_applied_timestamp_seconds 1700000060.0"), "{text}");
+        assert!(text.contains("watchkeeper_reconcile_status 1"), "{text}");
+        // Re-applying the same revision keeps exactly one label set.
+        m.applied("def456", 1_700_000_120_000);
+        assert_eq!(samples(&m.render(), "watchkeeper_revision_info").len(), 1);
+    }
+
+    #[test]
+    fn a_rejection_flips_status_and_keeps_the_running_revision() {
+        let m = Metrics::new();
+        m.applied("abc123", 1_700_000_000_000);
+        m.rejected();
+        m.rejected();
+        let text = m.render();
+        assert!(text.contains("watchkeeper_reconcile_status 0"), "{text}");
+        assert!(text.contains("watchkeeper_reconcile_rejected_total 2"), "{text}");
+        assert!(text.contains(r#"watchkeeper_revision_info{revision="abc123"} 1"#), "{text}");
+        m.applied("def456", 1_700_000_060_000);
+        assert!(m.render().contains("watchkeeper_reconcile_status 1"));
+    }
+
+    #[test]
+    fn outbox_depth_and_notifications() {
+        let m = Metrics::new();
+        m.set_outbox_depth(7);
+        m.notification("email", true);
+        m.notification("sms", false);
+        m.notification("sms", false);
+        let text = m.render();
+        assert!(text.contains("watchkeeper_outbox_depth 7"), "{text}");
+        assert!(text.contains(r#"watchkeeper_notifications_total{medium="email",result="ok"} 1"#), "{text}");
+        assert!(text.contains(r#"watchkeeper_notifications_total{medium="sms",result="failed"} 2"#), "{text}");
+    }
+}

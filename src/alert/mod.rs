@@ -3,6 +3,8 @@
 //! is the caller's business — it decides whether a transition is notified, never whether it
 //! happens, so state and history stay true during a maintenance window.
 
+pub mod suppress;
+
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::raw::Severity;

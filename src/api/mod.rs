@@ -1,1 +1,159 @@
 //! The read-only status API (axum): token auth and scopes, JSON endpoints, /healthz, /metrics.
+//!
+//! Everything under `/api/v1` needs `Authorization: Bearer <token>` ([`auth`]); a project outside
+//! the token's scope answers 404 exactly like a project that does not exist. Nothing is written
+//! through this API. Each request reads one snapshot of the configuration (`Arc<Config>` from the
+//! reconciler's watch channel) and the store; handlers never hold the watch borrow across `.await`.
+
+mod alerts;
+mod auth;
+mod monitors;
+mod params;
+mod projects;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::metrics::{self, Metrics};
+use crate::store::{Store, StoreError};
+
+pub use auth::Role;
+
+/// What the API reads. Cheap to clone (handles only).
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    /// The applied configuration; the reconciler sends each new revision it applies.
+    pub config: watch::Receiver<Arc<Config>>,
+    pub metrics: Arc<Metrics>,
+    /// SHA-256 (hex) of the operator token (`WATCHKEEPER_ADMIN_TOKEN`); `None` disables it.
+    pub admin_token_sha256: Option<String>,
+    /// When serve started (epoch ms), for `/api/v1/status`.
+    pub started_at_ms: i64,
+}
+
+/// Every route. Unknown paths answer 404 and other methods than GET/HEAD 405, both as JSON.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/api/v1/status", get(projects::status))
+        .route("/api/v1/projects", get(projects::list))
+        .route("/api/v1/projects/{project}", get(projects::detail))
+        .route("/api/v1/projects/{project}/servers", get(projects::servers))
+        .route("/api/v1/projects/{project}/alerts", get(alerts::list))
+        .route("/api/v1/projects/{project}/alerts/{id}", get(alerts::detail))
+        .route("/api/v1/projects/{project}/monitors", get(monitors::list))
+        // A static segment wins over `{name}` in axum's router, and `stats` has no `/log`
+        // suffix, so a monitor named `stats` still has its log at `/monitors/stats/log`.
+        .route("/api/v1/projects/{project}/monitors/stats", get(monitors::stats))
+        .route("/api/v1/projects/{project}/monitors/{name}/log", get(monitors::log))
+        .route("/api/v1/projects/{project}/availability", get(monitors::availability))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Prometheus text. The outbox depth is read from the store here, so it is right even when
+/// several replicas share one outbox.
+async fn metrics_text(axum::extract::State(state): axum::extract::State<ApiState>) -> Response {
+    match state.store.outbox_depth().await {
+        Ok(n) => state.metrics.set_outbox_depth(n),
+        Err(e) => tracing::warn!(error = %e, "could not read the outbox depth for /metrics"),
+    }
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], state.metrics.render()).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: the status API is read-only (GET)")
+}
+
+/// An error answer: the status and `{"error": "…"}`; a 401 also carries `WWW-Authenticate`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError { status, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        // The details are for the operator's log, not for API clients.
+        tracing::error!(error = %e, "status API could not read the store");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error: the database could not be read")
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = axum::Json(ErrorBody { error: &self.message });
+        if self.status == StatusCode::UNAUTHORIZED {
+            (self.status, [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (self.status, body).into_response()
+        }
+    }
+}
+
+/// The store's "no limit" for queries that take one.
+const ALL: u32 = 0;
+
+/// Times in answers: epoch milliseconds, and RFC 3339 in the project's timezone.
+fn project_tz(name: &str) -> jiff::tz::TimeZone {
+    // compile validated the name; UTC only if the bundled database somehow lacks it.
+    jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
+}
+
+fn zoned(ms: i64, tz: &jiff::tz::TimeZone) -> Option<jiff::Zoned> {
+    jiff::Timestamp::from_millisecond(ms).ok().map(|t| t.to_zoned(tz.clone()))
+}
+
+/// `2026-03-05T14:00:00+09:00`.
+fn rfc3339(ms: i64, tz: &jiff::tz::TimeZone) -> Option<String> {
+    zoned(ms, tz).map(|z| z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}

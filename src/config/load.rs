@@ -5,14 +5,15 @@
 //! in the others. Positions inside a document are relative to it; [`Doc::at`] makes them
 //! absolute.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde::Deserialize;
 
-use super::diagnostic::{Diagnostics, FileId, Location, SourceFile, Sources};
+use super::diagnostic::{Diagnostic, Diagnostics, FileId, Location, SourceFile, Sources};
 use super::raw::{self, Sp};
 use super::suggest::did_you_mean;
 
@@ -92,10 +93,15 @@ pub fn is_test_file(name: &str) -> bool {
 /// Problems (unreadable files, loops, oversize, bad UTF-8) become diagnostics; the file is
 /// then skipped but the rest of the tree is still read.
 pub fn read_dir(root: &Path, diags: &mut Diagnostics) -> Sources {
+    read_matching(root, is_config_file, diags)
+}
+
+/// Like [`read_dir`], for the files whose name `accept` takes (policy tests, say).
+pub fn read_matching(root: &Path, accept: fn(&str) -> bool, diags: &mut Diagnostics) -> Sources {
     let mut sources = Sources { root: root.to_path_buf(), ..Sources::default() };
     let mut visited = HashSet::new();
     let mut paths = Vec::new();
-    walk(root, root, &mut visited, &mut paths, &mut sources, diags);
+    walk(root, root, accept, &mut visited, &mut paths, &mut sources, diags);
     paths.sort();
     for (shown, full) in paths {
         match fs::metadata(&full) {
@@ -145,6 +151,7 @@ pub fn add_bytes(sources: &mut Sources, shown: PathBuf, bytes: Vec<u8>, diags: &
 fn walk(
     root: &Path,
     dir: &Path,
+    accept: fn(&str) -> bool,
     visited: &mut HashSet<PathBuf>,
     out: &mut Vec<(PathBuf, PathBuf)>,
     sources: &mut Sources,
@@ -185,15 +192,15 @@ fn walk(
         let path = entry.path();
         // `metadata` follows symlinks; a dangling or looping link fails here.
         match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => walk(root, &path, visited, out, sources, diags),
-            Ok(meta) if is_config_file(name) && !meta.is_file() => {
+            Ok(meta) if meta.is_dir() => walk(root, &path, accept, visited, out, sources, diags),
+            Ok(meta) if accept(name) && !meta.is_file() => {
                 // A FIFO or device would block or never end: refuse it rather than read it.
                 let id = sources.add(SourceFile { path: shown(&path), text: String::new() });
                 diags.error("io-error", Some(Location { file: id, line: 1, col: 1 }), "not a regular file; skipped");
             }
-            Ok(_) if is_config_file(name) => out.push((shown(&path), path)),
+            Ok(_) if accept(name) => out.push((shown(&path), path)),
             Ok(_) => {}
-            Err(e) if is_config_file(name) || entry.file_type().is_ok_and(|t| t.is_symlink()) => io_error(sources, shown(&path), &e, diags),
+            Err(e) if accept(name) || entry.file_type().is_ok_and(|t| t.is_symlink()) => io_error(sources, shown(&path), &e, diags),
             Err(_) => {}
         }
     }
@@ -258,18 +265,80 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     Ok(String::from_utf8_lossy(&git_bytes(dir, args)?).into_owned())
 }
 
+/// Parsed documents by file path and content hash, so that a reload re-parses only the files
+/// that changed (serve keeps one across revisions; lint starts empty).
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    files: HashMap<PathBuf, CachedFile>,
+}
+
+/// One file's documents and diagnostics, with file ids set to `FileId(0)`.
+#[derive(Debug, Default)]
+struct CachedFile {
+    hash: u64,
+    docs: Vec<Doc<RawObject>>,
+    diags: Vec<Diagnostic>,
+}
+
+fn content_hash(text: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
 /// Split every file into documents and deserialize each into its kind.
 pub fn parse(sources: &Sources, diags: &mut Diagnostics) -> Vec<Doc<RawObject>> {
+    parse_cached(sources, diags, &mut ParseCache::default())
+}
+
+/// [`parse`], reusing what `cache` holds for files whose content is unchanged.
+pub fn parse_cached(sources: &Sources, diags: &mut Diagnostics, cache: &mut ParseCache) -> Vec<Doc<RawObject>> {
     let unreadable: HashSet<FileId> = diags.items.iter().filter_map(|d| d.location.map(|l| l.file)).collect();
-    let files: Vec<(FileId, &SourceFile)> = sources
+    let files: Vec<(FileId, &SourceFile, u64)> = sources
         .files
         .iter()
         .enumerate()
         .map(|(i, f)| (FileId(i as u32), f))
         .filter(|(id, f)| !(f.text.is_empty() && unreadable.contains(id)))
+        .map(|(id, f)| (id, f, content_hash(&f.text)))
         .collect();
-    // Parsing is most of lint's time; large trees are cut into contiguous runs of files of
-    // about equal size, one per core. Results are joined in file order, so output is the same.
+    let misses: Vec<(FileId, &SourceFile)> =
+        files.iter().filter(|(_, f, hash)| cache.files.get(&f.path).is_none_or(|c| c.hash != *hash)).map(|&(id, f, _)| (id, f)).collect();
+    let (parsed_docs, parsed_diags) = parse_parallel(&misses);
+    let mut fresh: HashMap<FileId, CachedFile> = HashMap::new();
+    for doc in parsed_docs {
+        fresh.entry(doc.file).or_default().docs.push(Doc { file: FileId(0), ..doc });
+    }
+    for mut d in parsed_diags.items {
+        let Some(location) = d.location.as_mut() else { continue };
+        let id = std::mem::replace(&mut location.file, FileId(0));
+        fresh.entry(id).or_default().diags.push(d);
+    }
+    let mut docs = Vec::new();
+    let mut kept = HashMap::new();
+    for &(id, file, hash) in &files {
+        let entry = fresh
+            .remove(&id)
+            .map(|e| CachedFile { hash, ..e })
+            .or_else(|| cache.files.remove(&file.path))
+            .unwrap_or(CachedFile { hash, ..CachedFile::default() });
+        docs.extend(entry.docs.iter().map(|d| Doc { file: id, ..d.clone() }));
+        diags.items.extend(entry.diags.iter().map(|d| {
+            let mut d = d.clone();
+            if let Some(l) = d.location.as_mut() {
+                l.file = id;
+            }
+            d
+        }));
+        kept.insert(file.path.clone(), entry);
+    }
+    cache.files = kept;
+    docs
+}
+
+/// Parse files on all cores: large sets are cut into contiguous runs of about equal size,
+/// one per core, and joined in file order, so the output is the same as on one thread.
+fn parse_parallel(files: &[(FileId, &SourceFile)]) -> (Vec<Doc<RawObject>>, Diagnostics) {
     let total: usize = files.iter().map(|(_, f)| f.text.len()).sum();
     let threads = if total < PARALLEL_PARSE_BYTES { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(4) };
     let mut runs: Vec<&[(FileId, &SourceFile)]> = Vec::new();
@@ -282,20 +351,20 @@ pub fn parse(sources: &Sources, diags: &mut Diagnostics) -> Vec<Doc<RawObject>> 
         }
     }
     runs.push(&files[start..]);
-    let results: Vec<(Vec<Doc<RawObject>>, Diagnostics)> = if runs.len() == 1 {
-        vec![parse_files(runs[0])]
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = runs.iter().map(|run| scope.spawn(|| parse_files(run))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-        })
-    };
+    if runs.len() == 1 {
+        return parse_files(runs[0]);
+    }
+    let results: Vec<(Vec<Doc<RawObject>>, Diagnostics)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = runs.iter().map(|run| scope.spawn(|| parse_files(run))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
     let mut docs = Vec::new();
+    let mut diags = Diagnostics::default();
     for (run_docs, run_diags) in results {
         docs.extend(run_docs);
         diags.items.extend(run_diags.items);
     }
-    docs
+    (docs, diags)
 }
 
 /// Below this many bytes of YAML, one thread parses everything.

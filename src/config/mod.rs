@@ -51,14 +51,24 @@ impl Loaded {
 
 /// Read, parse and compile the tree under `dir`: the one path lint, plan and serve share.
 pub fn load_dir(dir: &Path, library: &Library) -> Loaded {
+    load_dir_cached(dir, library, &mut load::ParseCache::default())
+}
+
+/// [`load_dir`], re-parsing only files whose content changed since `cache` last saw them.
+pub fn load_dir_cached(dir: &Path, library: &Library, cache: &mut load::ParseCache) -> Loaded {
     let mut diags = Diagnostics::default();
     let sources = load::read_dir(dir, &mut diags);
-    finish(sources, library, diags)
+    finish_cached(sources, library, diags, cache)
 }
 
 /// Compile files already read (from a git revision, say); `diags` holds what reading found.
-pub fn finish(mut sources: Sources, library: &Library, mut diags: Diagnostics) -> Loaded {
-    let docs = load::parse(&sources, &mut diags);
+pub fn finish(sources: Sources, library: &Library, diags: Diagnostics) -> Loaded {
+    finish_cached(sources, library, diags, &mut load::ParseCache::default())
+}
+
+/// [`finish`] with a parse cache (see [`load_dir_cached`]).
+pub fn finish_cached(mut sources: Sources, library: &Library, mut diags: Diagnostics, cache: &mut load::ParseCache) -> Loaded {
+    let docs = load::parse_cached(&sources, &mut diags, cache);
     if docs.is_empty() && !diags.has_errors() {
         // Most likely lint or serve was pointed at the wrong directory; serve must never
         // apply an empty tree (it would remove every monitor).

@@ -97,6 +97,11 @@ fn token_width(line: &str, start: usize) -> usize {
 }
 
 fn json(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String {
+    format!("{}\n", serde_json::to_string_pretty(&to_json(diagnostics, sources, files)).unwrap_or_default())
+}
+
+/// The JSON form of a lint run (what `--format json` prints; serve stores it for rejected revisions).
+pub fn to_json(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> serde_json::Value {
     let (errors, warnings) = counts(diagnostics);
     let items: Vec<_> = diagnostics
         .iter()
@@ -108,8 +113,7 @@ fn json(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String {
             json!({ "severity": d.level, "rule": d.rule, "file": file, "line": line, "column": col, "message": d.message, "hint": d.hint })
         })
         .collect();
-    let doc = json!({ "diagnostics": items, "errors": errors, "warnings": warnings, "files": files });
-    format!("{}\n", serde_json::to_string_pretty(&doc).unwrap_or_default())
+    json!({ "diagnostics": items, "errors": errors, "warnings": warnings, "files": files })
 }
 
 /// GitHub workflow commands: `::error file=…,line=…,col=…,title=…::message`.

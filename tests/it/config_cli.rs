@@ -251,3 +251,24 @@ fn readme_documents_every_lint_rule() {
         assert!(readme.contains(&row), "README.md's rule table lacks `{row}`");
     }
 }
+
+#[test]
+fn a_parse_cache_gives_the_same_result_as_a_fresh_load() {
+    use watchkeeper::config::{self, Library, diff, load::ParseCache};
+    let tmp = tempfile::tempdir().unwrap();
+    copy_tree(&repo_root().join("examples/organisation"), tmp.path());
+    let mut cache = ParseCache::default();
+    let first = config::load_dir_cached(tmp.path(), &Library::Builtin, &mut cache);
+    assert!(!first.has_errors());
+    // Break one file, delete another, add a third: the cached load must match a fresh one.
+    let servers = tmp.path().join("projects/shop/servers.yaml");
+    fs::write(&servers, fs::read_to_string(&servers).unwrap().replacen("policy: ", "policy: no-such-", 1)).unwrap();
+    fs::remove_file(tmp.path().join("projects/shop/maintenance.yaml")).unwrap();
+    fs::write(tmp.path().join("extra.yaml"), "kind: User\nemail: zed@example.com\nname: Zed\n").unwrap();
+    let cached = config::load_dir_cached(tmp.path(), &Library::Builtin, &mut cache);
+    let fresh = config::load_dir(tmp.path(), &Library::Builtin);
+    assert!(cached.has_errors());
+    assert_eq!(cached.diagnostics, fresh.diagnostics);
+    assert!(diff::diff(&cached.config, &fresh.config).is_empty());
+    assert!(cached.config.users.contains_key("zed@example.com"));
+}

@@ -1,5 +1,10 @@
 //! The integration tests: one binary, one module per area.
 
+mod api;
 mod common;
 mod config_cli;
 mod lint_rules;
+mod notify;
+mod serve_e2e;
+mod store;
+mod support;

@@ -1,0 +1,343 @@
+//! `/api/v1/status`, the project list, one project, and its servers.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+
+use super::auth::{Access, Role};
+use super::params::Params;
+use super::{ALL, ApiError, ApiState, rfc3339};
+use crate::alert::Severity;
+use crate::config::model::{PolicyRef, Project};
+use crate::config::raw::{MemberRole, Os};
+use crate::store::{AlertFilter, AlertRow, AlertStatus, RevisionRecord, Store};
+
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Firing {
+    pub warning: i64,
+    pub fatal: i64,
+}
+
+impl Firing {
+    fn add(&mut self, severity: Severity) {
+        match severity {
+            Severity::Warning => self.warning += 1,
+            Severity::Fatal => self.fatal += 1,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Counts {
+    pub projects: usize,
+    pub servers: usize,
+    pub port_monitors: usize,
+    pub down_checks: usize,
+    pub alerts_firing: Firing,
+}
+
+impl Counts {
+    fn add_project(&mut self, p: &Project) {
+        self.projects += 1;
+        self.servers += p.servers.len();
+        self.port_monitors += p.port_monitors.len();
+        self.down_checks += p.down_checks.len();
+    }
+}
+
+/// The firing alerts of one project, or of every project with `None`.
+pub async fn firing_alerts(store: &Store, project: Option<&str>) -> Result<Vec<AlertRow>, ApiError> {
+    let filter =
+        AlertFilter { project: project.map(str::to_string), status: Some(AlertStatus::Firing), limit: ALL, ..AlertFilter::default() };
+    Ok(store.list_alerts(&filter).await?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /api/v1/status
+
+#[derive(Serialize)]
+struct Status {
+    version: &'static str,
+    started_at_ms: i64,
+    backend: &'static str,
+    /// `ok`, or `rejected` when the newest revision seen was rejected (the applied one runs on).
+    reconcile: &'static str,
+    applied: Option<Revision>,
+    rejected: Option<Revision>,
+    /// For the caller's scope.
+    counts: Counts,
+}
+
+#[derive(Serialize)]
+struct Revision {
+    revision: String,
+    at_ms: i64,
+    at: Option<String>,
+    diagnostic_count: usize,
+    /// The operator only: diagnostics name files and objects of every project.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnostics: Option<serde_json::Value>,
+}
+
+impl Revision {
+    fn new(rec: RevisionRecord, operator: bool) -> Revision {
+        let diagnostic_count = match &rec.diagnostics {
+            serde_json::Value::Array(items) => items.len(),
+            serde_json::Value::Null => 0,
+            _ => 1,
+        };
+        Revision {
+            at: rfc3339(rec.at_ms, &jiff::tz::TimeZone::UTC),
+            revision: rec.revision,
+            at_ms: rec.at_ms,
+            diagnostic_count,
+            diagnostics: operator.then_some(rec.diagnostics),
+        }
+    }
+}
+
+pub async fn status(State(state): State<ApiState>, access: Access, params: Params) -> Result<Json<serde_json::Value>, ApiError> {
+    params.allow(&[])?;
+    let (applied, rejected) = state.store.latest_revisions().await?;
+    let reconcile = match (&applied, &rejected) {
+        (Some(a), Some(r)) if r.at_ms >= a.at_ms => "rejected",
+        (None, Some(_)) => "rejected",
+        _ => "ok",
+    };
+    let mut counts = Counts::default();
+    let names: Vec<&str> = access.projects().map(|(p, _)| p.name.as_str()).collect();
+    for (p, _) in access.projects() {
+        counts.add_project(p);
+    }
+    for alert in firing_alerts(&state.store, None).await? {
+        if names.contains(&alert.key.project.as_str()) {
+            counts.alerts_firing.add(alert.severity);
+        }
+    }
+    let operator = access.is_operator();
+    let body = Status {
+        version: env!("CARGO_PKG_VERSION"),
+        started_at_ms: state.started_at_ms,
+        backend: state.store.backend(),
+        reconcile,
+        applied: applied.map(|r| Revision::new(r, operator)),
+        rejected: rejected.map(|r| Revision::new(r, operator)),
+        counts,
+    };
+    Ok(Json(serde_json::to_value(body).unwrap_or_default()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /api/v1/projects, /api/v1/projects/{p}
+
+#[derive(Serialize)]
+struct ProjectSummary<'a> {
+    name: &'a str,
+    group: Option<&'a str>,
+    description: Option<&'a str>,
+    timezone: &'a str,
+    /// The caller's role on it.
+    role: Role,
+    servers: usize,
+    port_monitors: usize,
+    down_checks: usize,
+    alerts_firing: Firing,
+}
+
+impl<'a> ProjectSummary<'a> {
+    fn new(p: &'a Project, role: Role, firing: Firing) -> Self {
+        ProjectSummary {
+            name: &p.name,
+            group: p.group.as_deref(),
+            description: p.description.as_deref(),
+            timezone: &p.timezone,
+            role,
+            servers: p.servers.len(),
+            port_monitors: p.port_monitors.len(),
+            down_checks: p.down_checks.len(),
+            alerts_firing: firing,
+        }
+    }
+}
+
+pub async fn list(State(state): State<ApiState>, access: Access, params: Params) -> Result<Json<serde_json::Value>, ApiError> {
+    params.allow(&[])?;
+    let mut firing: HashMap<String, Firing> = HashMap::new();
+    for alert in firing_alerts(&state.store, None).await? {
+        firing.entry(alert.key.project).or_default().add(alert.severity);
+    }
+    let projects: Vec<ProjectSummary> =
+        access.projects().map(|(p, role)| ProjectSummary::new(p, role, firing.get(&p.name).copied().unwrap_or_default())).collect();
+    Ok(Json(serde_json::json!({ "projects": projects })))
+}
+
+#[derive(Serialize)]
+struct ProjectDetail<'a> {
+    #[serde(flatten)]
+    summary: ProjectSummary<'a>,
+    group_description: Option<&'a str>,
+    members: Vec<MemberView>,
+    channels: &'a [String],
+    daily_email: bool,
+}
+
+/// A person with a role on the project. E-mail and phone only for admins and the operator.
+#[derive(Serialize)]
+struct MemberView {
+    name: String,
+    /// `owner` (of the group), `admin` or `user`; the strongest of the group and project roles.
+    role: Role,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone: Option<String>,
+}
+
+fn member_role(role: MemberRole) -> Role {
+    match role {
+        MemberRole::Admin => Role::Admin,
+        MemberRole::User => Role::User,
+    }
+}
+
+pub async fn detail(
+    State(state): State<ApiState>,
+    access: Access,
+    Path(project): Path<String>,
+    params: Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    params.allow(&[])?;
+    let (p, role) = access.project(&project)?;
+    let mut firing = Firing::default();
+    for alert in firing_alerts(&state.store, Some(&p.name)).await? {
+        firing.add(alert.severity);
+    }
+    let group = p.group.as_ref().and_then(|g| access.config.groups.get(g));
+    // Every person with a role, keyed by e-mail, keeping the strongest role.
+    let mut grants: Vec<(&str, Role)> = Vec::new();
+    if let Some(g) = group {
+        grants.push((&g.owner, Role::Owner));
+        grants.extend(g.admins.iter().map(|e| (e.as_str(), Role::Admin)));
+        grants.extend(g.users.iter().map(|e| (e.as_str(), Role::User)));
+    }
+    grants.extend(p.members.iter().map(|m| (m.user.as_str(), member_role(m.role))));
+    let mut roles: BTreeMap<String, Role> = BTreeMap::new();
+    for (email, r) in grants {
+        // Users are keyed by lowercased e-mail (compile does the same).
+        let e = roles.entry(email.to_ascii_lowercase()).or_insert(r);
+        *e = (*e).max(r);
+    }
+    let contacts = role.sees_contacts();
+    let members = roles
+        .into_iter()
+        .map(|(key, role)| {
+            let user = access.config.users.get(&key);
+            MemberView {
+                // compile resolves every reference; should one not resolve, its e-mail must
+                // still not reach a plain user through the name.
+                name: user.map_or_else(|| if contacts { key.clone() } else { "(unknown user)".to_string() }, |u| u.name.clone()),
+                role,
+                email: if contacts { Some(user.map_or(key, |u| u.email.clone())) } else { None },
+                phone: if contacts { user.and_then(|u| u.phone.clone()) } else { None },
+            }
+        })
+        .collect();
+    let body = ProjectDetail {
+        summary: ProjectSummary::new(p, role, firing),
+        group_description: group.and_then(|g| g.description.as_deref()),
+        members,
+        channels: &p.channels,
+        daily_email: p.daily_email,
+    };
+    Ok(Json(serde_json::to_value(body).unwrap_or_default()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// GET /api/v1/projects/{p}/servers
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ServerState {
+    /// Worst first, so sorting by state shows trouble on top.
+    Fatal,
+    Warning,
+    Ok,
+    Paused,
+}
+
+#[derive(Serialize)]
+struct ServerView<'a> {
+    name: &'a str,
+    os: Os,
+    host: &'a str,
+    private_ip: Option<String>,
+    tags: &'a [String],
+    paused: bool,
+    policy: Option<&'a PolicyRef>,
+    depends_on: &'a [String],
+    /// `paused` (grey), `fatal`, `warning` or `ok`, from the alerts firing on it.
+    state: ServerState,
+    alerts_firing: Firing,
+}
+
+pub async fn servers(
+    State(state): State<ApiState>,
+    access: Access,
+    Path(project): Path<String>,
+    params: Params,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    params.allow(&["tag", "q", "sort"])?;
+    let (p, _role) = access.project(&project)?;
+    let tag = params.str("tag");
+    let q = params.str("q").map(str::to_lowercase);
+    let sort = params.one_of("sort", &["name", "state"])?.unwrap_or("name");
+    let mut firing: HashMap<String, Firing> = HashMap::new();
+    for alert in firing_alerts(&state.store, Some(&p.name)).await? {
+        if !alert.key.server.is_empty() {
+            firing.entry(alert.key.server).or_default().add(alert.severity);
+        }
+    }
+    let mut rows: Vec<ServerView> = p
+        .servers
+        .values()
+        .filter(|s| tag.is_none_or(|t| s.tags.iter().any(|x| x == t)))
+        .filter(|s| {
+            q.as_deref().is_none_or(|q| {
+                s.name.to_lowercase().contains(q)
+                    || s.host.to_lowercase().contains(q)
+                    || s.private_ip.is_some_and(|ip| ip.to_string().contains(q))
+            })
+        })
+        .map(|s| {
+            let f = firing.get(&s.name).copied().unwrap_or_default();
+            let state = if s.paused {
+                ServerState::Paused
+            } else if f.fatal > 0 {
+                ServerState::Fatal
+            } else if f.warning > 0 {
+                ServerState::Warning
+            } else {
+                ServerState::Ok
+            };
+            ServerView {
+                name: &s.name,
+                os: s.os,
+                host: &s.host,
+                private_ip: s.private_ip.map(|ip| ip.to_string()),
+                tags: &s.tags,
+                paused: s.paused,
+                policy: s.policy.as_ref(),
+                depends_on: &s.depends_on,
+                state,
+                alerts_firing: f,
+            }
+        })
+        .collect();
+    // The map is ordered by name already; a stable sort keeps names in order within a state.
+    if sort == "state" {
+        rows.sort_by_key(|r| r.state);
+    }
+    Ok(Json(serde_json::json!({ "servers": rows })))
+}

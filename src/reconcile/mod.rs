@@ -1,0 +1,123 @@
+//! The one place that wires configuration to running tasks: each new revision is validated
+//! as a whole, then applied as a keyed diff — monitors added, changed or removed in the prober,
+//! the engine told (it resolves what was removed), the API's view swapped. A rejected revision
+//! stops nothing: it is recorded with its diagnostics and the last good one keeps running.
+
+pub mod source;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::engine::{Applied, monitor_active, now_ms};
+use crate::lint;
+use crate::metrics::Metrics;
+use crate::probe::{MonitorKey, MonitorSpec, Prober};
+use crate::store::{RevisionRecord, Store};
+use source::Snapshot;
+
+pub struct Reconciler {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub prober: Prober,
+    pub engine: mpsc::Sender<Applied>,
+    pub config: watch::Sender<Arc<Config>>,
+    /// The monitors the prober runs now.
+    running: HashSet<MonitorKey>,
+    applied: Option<String>,
+}
+
+/// Every monitor a configuration probes, with what the prober needs to run it.
+pub fn monitor_specs(config: &Config) -> Vec<MonitorSpec> {
+    let mut specs = Vec::new();
+    for project in config.projects.values() {
+        let approved = config.approved_networks(project).to_vec();
+        for monitor in project.port_monitors.values().filter(|m| monitor_active(project, m)) {
+            specs.push(MonitorSpec {
+                key: MonitorKey { project: project.name.clone(), name: monitor.name.clone() },
+                host: monitor.host.clone(),
+                ports: monitor.ports.clone(),
+                interval: monitor.interval.0,
+                timeout: monitor.timeout.0,
+                approved: approved.clone(),
+            });
+        }
+    }
+    specs
+}
+
+impl Reconciler {
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        prober: Prober,
+        engine: mpsc::Sender<Applied>,
+        config: watch::Sender<Arc<Config>>,
+    ) -> Reconciler {
+        Reconciler { store, metrics, prober, engine, config, running: HashSet::new(), applied: None }
+    }
+
+    /// Apply snapshots until cancelled, then stop the prober and wait for it.
+    pub async fn run(mut self, mut snapshots: mpsc::Receiver<Snapshot>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                snapshot = snapshots.recv() => match snapshot {
+                    Some(snapshot) => self.apply(snapshot).await,
+                    None => break,
+                },
+            }
+        }
+        self.prober.shutdown().await;
+    }
+
+    /// Validate and apply one revision.
+    pub async fn apply(&mut self, snapshot: Snapshot) {
+        let Snapshot { revision, loaded } = snapshot;
+        let at_ms = now_ms();
+        let diagnostics = lint::to_json(&loaded.diagnostics, &loaded.sources, loaded.sources.tree_files);
+        if loaded.has_errors() {
+            let (errors, _) = lint::counts(&loaded.diagnostics);
+            let keeping = self.applied.as_deref().unwrap_or("nothing");
+            tracing::warn!(%revision, errors, keeping, "revision rejected; the last good revision keeps running");
+            for d in loaded.diagnostics.iter().filter(|d| d.level == crate::config::Level::Error).take(20) {
+                let place = d.location.map(|l| format!("{}:{}:{}", loaded.sources.display(l.file), l.line, l.col)).unwrap_or_default();
+                tracing::warn!(%revision, rule = d.rule, %place, "{}", d.message);
+            }
+            self.metrics.rejected();
+            self.record(RevisionRecord { revision, at_ms, applied: false, diagnostics }).await;
+            return;
+        }
+        let config = Arc::new(loaded.config);
+        // The engine learns the new configuration before the prober can produce results for it.
+        if self.engine.send(Applied { config: Arc::clone(&config), revision: revision.clone() }).await.is_err() {
+            return; // shutting down
+        }
+        let specs = monitor_specs(&config);
+        let wanted: HashSet<MonitorKey> = specs.iter().map(|s| s.key.clone()).collect();
+        let removed: Vec<MonitorKey> = self.running.difference(&wanted).cloned().collect();
+        let added = wanted.difference(&self.running).count();
+        for key in &removed {
+            self.prober.remove(key);
+            self.metrics.forget_monitor(&key.project, &key.name);
+        }
+        for spec in specs {
+            self.prober.upsert(spec); // unchanged specs keep their schedule
+        }
+        self.running = wanted;
+        self.config.send_replace(config);
+        self.metrics.applied(&revision, at_ms);
+        tracing::info!(%revision, monitors = self.running.len(), added, removed = removed.len(), "revision applied");
+        self.applied = Some(revision.clone());
+        self.record(RevisionRecord { revision, at_ms, applied: true, diagnostics }).await;
+    }
+
+    async fn record(&self, record: RevisionRecord) {
+        if let Err(e) = self.store.record_revision(&record).await {
+            tracing::error!(error = %e, revision = %record.revision, "cannot record the revision in the store");
+        }
+    }
+}

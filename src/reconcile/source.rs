@@ -1,0 +1,166 @@
+//! Where revisions come from: a local directory (watched, plus a periodic rescan) or a git
+//! branch (cloned into a work directory and polled). Each yields a [`Snapshot`]: the tree
+//! loaded through the same path as lint, and its revision.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::load::ParseCache;
+use crate::config::{self, Library, Loaded};
+
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// A directory, watched for changes and rescanned every `rescan`.
+    Dir { dir: PathBuf, rescan: Duration },
+    /// A git branch: cloned into `workdir`, fetched every `poll`; `subdir` is the tree's
+    /// folder inside the repository.
+    Git { url: String, branch: String, workdir: PathBuf, subdir: Option<PathBuf>, poll: Duration },
+}
+
+/// A revision of the tree, loaded and compiled.
+pub struct Snapshot {
+    /// The git commit, or `sha256:` and the first 16 hex digits of the tree's content hash.
+    pub revision: String,
+    pub loaded: Loaded,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot run git: {0}")]
+    Spawn(#[from] std::io::Error),
+    #[error("git {args} failed: {stderr}")]
+    Git { args: String, stderr: String },
+}
+
+/// The content hash of a loaded tree's own files (paths and text), as a revision.
+pub fn content_revision(loaded: &Loaded) -> String {
+    let mut hash = Sha256::new();
+    for file in &loaded.sources.files[..loaded.sources.tree_files] {
+        hash.update(file.path.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(file.text.as_bytes());
+        hash.update([0]);
+    }
+    let hex: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+fn git(dir: Option<&Path>, args: &[&str]) -> Result<String, SourceError> {
+    let mut cmd = Command::new("git");
+    if let Some(dir) = dir {
+        cmd.arg("-C").arg(dir);
+    }
+    // Never wait for a credential prompt: serve runs unattended.
+    let out = cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").stdin(std::process::Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(SourceError::Git { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Bring `workdir` to the branch's newest commit (cloning it the first time); returns the commit.
+pub fn git_sync(url: &str, branch: &str, workdir: &Path) -> Result<String, SourceError> {
+    if !workdir.join(".git").exists() {
+        if let Some(parent) = workdir.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let target = workdir.to_string_lossy();
+        git(None, &["clone", "--quiet", "--no-checkout", "--branch", branch, url, &target])?;
+    } else {
+        git(Some(workdir), &["fetch", "--quiet", "origin", &format!("+refs/heads/{branch}:refs/remotes/origin/{branch}")])?;
+    }
+    let commit = git(Some(workdir), &["rev-parse", &format!("refs/remotes/origin/{branch}^{{commit}}")])?;
+    git(Some(workdir), &["checkout", "--quiet", "--force", "--detach", &commit])?;
+    git(Some(workdir), &["clean", "--quiet", "-fdx"])?;
+    Ok(commit)
+}
+
+/// Load the current revision once (blocking: file and git I/O). Only files changed since
+/// `cache` last saw them are parsed again.
+pub fn read_once(spec: &SourceSpec, library: &Library, cache: &mut ParseCache) -> Result<Snapshot, SourceError> {
+    match spec {
+        SourceSpec::Dir { dir, .. } => {
+            let loaded = config::load_dir_cached(dir, library, cache);
+            Ok(Snapshot { revision: content_revision(&loaded), loaded })
+        }
+        SourceSpec::Git { url, branch, workdir, subdir, .. } => {
+            let commit = git_sync(url, branch, workdir)?;
+            let tree = subdir.as_ref().map_or_else(|| workdir.clone(), |s| workdir.join(s));
+            Ok(Snapshot { revision: commit, loaded: config::load_dir_cached(&tree, library, cache) })
+        }
+    }
+}
+
+/// Follow the source until cancelled, sending each new revision (and the first) to `out`.
+/// A source that fails to read (git unreachable) is logged and retried on the next tick.
+pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Snapshot>, cancel: CancellationToken) {
+    let (changed_tx, mut changed) = mpsc::channel::<()>(1);
+    // Keep the watcher alive for as long as we follow; dropping it stops watching.
+    let _watcher = match &spec {
+        SourceSpec::Dir { dir, .. } => watch_dir(dir, changed_tx),
+        SourceSpec::Git { .. } => None,
+    };
+    let every = match &spec {
+        SourceSpec::Dir { rescan, .. } => *rescan,
+        SourceSpec::Git { poll, .. } => *poll,
+    };
+    let mut last: Option<String> = None;
+    let mut cache = ParseCache::default();
+    loop {
+        let (spec2, library2, mut cache2) = (spec.clone(), library.clone(), std::mem::take(&mut cache));
+        let read = tokio::task::spawn_blocking(move || {
+            let result = read_once(&spec2, &library2, &mut cache2);
+            (result, cache2)
+        });
+        match read.await.map(|(result, used)| {
+            cache = used;
+            result
+        }) {
+            Ok(Ok(snapshot)) => {
+                if last.as_deref() != Some(snapshot.revision.as_str()) {
+                    last = Some(snapshot.revision.clone());
+                    if out.send(snapshot).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the configuration source; retrying"),
+            Err(e) => tracing::error!(error = %e, "configuration reader panicked; retrying"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+            Some(()) = changed.recv() => {}
+        }
+    }
+}
+
+/// Watch a directory recursively; every debounced batch of events is one "something changed".
+fn watch_dir(
+    dir: &Path,
+    changed: mpsc::Sender<()>,
+) -> Option<notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>> {
+    let handler = move |result: notify_debouncer_full::DebounceEventResult| {
+        if result.is_ok_and(|events| !events.is_empty()) {
+            // Full means a rescan is already queued; that is enough.
+            let _ = changed.try_send(());
+        }
+    };
+    let mut debouncer = match notify_debouncer_full::new_debouncer(Duration::from_millis(300), None, handler) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the configuration directory; relying on the periodic rescan");
+            return None;
+        }
+    };
+    if let Err(e) = debouncer.watch(dir, notify::RecursiveMode::Recursive) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the configuration directory; relying on the periodic rescan");
+        return None;
+    }
+    Some(debouncer)
+}

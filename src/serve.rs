@@ -1,0 +1,116 @@
+//! `watchkeeper serve`: open the store, start every task — source, reconciler (with the
+//! prober), alert engine, outbox, status API, retention — wire them with channels, and on
+//! shutdown signal them all and wait for each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, Library};
+use crate::engine::{Engine, now_ms};
+use crate::metrics::Metrics;
+use crate::notify::{self, Senders};
+use crate::probe::Prober;
+use crate::reconcile::Reconciler;
+use crate::reconcile::source::{self, SourceSpec};
+use crate::store::Store;
+
+pub struct ServeOptions {
+    pub source: SourceSpec,
+    pub library: Library,
+    /// `sqlite://PATH` or `postgres://…`.
+    pub db_url: String,
+    pub listen: String,
+    /// Cap on TCP connects in flight.
+    pub max_in_flight: usize,
+    /// How long raw probe results are kept.
+    pub retention: Duration,
+    /// SHA-256 of the operator token (from `WATCHKEEPER_ADMIN_TOKEN`), if set.
+    pub admin_token_sha256: Option<String>,
+    /// This replica's name, for outbox leases.
+    pub holder: String,
+}
+
+/// Run until `shutdown` is cancelled; returns once every task has stopped.
+pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // One crypto provider for every TLS client in the process (SMTP, HTTP, PostgreSQL).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let store = Store::connect(&options.db_url).await.context("opening the database")?;
+    let listener = tokio::net::TcpListener::bind(&options.listen).await.with_context(|| format!("listening on {}", options.listen))?;
+    let address = listener.local_addr().context("reading the listen address")?;
+    tracing::info!(listen = %address, db = store.backend(), "serve started");
+
+    let metrics = Arc::new(Metrics::new());
+    let outbox_wake = Arc::new(Notify::new());
+    let (config_tx, config_rx) = watch::channel(Arc::new(Config::default()));
+    let (results_tx, results_rx) = mpsc::channel(256);
+    let (applied_tx, applied_rx) = mpsc::channel(4);
+    let (snapshots_tx, snapshots_rx) = mpsc::channel(1);
+    let cancel = shutdown.child_token();
+    let mut tasks = JoinSet::new();
+
+    let engine = Engine::load(store.clone(), Arc::clone(&metrics), Arc::clone(&outbox_wake)).await.context("loading alert state")?;
+    tasks.spawn(engine.run(applied_rx, results_rx, cancel.clone()));
+
+    let prober = Prober::start(options.max_in_flight, results_tx, cancel.child_token());
+    let reconciler = Reconciler::new(store.clone(), Arc::clone(&metrics), prober, applied_tx, config_tx);
+    tasks.spawn(reconciler.run(snapshots_rx, cancel.clone()));
+    tasks.spawn(source::follow(options.source, options.library, snapshots_tx, cancel.clone()));
+
+    tasks.spawn(notify::run_outbox(store.clone(), config_rx.clone(), Senders::new(), options.holder, outbox_wake, cancel.clone()));
+
+    let state = ApiState {
+        store: store.clone(),
+        config: config_rx,
+        metrics,
+        admin_token_sha256: options.admin_token_sha256,
+        started_at_ms: now_ms(),
+    };
+    let api_cancel = cancel.clone();
+    tasks.spawn(async move {
+        let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(api_cancel.cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "status API stopped");
+        }
+    });
+
+    let retention = options.retention;
+    let prune_cancel = cancel.clone();
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = prune_cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let before = now_ms() - retention.as_millis() as i64;
+            match store.prune_probe_results(before).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned raw probe results past retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot prune probe results"),
+            }
+        }
+    });
+
+    // A task that ends on its own (a panic, a closed channel) takes the others down with it.
+    let first = tasks.join_next().await;
+    if !cancel.is_cancelled() {
+        tracing::error!("a serve task stopped unexpectedly; shutting down");
+    }
+    cancel.cancel();
+    if let Some(Err(e)) = first {
+        tracing::error!(error = %e, "serve task failed");
+    }
+    while let Some(result) = tasks.join_next().await {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "serve task failed");
+        }
+    }
+    tracing::info!("serve stopped");
+    Ok(())
+}

@@ -1,0 +1,887 @@
+//! The status API over real HTTP (axum on 127.0.0.1:0, reqwest), reading a configuration compiled
+//! by the real loader and a real SQLite store filled through the Store API.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use watchkeeper::alert::{AlertState, Phase, Severity};
+use watchkeeper::api::{ApiState, router};
+use watchkeeper::config::{Config, Library};
+use watchkeeper::metrics::Metrics;
+use watchkeeper::store::{
+    AlertChange, DeliveryOutcome, DeliveryStatus, InstanceKey, Medium, NewNotification, ProbeRecord, RevisionRecord, Store,
+};
+
+const MIN: i64 = 60_000;
+
+/// One token per kind of caller.
+struct Tokens {
+    operator: String,
+    /// alice: owner of group `platform` (project `shop`).
+    owner: String,
+    /// bob: admin of group `platform`.
+    admin: String,
+    /// carol: plain user of group `platform`.
+    user: String,
+    /// erin: owner of group `payments` (project `billing`), nothing in `shop`.
+    other: String,
+    /// dave: in no group; a `user` member of project `billing` only.
+    member: String,
+}
+
+/// Alert ids created by the fixture.
+struct Ids {
+    /// shop, web-01, port 80 of web-01-ports: fatal, firing, with notifications.
+    port_down: i64,
+    /// shop, db-01: warning, resolved in June 2025.
+    resolved: i64,
+    /// shop, db-01, the down-check: warning, firing.
+    downcheck: i64,
+    /// billing, pay-01: fatal, firing, one notification still pending.
+    billing: i64,
+}
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    tokens: Tokens,
+    ids: Ids,
+    store: Store,
+    config: watch::Sender<Arc<Config>>,
+    now_ms: i64,
+    server: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// A response: status, JSON body (or the text as a JSON string) and headers.
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    headers: reqwest::header::HeaderMap,
+}
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn tree(root: &Path, t: &Tokens) {
+    let sha = watchkeeper::token::sha256_hex;
+    write(
+        root,
+        "users.yaml",
+        &format!(
+            r#"kind: User
+email: alice@example.com
+name: Alice Owner
+phone: "+82-10-1111-1111"
+token_sha256: {}
+---
+kind: User
+email: bob@example.com
+name: Bob Admin
+phone: "+82-10-2222-2222"
+token_sha256: {}
+---
+kind: User
+email: carol@example.com
+name: Carol User
+phone: "+82-10-3333-3333"
+token_sha256: {}
+---
+kind: User
+email: erin@example.com
+name: Erin Payments
+token_sha256: {}
+---
+kind: User
+email: dave@example.com
+name: Dave Member
+token_sha256: {}
+"#,
+            sha(&t.owner),
+            sha(&t.admin),
+            sha(&t.user),
+            sha(&t.other),
+            sha(&t.member)
+        ),
+    );
+    write(
+        root,
+        "groups.yaml",
+        "kind: Group\nname: platform\nowner: alice@example.com\nadmins: [bob@example.com]\nusers: [carol@example.com]\n---\n\
+         kind: Group\nname: payments\nowner: erin@example.com\n",
+    );
+    write(
+        root,
+        "channels.yaml",
+        "kind: Channel\nname: ops-mail\ntype: email\nsmtp: { host: smtp.example.com, port: 587 }\nfrom: \"watchkeeper <alerts@example.com>\"\n",
+    );
+    write(
+        root,
+        "projects/shop/project.yaml",
+        r#"kind: Project
+name: shop
+group: platform
+description: Web shop
+timezone: Asia/Seoul
+channels: [ops-mail]
+---
+kind: Server
+name: web-01
+project: shop
+host: 203.0.113.10
+private_ip: 10.0.0.10
+os: linux
+tags: [web, prod]
+policy: web-server
+---
+kind: Server
+name: db-01
+project: shop
+host: 203.0.113.20
+private_ip: 10.0.0.20
+os: linux
+tags: [db, prod]
+policy: database
+---
+kind: Server
+name: old-01
+project: shop
+host: 203.0.113.30
+os: linux
+tags: [web]
+paused: true
+---
+kind: PortMonitor
+name: web-01-ports
+project: shop
+server: web-01
+ports: [22, 80]
+interval: 1m
+notify: [alice@example.com]
+sms: true
+---
+kind: PortMonitor
+name: stats
+project: shop
+host: 203.0.113.40
+ports: [443]
+---
+kind: DownCheck
+project: shop
+detector: web-01
+target: db-01
+port: 5432
+liveness_port: 22
+"#,
+    );
+    write(
+        root,
+        "projects/billing/project.yaml",
+        r#"kind: Project
+name: billing
+group: payments
+timezone: UTC
+members:
+  - { user: dave@example.com, role: user }
+channels: [ops-mail]
+---
+kind: Server
+name: pay-01
+project: billing
+host: 198.51.100.10
+os: linux
+policy: linux-default
+---
+kind: PortMonitor
+name: pay-01-ports
+project: billing
+server: pay-01
+ports: [443]
+"#,
+    );
+}
+
+fn firing(severity: Severity, since_ms: i64) -> AlertState {
+    AlertState { phase: Phase::Firing { since_ms, severity }, failures: 3, recoveries: 0, last_event_ms: None }
+}
+
+fn key(project: &str, server: &str, rule: &str, subject: &str) -> InstanceKey {
+    InstanceKey { project: project.into(), server: server.into(), rule: rule.into(), subject: subject.into() }
+}
+
+fn open(severity: Severity, started_at_ms: i64, message: &str, host: &str) -> AlertChange {
+    AlertChange::Open { severity, started_at_ms, message: message.into(), host: host.into(), snapshot: json!({"cpu": {"usage": 12.5}}) }
+}
+
+fn note(channel: &str, medium: Medium, recipient: &str) -> NewNotification {
+    NewNotification {
+        channel: channel.into(),
+        medium,
+        recipient: recipient.into(),
+        subject: "port 80 of web-01-ports is down".into(),
+        body: "connection refused".into(),
+        kind: "fired".into(),
+        status: DeliveryStatus::Pending,
+        reason: None,
+    }
+}
+
+fn probe(monitor: &str, host: &str, port: u16, at_ms: i64, error: Option<(&str, &str)>) -> ProbeRecord {
+    ProbeRecord {
+        project: "shop".into(),
+        monitor: monitor.into(),
+        host: host.into(),
+        port,
+        at_ms,
+        ok: error.is_none(),
+        latency_ms: if error.is_none() { Some(3) } else { None },
+        error_kind: error.map(|(k, _)| k.to_string()),
+        error: error.map(|(_, m)| m.to_string()),
+    }
+}
+
+/// `2025-03-04T16:30:00Z` as epoch ms.
+fn ms(rfc3339: &str) -> i64 {
+    rfc3339.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+impl Api {
+    async fn start() -> Api {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let token = || watchkeeper::token::generate().unwrap();
+        let tokens = Tokens { operator: token(), owner: token(), admin: token(), user: token(), other: token(), member: token() };
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        tree(&conf, &tokens);
+        let loaded = watchkeeper::config::load_dir(&conf, &Library::Builtin);
+        assert!(!loaded.has_errors(), "fixture tree has errors: {:#?}", loaded.diagnostics);
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("wk.db").display())).await.unwrap();
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let ids = fill(&store, now_ms).await;
+
+        let (config, config_rx) = watch::channel(Arc::new(loaded.config));
+        let state = ApiState {
+            store: store.clone(),
+            config: config_rx,
+            metrics: Arc::new(Metrics::new()),
+            admin_token_sha256: Some(watchkeeper::token::sha256_hex(&tokens.operator)),
+            started_at_ms: now_ms,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(state);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Api { base, client: reqwest::Client::new(), tokens, ids, store, config, now_ms, server: Some(server), _dir: dir }
+    }
+
+    async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
+        }
+    }
+
+    async fn request(&self, method: reqwest::Method, path: &str, auth: Option<&str>) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(value) = auth {
+            req = req.header("authorization", value);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply { status, body, headers }
+    }
+
+    /// GET with `Bearer <token>`.
+    async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request(reqwest::Method::GET, path, Some(&format!("Bearer {token}"))).await
+    }
+
+    /// GET with a token that must succeed; the JSON body.
+    async fn ok(&self, path: &str, token: &str) -> Value {
+        let r = self.get(path, token).await;
+        assert_eq!(r.status, StatusCode::OK, "GET {path}: {}", r.body);
+        r.body
+    }
+}
+
+/// Alerts, notifications with deliveries, probes, and two revisions.
+async fn fill(store: &Store, now: i64) -> Ids {
+    // shop: port 80 of web-01 is down (fatal, firing) and notified by e-mail and SMS.
+    let k = key("shop", "web-01", "port:web-01-ports", "80");
+    let started = now - 3 * MIN;
+    let notes = [note("ops-mail", Medium::Email, "alice@example.com"), note("ops-sms", Medium::Sms, "+821011111111")];
+    let port_down = store
+        .apply_alert(
+            &k,
+            &firing(Severity::Fatal, started),
+            None,
+            Some(&open(Severity::Fatal, started, "port 80 of web-01-ports: connection refused", "203.0.113.10")),
+            &notes,
+            started,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    // The e-mail fails once and is retried; the SMS goes out at once.
+    let claimed = store.claim_due_notifications(started + 1000, 10, "test", MIN).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for row in &claimed {
+        let outcome = match row.medium {
+            Medium::Email => DeliveryOutcome::Failed { error: "smtp: connection refused".into(), retry_at_ms: Some(started + 2000) },
+            _ => DeliveryOutcome::Sent,
+        };
+        store.record_delivery(row.id, started + 1000, &outcome).await.unwrap();
+    }
+    let retried = store.claim_due_notifications(started + 3000, 10, "test", MIN).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    store.record_delivery(retried[0].id, started + 3000, &DeliveryOutcome::Sent).await.unwrap();
+
+    // shop: db-01's CPU was high for an hour in June 2025 (warning, resolved).
+    let k = key("shop", "db-01", "metric:database:cpu.usage", "");
+    let (from, to) = (ms("2025-06-01T00:00:00Z"), ms("2025-06-01T01:00:00Z"));
+    let resolved = store
+        .apply_alert(
+            &k,
+            &firing(Severity::Warning, from),
+            None,
+            Some(&open(Severity::Warning, from, "cpu.usage 91% ≥ 80%", "203.0.113.20")),
+            &[],
+            from,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let change = AlertChange::Resolve { at_ms: to, reason: "recovered".into() };
+    assert_eq!(store.apply_alert(&k, &AlertState::default(), Some(resolved), Some(&change), &[], to).await.unwrap(), None);
+
+    // shop: the down-check of db-01's PostgreSQL is firing (warning).
+    let k = key("shop", "db-01", "downcheck:web-01-to-db-01-5432", "");
+    let started = now - 30 * MIN;
+    let downcheck = store
+        .apply_alert(
+            &k,
+            &firing(Severity::Warning, started),
+            None,
+            Some(&open(Severity::Warning, started, "service down", "10.0.0.20")),
+            &[],
+            started,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
+    // billing: pay-01 is down; its e-mail is still in the outbox.
+    let k = key("billing", "pay-01", "port:pay-01-ports", "443");
+    let started = now - 10 * MIN;
+    let billing = store
+        .apply_alert(
+            &k,
+            &firing(Severity::Fatal, started),
+            None,
+            Some(&open(Severity::Fatal, started, "port 443 of pay-01-ports: timed out", "198.51.100.10")),
+            &[note("ops-mail", Medium::Email, "erin@example.com")],
+            started,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Probes: port 22 always answers; port 80 answered once, then was refused three times.
+    let mut probes = Vec::new();
+    for i in 1..=3 {
+        probes.push(probe("web-01-ports", "203.0.113.10", 22, now - i * MIN, None));
+        probes.push(probe("web-01-ports", "203.0.113.10", 80, now - i * MIN, Some(("refused", "connection refused"))));
+    }
+    probes.push(probe("web-01-ports", "203.0.113.10", 80, now - 4 * MIN, None));
+    // Older failures for the log, around midnight in Seoul (UTC+9).
+    probes.push(probe("web-01-ports", "203.0.113.10", 80, ms("2025-03-04T14:00:00Z"), Some(("timeout", "timed out after 5s"))));
+    probes.push(probe("web-01-ports", "203.0.113.10", 80, ms("2025-03-04T16:30:00Z"), Some(("refused", "connection refused"))));
+    probes.push(probe("web-01-ports", "203.0.113.10", 22, ms("2025-03-05T02:00:00Z"), Some(("unreachable", "no route to host"))));
+    probes.push(probe("web-01-ports", "203.0.113.10", 22, ms("2025-03-05T02:03:00Z"), None));
+    probes.push(probe("stats", "203.0.113.40", 443, ms("2025-03-05T02:00:00Z"), Some(("refused", "connection refused"))));
+    store.insert_probe_results(&probes).await.unwrap();
+
+    // Revisions: one applied, then a newer one rejected.
+    let applied = RevisionRecord { revision: "aaaa111".into(), at_ms: now - 60 * MIN, applied: true, diagnostics: json!([]) };
+    store.record_revision(&applied).await.unwrap();
+    let diagnostic = json!([{"level": "error", "rule": "unknown-reference", "file": "projects/billing/project.yaml", "line": 3, "column": 8,
+        "message": "group `paymnts` is not defined"}]);
+    let rejected = RevisionRecord { revision: "bbbb222".into(), at_ms: now - 5 * MIN, applied: false, diagnostics: diagnostic };
+    store.record_revision(&rejected).await.unwrap();
+
+    Ids { port_down, resolved, downcheck, billing }
+}
+
+/// Every endpoint of project `p`, for the auth and scope tests.
+fn endpoints(p: &str, alert_id: i64) -> Vec<String> {
+    [
+        format!("/api/v1/projects/{p}"),
+        format!("/api/v1/projects/{p}/servers"),
+        format!("/api/v1/projects/{p}/alerts"),
+        format!("/api/v1/projects/{p}/alerts/{alert_id}"),
+        format!("/api/v1/projects/{p}/monitors"),
+        format!("/api/v1/projects/{p}/monitors/stats"),
+        format!("/api/v1/projects/{p}/monitors/web-01-ports/log"),
+        format!("/api/v1/projects/{p}/availability"),
+    ]
+    .into()
+}
+
+fn error_of(r: &Reply) -> &str {
+    r.body["error"].as_str().unwrap_or_else(|| panic!("no JSON error in {}", r.body))
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_answer_without_a_token() {
+    let api = Api::start().await;
+    let r = api.request(reqwest::Method::GET, "/healthz", None).await;
+    assert_eq!((r.status, r.body.as_str()), (StatusCode::OK, Some("ok")));
+
+    let r = api.request(reqwest::Method::GET, "/metrics", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let text = r.body.as_str().unwrap();
+    // The outbox depth is read from the store: billing's e-mail is still pending.
+    assert!(text.contains("watchkeeper_outbox_depth 1\n"), "{text}");
+    assert!(text.contains("# TYPE watchkeeper_alerts_firing gauge"), "{text}");
+    assert!(text.contains("# TYPE watchkeeper_reconcile_status gauge"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn every_api_endpoint_answers_401_without_a_valid_token() {
+    let api = Api::start().await;
+    let mut paths = endpoints("shop", api.ids.port_down);
+    paths.extend(["/api/v1/status".to_string(), "/api/v1/projects".to_string()]);
+    let hash_as_token = format!("Bearer {}", watchkeeper::token::sha256_hex(&api.tokens.user));
+    for path in &paths {
+        for auth in [None, Some("Basic Y2Fyb2w6c2VjcmV0"), Some("Bearer"), Some("Bearer wk_not-a-token"), Some(hash_as_token.as_str())] {
+            let r = api.request(reqwest::Method::GET, path, auth).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "GET {path} with {auth:?}: {}", r.body);
+            assert_eq!(r.headers["www-authenticate"], "Bearer", "GET {path} with {auth:?}");
+            assert!(!error_of(&r).is_empty());
+        }
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_project_outside_the_scope_answers_404_like_a_missing_one() {
+    let api = Api::start().await;
+    let t = &api.tokens;
+    // erin (payments) on every shop endpoint, carol (platform) on billing's, anyone on a project
+    // that does not exist: the same 404, and nothing of the project in it.
+    for (token, project, alert) in
+        [(&t.other, "shop", api.ids.port_down), (&t.user, "billing", api.ids.billing), (&t.member, "shop", api.ids.port_down)]
+    {
+        for path in endpoints(project, alert) {
+            let r = api.get(&path, token).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "GET {path}: {}", r.body);
+            assert_eq!(error_of(&r), format!("project `{project}` not found"), "GET {path}");
+        }
+    }
+    for path in endpoints("nowhere", 1) {
+        let r = api.get(&path, &t.operator).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "GET {path}");
+        assert_eq!(error_of(&r), "project `nowhere` not found");
+    }
+    // Each caller lists exactly the projects in scope: groups and memberships.
+    let names =
+        |v: Value| -> Vec<String> { v["projects"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect() };
+    assert_eq!(names(api.ok("/api/v1/projects", &t.user).await), ["shop"]);
+    assert_eq!(names(api.ok("/api/v1/projects", &t.other).await), ["billing"]);
+    assert_eq!(names(api.ok("/api/v1/projects", &t.member).await), ["billing"]);
+    assert_eq!(names(api.ok("/api/v1/projects", &t.operator).await), ["billing", "shop"]);
+    // And may read every endpoint of them.
+    for (token, project, alert) in
+        [(&t.user, "shop", api.ids.port_down), (&t.member, "billing", api.ids.billing), (&t.operator, "billing", api.ids.billing)]
+    {
+        for path in endpoints(project, alert) {
+            let path = path.replace("web-01-ports", if project == "shop" { "web-01-ports" } else { "pay-01-ports" });
+            api.ok(&path, token).await;
+        }
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn plain_users_see_no_contact_details_or_delivery_logs() {
+    let api = Api::start().await;
+    let t = &api.tokens;
+    let detail = format!("/api/v1/projects/shop/alerts/{}", api.ids.port_down);
+    for path in ["/api/v1/projects/shop", "/api/v1/projects/shop/monitors", detail.as_str()] {
+        let body = api.ok(path, &t.user).await.to_string();
+        assert!(!body.contains("@example.com") && !body.contains("+8210"), "GET {path} shows contacts to a plain user: {body}");
+    }
+    let project = api.ok("/api/v1/projects/shop", &t.user).await;
+    assert_eq!(project["role"], "user");
+    assert_eq!(
+        project["members"],
+        json!([{"name": "Alice Owner", "role": "owner"}, {"name": "Bob Admin", "role": "admin"}, {"name": "Carol User", "role": "user"}])
+    );
+    let alert = api.ok(&detail, &t.user).await;
+    assert!(alert.get("notifications").is_none(), "{alert}");
+    assert_eq!(alert["snapshot"], json!({"cpu": {"usage": 12.5}}));
+
+    for (token, role) in [(&t.admin, "admin"), (&t.owner, "owner"), (&t.operator, "operator")] {
+        let project = api.ok("/api/v1/projects/shop", token).await;
+        assert_eq!(project["role"], role);
+        assert_eq!(
+            project["members"][0],
+            json!({"name": "Alice Owner", "role": "owner", "email": "alice@example.com", "phone": "+821011111111"})
+        );
+        let monitors = api.ok("/api/v1/projects/shop/monitors", token).await;
+        assert_eq!(monitors["port_monitors"][1]["notify"], json!(["alice@example.com"]), "{monitors}");
+        let alert = api.ok(&detail, token).await;
+        let notes = alert["notifications"].as_array().unwrap_or_else(|| panic!("{role} gets no delivery log: {alert}"));
+        assert_eq!(notes.len(), 2);
+        let mail = notes.iter().find(|n| n["medium"] == "email").unwrap();
+        assert_eq!(
+            (&mail["recipient"], &mail["status"], &mail["channel"]),
+            (&json!("alice@example.com"), &json!("sent"), &json!("ops-mail"))
+        );
+        let attempts: Vec<(bool, Value)> =
+            mail["attempts"].as_array().unwrap().iter().map(|a| (a["ok"].as_bool().unwrap(), a["error"].clone())).collect();
+        assert_eq!(attempts, [(false, json!("smtp: connection refused")), (true, Value::Null)]);
+        let sms = notes.iter().find(|n| n["medium"] == "sms").unwrap();
+        assert_eq!((&sms["status"], sms["attempts"].as_array().unwrap().len()), (&json!("sent"), 1));
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn status_shows_revisions_and_counts_for_the_callers_scope() {
+    let api = Api::start().await;
+    let t = &api.tokens;
+    let s = api.ok("/api/v1/status", &t.user).await;
+    assert_eq!(s["reconcile"], "rejected");
+    assert_eq!(s["applied"]["revision"], "aaaa111");
+    assert_eq!(s["applied"]["at_ms"], api.now_ms - 60 * MIN);
+    assert_eq!(s["rejected"]["revision"], "bbbb222");
+    assert_eq!(s["rejected"]["diagnostic_count"], 1);
+    // Diagnostics name files and objects of every project: the operator's only.
+    assert!(s["rejected"].get("diagnostics").is_none(), "{s}");
+    assert_eq!(
+        s["counts"],
+        json!({"projects": 1, "servers": 3, "port_monitors": 2, "down_checks": 1, "alerts_firing": {"warning": 1, "fatal": 1}})
+    );
+    assert_eq!(s["started_at_ms"], api.now_ms);
+
+    let s = api.ok("/api/v1/status", &t.operator).await;
+    assert_eq!(s["rejected"]["diagnostics"][0]["rule"], "unknown-reference");
+    assert_eq!(
+        s["counts"],
+        json!({"projects": 2, "servers": 4, "port_monitors": 3, "down_checks": 1, "alerts_firing": {"warning": 1, "fatal": 2}})
+    );
+
+    let s = api.ok("/api/v1/status", &t.member).await;
+    assert_eq!(
+        s["counts"],
+        json!({"projects": 1, "servers": 1, "port_monitors": 1, "down_checks": 0, "alerts_firing": {"warning": 0, "fatal": 1}})
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn servers_are_filtered_searched_and_sorted_by_state() {
+    let api = Api::start().await;
+    let token = &api.tokens.user;
+    let list = |v: Value| -> Vec<(String, String)> {
+        v["servers"].as_array().unwrap().iter().map(|s| (s["name"].as_str().unwrap().into(), s["state"].as_str().unwrap().into())).collect()
+    };
+    let pairs = |items: &[(&str, &str)]| -> Vec<(String, String)> { items.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect() };
+    let all = api.ok("/api/v1/projects/shop/servers", token).await;
+    assert_eq!(list(all.clone()), pairs(&[("db-01", "warning"), ("old-01", "paused"), ("web-01", "fatal")]));
+    let web = &all["servers"][2];
+    assert_eq!(web["host"], "203.0.113.10");
+    assert_eq!(web["private_ip"], "10.0.0.10");
+    assert_eq!(web["os"], "linux");
+    assert_eq!(web["tags"], json!(["web", "prod"]));
+    assert_eq!(web["paused"], false);
+    assert_eq!(web["policy"], json!({"scope": "shared", "name": "web-server"}));
+    assert_eq!(web["alerts_firing"], json!({"warning": 0, "fatal": 1}));
+
+    let sorted = api.ok("/api/v1/projects/shop/servers?sort=state", token).await;
+    assert_eq!(list(sorted), pairs(&[("web-01", "fatal"), ("db-01", "warning"), ("old-01", "paused")]));
+    assert_eq!(list(api.ok("/api/v1/projects/shop/servers?tag=web", token).await), pairs(&[("old-01", "paused"), ("web-01", "fatal")]));
+    assert_eq!(list(api.ok("/api/v1/projects/shop/servers?q=10.0.0.2", token).await), pairs(&[("db-01", "warning")]));
+    assert_eq!(list(api.ok("/api/v1/projects/shop/servers?q=WEB&tag=prod", token).await), pairs(&[("web-01", "fatal")]));
+    assert_eq!(list(api.ok("/api/v1/projects/shop/servers?q=203.0.113.3", token).await), pairs(&[("old-01", "paused")]));
+
+    let r = api.get("/api/v1/projects/shop/servers?sort=size", token).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&r).starts_with("invalid `sort`"), "{}", r.body);
+    let r = api.get("/api/v1/projects/shop/servers?colour=red", token).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&r).contains("`colour`"), "{}", r.body);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn alerts_are_filtered_and_bad_parameters_are_named() {
+    let api = Api::start().await;
+    let token = &api.tokens.user;
+    let ids = |v: Value| -> Vec<i64> { v["alerts"].as_array().unwrap().iter().map(|a| a["id"].as_i64().unwrap()).collect() };
+    let (port, resolved, down) = (api.ids.port_down, api.ids.resolved, api.ids.downcheck);
+    let base = "/api/v1/projects/shop/alerts";
+    // Newest first; billing's alert never shows in shop.
+    assert_eq!(ids(api.ok(base, token).await), [port, down, resolved]);
+    assert_eq!(ids(api.ok(&format!("{base}?status=firing"), token).await), [port, down]);
+    assert_eq!(ids(api.ok(&format!("{base}?status=resolved"), token).await), [resolved]);
+    assert_eq!(ids(api.ok(&format!("{base}?severity=fatal"), token).await), [port]);
+    assert_eq!(ids(api.ok(&format!("{base}?server=db-01"), token).await), [down, resolved]);
+    assert_eq!(ids(api.ok(&format!("{base}?limit=1"), token).await), [port]);
+    let june = format!("{base}?from=2025-05-31T00:00:00Z&to=2025-06-02T00:00:00%2B09:00");
+    assert_eq!(ids(api.ok(&june, token).await), [resolved]);
+    let last_hour = format!("{base}?from={}", api.now_ms - 60 * MIN);
+    assert_eq!(ids(api.ok(&last_hour, token).await), [port, down]);
+
+    let list = api.ok(&format!("{base}?status=resolved"), token).await;
+    let a = &list["alerts"][0];
+    assert_eq!(a["server"], "db-01");
+    assert_eq!(a["severity"], "warning");
+    assert_eq!(a["resolve_reason"], "recovered");
+    // Times in the project's timezone (Asia/Seoul).
+    assert_eq!(a["started_at"], "2025-06-01T09:00:00+09:00");
+    assert_eq!(a["resolved_at"], "2025-06-01T10:00:00+09:00");
+    assert!(a.get("snapshot").is_none(), "the list leaves snapshots to the detail");
+
+    for (query, param) in [
+        ("status=open", "status"),
+        ("severity=critical", "severity"),
+        ("from=yesterday", "from"),
+        ("to=2025-13-01T00:00:00Z", "to"),
+        ("from=2000&to=1000", "from"),
+        ("limit=0", "limit"),
+        ("sevrity=fatal", "sevrity"),
+    ] {
+        let r = api.get(&format!("{base}?{query}"), token).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "?{query}: {}", r.body);
+        assert!(error_of(&r).contains(&format!("`{param}`")), "?{query}: {}", r.body);
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn an_alert_of_another_project_is_404() {
+    let api = Api::start().await;
+    let op = &api.tokens.operator;
+    let r = api.get(&format!("/api/v1/projects/shop/alerts/{}", api.ids.billing), op).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert!(!r.body.to_string().contains("pay-01"));
+    for id in ["999999", "abc"] {
+        let r = api.get(&format!("/api/v1/projects/shop/alerts/{id}"), op).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{id}: {}", r.body);
+    }
+    let a = api.ok(&format!("/api/v1/projects/billing/alerts/{}", api.ids.billing), op).await;
+    assert_eq!(
+        (&a["server"], &a["rule"], &a["subject"], &a["status"]),
+        (&json!("pay-01"), &json!("port:pay-01-ports"), &json!("443"), &json!("firing"))
+    );
+    assert_eq!(a["notifications"][0]["status"], "pending");
+    assert_eq!(a["notifications"][0]["attempts"], json!([]));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn monitors_show_each_ports_last_check_and_firing_alerts() {
+    let api = Api::start().await;
+    let m = api.ok("/api/v1/projects/shop/monitors", &api.tokens.user).await;
+    let monitors = m["port_monitors"].as_array().unwrap();
+    assert_eq!(monitors.len(), 2);
+    let stats = &monitors[0];
+    assert_eq!((&stats["name"], &stats["host"], &stats["server"]), (&json!("stats"), &json!("203.0.113.40"), &Value::Null));
+    // Its only check is from 2025: still the newest.
+    assert_eq!(stats["ports"][0]["last"]["error_kind"], "refused");
+    assert_eq!(stats["alert_firing"], false);
+
+    let web = &monitors[1];
+    assert_eq!(
+        (&web["name"], &web["server"], &web["interval"], &web["timeout"]),
+        (&json!("web-01-ports"), &json!("web-01"), &json!("1m"), &json!("5s"))
+    );
+    assert_eq!((&web["failures"], &web["recoveries"], &web["sms"]), (&json!(3), &json!(1), &json!(true)));
+    assert_eq!(web["alert_firing"], true);
+    let p22 = &web["ports"][0];
+    assert_eq!(
+        (&p22["port"], &p22["last"]["ok"], &p22["last"]["latency_ms"], &p22["firing"]),
+        (&json!(22), &json!(true), &json!(3), &Value::Null)
+    );
+    assert_eq!(p22["last"]["at_ms"], api.now_ms - MIN);
+    let p80 = &web["ports"][1];
+    assert_eq!(
+        (&p80["port"], &p80["last"]["ok"], &p80["last"]["error"], &p80["firing"]),
+        (&json!(80), &json!(false), &json!("connection refused"), &json!("fatal"))
+    );
+
+    let down = &m["down_checks"][0];
+    assert_eq!((&down["name"], &down["detector"], &down["target"]), (&json!("web-01-to-db-01-5432"), &json!("web-01"), &json!("db-01")));
+    assert_eq!(
+        (&down["ip"], &down["port"], &down["liveness_port"], &down["firing"]),
+        (&json!("10.0.0.20"), &json!(5432), &json!(22), &json!("warning"))
+    );
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_monitor_log_counts_failures_per_period_in_the_project_timezone() {
+    let api = Api::start().await;
+    let token = &api.tokens.user;
+    let range = "from=2025-03-01T00:00:00%2B09:00&to=2025-03-10T00:00:00%2B09:00";
+    let log = api.ok(&format!("/api/v1/projects/shop/monitors/web-01-ports/log?by=day&{range}"), token).await;
+    // 14:00Z and 16:30Z on the 4th are 23:00 on the 4th and 01:30 on the 5th in Seoul.
+    assert_eq!(log["counts"], json!([{"period": "2025-03-04", "failures": 1}, {"period": "2025-03-05", "failures": 2}]));
+    assert_eq!((&log["timezone"], &log["by"], &log["truncated"]), (&json!("Asia/Seoul"), &json!("day"), &json!(false)));
+    let failures: Vec<(String, u64, String)> = log["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["at"].as_str().unwrap().into(), f["port"].as_u64().unwrap(), f["error"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            ("2025-03-05T11:00:00+09:00".to_string(), 22, "no route to host".to_string()),
+            ("2025-03-05T01:30:00+09:00".to_string(), 80, "connection refused".to_string()),
+            ("2025-03-04T23:00:00+09:00".to_string(), 80, "timed out after 5s".to_string()),
+        ]
+    );
+    assert_eq!(log["failures"][2]["error_kind"], "timeout");
+
+    let by = |period: &str| format!("/api/v1/projects/shop/monitors/web-01-ports/log?by={period}&{range}");
+    assert_eq!(api.ok(&by("month"), token).await["counts"], json!([{"period": "2025-03", "failures": 3}]));
+    assert_eq!(api.ok(&by("year"), token).await["counts"], json!([{"period": "2025", "failures": 3}]));
+    assert_eq!(
+        api.ok(&by("hour"), token).await["counts"],
+        json!([{"period": "2025-03-04T23", "failures": 1}, {"period": "2025-03-05T01", "failures": 1}, {"period": "2025-03-05T11", "failures": 1}])
+    );
+    // Without a range: the last 31 days, where port 80 failed three times.
+    let recent = api.ok("/api/v1/projects/shop/monitors/web-01-ports/log", token).await;
+    assert_eq!(recent["failures"].as_array().unwrap().len(), 3, "{recent}");
+
+    let r = api.get(&by("week"), token).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&r).starts_with("invalid `by`"));
+    let r = api.get("/api/v1/projects/shop/monitors/nope/log", token).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_of(&r), "port monitor `nope` not found in project `shop`");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn stats_is_not_taken_for_a_monitor_name_and_a_monitor_named_stats_has_a_log() {
+    let api = Api::start().await;
+    let token = &api.tokens.user;
+    let year = jiff::Timestamp::from_millisecond(api.now_ms - 3 * MIN + 3000).unwrap().to_zoned(jiff::tz::TimeZone::UTC).year();
+    let stats = api.ok(&format!("/api/v1/projects/shop/monitors/stats?year={year}"), token).await;
+    assert_eq!(stats, json!({"year": year, "hosts": [{"host": "203.0.113.10", "email": 1, "sms": 1, "webhook": 0}]}));
+    assert_eq!(api.ok("/api/v1/projects/shop/monitors/stats?year=2020", token).await["hosts"], json!([]));
+    let r = api.get("/api/v1/projects/shop/monitors/stats?year=twenty", token).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&r).starts_with("invalid `year`"));
+
+    let log = api.ok("/api/v1/projects/shop/monitors/stats/log?from=2025-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", token).await;
+    assert_eq!(log["monitor"], "stats");
+    assert_eq!(log["failures"][0]["port"], 443);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn availability_has_a_timeline_and_uptime_per_port() {
+    let api = Api::start().await;
+    let token = &api.tokens.user;
+    let a = api.ok("/api/v1/projects/shop/availability?days=1", token).await;
+    assert_eq!((&a["days"], &a["bucket_ms"]), (&json!(1), &json!(300_000)));
+    assert_eq!(a["to_ms"].as_i64().unwrap() - a["from_ms"].as_i64().unwrap(), 86_400_000);
+    let targets = a["targets"].as_array().unwrap();
+    let row = |monitor: &str, port: u16| targets.iter().find(|t| t["monitor"] == monitor && t["port"] == port).unwrap();
+    let p22 = row("web-01-ports", 22);
+    assert_eq!((&p22["ok"], &p22["failed"], &p22["uptime_percent"]), (&json!(3), &json!(0), &json!(100.0)));
+    let p80 = row("web-01-ports", 80);
+    assert_eq!((&p80["ok"], &p80["failed"], &p80["uptime_percent"]), (&json!(1), &json!(3), &json!(25.0)));
+    let buckets = p80["buckets"].as_array().unwrap();
+    assert!(!buckets.is_empty() && buckets.len() <= 2, "four checks a minute apart fill one or two 5-minute buckets: {p80}");
+    let starts: Vec<i64> = buckets.iter().map(|b| b["start_ms"].as_i64().unwrap()).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]) && starts.iter().all(|s| s % 300_000 == 0), "{starts:?}");
+    // The 2025 check of `stats` is outside the window: no data, no uptime.
+    let stats = row("stats", 443);
+    assert_eq!((&stats["uptime_percent"], &stats["buckets"]), (&Value::Null, &json!([])));
+
+    let week = api.ok("/api/v1/projects/shop/availability?days=7", token).await;
+    assert_eq!((&week["bucket_ms"], &week["days"]), (&json!(3_600_000), &json!(7)));
+    assert_eq!(api.ok("/api/v1/projects/shop/availability?days=30", token).await["bucket_ms"], 3_600_000);
+    let r = api.get("/api/v1/projects/shop/availability?days=2", token).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(error_of(&r).starts_with("invalid `days`"));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_other_methods_405_as_json() {
+    let api = Api::start().await;
+    let op = format!("Bearer {}", api.tokens.operator);
+    for path in ["/nope", "/api/v1", "/api/v1/projects/shop/nope", "/api/v1/projects/shop/monitors/web-01-ports"] {
+        let r = api.request(reqwest::Method::GET, path, Some(&op)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(error_of(&r), "no such endpoint");
+    }
+    for (method, path) in [
+        (reqwest::Method::POST, "/api/v1/status"),
+        (reqwest::Method::DELETE, "/api/v1/projects/shop"),
+        (reqwest::Method::PUT, "/api/v1/projects/shop/servers"),
+        (reqwest::Method::POST, "/healthz"),
+    ] {
+        let r = api.request(method.clone(), path, Some(&op)).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        assert!(error_of(&r).contains("read-only"), "{method} {path}: {}", r.body);
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_revision_changes_what_a_token_sees_without_a_restart() {
+    let api = Api::start().await;
+    let t = &api.tokens;
+    api.ok("/api/v1/projects/shop", &t.user).await;
+    // The next revision drops carol from the platform group and makes dave a shop admin.
+    let mut next = (**api.config.borrow()).clone();
+    next.groups.get_mut("platform").unwrap().users.clear();
+    let shop = next.projects.get_mut("shop").unwrap();
+    shop.members
+        .push(watchkeeper::config::model::Member { user: "dave@example.com".into(), role: watchkeeper::config::raw::MemberRole::Admin });
+    api.config.send(Arc::new(next)).unwrap();
+
+    assert_eq!(api.get("/api/v1/projects/shop", &t.user).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.ok("/api/v1/projects", &t.user).await["projects"], json!([]));
+    let shop = api.ok("/api/v1/projects/shop", &t.member).await;
+    assert_eq!(shop["role"], "admin");
+    let dave = shop["members"].as_array().unwrap().iter().find(|m| m["name"] == "Dave Member").unwrap().clone();
+    assert_eq!(dave, json!({"name": "Dave Member", "role": "admin", "email": "dave@example.com"}));
+    // The store is shared with the rest of serve: a new alert shows at once.
+    let k = key("shop", "old-01", "port:legacy", "21");
+    let change = open(Severity::Warning, api.now_ms, "port 21 refused", "203.0.113.30");
+    api.store.apply_alert(&k, &firing(Severity::Warning, api.now_ms), None, Some(&change), &[], api.now_ms).await.unwrap();
+    let firing_now = api.ok("/api/v1/projects/shop/alerts?status=firing", &t.member).await;
+    assert_eq!(firing_now["alerts"].as_array().unwrap().len(), 3);
+    api.stop().await;
+}

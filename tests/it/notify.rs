@@ -1,0 +1,388 @@
+//! Notifications against real servers: e-mail into aiosmtpd, SMS and webhooks into a recording
+//! HTTP server, and the outbox worker riding out an SMTP outage.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+use watchkeeper::alert::{AlertState, Phase, Severity};
+use watchkeeper::config::model::{Channel, Config, SmtpSettings};
+use watchkeeper::config::raw::{ChannelType, Language, SmtpTls, WebhookFormat};
+use watchkeeper::notify::{AlertMessage, MessageKind, SendError, Senders, build_notifications, json_payload, render, run_outbox};
+use watchkeeper::store::{AlertChange, DeliveryStatus, InstanceKey, Medium, OutboxRow, Store};
+
+use crate::support::http::{FAILURE_BODY, HttpServer};
+use crate::support::smtp::SmtpServer;
+use crate::support::{free_port, install_crypto};
+
+/// The environment the senders see in these tests (never the process's).
+fn env(name: &str) -> Option<String> {
+    match name {
+        "WK_IT_FROM" => Some("Watchkeeper <alerts@example.com>".into()),
+        "WK_IT_SMS_TOKEN" => Some("tok-123".into()),
+        "WK_IT_SMTP_PASSWORD" => Some("hunter2-smtp".into()),
+        _ => None,
+    }
+}
+
+fn message(kind: MessageKind) -> AlertMessage {
+    AlertMessage {
+        kind,
+        severity: Severity::Fatal,
+        project: "shop".into(),
+        server: Some("web-01".into()),
+        host: "203.0.113.10".into(),
+        what: "port 80 of web-01-ports".into(),
+        detail: "connection refused".into(),
+        started_at_ms: 1_796_054_400_000,
+        at_ms: 1_796_054_400_000,
+        alert_id: Some(42),
+    }
+}
+
+fn channel(name: &str, type_: ChannelType) -> Channel {
+    Channel {
+        origin: None,
+        name: name.into(),
+        type_,
+        smtp: None,
+        from: None,
+        to: Vec::new(),
+        url: None,
+        headers: BTreeMap::new(),
+        body: None,
+        format: WebhookFormat::Json,
+    }
+}
+
+fn email_channel(port: u16, tls: SmtpTls) -> Channel {
+    Channel {
+        smtp: Some(SmtpSettings { host: "127.0.0.1".into(), port, tls, username: None, password: None }),
+        from: Some("${WK_IT_FROM}".into()),
+        ..channel("ops-mail", ChannelType::Email)
+    }
+}
+
+fn row(channel: &str, medium: Medium, recipient: &str, subject: &str, body: &str) -> OutboxRow {
+    OutboxRow {
+        id: 7,
+        alert_id: Some(42),
+        channel: channel.into(),
+        medium,
+        recipient: recipient.into(),
+        subject: subject.into(),
+        body: body.into(),
+        kind: "fired".into(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_ms: 0,
+        last_error: None,
+        created_ms: 1234,
+        sent_ms: None,
+    }
+}
+
+fn senders() -> Senders {
+    install_crypto();
+    Senders::with_timeout(Duration::from_secs(5))
+}
+
+#[tokio::test]
+async fn email_reaches_the_smtp_server_with_from_to_and_a_korean_subject() {
+    let smtp = SmtpServer::start();
+    let senders = senders();
+    let channel = email_channel(smtp.port, SmtpTls::None);
+    let ko = render(&message(MessageKind::Fired), Language::Ko, "Asia/Seoul");
+    let en = render(&message(MessageKind::Resolved), Language::En, "Asia/Seoul");
+    senders.send(&channel, &row("ops-mail", Medium::Email, "alice@example.com", &ko.subject, &ko.text), &env).await.expect("korean mail");
+    senders.send(&channel, &row("ops-mail", Medium::Email, "bob@example.com", &en.subject, &en.text), &env).await.expect("english mail");
+
+    let mails = smtp.wait_for(2, Duration::from_secs(10));
+    let alice = mails.iter().find(|m| m.to == "alice@example.com").expect("alice's mail");
+    assert_eq!(alice.from, "Watchkeeper <alerts@example.com>", "`from` is expanded from the environment");
+    assert_eq!(alice.subject, "[watchkeeper] 장애 발생 (위험): shop/web-01 port 80 of web-01-ports");
+    assert_eq!(alice.content_type, "text/plain");
+    assert!(alice.body.contains("장애가 발생했습니다 (위험)"), "{}", alice.body);
+    assert!(alice.body.contains("발생 시각: 2026-12-01 01:00:00 KST"), "{}", alice.body);
+    assert_eq!(alice.message_id, "<notification.7.1234@example.com>");
+    let bob = mails.iter().find(|m| m.to == "bob@example.com").expect("bob's mail");
+    assert_eq!(bob.subject, en.subject);
+    assert!(bob.body.contains("Duration:"), "{}", bob.body);
+}
+
+#[tokio::test]
+async fn smtp_server_down_is_a_quick_connection_refused_error() {
+    let senders = senders();
+    let channel = email_channel(free_port(), SmtpTls::None);
+    let started = Instant::now();
+    let err = senders.send(&channel, &row("ops-mail", Medium::Email, "a@example.com", "s", "b"), &env).await.expect_err("nobody listens");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert!(matches!(err, SendError::Smtp { permanent: false, .. }), "{err:?}");
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+    assert!(!err.is_permanent(), "an outage is retried");
+}
+
+#[tokio::test]
+async fn starttls_is_never_downgraded_and_errors_hold_no_password() {
+    // aiosmtpd here offers neither STARTTLS nor AUTH: a channel that requires them must fail
+    // instead of sending the password or the mail in clear text.
+    let smtp = SmtpServer::start();
+    let senders = senders();
+    let mut channel = email_channel(smtp.port, SmtpTls::Starttls);
+    let settings = channel.smtp.as_mut().expect("smtp settings");
+    settings.username = Some("alerts".into());
+    settings.password = Some("${WK_IT_SMTP_PASSWORD}".into());
+    let err = senders.send(&channel, &row("ops-mail", Medium::Email, "a@example.com", "s", "b"), &env).await.expect_err("no STARTTLS");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let mut plain = email_channel(smtp.port, SmtpTls::None);
+    plain.smtp.as_mut().expect("smtp").password = Some("${WK_IT_SMTP_PASSWORD}".into());
+    let err = senders.send(&plain, &row("ops-mail", Medium::Email, "a@example.com", "s", "b"), &env).await.expect_err("no AUTH");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(smtp.messages().is_empty(), "nothing may be delivered");
+}
+
+#[tokio::test]
+async fn sms_body_template_is_filled_and_headers_sent() {
+    let http = HttpServer::start().await;
+    let senders = senders();
+    let mut sms = channel("ops-sms", ChannelType::Sms);
+    sms.url = Some(http.url("/send?from=wk"));
+    sms.headers.insert("Authorization".into(), "Bearer ${WK_IT_SMS_TOKEN}".into());
+    sms.body = Some(r#"{"to":"{{phone}}","text":"{{text}}","unit":"${WK_IT_SMS_TOKEN}"}"#.into());
+    // Quotes, a newline, Korean and a `${…}` in the text must arrive as written.
+    let text = "[watchkeeper] 장애(위험) \"web\"\n${WK_IT_SMS_TOKEN} {{phone}}";
+    senders.send(&sms, &row("ops-sms", Medium::Sms, "+821011112222", "subject", text), &env).await.expect("sms sent");
+
+    let requests = http.wait_for(1, Duration::from_secs(5)).await;
+    let req = &requests[0];
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path, "/send?from=wk");
+    assert_eq!(req.headers.get("authorization").map(String::as_str), Some("Bearer tok-123"));
+    assert_eq!(req.headers.get("content-type").map(String::as_str), Some("application/json"));
+    assert_eq!(req.json(), json!({"to": "+821011112222", "text": text, "unit": "tok-123"}));
+}
+
+#[tokio::test]
+async fn sms_form_template_is_percent_encoded() {
+    let http = HttpServer::start().await;
+    let senders = senders();
+    let mut sms = channel("ops-sms", ChannelType::Sms);
+    sms.url = Some(http.url("/send"));
+    sms.headers.insert("Content-Type".into(), "application/x-www-form-urlencoded".into());
+    sms.body = Some("to={{phone}}&msg={{text}}".into());
+    senders.send(&sms, &row("ops-sms", Medium::Sms, "+821011112222", "s", "down & out 복구"), &env).await.expect("sms sent");
+    let req = &http.wait_for(1, Duration::from_secs(5)).await[0];
+    assert_eq!(req.body, "to=%2B821011112222&msg=down%20%26%20out%20%EB%B3%B5%EA%B5%AC");
+    assert_eq!(req.headers.get("content-type").map(String::as_str), Some("application/x-www-form-urlencoded"));
+}
+
+#[tokio::test]
+async fn slack_and_json_webhooks() {
+    let http = HttpServer::start().await;
+    let senders = senders();
+    let payload = json_payload(&message(MessageKind::Fired), "Asia/Seoul");
+    let hook_env = |name: &str| (name == "WK_IT_HOOK").then(|| http.url("/services/T000/B000/secret"));
+
+    let mut slack = channel("ops-slack", ChannelType::Webhook);
+    slack.url = Some("${WK_IT_HOOK}".into());
+    slack.format = WebhookFormat::Slack;
+    senders.send(&slack, &row("ops-slack", Medium::Webhook, "ops-slack", "s", &payload.to_string()), &hook_env).await.expect("slack");
+
+    let mut generic = channel("ops-json", ChannelType::Webhook);
+    generic.url = Some(http.url("/wk"));
+    senders.send(&generic, &row("ops-json", Medium::Webhook, "ops-json", "s", &payload.to_string()), &hook_env).await.expect("json");
+
+    let requests = http.wait_for(2, Duration::from_secs(5)).await;
+    assert_eq!(requests[0].path, "/services/T000/B000/secret");
+    assert_eq!(requests[0].headers.get("content-type").map(String::as_str), Some("application/json"));
+    assert_eq!(
+        requests[0].json(),
+        json!({"text": "[watchkeeper] Alert fired (fatal): port 80 of web-01-ports on shop/web-01 (connection refused)"})
+    );
+    assert_eq!(requests[1].path, "/wk");
+    let body = requests[1].json();
+    assert_eq!(body, payload);
+    assert_eq!(body["kind"], "fired");
+    assert_eq!(body["started_at"], "2026-12-01T01:00:00+09:00");
+    assert_eq!(body["alert_id"], 42);
+}
+
+#[tokio::test]
+async fn http_500_is_a_retryable_error_with_status_and_excerpt_but_no_secret() {
+    let http = HttpServer::failing_first(1).await;
+    let senders = senders();
+    let hook_env = |name: &str| (name == "WK_IT_HOOK").then(|| http.url("/hook/secret-token"));
+    let mut hook = channel("ops-json", ChannelType::Webhook);
+    hook.url = Some("${WK_IT_HOOK}".into());
+    let r = row("ops-json", Medium::Webhook, "ops-json", "s", "{}");
+
+    let err = senders.send(&hook, &r, &hook_env).await.expect_err("first request fails");
+    match &err {
+        SendError::Status { status, excerpt } => {
+            assert_eq!(*status, 500);
+            assert_eq!(excerpt, &FAILURE_BODY.replace('\n', " "));
+        }
+        other => panic!("expected an HTTP status error, got {other:?}"),
+    }
+    assert!(!err.is_permanent());
+    assert!(!err.to_string().contains("secret-token"), "{err}");
+    senders.send(&hook, &r, &hook_env).await.expect("second request succeeds");
+    assert_eq!(http.requests().len(), 2);
+
+    // Nobody listening: the error names the failure, not the URL with its token.
+    let closed = format!("http://127.0.0.1:{}/hook/secret-token", free_port());
+    let err = senders.send(&hook, &r, &|name: &str| (name == "WK_IT_HOOK").then(|| closed.clone())).await.expect_err("refused");
+    assert!(matches!(err, SendError::Http(_)), "{err:?}");
+    assert!(!err.to_string().contains("secret-token"), "{err}");
+}
+
+#[tokio::test]
+async fn missing_environment_variable_is_named_and_nothing_is_sent() {
+    let http = HttpServer::start().await;
+    let senders = senders();
+    let mut sms = channel("ops-sms", ChannelType::Sms);
+    sms.url = Some(http.url("/send"));
+    sms.headers.insert("Authorization".into(), "Bearer ${WK_IT_UNSET_TOKEN}".into());
+    let err = senders.send(&sms, &row("ops-sms", Medium::Sms, "+821011112222", "s", "t"), &env).await.expect_err("unset variable");
+    assert_eq!(err.to_string(), "channel `ops-sms`: environment variable `WK_IT_UNSET_TOKEN` is not set");
+    assert!(http.requests().is_empty());
+}
+
+/// A project with three members and one e-mail channel to `smtp_port`, compiled by the same
+/// path serve uses.
+fn outage_config(smtp_port: u16) -> (tempfile::TempDir, Config) {
+    let tree = tempfile::tempdir().expect("temp dir");
+    let files = [
+        (
+            "people.yaml",
+            "kind: User\nemail: alice@example.com\nname: Alice\nlanguage: ko\n---\n\
+             kind: User\nemail: bob@example.com\nname: Bob\n---\n\
+             kind: User\nemail: carol@example.com\nname: Carol\n"
+                .to_string(),
+        ),
+        (
+            "project.yaml",
+            "kind: Project\nname: shop\ntimezone: Asia/Seoul\nchannels: [ops-mail]\nmembers:\n\
+             \x20 - { user: alice@example.com, role: admin }\n\
+             \x20 - { user: bob@example.com, role: user }\n\
+             \x20 - { user: carol@example.com, role: user }\n"
+                .to_string(),
+        ),
+        (
+            "channels.yaml",
+            format!(
+                "kind: Channel\nname: ops-mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {smtp_port}, tls: none }}\n\
+                 from: \"watchkeeper <alerts@example.com>\"\n"
+            ),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(tree.path().join(name), text).expect("write tree");
+    }
+    let loaded = watchkeeper::config::load_dir(tree.path(), &watchkeeper::config::Library::Builtin);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    (tree, loaded.config)
+}
+
+/// Fire an alert on port `port` and enqueue its notifications, as the engine does.
+async fn fire(store: &Store, config: &Config, port: u16) -> i64 {
+    let now = jiff::Timestamp::now().as_millisecond();
+    let msg = AlertMessage {
+        what: format!("port {port} of web-01-ports"),
+        started_at_ms: now,
+        at_ms: now,
+        alert_id: None,
+        ..message(MessageKind::Fired)
+    };
+    let notifications = build_notifications(config, "shop", &msg, None, None, now);
+    assert_eq!(notifications.len(), 3, "{notifications:#?}");
+    let key = InstanceKey { project: "shop".into(), server: String::new(), rule: "port:web-01-ports".into(), subject: port.to_string() };
+    let state = AlertState { phase: Phase::Firing { since_ms: now, severity: Severity::Fatal }, failures: 3, ..AlertState::default() };
+    let open = AlertChange::Open {
+        severity: Severity::Fatal,
+        started_at_ms: now,
+        message: msg.what.clone(),
+        host: msg.host.clone(),
+        snapshot: json!({}),
+    };
+    store.apply_alert(&key, &state, None, Some(&open), &notifications, now).await.expect("apply alert").expect("an open alert id")
+}
+
+/// Poll `check` every 50 ms until it holds; panic after `timeout`.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_rides_out_an_smtp_outage_and_delivers_every_mail_exactly_once() {
+    install_crypto();
+    let mut smtp = SmtpServer::start();
+    let (_tree, config) = outage_config(smtp.port);
+    let config = Arc::new(config);
+    let db = tempfile::tempdir().expect("temp dir");
+    let store = Store::connect(&format!("sqlite://{}", db.path().join("wk.db").display())).await.expect("store");
+    let (_config_tx, config_rx) = watch::channel(config.clone());
+    let wake = Arc::new(Notify::new());
+    let cancel = CancellationToken::new();
+    let worker = tokio::spawn(run_outbox(store.clone(), config_rx, senders(), "replica-1".into(), wake.clone(), cancel.clone()));
+    let mail_count = |smtp: &SmtpServer| smtp.message_files().len();
+
+    // 1. SMTP up: the first alert's three mails go out.
+    let first = fire(&store, &config, 80).await;
+    wake.notify_one();
+    eventually("the first three mails", Duration::from_secs(15), || async { mail_count(&smtp) == 3 }).await;
+
+    // 2. SMTP down: the second alert's mails stay pending, each attempt logged with its error.
+    smtp.stop();
+    let second = fire(&store, &config, 443).await;
+    wake.notify_one();
+    let attempted = || async {
+        let rows = store.notifications_for_alert(second).await.expect("notifications");
+        rows.len() == 3 && rows.iter().all(|(row, attempts)| row.status == DeliveryStatus::Pending && !attempts.is_empty())
+    };
+    eventually("failed attempts while SMTP is down", Duration::from_secs(15), attempted).await;
+    for (row, attempts) in store.notifications_for_alert(second).await.expect("notifications") {
+        assert_eq!(row.attempts as usize, attempts.len());
+        assert!(attempts.iter().all(|a| !a.ok), "{attempts:?}");
+        let error = row.last_error.expect("last error recorded").to_lowercase();
+        assert!(error.contains("refused"), "{error}");
+        assert!(row.next_attempt_ms > jiff::Timestamp::now().as_millisecond() - 1000, "a retry is scheduled");
+    }
+    assert_eq!(mail_count(&smtp), 3);
+
+    // 3. SMTP back on the same port: the retry (5 s after the first failure) delivers them.
+    smtp.resume();
+    eventually("the second alert's mails after the outage", Duration::from_secs(30), || async { mail_count(&smtp) == 6 }).await;
+    eventually("every notification recorded as sent", Duration::from_secs(10), || async {
+        let mut all = store.notifications_for_alert(first).await.expect("first");
+        all.extend(store.notifications_for_alert(second).await.expect("second"));
+        all.iter().all(|(row, _)| row.status == DeliveryStatus::Sent)
+    })
+    .await;
+
+    // Exactly once: nothing more arrives, and each (recipient, alert) got one mail.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 6, "{mails:#?}");
+    let distinct: BTreeSet<(String, String)> = mails.iter().map(|m| (m.to.clone(), m.subject.clone())).collect();
+    assert_eq!(distinct.len(), 6, "{mails:#?}");
+    let alice = mails.iter().filter(|m| m.to == "alice@example.com").count();
+    assert_eq!(alice, 2);
+    assert!(mails.iter().any(|m| m.to == "alice@example.com" && m.subject.contains("장애 발생")), "alice reads Korean");
+    assert_eq!(store.outbox_depth().await.expect("depth"), 0);
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(5), worker).await.expect("worker stops promptly").expect("worker did not panic");
+}

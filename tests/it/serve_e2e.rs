@@ -1,0 +1,401 @@
+//! `watchkeeper serve` end to end, with real parts only: the real binary following a real git
+//! repository, a real TCP listener the test stops and starts, aiosmtpd receiving mail, a local
+//! HTTP server receiving SMS and webhooks, and the status API read over HTTP.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::http::HttpServer;
+use crate::support::smtp::SmtpServer;
+use crate::support::{free_port, install_crypto};
+
+const OPERATOR: &str = "operator-token-for-tests";
+
+/// A TCP port that is open while the listener runs: accepts and drops every connection.
+struct Listener {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Listener {
+    fn open(port: u16) -> Listener {
+        let socket = TcpListener::bind(("127.0.0.1", port)).expect("bind listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            for conn in socket.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                drop(conn);
+            }
+        });
+        Listener { port, stop, thread: Some(thread) }
+    }
+
+    fn close(mut self) -> u16 {
+        self.shutdown();
+        self.port
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake the accept loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A `watchkeeper serve` child process; killed on drop. Its log is kept for failure messages.
+struct Serve {
+    child: Option<Child>,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(args: &[String], env: &[(&str, String)], log: &Path) -> Serve {
+        let port = free_port();
+        let log_file = fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_watchkeeper"));
+        command
+            .arg("serve")
+            .args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("WATCHKEEPER_ADMIN_TOKEN", OPERATOR)
+            .env("WATCHKEEPER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("spawn watchkeeper serve");
+        let serve = Serve { child: Some(child), port, log: log.to_path_buf() };
+        serve.wait_until("the API answers", Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        serve
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_until(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !check() {
+            if start.elapsed() > timeout {
+                panic!("timed out after {timeout:?} waiting until {what}\n--- serve log ---\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to serve");
+        use std::io::Write;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {OPERATOR}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(head.starts_with("HTTP/1.1 200"), "GET {url}: {head}\n{body}");
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
+    }
+
+    fn text(&self, path: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to serve");
+        use std::io::Write;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    }
+
+    fn applied(&self) -> Option<String> {
+        self.get("/api/v1/status")["applied"]["revision"].as_str().map(str::to_string)
+    }
+
+    fn firing(&self) -> Vec<Value> {
+        self.get("/api/v1/projects/shop/alerts?status=firing")["alerts"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, and the exit status once it stopped.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("serve did not stop within 20 s of SIGTERM\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = &tail[n + 2..];
+    }
+    out
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Ports {
+    smtp: u16,
+    http: u16,
+    web: u16,
+    other: u16,
+}
+
+fn tree(p: &Ports, other_interval: &str, policy: &str) -> Vec<(&'static str, String)> {
+    let token_hash = watchkeeper::token::sha256_hex(OPERATOR);
+    vec![
+        (
+            "users.yaml",
+            format!(
+                "kind: User\nemail: alice@example.com\nname: Alice\nphone: \"+82-10-1234-5678\"\nlanguage: en\n\
+                 token_sha256: {token_hash}\nnotify: {{ email: true, sms: true }}\n"
+            ),
+        ),
+        (
+            "channels.yaml",
+            format!(
+                "kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {}, tls: none }}\n\
+                 from: \"watchkeeper <alerts@example.com>\"\n---\n\
+                 kind: Channel\nname: sms\ntype: sms\nurl: http://127.0.0.1:{}/sms\nheaders: {{ Authorization: \"Bearer ${{SMS_TOKEN}}\" }}\n---\n\
+                 kind: Channel\nname: hook\ntype: webhook\nurl: http://127.0.0.1:{}/hook\nformat: json\n",
+                p.smtp, p.http, p.http
+            ),
+        ),
+        (
+            "project.yaml",
+            format!(
+                "kind: Project\nname: shop\nmembers: [{{ user: alice@example.com, role: admin }}]\nchannels: [mail, sms, hook]\n---\n\
+                 kind: Server\nname: web-01\nproject: shop\nhost: 127.0.0.1\npolicy: {policy}\n---\n\
+                 kind: PortMonitor\nname: web\nproject: shop\nserver: web-01\nports: [{}]\ninterval: 1s\ntimeout: 500ms\nfailures: 3\n---\n\
+                 kind: PortMonitor\nname: other\nproject: shop\nhost: 127.0.0.1\nports: [{}]\ninterval: {other_interval}\ntimeout: 500ms\n",
+                p.web, p.other
+            ),
+        ),
+    ]
+}
+
+fn commit(repo: &Path, files: &[(&'static str, String)], message: &str) -> String {
+    for (name, text) in files {
+        fs::write(repo.join(name), text).unwrap();
+    }
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-qm", message]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn fired_mails(smtp: &SmtpServer) -> usize {
+    smtp.messages().iter().filter(|m| m.subject.contains("fired")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_down_mails_once_through_reloads_a_crash_and_an_smtp_outage() {
+    install_crypto();
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    let mut smtp = SmtpServer::start();
+    let http = HttpServer::start().await;
+    let web = Listener::open(free_port());
+    let other = Listener::open(free_port());
+    let ports = Ports { smtp: smtp.port, http: http.addr.port(), web: web.port, other: other.port };
+    let first = commit(&repo, &tree(&ports, "1s", "linux-default"), "first");
+
+    let args: Vec<String> = vec![
+        "--git".into(),
+        format!("file://{}", repo.display()),
+        "--branch".into(),
+        "main".into(),
+        "--poll".into(),
+        "1s".into(),
+        "--workdir".into(),
+        work.path().join("checkout").display().to_string(),
+        "--db".into(),
+        format!("sqlite://{}", work.path().join("wk.db").display()),
+    ];
+    let env = [("SMS_TOKEN", "sms-secret".to_string())];
+    let log = work.path().join("serve.log");
+    let mut serve = Serve::start(&args, &env, &log);
+    serve.wait_until("the first commit is applied", Duration::from_secs(30), || serve.applied().as_deref() == Some(first.as_str()));
+
+    // The port goes down: after 3 failed checks, one e-mail, one SMS, one webhook.
+    let web_port = web.close();
+    let mails = smtp.wait_for(1, Duration::from_secs(30));
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, "alice@example.com");
+    assert!(mails[0].subject.contains("fired"), "{:?}\n{}", mails[0], serve.log());
+    assert!(mails[0].body.contains(&format!("port {web_port}")), "{}", mails[0].body);
+    let requests = http.wait_for(2, Duration::from_secs(15)).await;
+    let sms = requests.iter().find(|r| r.path == "/sms").expect("an SMS request");
+    assert_eq!(sms.headers.get("authorization").map(String::as_str), Some("Bearer sms-secret"));
+    assert!(sms.body.contains("+821012345678"), "{}", sms.body);
+    let hook = requests.iter().find(|r| r.path == "/hook").expect("a webhook request");
+    assert_eq!(hook.json()["kind"], "fired");
+    let firing = serve.firing();
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    let (alert_id, started) = (firing[0]["id"].clone(), firing[0]["started_at_ms"].clone());
+
+    // A broken commit is rejected with its diagnostics; the alert keeps firing.
+    let broken = tree(&ports, "1s", "linux-defualt");
+    let second = commit(&repo, &broken, "typo");
+    serve.wait_until("the broken commit is rejected", Duration::from_secs(30), || {
+        serve.get("/api/v1/status")["rejected"]["revision"].as_str() == Some(second.as_str())
+    });
+    let status = serve.get("/api/v1/status");
+    assert_eq!(status["applied"]["revision"].as_str(), Some(first.as_str()));
+    let diagnostics = status["rejected"]["diagnostics"].to_string();
+    assert!(diagnostics.contains("unknown-reference") && diagnostics.contains("project.yaml"), "{diagnostics}");
+    assert!(serve.text("/metrics").contains("watchkeeper_reconcile_rejected_total"), "metrics name rejections");
+
+    // A commit changing only the other monitor leaves this alert alone.
+    let third = commit(&repo, &tree(&ports, "2s", "linux-default"), "slower other");
+    serve.wait_until("the fix is applied", Duration::from_secs(30), || serve.applied().as_deref() == Some(third.as_str()));
+    thread::sleep(Duration::from_secs(2));
+    let firing = serve.firing();
+    assert_eq!((firing.len(), &firing[0]["id"], &firing[0]["started_at_ms"]), (1, &alert_id, &started));
+    assert_eq!(fired_mails(&smtp), 1, "no second mail after reloads");
+
+    // serve crashes and restarts during the outage: still firing, same start, no second mail.
+    serve.kill();
+    let mut serve = Serve::start(&args, &env, &log);
+    serve
+        .wait_until("the restarted serve applies the tree", Duration::from_secs(30), || serve.applied().as_deref() == Some(third.as_str()));
+    thread::sleep(Duration::from_secs(4));
+    let firing = serve.firing();
+    assert_eq!((firing.len(), &firing[0]["id"], &firing[0]["started_at_ms"]), (1, &alert_id, &started));
+    assert_eq!(fired_mails(&smtp), 1, "no second `fired` mail after a restart");
+
+    // SMTP goes down, then the port recovers: the resolve mail waits in the outbox and is
+    // delivered once SMTP is back — exactly once.
+    smtp.stop();
+    let web = Listener::open(web_port);
+    serve.wait_until("the alert resolves", Duration::from_secs(30), || serve.firing().is_empty());
+    let alert = serve.get(&format!("/api/v1/projects/shop/alerts/{alert_id}"));
+    assert_eq!(alert["status"], "resolved");
+    serve.wait_until("a failed attempt is logged", Duration::from_secs(30), || {
+        let alert = serve.get(&format!("/api/v1/projects/shop/alerts/{alert_id}"));
+        alert["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["kind"] == "resolved" && n["medium"] == "email" && n["attempts"].as_array().is_some_and(|a| !a.is_empty()))
+    });
+    smtp.resume();
+    let mails = smtp.wait_for(2, Duration::from_secs(60));
+    assert!(mails[1].subject.to_lowercase().contains("resolved"), "{:?}", mails[1]);
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(smtp.messages().len(), 2, "nothing lost, nothing doubled");
+
+    // SIGTERM stops serve cleanly.
+    let status = serve.terminate();
+    assert!(status.success(), "exit status {status}\n{}", serve.log());
+    assert!(serve.log().contains("serve stopped"));
+    drop(web);
+    drop(other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_follows_a_directory_and_rejects_a_bad_revision_without_stopping() {
+    install_crypto();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("tree");
+    fs::create_dir_all(&dir).unwrap();
+    let smtp = SmtpServer::reserve();
+    let other = Listener::open(free_port());
+    let ports = Ports { smtp: smtp.port, http: free_port(), web: other.port, other: other.port };
+    let mut files = tree(&ports, "1s", "linux-default");
+    // One monitor is enough here; both point at the same open port.
+    files[2].1 = files[2].1.replace("name: other", "name: other-port");
+    for (name, text) in &files {
+        fs::write(dir.join(name), text).unwrap();
+    }
+    let args: Vec<String> = vec![
+        "--config".into(),
+        dir.display().to_string(),
+        "--rescan".into(),
+        "1m".into(),
+        "--db".into(),
+        format!("sqlite://{}", work.path().join("wk.db").display()),
+    ];
+    let serve = Serve::start(&args, &[("SMS_TOKEN", "x".into())], &work.path().join("serve.log"));
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some_and(|r| r.starts_with("sha256:")));
+    let first = serve.applied().unwrap();
+    serve.wait_until("both monitors report up", Duration::from_secs(30), || {
+        let monitors = serve.get("/api/v1/projects/shop/monitors");
+        monitors["port_monitors"].as_array().unwrap().iter().all(|m| m["ports"][0]["last"]["ok"] == true)
+    });
+
+    // A change on disk is picked up through file events (the rescan is a minute away).
+    fs::write(dir.join("project.yaml"), files[2].1.replace("ports: [", "ports: [1, ")).unwrap();
+    serve.wait_until("the edit is applied", Duration::from_secs(20), || serve.applied().is_some_and(|r| r != first));
+    // A broken edit is rejected; the last good revision keeps running.
+    let good = serve.applied().unwrap();
+    fs::write(dir.join("project.yaml"), "kind: Project\nname: shop\nchannels: [nope]\n").unwrap();
+    serve.wait_until("the broken edit is rejected", Duration::from_secs(20), || !serve.get("/api/v1/status")["rejected"].is_null());
+    assert_eq!(serve.applied(), Some(good));
+    let metrics = serve.text("/metrics");
+    assert!(metrics.contains("watchkeeper_reconcile_status 0"), "{metrics}");
+}

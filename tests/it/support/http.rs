@@ -1,0 +1,109 @@
+//! A real HTTP server (axum on 127.0.0.1:0) that records every request and can answer 500 to
+//! the first N, for SMS gateway and webhook tests.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Lowercase names.
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Recorded {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("request body is not JSON ({e}): {}", self.body))
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: Mutex<Vec<Recorded>>,
+    fail_first: usize,
+}
+
+/// The server; stops on drop.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Said by the server when it fails a request on purpose.
+pub const FAILURE_BODY: &str = "gateway exploded\n(try again later)";
+
+impl HttpServer {
+    /// Answer 200 `ok` to everything.
+    pub async fn start() -> HttpServer {
+        HttpServer::failing_first(0).await
+    }
+
+    /// Answer 500 with [`FAILURE_BODY`] to the first `n` requests, then 200.
+    pub async fn failing_first(n: usize) -> HttpServer {
+        let shared = Arc::new(Shared { fail_first: n, ..Shared::default() });
+        let app = axum::Router::new().fallback(record).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        HttpServer { addr, shared, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Wait until at least `n` requests arrived; panic after `timeout`.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let start = Instant::now();
+        loop {
+            let requests = self.requests();
+            if requests.len() >= n {
+                return requests;
+            }
+            assert!(start.elapsed() < timeout, "expected {n} requests within {timeout:?}, got {}", requests.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn record(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+    let recorded = Recorded {
+        method: method.to_string(),
+        path: uri.path_and_query().map_or_else(|| uri.path().to_string(), ToString::to_string),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let mut requests = shared.requests.lock().expect("requests lock");
+    requests.push(recorded);
+    if requests.len() <= shared.fail_first {
+        (StatusCode::INTERNAL_SERVER_ERROR, FAILURE_BODY.to_string())
+    } else {
+        (StatusCode::OK, "ok".to_string())
+    }
+}

@@ -1,0 +1,25 @@
+//! Real servers for the integration tests: an SMTP server (aiosmtpd, writing a Maildir) and a
+//! recording HTTP server (axum) that can fail on purpose. No mocks.
+
+// Not every test module uses every helper.
+#![allow(dead_code)]
+
+pub mod http;
+pub mod smtp;
+
+use std::net::TcpListener;
+use std::sync::Once;
+
+/// Install rustls' ring provider, as serve does at startup; reqwest panics without one.
+pub fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}

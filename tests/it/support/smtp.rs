@@ -1,0 +1,143 @@
+//! A real SMTP server: `python3 -m aiosmtpd` with its Mailbox handler, delivering into a Maildir.
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long the server may take to accept connections after starting.
+const STARTUP: Duration = Duration::from_secs(15);
+
+/// aiosmtpd on `127.0.0.1:port`; killed on drop. Can be stopped and started again on the same
+/// port and Maildir, to simulate an outage.
+pub struct SmtpServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+/// One delivered message, parsed by Python's `email` package (headers decoded).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct Mail {
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub message_id: String,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl SmtpServer {
+    /// Start on a free port and wait until it accepts connections.
+    pub fn start() -> SmtpServer {
+        let mut server = SmtpServer::reserve();
+        server.resume();
+        server
+    }
+
+    /// A server that is not running yet (`resume` starts it): its port refuses connections.
+    pub fn reserve() -> SmtpServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        SmtpServer { port: super::free_port(), dir, child: None }
+    }
+
+    pub fn maildir(&self) -> PathBuf {
+        self.dir.path().join("Maildir")
+    }
+
+    /// Start (again) on the same port and Maildir, and wait until it accepts connections.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "SMTP server already running");
+        let log = File::create(self.dir.path().join("aiosmtpd.log")).expect("log file");
+        let mut child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(self.maildir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn python3 -m aiosmtpd (pip install aiosmtpd)");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for aiosmtpd") {
+                panic!("aiosmtpd exited with {status} before accepting connections:\n{}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                break;
+            }
+            if start.elapsed() > STARTUP {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("aiosmtpd did not accept connections within {STARTUP:?}:\n{}", self.log());
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        self.child = Some(child);
+    }
+
+    /// Kill the server (an outage); its port refuses connections until `resume`.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("aiosmtpd.log")).unwrap_or_default()
+    }
+
+    /// The files of delivered messages, oldest first.
+    pub fn message_files(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.maildir().join("new")) else { return Vec::new() };
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+            .collect();
+        files.sort();
+        files.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Every delivered message, parsed.
+    pub fn messages(&self) -> Vec<Mail> {
+        self.message_files().iter().map(|p| parse(p)).collect()
+    }
+
+    /// Wait until at least `n` messages were delivered; panic after `timeout`.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Mail> {
+        let start = Instant::now();
+        while self.message_files().len() < n {
+            if start.elapsed() > timeout {
+                panic!("expected {n} messages within {timeout:?}, got {}:\n{}", self.message_files().len(), self.log());
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+        self.messages()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Parse a delivered message with Python's standard `email` package: a real MIME decoder,
+/// so encoded-word subjects and transfer encodings are checked independently of lettre.
+fn parse(path: &Path) -> Mail {
+    const SCRIPT: &str = r#"
+import email, email.policy, json, sys
+with open(sys.argv[1], "rb") as f:
+    m = email.message_from_binary_file(f, policy=email.policy.default)
+print(json.dumps({
+    "from": str(m["From"]), "to": str(m["To"]), "subject": str(m["Subject"]),
+    "message_id": str(m["Message-ID"]), "content_type": m.get_content_type(),
+    "body": m.get_content(),
+}))
+"#;
+    let out = Command::new("python3").args(["-c", SCRIPT]).arg(path).output().expect("run python3");
+    assert!(out.status.success(), "python could not parse {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("parser output is JSON")
+}
