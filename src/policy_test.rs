@@ -277,15 +277,9 @@ fn run_case(case: &TestCase, config: &Config) -> Result<Option<String>, String> 
         if !matches {
             let _ = writeln!(failure, "  notifications expected:");
             for (t, e) in &expected {
-                let _ = writeln!(
-                    failure,
-                    "    {} {} {} {:?} {:?}",
-                    Dur(std::time::Duration::from_millis(*t as u64)),
-                    e.medium,
-                    e.to,
-                    e.kind,
-                    e.status
-                );
+                let (kind, status) = (e.kind.as_deref().unwrap_or("*"), e.status.as_deref().unwrap_or("*"));
+                let at = Dur(std::time::Duration::from_millis(*t as u64));
+                let _ = writeln!(failure, "    {at} {} {} {kind} {status}", e.medium, e.to);
             }
             let _ = writeln!(failure, "  notifications got:");
             for g in &notes {

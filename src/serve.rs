@@ -62,7 +62,15 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     tasks.spawn(reconciler.run(snapshots_rx, cancel.clone()));
     tasks.spawn(source::follow(options.source, options.library, snapshots_tx, cancel.clone()));
 
-    tasks.spawn(notify::run_outbox(store.clone(), config_rx.clone(), Senders::new(), options.holder, outbox_wake, cancel.clone()));
+    tasks.spawn(notify::run_outbox(
+        store.clone(),
+        config_rx.clone(),
+        Senders::new(),
+        Arc::clone(&metrics),
+        options.holder,
+        outbox_wake,
+        cancel.clone(),
+    ));
 
     let state = ApiState {
         store: store.clone(),

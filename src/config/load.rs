@@ -120,6 +120,7 @@ pub fn read_matching(root: &Path, accept: fn(&str) -> bool, diags: &mut Diagnost
             Err(e) => io_error(&mut sources, shown, &e, diags),
         }
     }
+    sources.tree_files = sources.files.len();
     sources
 }
 

@@ -10,7 +10,8 @@ use tracing::Instrument;
 
 use super::send::{SendError, Senders};
 use crate::config::Config;
-use crate::store::{DeliveryOutcome, OutboxRow, Store};
+use crate::metrics::Metrics;
+use crate::store::{DeliveryOutcome, Medium, OutboxRow, Store};
 
 /// Notifications claimed per round.
 pub const BATCH: u32 = 50;
@@ -58,6 +59,7 @@ pub async fn run_outbox(
     store: Store,
     config: watch::Receiver<Arc<Config>>,
     senders: Senders,
+    metrics: Arc<Metrics>,
     holder: String,
     wake: Arc<Notify>,
     cancel: CancellationToken,
@@ -77,7 +79,7 @@ pub async fn run_outbox(
                     let full = rows.len() as u32 >= BATCH;
                     if !rows.is_empty() {
                         let config = config.borrow().clone();
-                        deliver_batch(&store, &config, &senders, &limit, rows, &cancel).await;
+                        deliver_batch(&store, &config, &senders, &metrics, &limit, rows, &cancel).await;
                     }
                     full
                 }
@@ -108,18 +110,19 @@ async fn deliver_batch(
     store: &Store,
     config: &Arc<Config>,
     senders: &Arc<Senders>,
+    metrics: &Arc<Metrics>,
     limit: &Arc<Semaphore>,
     rows: Vec<OutboxRow>,
     cancel: &CancellationToken,
 ) {
     let mut tasks = JoinSet::new();
     for row in rows {
-        let (store, config, senders, limit) = (store.clone(), config.clone(), senders.clone(), limit.clone());
+        let (store, config, senders, metrics, limit) = (store.clone(), config.clone(), senders.clone(), metrics.clone(), limit.clone());
         let span = tracing::info_span!("notification", id = row.id, channel = %row.channel, medium = ?row.medium);
         tasks.spawn(
             async move {
                 let Ok(_permit) = limit.acquire_owned().await else { return };
-                deliver(&store, &config, &senders, row).await;
+                deliver(&store, &config, &senders, &metrics, row).await;
             }
             .instrument(span),
         );
@@ -148,7 +151,7 @@ async fn deliver_batch(
 }
 
 /// Send one row and record the attempt.
-async fn deliver(store: &Store, config: &Config, senders: &Senders, row: OutboxRow) {
+async fn deliver(store: &Store, config: &Config, senders: &Senders, metrics: &Metrics, row: OutboxRow) {
     let outcome = match config.channels.get(&row.channel) {
         None => {
             DeliveryOutcome::Failed { error: format!("channel `{}` no longer exists in the configuration", row.channel), retry_at_ms: None }
@@ -158,6 +161,12 @@ async fn deliver(store: &Store, config: &Config, senders: &Senders, row: OutboxR
             Err(e) => failed(&row, &e, now_ms()),
         },
     };
+    let medium = match row.medium {
+        Medium::Email => "email",
+        Medium::Sms => "sms",
+        Medium::Webhook => "webhook",
+    };
+    metrics.notification(medium, outcome == DeliveryOutcome::Sent);
     match &outcome {
         DeliveryOutcome::Sent => tracing::info!(recipient = %row.recipient, "notification sent"),
         DeliveryOutcome::Failed { error, retry_at_ms: Some(at) } => {

@@ -336,7 +336,9 @@ async fn outbox_rides_out_an_smtp_outage_and_delivers_every_mail_exactly_once() 
     let (_config_tx, config_rx) = watch::channel(config.clone());
     let wake = Arc::new(Notify::new());
     let cancel = CancellationToken::new();
-    let worker = tokio::spawn(run_outbox(store.clone(), config_rx, senders(), "replica-1".into(), wake.clone(), cancel.clone()));
+    let metrics = Arc::new(watchkeeper::metrics::Metrics::new());
+    let worker =
+        tokio::spawn(run_outbox(store.clone(), config_rx, senders(), metrics.clone(), "replica-1".into(), wake.clone(), cancel.clone()));
     let mail_count = |smtp: &SmtpServer| smtp.message_files().len();
 
     // 1. SMTP up: the first alert's three mails go out.
@@ -385,4 +387,7 @@ async fn outbox_rides_out_an_smtp_outage_and_delivers_every_mail_exactly_once() 
 
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(5), worker).await.expect("worker stops promptly").expect("worker did not panic");
+    let rendered = metrics.render();
+    assert!(rendered.contains(r#"watchkeeper_notifications_total{medium="email",result="ok"} 6"#), "{rendered}");
+    assert!(rendered.contains(r#"watchkeeper_notifications_total{medium="email",result="failed"}"#), "{rendered}");
 }
