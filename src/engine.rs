@@ -50,6 +50,62 @@ pub fn monitor_active(project: &Project, monitor: &PortMonitor) -> bool {
     monitor.server.as_ref().is_none_or(|s| project.servers.get(s).is_none_or(|srv| !srv.paused))
 }
 
+/// Why a configuration retires a port-monitor alert instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retired {
+    /// The monitor or the port is gone (or the whole project).
+    Removed,
+    /// The monitor watches a paused server.
+    Paused,
+}
+
+impl Retired {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Retired::Removed => "removed",
+            Retired::Paused => "paused",
+        }
+    }
+}
+
+/// The port-monitor alert instances a configuration keeps alive. The engine retires every other
+/// `port:` instance when it applies the configuration; `plan --against` uses the same rule to
+/// list the firing alerts a change would drop, so the two cannot disagree.
+#[derive(Debug, Default)]
+pub struct PortInstances {
+    /// (project, rule, subject = port) of every port of every active monitor.
+    live: BTreeSet<(String, String, String)>,
+    /// (project, rule) of the monitors whose server is paused.
+    paused: BTreeSet<(String, String)>,
+}
+
+impl PortInstances {
+    pub fn of(config: &Config) -> PortInstances {
+        let mut out = PortInstances::default();
+        for project in config.projects.values() {
+            for monitor in project.port_monitors.values() {
+                if !monitor_active(project, monitor) {
+                    out.paused.insert((project.name.clone(), port_rule(&monitor.name)));
+                    continue;
+                }
+                for port in &monitor.ports {
+                    out.live.insert((project.name.clone(), port_rule(&monitor.name), port.to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether (and why) the instance (`project`, `rule`, `subject`) is retired under this
+    /// configuration; `None` when it lives on or is not a port-monitor instance.
+    pub fn retires(&self, project: &str, rule: &str, subject: &str) -> Option<Retired> {
+        if !rule.starts_with("port:") || self.live.contains(&(project.to_string(), rule.to_string(), subject.to_string())) {
+            return None;
+        }
+        Some(if self.paused.contains(&(project.to_string(), rule.to_string())) { Retired::Paused } else { Retired::Removed })
+    }
+}
+
 impl Engine {
     /// Resume from the store: every persisted instance, with its counters and open alert.
     pub async fn load(store: Store, metrics: Arc<Metrics>, outbox: Arc<Notify>) -> Result<Engine, StoreError> {
@@ -97,28 +153,11 @@ impl Engine {
         self.config = applied.config;
         self.revision = applied.revision;
         let now_ms = now_ms();
-        let mut live: BTreeSet<(String, String, String)> = BTreeSet::new();
-        let mut paused: BTreeSet<(String, String)> = BTreeSet::new();
-        for project in self.config.projects.values() {
-            for monitor in project.port_monitors.values() {
-                if !monitor_active(project, monitor) {
-                    paused.insert((project.name.clone(), port_rule(&monitor.name)));
-                    continue;
-                }
-                for port in &monitor.ports {
-                    live.insert((project.name.clone(), port_rule(&monitor.name), port.to_string()));
-                }
-            }
-        }
-        let gone: Vec<InstanceKey> = self
-            .instances
-            .keys()
-            .filter(|k| k.rule.starts_with("port:") && !live.contains(&(k.project.clone(), k.rule.clone(), k.subject.clone())))
-            .cloned()
-            .collect();
-        for key in gone {
-            let was_paused = paused.contains(&(key.project.clone(), key.rule.clone()));
-            let reason = format!("{} in {}", if was_paused { "paused" } else { "removed" }, self.revision);
+        let ports = PortInstances::of(&self.config);
+        let gone: Vec<(InstanceKey, Retired)> =
+            self.instances.keys().filter_map(|k| ports.retires(&k.project, &k.rule, &k.subject).map(|why| (k.clone(), why))).collect();
+        for (key, why) in gone {
+            let reason = format!("{} in {}", why.as_str(), self.revision);
             self.retire(&key, &reason, now_ms).await?;
         }
         self.update_firing_gauge();

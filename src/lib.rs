@@ -9,7 +9,8 @@
 //! - [`config`] — raw serde types (`raw`), reading a tree with positions (`load`), the one
 //!   `compile` step to the validated model (`model`), diagnostics, the keyed `diff`, schema.
 //! - [`lint`] — rendering diagnostics: human (with snippet), JSON, GitHub annotations.
-//! - [`plan`] — rendering a keyed diff between two trees.
+//! - [`plan`] — rendering a keyed diff between two trees; `plan::against` reads a running serve's
+//!   objects and firing alerts through its status API.
 //! - [`codeowners`] — CODEOWNERS from group and project roles.
 //! - [`token`] — random tokens, their SHA-256, constant-time comparison.
 //! - [`alert`] — the pure alert state machine (pending → firing → resolved, counted, events).

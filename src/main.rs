@@ -52,11 +52,19 @@ enum Cmd {
         #[command(flatten)]
         library: LibraryArgs,
     },
-    /// Show what changes between two trees, object by object.
+    /// Show what changes between two trees, object by object; or between a running serve and a tree.
+    #[command(group(clap::ArgGroup::new("before").required(true).args(["base", "against"])))]
     Plan {
         /// The tree before the change: a directory, or a git revision of the repository holding DIR.
         #[arg(long, value_name = "REV|DIR")]
-        base: String,
+        base: Option<String>,
+        /// Compare with the configuration a running serve applied (its status API, e.g.
+        /// http://127.0.0.1:8080) and list the firing alerts the change would drop.
+        #[arg(long, value_name = "URL")]
+        against: Option<String>,
+        /// The status API token for --against (ignored with --base).
+        #[arg(long, env = "WATCHKEEPER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// The tree after the change.
         #[arg(default_value = ".")]
         dir: PathBuf,
@@ -178,7 +186,33 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             let (errors, warnings) = lint::counts(&loaded.diagnostics);
             Ok(if errors > 0 || (deny_warnings && warnings > 0) { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        Cmd::Plan { base, dir, format, library } => {
+        Cmd::Plan { base: None, against: Some(url), token, dir, format, library } => {
+            require_dir(&dir)?;
+            let new = config::load_dir(&dir, &library.library());
+            if report_errors("change", &new) {
+                return Ok(ExitCode::from(1));
+            }
+            let token =
+                token.filter(|t| !t.is_empty()).context("--against needs a status API token: give --token or set WATCHKEEPER_TOKEN")?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+            let running = runtime.block_on(plan::against::fetch(&url, &token))?;
+            if let Some(scope) = &running.scope {
+                eprintln!(
+                    "note: the token sees {} project(s) ({}); other projects and shared objects are not compared",
+                    scope.len(),
+                    scope.join(", ")
+                );
+            }
+            eprintln!("comparing with the running configuration (revision {})", running.revision.as_deref().unwrap_or("none applied yet"));
+            let (entries, dropped) = running.plan(&new.config);
+            match format {
+                PlanFormat::Human => out(&plan::human(&entries, Some(&dropped))),
+                PlanFormat::Json => out(&plan::json(&entries, Some(&dropped))),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Plan { base, dir, format, library, .. } => {
+            let base = base.context("give --base REV|DIR or --against URL")?;
             require_dir(&dir)?;
             let library = library.library();
             let new = config::load_dir(&dir, &library);
@@ -194,8 +228,8 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
             let entries = config::diff::diff(&old.config, &new.config);
             match format {
-                PlanFormat::Human => out(&plan::human(&entries)),
-                PlanFormat::Json => out(&plan::json(&entries)),
+                PlanFormat::Human => out(&plan::human(&entries, None)),
+                PlanFormat::Json => out(&plan::json(&entries, None)),
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,10 +1,14 @@
-//! `plan`: what a change to the tree does, object by object, grouped by project.
+//! `plan`: what a change to the tree does, object by object, grouped by project; with
+//! [`against`] a running serve, also the firing alerts it would drop.
+
+pub mod against;
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
 use crate::config::diff::{Change, Entry};
+use against::DroppedAlert;
 
 /// Counts of added, changed and removed objects.
 pub fn totals(entries: &[Entry]) -> (usize, usize, usize) {
@@ -19,7 +23,8 @@ fn show(v: &Value) -> String {
     }
 }
 
-pub fn human(entries: &[Entry]) -> String {
+/// The plan for people. `dropped` (with `--against` only) adds the firing alerts section.
+pub fn human(entries: &[Entry], dropped: Option<&[DroppedAlert]>) -> String {
     let (added, changed, removed) = totals(entries);
     let mut out = format!("Plan: {added} to add, {changed} to change, {removed} to remove.\n");
     let mut current: Option<&Option<String>> = None;
@@ -48,11 +53,34 @@ pub fn human(entries: &[Entry]) -> String {
     if entries.is_empty() {
         out.push_str("\nNo changes.\n");
     }
+    if let Some(dropped) = dropped {
+        out.push_str("\nFiring alerts this change would drop:");
+        if dropped.is_empty() {
+            out.push_str(" none.\n");
+        } else {
+            out.push('\n');
+        }
+        for d in dropped {
+            let a = &d.alert;
+            let since = a.started_at.clone().unwrap_or_else(|| format!("{} ms", a.started_at_ms));
+            let server = a.server.as_deref().map(|s| format!(", server {s}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  ! #{} {} {} {} (project {}{server}), firing since {since} → resolved: {}",
+                a.id, a.severity, a.rule, a.subject, a.project, d.reason
+            );
+            let _ = writeln!(out, "      {}", a.message);
+        }
+    }
     out
 }
 
-pub fn json(entries: &[Entry]) -> String {
+/// The plan as JSON; `dropped` (with `--against` only) adds `dropped_alerts`.
+pub fn json(entries: &[Entry], dropped: Option<&[DroppedAlert]>) -> String {
     let (added, changed, removed) = totals(entries);
-    let doc = serde_json::json!({ "added": added, "changed": changed, "removed": removed, "changes": entries });
+    let mut doc = serde_json::json!({ "added": added, "changed": changed, "removed": removed, "changes": entries });
+    if let Some(dropped) = dropped {
+        doc["dropped_alerts"] = serde_json::to_value(dropped).unwrap_or_default();
+    }
     format!("{}\n", serde_json::to_string_pretty(&doc).unwrap_or_default())
 }

@@ -8,6 +8,7 @@
 mod alerts;
 mod auth;
 mod monitors;
+mod objects;
 mod params;
 mod projects;
 
@@ -25,6 +26,7 @@ use crate::metrics::{self, Metrics};
 use crate::store::{Store, StoreError};
 
 pub use auth::Role;
+pub use objects::ObjectsDoc;
 
 /// What the API reads. Cheap to clone (handles only).
 #[derive(Clone)]
@@ -45,6 +47,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(projects::status))
+        .route("/api/v1/objects", get(objects::list))
         .route("/api/v1/projects", get(projects::list))
         .route("/api/v1/projects/{project}", get(projects::detail))
         .route("/api/v1/projects/{project}/servers", get(projects::servers))

@@ -1,20 +1,33 @@
 //! Keyed diff between two models: objects added, removed, and changed field by field.
 //! Identity is (project, kind, name); `plan` prints it and serve will apply it.
+//!
+//! The diff works on object maps ([`objects`]), so `plan --base` (two local trees) and
+//! `plan --against` (the objects a running serve reports, and a local tree) share one piece of code.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::model::Config;
 
 /// The identity of an object across revisions.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectKey {
     /// `None` for objects outside any project (users, groups, channels, shared policies).
     pub project: Option<String>,
-    pub kind: &'static str,
+    /// `User`, `Group`, `Channel`, `Project`, `Server`, `PortMonitor`, … as written in YAML.
+    pub kind: String,
     pub name: String,
+}
+
+/// One object with its identity, as `GET /api/v1/objects` sends it: `{project, kind, name, value}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Object {
+    #[serde(flatten)]
+    pub key: ObjectKey,
+    /// Exactly what [`objects`] produces for it.
+    pub value: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,7 +57,7 @@ pub struct Entry {
 pub fn objects(config: &Config) -> BTreeMap<ObjectKey, Value> {
     let mut out = BTreeMap::new();
     let mut put = |project: Option<&str>, kind: &'static str, name: &str, value: Value| {
-        out.insert(ObjectKey { project: project.map(str::to_string), kind, name: name.to_string() }, value);
+        out.insert(ObjectKey { project: project.map(str::to_string), kind: kind.to_string(), name: name.to_string() }, value);
     };
     for (k, v) in &config.users {
         put(None, "User", k, json(v));
@@ -92,9 +105,13 @@ fn json<T: Serialize>(value: &T) -> Value {
 
 /// What changes from `old` to `new`, in identity order (so grouped by project).
 pub fn diff(old: &Config, new: &Config) -> Vec<Entry> {
-    let (before, after) = (objects(old), objects(new));
+    diff_objects(&objects(old), &objects(new))
+}
+
+/// What changes from the objects `before` to the objects `after`, in identity order.
+pub fn diff_objects(before: &BTreeMap<ObjectKey, Value>, after: &BTreeMap<ObjectKey, Value>) -> Vec<Entry> {
     let mut out = Vec::new();
-    for (key, old_value) in &before {
+    for (key, old_value) in before {
         match after.get(key) {
             None => out.push(Entry { key: key.clone(), change: Change::Removed }),
             Some(new_value) if new_value != old_value => {
@@ -123,4 +140,70 @@ fn field_changes(before: &Value, after: &Value) -> Vec<FieldChange> {
             (old != new).then(|| FieldChange { field: f.clone(), before: old, after: new })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn key(project: Option<&str>, kind: &str, name: &str) -> ObjectKey {
+        ObjectKey { project: project.map(str::to_string), kind: kind.to_string(), name: name.to_string() }
+    }
+
+    #[test]
+    fn diff_objects_lists_added_changed_and_removed_in_identity_order() {
+        let before = BTreeMap::from([
+            (key(Some("shop"), "PortMonitor", "web-01-ports"), json!({"ports": [22, 80], "interval": "1m"})),
+            (key(Some("shop"), "Server", "web-01"), json!({"host": "203.0.113.10"})),
+            (key(None, "User", "alice@example.com"), json!({"name": "Alice"})),
+        ]);
+        let after = BTreeMap::from([
+            (key(Some("shop"), "PortMonitor", "web-01-ports"), json!({"ports": [22], "interval": "1m", "sms": true})),
+            (key(Some("shop"), "Server", "web-02"), json!({"host": "203.0.113.11"})),
+            (key(None, "User", "alice@example.com"), json!({"name": "Alice"})),
+        ]);
+        let entries = diff_objects(&before, &after);
+        let summary: Vec<(Option<&str>, &str, &str, &str)> = entries
+            .iter()
+            .map(|e| {
+                let change = match e.change {
+                    Change::Added => "added",
+                    Change::Removed => "removed",
+                    Change::Changed { .. } => "changed",
+                };
+                (e.key.project.as_deref(), e.key.kind.as_str(), e.key.name.as_str(), change)
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (Some("shop"), "PortMonitor", "web-01-ports", "changed"),
+                (Some("shop"), "Server", "web-01", "removed"),
+                (Some("shop"), "Server", "web-02", "added"),
+            ]
+        );
+        let Change::Changed { fields } = &entries[0].change else { unreachable!() };
+        assert_eq!(
+            fields,
+            &[
+                FieldChange { field: "ports".into(), before: json!([22, 80]), after: json!([22]) },
+                FieldChange { field: "sms".into(), before: Value::Null, after: json!(true) },
+            ]
+        );
+        assert!(diff_objects(&before, &before).is_empty());
+        assert_eq!(diff_objects(&BTreeMap::new(), &after).len(), 3);
+    }
+
+    #[test]
+    fn objects_round_trip_through_their_wire_form() {
+        let object = Object { key: key(Some("shop"), "Server", "web-01"), value: json!({"host": "203.0.113.10"}) };
+        let wire = serde_json::to_value(&object).unwrap();
+        assert_eq!(wire, json!({"project": "shop", "kind": "Server", "name": "web-01", "value": {"host": "203.0.113.10"}}));
+        assert_eq!(serde_json::from_value::<Object>(wire).unwrap(), object);
+        let shared: Object =
+            serde_json::from_value(json!({"project": null, "kind": "User", "name": "a@example.com", "value": {}})).unwrap();
+        assert_eq!(shared.key.project, None);
+    }
 }

@@ -5,6 +5,7 @@ mod common;
 mod config_cli;
 mod lint_rules;
 mod notify;
+mod plan_against;
 mod policy_tests;
 mod serve_e2e;
 mod store;
