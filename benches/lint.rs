@@ -21,10 +21,11 @@
 //! `WK_BENCH_BIN` (a prebuilt `watchkeeper` binary: skips the cargo build),
 //! `WK_BENCH_KEEP` (set: keep the generated tree and print its path).
 
+mod common;
 mod treegen;
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -139,10 +140,7 @@ fn main() {
     phase_breakdown(&dir);
 
     // 3. The real binary, as CI runs it.
-    let bin = match std::env::var_os("WK_BENCH_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => build_release_binary(),
-    };
+    let bin = common::release_binary();
     println!("binary: {}", bin.display());
     // Hidden and not *.yaml: lint does not read it.
     let out = dir.join(".lint-output");
@@ -265,31 +263,6 @@ fn phase_breakdown(dir: &Path) {
         ms(total)
     );
     println!("what-if: parse on 2 threads {} (vs {} on one)", ms(parallel), ms(parse));
-}
-
-/// Build the `watchkeeper` binary in the release profile and return its path, as cargo
-/// reports it (so `CARGO_TARGET_DIR` and the like are honoured).
-fn build_release_binary() -> PathBuf {
-    // Cargo sets CARGO for the processes it runs; fall back to the one that compiled us, then PATH.
-    let cargo = std::env::var_os("CARGO").or_else(|| option_env!("CARGO").map(Into::into)).unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let started = Instant::now();
-    let output = Command::new(&cargo)
-        .args(["build", "--release", "--bin", "watchkeeper", "--message-format=json-render-diagnostics", "--manifest-path"])
-        .arg(&manifest)
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(&cargo).display()));
-    assert!(output.status.success(), "cargo build --release --bin watchkeeper failed");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let bin = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "watchkeeper")
-        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no `watchkeeper` executable");
-    println!("built release binary in {}", ms(started.elapsed()));
-    bin
 }
 
 struct Run {

@@ -16,6 +16,10 @@
 //! The generated tree is meant to lint clean (no errors, no warnings): every IP literal lies in
 //! its group's `networks`, every AlertPolicy is used by some server, SMS only goes to users
 //! with a phone, no detector is paused, and so on. The bench asserts that before timing.
+//!
+//! [`generate`] writes realistic public and private addresses and DNS names, fine for benches
+//! that only read the tree. Benches that run the prober or the outbox use [`generate_with`] and
+//! [`Options::loopback`], so that nothing in the tree points off this machine.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -42,6 +46,24 @@ impl Size {
         Size { servers: 10_000, monitors: 10_000, policies: 1_000, projects: 100, groups: 4, users: 200, down_checks: 1_000 }
     }
 }
+
+/// What the tree points at; the default is what [`generate`] writes.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Every address in the tree is 127.0.0.1 — servers, private IPs, port monitors (no DNS names),
+    /// down-checks, node_exporter URLs — and every channel endpoint is 127.0.0.1 port 9, where
+    /// nothing listens; 127.0.0.0/8 is approved in every group. For benches that run the prober
+    /// or the outbox: they must never send traffic off loopback.
+    pub loopback: bool,
+    /// When not empty, PortMonitor `i` checks `ports[i % ports.len()]` instead of ports chosen by
+    /// its server's role (with `loopback`, so that probes reach the bench's own listeners).
+    pub ports: Vec<Vec<u16>>,
+    /// Every PortMonitor's `(interval, timeout)`, e.g. `("30s", "5s")`, instead of a 1m/3m/5m mix.
+    pub interval: Option<(String, String)>,
+}
+
+/// Where [`Options::loopback`] trees point channels: the discard port, closed on these machines.
+const LOOPBACK_SINK: &str = "127.0.0.1:9";
 
 /// What was written.
 #[derive(Debug, Default, Clone)]
@@ -159,6 +181,11 @@ impl Writer<'_> {
 
 /// Write a tree of `size` under `root` (which should be empty).
 pub fn generate(root: &Path, size: &Size) -> io::Result<Stats> {
+    generate_with(root, size, &Options::default())
+}
+
+/// [`generate`], with the addresses, ports and intervals `options` asks for.
+pub fn generate_with(root: &Path, size: &Size, options: &Options) -> io::Result<Stats> {
     let groups = size.groups.clamp(1, GROUPS.len());
     let projects = size.projects.max(1);
     assert!(size.users >= 4 * groups + 4, "need at least {} users for {groups} groups", 4 * groups + 4);
@@ -191,7 +218,7 @@ pub fn generate(root: &Path, size: &Size) -> io::Result<Stats> {
     for (g, name) in GROUPS.iter().enumerate().take(groups) {
         let d = format!(
             "kind: Group\nname: {name}\ndescription: The {name} team\nowner: {}\nadmins: [{}]\nusers: [{}, {}]\n\
-             networks: [10.{}.0.0/12, 10.{}.0.0/12, 203.0.113.{}/27]\n",
+             networks: [10.{}.0.0/12, 10.{}.0.0/12, 203.0.113.{}/27{}]\n",
             email(g),
             email(groups + g),
             email(2 * groups + g),
@@ -199,29 +226,41 @@ pub fn generate(root: &Path, size: &Size) -> io::Result<Stats> {
             g * 32,
             g * 32 + 16,
             g * 32,
+            if options.loopback { ", 127.0.0.0/8" } else { "" },
         );
         w.file(&format!("groups/{name}.yaml"), &[d])?;
     }
 
     // Channels: one mail and one SMS transport shared by everyone, a Slack webhook per group.
+    let (smtp, sms_url) = if options.loopback {
+        let (host, port) = LOOPBACK_SINK.split_once(':').expect("host:port");
+        (format!("{{ host: {host}, port: {port}, tls: none }}"), format!("http://{LOOPBACK_SINK}/send"))
+    } else {
+        (
+            "{ host: smtp.example.com, port: 587, tls: starttls, username: alerts, password: \"${SMTP_PASSWORD}\" }".to_string(),
+            "https://sms.example.com/send".to_string(),
+        )
+    };
     w.file(
         "channels/mail.yaml",
-        &["kind: Channel\nname: ops-mail\ntype: email\n\
-           smtp: { host: smtp.example.com, port: 587, tls: starttls, username: alerts, password: \"${SMTP_PASSWORD}\" }\n\
-           from: \"watchkeeper <alerts@example.com>\"\nto: [noc@example.com]\n"
-            .to_string()],
+        &[format!(
+            "kind: Channel\nname: ops-mail\ntype: email\nsmtp: {smtp}\nfrom: \"watchkeeper <alerts@example.com>\"\nto: [noc@example.com]\n"
+        )],
     )?;
     w.file(
         "channels/sms.yaml",
-        &["kind: Channel\nname: ops-sms\ntype: sms\nurl: https://sms.example.com/send\n\
-           headers: { Authorization: \"Bearer ${SMS_TOKEN}\" }\nbody: '{\"to\":\"{{phone}}\",\"text\":\"{{text}}\"}'\n"
-            .to_string()],
+        &[format!(
+            "kind: Channel\nname: ops-sms\ntype: sms\nurl: {sms_url}\n\
+             headers: {{ Authorization: \"Bearer ${{SMS_TOKEN}}\" }}\nbody: '{{\"to\":\"{{{{phone}}}}\",\"text\":\"{{{{text}}}}\"}}'\n"
+        )],
     )?;
     let slack: Vec<String> = GROUPS
         .iter()
         .take(groups)
         .map(|g| {
-            format!("kind: Channel\nname: {g}-slack\ntype: webhook\nurl: \"${{SLACK_WEBHOOK_{}}}\"\nformat: slack\n", g.to_uppercase())
+            let url =
+                if options.loopback { format!("http://{LOOPBACK_SINK}/{g}") } else { format!("${{SLACK_WEBHOOK_{}}}", g.to_uppercase()) };
+            format!("kind: Channel\nname: {g}-slack\ntype: webhook\nurl: \"{url}\"\nformat: slack\n")
         })
         .collect();
     w.file("channels/slack.yaml", &slack)?;
@@ -272,9 +311,15 @@ pub fn generate(root: &Path, size: &Size) -> io::Result<Stats> {
         let base = in_group[g];
         in_group[g] += n_servers;
         let host = |j: usize| -> String {
-            if j % 7 == 3 { format!("{}.{name}.example.net", server_name(j)) } else { group_ip(g, base + j, false) }
+            if options.loopback {
+                "127.0.0.1".to_string()
+            } else if j % 7 == 3 {
+                format!("{}.{name}.example.net", server_name(j))
+            } else {
+                group_ip(g, base + j, false)
+            }
         };
-        let private_ip = |j: usize| group_ip(g, base + j, true);
+        let private_ip = |j: usize| if options.loopback { "127.0.0.1".to_string() } else { group_ip(g, base + j, true) };
         let mut docs = Vec::with_capacity(n_servers);
         for j in 0..n_servers {
             let role = ROLES[j % ROLES.len()];
@@ -307,6 +352,12 @@ pub fn generate(root: &Path, size: &Size) -> io::Result<Stats> {
         w.stats.servers += n_servers;
 
         // Port monitors, then down-checks.
+        let ports_of = |i: usize, default: &str| -> String {
+            match options.ports.len() {
+                0 => default.to_string(),
+                n => format!("{:?}", options.ports[i % n]),
+            }
+        };
         let mut docs = Vec::with_capacity(n_monitors + n_checks);
         for i in 0..n_monitors {
             let mut d = String::from("kind: PortMonitor\n");
@@ -321,7 +372,7 @@ pub fn generate(root: &Path, size: &Size) -> io::Result<Stats> {
                         let _ = writeln!(d, "name: {server}-ports-{}", round + 1);
                     }
                 }
-                let ports = match ROLES[j % ROLES.len()] {
+                let role_ports = match ROLES[j % ROLES.len()] {
                     "web" | "lb" => "[22, 80, 443]",
                     "api" => "[22, 8080, 8443]",
                     "db" => "[22, 5432]",
@@ -330,13 +381,18 @@ pub fn generate(root: &Path, size: &Size) -> io::Result<Stats> {
                     _ if is_windows(j) => "[3389]",
                     _ => "[22]",
                 };
-                let _ = write!(d, "project: {name}\nserver: {server}\nports: {ports}\n");
+                let _ = write!(d, "project: {name}\nserver: {server}\nports: {}\n", ports_of(i, role_ports));
             } else if i % 20 == 9 {
-                let _ = write!(d, "name: vip-{i:04}\nproject: {name}\nhost: 203.0.113.{}\nports: [443]\n", g * 32 + 1 + i % 30);
+                let host = if options.loopback { "127.0.0.1".to_string() } else { format!("203.0.113.{}", g * 32 + 1 + i % 30) };
+                let _ = write!(d, "name: vip-{i:04}\nproject: {name}\nhost: {host}\nports: {}\n", ports_of(i, "[443]"));
             } else {
-                let _ = write!(d, "name: ext-{i:04}\nproject: {name}\nhost: svc-{i}.{name}.example.com\nports: [80, 443]\n");
+                let host = if options.loopback { "127.0.0.1".to_string() } else { format!("svc-{i}.{name}.example.com") };
+                let _ = write!(d, "name: ext-{i:04}\nproject: {name}\nhost: {host}\nports: {}\n", ports_of(i, "[80, 443]"));
             }
-            let (interval, timeout) = [("1m", "5s"), ("3m", "5s"), ("5m", "10s")][i % 3];
+            let (interval, timeout) = match &options.interval {
+                Some((interval, timeout)) => (interval.as_str(), timeout.as_str()),
+                None => [("1m", "5s"), ("3m", "5s"), ("5m", "10s")][i % 3],
+            };
             let _ = write!(d, "interval: {interval}\ntimeout: {timeout}\nfailures: {}\n", 2 + i % 3);
             if i % 4 == 0 {
                 d.push_str("recoveries: 2\n");

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::auth::{Access, Role};
@@ -282,12 +283,19 @@ struct ServerView<'a> {
     alerts_firing: Firing,
 }
 
+/// The answer of `…/servers`, serialized straight from the rows: with 10 000 servers, building
+/// a `serde_json::Value` first (and freeing it again) took most of the request's time.
+#[derive(Serialize)]
+struct ServerList<'a> {
+    servers: Vec<ServerView<'a>>,
+}
+
 pub async fn servers(
     State(state): State<ApiState>,
     access: Access,
     Path(project): Path<String>,
     params: Params,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Response, ApiError> {
     params.allow(&["tag", "q", "sort"])?;
     let (p, _role) = access.project(&project)?;
     let tag = params.str("tag");
@@ -339,5 +347,6 @@ pub async fn servers(
     if sort == "state" {
         rows.sort_by_key(|r| r.state);
     }
-    Ok(Json(serde_json::json!({ "servers": rows })))
+    // Serialized here, while `rows` can still borrow from the configuration snapshot.
+    Ok(Json(ServerList { servers: rows }).into_response())
 }
