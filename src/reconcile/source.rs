@@ -122,6 +122,7 @@ pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Snapsh
             result
         }) {
             Ok(Ok(snapshot)) => {
+                tracing::debug!(revision = %snapshot.revision, "configuration read");
                 if last.as_deref() != Some(snapshot.revision.as_str()) {
                     last = Some(snapshot.revision.clone());
                     if out.send(snapshot).await.is_err() {
@@ -146,7 +147,12 @@ fn watch_dir(
     changed: mpsc::Sender<()>,
 ) -> Option<notify_debouncer_full::Debouncer<notify::RecommendedWatcher, notify_debouncer_full::RecommendedCache>> {
     let handler = move |result: notify_debouncer_full::DebounceEventResult| {
-        if result.is_ok_and(|events| !events.is_empty()) {
+        // Reading the tree ourselves raises access events (open, close-without-write): only
+        // changes count, or every reload would trigger the next one.
+        let changed_something = |events: &Vec<notify_debouncer_full::DebouncedEvent>| {
+            events.iter().any(|e| !matches!(e.event.kind, notify::EventKind::Access(_)))
+        };
+        if result.is_ok_and(|events| changed_something(&events)) {
             // Full means a rescan is already queued; that is enough.
             let _ = changed.try_send(());
         }

@@ -366,13 +366,20 @@ async fn serve_follows_a_directory_and_rejects_a_bad_revision_without_stopping()
         "--db".into(),
         format!("sqlite://{}", work.path().join("wk.db").display()),
     ];
-    let serve = Serve::start(&args, &[("SMS_TOKEN", "x".into())], &work.path().join("serve.log"));
+    let env = [("SMS_TOKEN", "x".to_string()), ("WATCHKEEPER_LOG", "info,watchkeeper::reconcile=debug".to_string())];
+    let serve = Serve::start(&args, &env, &work.path().join("serve.log"));
     serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some_and(|r| r.starts_with("sha256:")));
     let first = serve.applied().unwrap();
     serve.wait_until("both monitors report up", Duration::from_secs(30), || {
         let monitors = serve.get("/api/v1/projects/shop/monitors");
         monitors["port_monitors"].as_array().unwrap().iter().all(|m| m["ports"][0]["last"]["ok"] == true)
     });
+
+    // Idle, the tree is read once: serve's own reads of it are not changes (a regression: access
+    // events once made every read trigger the next, a busy loop).
+    thread::sleep(Duration::from_secs(3));
+    let reads = serve.log().matches("configuration read").count();
+    assert_eq!(reads, 1, "the idle tree was read {reads} times\n{}", serve.log());
 
     // A change on disk is picked up through file events (the rescan is a minute away).
     fs::write(dir.join("project.yaml"), files[2].1.replace("ports: [", "ports: [1, ")).unwrap();
