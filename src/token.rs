@@ -30,11 +30,12 @@ pub fn sha256_hex(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Does `token` hash to `expected_hex`? Constant time in the hash comparison.
-pub fn matches(token: &str, expected_hex: &str) -> bool {
-    let actual = sha256_hex(token);
-    actual.len() == expected_hex.len()
-        && actual.bytes().zip(expected_hex.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase())) == 0
+/// Is `digest_hex` (from [`sha256_hex`]) the stored `expected_hex`? Constant time: every byte
+/// is compared; an upper-case stored hash matches too. Hash a presented token once, then
+/// compare the digest with each candidate.
+pub fn digest_matches(digest_hex: &str, expected_hex: &str) -> bool {
+    digest_hex.len() == expected_hex.len()
+        && digest_hex.bytes().zip(expected_hex.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase())) == 0
 }
 
 #[cfg(test)]
@@ -48,9 +49,10 @@ mod tests {
         assert_eq!(a.len(), 3 + 43);
         assert!(a[3..].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_eq!(sha256_hex("test"), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
-        assert!(matches(&a, &sha256_hex(&a)));
-        assert!(matches(&a, &sha256_hex(&a).to_uppercase()));
-        assert!(!matches(&b, &sha256_hex(&a)));
-        assert!(!matches(&a, "short"));
+        let d = sha256_hex(&a);
+        assert!(digest_matches(&d, &d));
+        assert!(digest_matches(&d, &d.to_uppercase()));
+        assert!(!digest_matches(&sha256_hex(&b), &d));
+        assert!(!digest_matches(&d, &d[..10]));
     }
 }

@@ -78,24 +78,19 @@ fn bearer(value: &str) -> Option<&str> {
 /// constant time; no comparison stops early on the first differing byte.
 fn identify(config: &Config, admin_sha256: Option<&str>, token: &str) -> Option<Caller> {
     let digest = crate::token::sha256_hex(token);
-    if admin_sha256.is_some_and(|expected| hex_eq(&digest, expected)) {
+    if admin_sha256.is_some_and(|expected| crate::token::digest_matches(&digest, expected)) {
         return Some(Caller::Operator);
     }
     let mut found = None;
     for user in config.users.values() {
         if let Some(expected) = &user.token_sha256
-            && hex_eq(&digest, expected)
+            && crate::token::digest_matches(&digest, expected)
             && found.is_none()
         {
             found = Some(Caller::User(user.email.clone()));
         }
     }
     found
-}
-
-/// Constant-time equality of two hex digests (case-insensitive in `expected`).
-fn hex_eq(actual: &str, expected: &str) -> bool {
-    actual.len() == expected.len() && actual.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase())) == 0
 }
 
 impl Access {
@@ -162,14 +157,5 @@ mod tests {
         assert_eq!(bearer("Bearer "), None);
         assert_eq!(bearer("Bearer a b"), None);
         assert_eq!(bearer("wk_abc"), None);
-    }
-
-    #[test]
-    fn hex_digests_compare_whole_and_case_insensitively() {
-        let d = crate::token::sha256_hex("t");
-        assert!(hex_eq(&d, &d));
-        assert!(hex_eq(&d, &d.to_uppercase()));
-        assert!(!hex_eq(&d, &crate::token::sha256_hex("u")));
-        assert!(!hex_eq(&d, &d[..10]));
     }
 }
