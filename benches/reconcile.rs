@@ -120,7 +120,8 @@ async fn run(fd_limit: u64) {
     let cancel = CancellationToken::new();
     let (applied_tx, applied_rx) = mpsc::channel(4);
     let (results_tx, results_rx) = mpsc::channel(256);
-    let engine_task = tokio::spawn(engine.run(applied_rx, results_rx, cancel.clone()));
+    let (_hosts_tx, hosts_rx) = mpsc::channel(1);
+    let engine_task = tokio::spawn(engine.run(applied_rx, results_rx, hosts_rx, cancel.clone()));
     let prober = Prober::start(256, results_tx, cancel.child_token());
     let (config_tx, config_rx) = watch::channel(Arc::new(Config::default()));
     let mut reconciler = Reconciler::new(store.clone(), Arc::clone(&metrics), prober, applied_tx, config_tx);

@@ -15,15 +15,20 @@
 //! - [`token`] — random tokens, their SHA-256, constant-time comparison.
 //! - [`alert`] — the pure alert state machine (pending → firing → resolved, counted, events).
 //! - [`probe`] — TCP checks on schedule (I/O only).
-//! - [`collect`] — Prometheus text parsing and node_exporter series → watchkeeper metrics (pure).
-//! - [`store`] — SQLite / PostgreSQL: revisions, probe results, alert state and history, outbox.
+//! - [`collect`] — host metrics into serve: the agent protocol (`wire`), the group-committing
+//!   `writer`, the `live` view of each server's newest report, the node_exporter `scrape`r with its
+//!   pure Prometheus-text parser and metric mapping.
+//! - [`store`] — SQLite / PostgreSQL: revisions, probe results, alert state and history, outbox,
+//!   host samples with their 5-minute and hourly rollups.
 //! - [`notify`] — recipients, templates (en, ko), SMTP / SMS / webhook senders, outbox worker.
 //! - [`metrics`] — the Prometheus registry behind `/metrics`.
-//! - [`api`] — the read-only status API and its token scopes.
-//! - [`engine`] — the alert engine: probe results → state machine → store + outbox, one writer.
+//! - [`api`] — the read-only status API and its token scopes; the agents' ingest endpoint.
+//! - [`engine`] — the alert engine: probe results, host reports, down-check results and log hits →
+//!   state machine → store + outbox, one writer; `engine::host` holds the pure host rules.
 //! - [`reconcile`] — config sources (directory watch, git poll) and the keyed-diff apply.
 //! - [`serve`] — the composition root: starts, wires and stops every task.
-//! - [`agent`] — on a monitored server: host metrics from /proc and /sys, log keyword tailing.
+//! - [`agent`] — on a monitored server: host metrics from /proc and /sys, log keyword tailing,
+//!   down-checks, and the push loop with its bounded backlog (`agent::run`).
 //!
 //! Dependencies point one way: `config` and the pure `alert` logic import no tokio, sqlx or
 //! axum; `probe`, `store`, `notify` and `api` know nothing of each other; `engine` and

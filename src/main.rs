@@ -96,6 +96,36 @@ enum Cmd {
     Token,
     /// Run the service: follow the configuration, probe, alert, notify, serve the status API.
     Serve(ServeArgs),
+    /// Run on a monitored server: report host metrics to serve, run assigned down-checks and log rules.
+    Agent(AgentArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// The collector: the base URL where serve listens, e.g. https://watch.example.com.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// The project's ingest key. Prefer the environment variable: arguments show in `ps`.
+    #[arg(long, env = "WATCHKEEPER_INGEST_KEY", hide_env_values = true)]
+    key: String,
+    /// The project this server belongs to.
+    #[arg(long, value_name = "P", value_parser = slug)]
+    project: String,
+    /// This server's name in the project.
+    #[arg(long, value_name = "S", value_parser = slug)]
+    name: String,
+    /// How often host metrics are sampled and sent.
+    #[arg(long, default_value_t = Dur(watchkeeper::agent::run::DEFAULT_INTERVAL), value_parser = duration)]
+    interval: Dur,
+    /// Reports kept while the collector is unreachable (720 = one hour at 5s); the oldest go first.
+    #[arg(long, value_name = "N", default_value_t = watchkeeper::agent::run::DEFAULT_BACKLOG)]
+    backlog: usize,
+    /// Where log tail offsets are kept, so lines are not reported again after a restart.
+    /// Default: watchkeeper-agent-<project>-<name>.state in the current directory.
+    #[arg(long, value_name = "PATH")]
+    state_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +175,10 @@ enum LogFormat {
 
 fn duration(s: &str) -> Result<Dur, String> {
     Dur::parse(s)
+}
+
+fn slug(s: &str) -> Result<String, String> {
+    config::values::check_slug(s).map(|()| s.to_string())
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -258,6 +292,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve(args) => serve(args),
+        Cmd::Agent(args) => agent(args),
         Cmd::Test { dir, library } => {
             require_dir(&dir)?;
             let loaded = config::load_dir(&dir, &library.library());
@@ -311,6 +346,33 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             signals.cancel();
         });
         watchkeeper::serve::run(options, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn agent(args: AgentArgs) -> Result<ExitCode> {
+    init_tracing(args.log_format);
+    let state_file = args.state_file.unwrap_or_else(|| PathBuf::from(format!("watchkeeper-agent-{}-{}.state", args.project, args.name)));
+    let options = watchkeeper::agent::run::AgentOptions {
+        server: args.server,
+        key: args.key,
+        project: args.project,
+        name: args.name,
+        interval: args.interval.0,
+        backlog: args.backlog,
+        state_file: Some(state_file),
+    };
+    // One thread: the agent must stay light on the server it watches.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown requested");
+            signals.cancel();
+        });
+        watchkeeper::agent::run::run(options, shutdown).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -35,6 +35,9 @@ pub struct Metrics {
     reconcile_status: Gauge,
     outbox_depth: Gauge,
     notifications: Family<Labels, Counter>,
+    ingest_reports: Family<Labels, Counter>,
+    ingest_rejected: Family<Labels, Counter>,
+    ingest_dropped: Counter,
     /// The revision whose `watchkeeper_revision_info` label set is present, to remove it when
     /// the next one is applied.
     current_revision: Mutex<Option<String>>,
@@ -81,8 +84,25 @@ impl Metrics {
         registry.register("watchkeeper_outbox_depth", "Notifications waiting to be sent or retried", outbox_depth.clone());
         let notifications = Family::<Labels, Counter>::default();
         registry.register("watchkeeper_notifications", "Notification send attempts by medium and result", notifications.clone());
+        let ingest_reports = Family::<Labels, Counter>::default();
+        registry.register("watchkeeper_ingest_reports", "Host reports stored, by source (agent, node_exporter)", ingest_reports.clone());
+        let ingest_rejected = Family::<Labels, Counter>::default();
+        registry.register(
+            "watchkeeper_ingest_rejected",
+            "Ingest requests and scrapes refused or failed, by reason",
+            ingest_rejected.clone(),
+        );
+        let ingest_dropped = Counter::default();
+        registry.register(
+            "watchkeeper_ingest_agent_dropped",
+            "Reports agents dropped from a full backlog (as they told us)",
+            ingest_dropped.clone(),
+        );
         Metrics {
             registry,
+            ingest_reports,
+            ingest_rejected,
+            ingest_dropped,
             probes,
             probe_duration,
             alerts_firing,
@@ -137,6 +157,21 @@ impl Metrics {
     pub fn notification(&self, medium: &str, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         self.notifications.get_or_create(&vec![("medium", medium.to_string()), ("result", result.to_string())]).inc();
+    }
+
+    /// Host reports stored from `source` (`agent`, `node_exporter`).
+    pub fn ingested(&self, source: &'static str, reports: u64) {
+        self.ingest_reports.get_or_create(&vec![("source", source.to_string())]).inc_by(reports);
+    }
+
+    /// An ingest request or scrape refused or failed; `reason` is one of a fixed set of words.
+    pub fn ingest_rejected(&self, reason: &'static str) {
+        self.ingest_rejected.get_or_create(&vec![("reason", reason.to_string())]).inc();
+    }
+
+    /// Reports an agent says it dropped from its full backlog.
+    pub fn agent_dropped(&self, n: u64) {
+        self.ingest_dropped.inc_by(n);
     }
 
     /// Drop every label set of a monitor that was removed from the configuration.

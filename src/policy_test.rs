@@ -1,6 +1,8 @@
 //! `watchkeeper test`: policy unit tests. A `*.test.yaml` file gives synthetic probe results for
-//! a port monitor of the tree and the alert transitions and notifications expected; the run
-//! drives the same state machine, suppression and recipient logic serve uses, on a virtual clock.
+//! a port monitor, or synthetic host reports and log hits for a server, and the alert
+//! transitions and notifications expected; the run feeds them through the rules serve uses
+//! ([`crate::engine::host`] for servers), the same state machine, suppression and recipient
+//! logic, on a virtual clock.
 //!
 //! ```yaml
 //! tests:
@@ -9,24 +11,57 @@
 //!     start: 2026-12-01T10:00:00+09:00     # optional; default 2026-01-05T00:00:00Z
 //!     ports:
 //!       80: "ok down*4 ok"                 # one result per interval: ok|up|. or down|fail|x, `*N` repeats
-//!     expect:                              # every transition, in order
+//!     expect:                              # every transition
 //!       - { at: 9m, port: 80, alert: fired, severity: fatal }
 //!       - { at: 15m, port: 80, alert: resolved }
 //!     notifications:                       # optional: then every notification, in order
 //!       - { at: 9m, to: alice@example.com, medium: email, status: pending }
+//!
+//!   - name: cpu above 90 for 3 minutes pages fatal
+//!     server: shop/web-01                  # project/name; instead of `monitor`
+//!     interval: 1m                         # spacing of the values below; default 1m
+//!     series:                              # one value per interval, promtool's expanding notation:
+//!       cpu.usage: "50 96x4 40"            #   `axN` a, N more times; `a+bxN`/`a-bxN` a, then N more stepping by b
+//!       disk.usage{/data}: "91x3"          #   `_` no value, `_xN` N of them; `{subject}`: mount, device, interface
+//!     processes:                           # optional: per process name, count and summed cpu / memory %
+//!       nginx: { count: "1 0x3 1", cpu: "5x5" }
+//!     boot_times: "1000x3 2000"            # optional: the report's boot time (s); `_` keeps the last one
+//!     silent: [{ from: 6m, to: 9m }]       # optional: no report at the steps in [from, to)
+//!     logs:                                # optional: log hits, at any time
+//!       - { at: 3m, policy: app-errors, rule: 0, line: "java.lang.OutOfMemoryError" }
+//!     expect:                              # every transition: rule id, `subject` when the rule has one
+//!       - { at: 4m, rule: "metric:cpu.usage", alert: fired, severity: fatal }
+//!       - { at: 6m, rule: "metric:cpu.usage", alert: resolved }
+//!       - { at: 3m, rule: "log:app-errors:0", alert: event }
 //! ```
+//!
+//! A server test is what serve does with the same reports ([`crate::engine`]):
+//! - each step whose values are not all `_` (and is not `silent`) is one report with those values;
+//!   a metric subject or process absent from a report is gone (its alert clears; a process
+//!   count rule sees 0);
+//! - `no_data` counts from `start` and from every report or log hit, and fires the moment the
+//!   policy's window passes without one; the next report or hit resolves it;
+//! - a log hit whose line lacks the rule's keyword is ignored; events are rate-limited per rule
+//!   ([`crate::engine::host::EVENT_RATE_LIMIT_MS`]);
+//! - a paused server produces nothing.
+//!
+//! Transitions are compared in time order (at one instant, by instance), notifications in the
+//! order they were made.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::{self, Write as _};
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::alert::{self, AlertState, Observation, RuleKind, Severity, Transition};
+use crate::agent::host::{self as agent_host, Facts, MetricValue, ProcessInfo, Report as HostReport};
+use crate::alert::{self, AlertState, Observation, Phase, RuleKind, Severity, Transition};
 use crate::config::load::{self, is_test_file};
-use crate::config::model::Config;
+use crate::config::model::{AlertPolicy, Config, LogRule, METRICS, PortMonitor, Project, Server};
+use crate::config::suggest::did_you_mean;
 use crate::config::values::Dur;
 use crate::config::{Diagnostics, Sources};
+use crate::engine::host::{self, HostObservation};
 use crate::notify::{self, AlertMessage, MessageKind};
 use crate::store::{DeliveryStatus, Medium};
 
@@ -40,29 +75,100 @@ struct TestFile {
 #[serde(deny_unknown_fields)]
 struct TestCase {
     name: String,
-    monitor: String,
+    /// `project/name` of a port monitor …
+    monitor: Option<String>,
+    /// … or of a server.
+    server: Option<String>,
     start: Option<String>,
-    ports: BTreeMap<u16, String>,
+    ports: Option<BTreeMap<u16, String>>,
+    interval: Option<String>,
+    #[serde(default)]
+    series: BTreeMap<String, String>,
+    #[serde(default)]
+    processes: BTreeMap<String, ProcessSeries>,
+    boot_times: Option<String>,
+    #[serde(default)]
+    silent: Vec<Silence>,
+    #[serde(default)]
+    logs: Vec<LogLine>,
     #[serde(default)]
     expect: Vec<ExpectAlert>,
     notifications: Option<Vec<ExpectNotification>>,
+}
+
+/// Per step: how many processes of one name run, and their summed CPU (% of one core) and
+/// memory (% of RAM).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessSeries {
+    count: Option<String>,
+    cpu: Option<String>,
+    memory: Option<String>,
+}
+
+/// Steps at `from` ≤ t < `to` carry no report.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Silence {
+    from: String,
+    to: String,
+}
+
+/// A line an agent's log rule matched.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLine {
+    at: String,
+    policy: String,
+    rule: usize,
+    line: String,
+    /// The file it was read from; default: the rule's `file`.
+    file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExpectAlert {
     at: String,
-    port: u16,
+    /// For a `monitor` test.
+    port: Option<u16>,
+    /// For a `server` test: a rule id such as `metric:cpu.usage`.
+    rule: Option<String>,
+    /// The mount, device or interface of a per-subject rule; default: none.
+    subject: Option<String>,
     alert: TransitionKind,
     severity: Option<Severity>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum TransitionKind {
     Fired,
     Escalated,
     Resolved,
+    Event,
+}
+
+impl From<MessageKind> for TransitionKind {
+    fn from(kind: MessageKind) -> Self {
+        match kind {
+            MessageKind::Fired => TransitionKind::Fired,
+            MessageKind::Escalated => TransitionKind::Escalated,
+            MessageKind::Resolved => TransitionKind::Resolved,
+            MessageKind::Event => TransitionKind::Event,
+        }
+    }
+}
+
+impl fmt::Display for TransitionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TransitionKind::Fired => "fired",
+            TransitionKind::Escalated => "escalated",
+            TransitionKind::Resolved => "resolved",
+            TransitionKind::Event => "event",
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,11 +183,28 @@ struct ExpectNotification {
     status: Option<String>,
 }
 
+/// Which alert instance of the test's monitor or server a transition belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Instance {
+    Port(u16),
+    Rule { rule: String, subject: String },
+}
+
+impl fmt::Display for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Instance::Port(port) => write!(f, "port {port}"),
+            Instance::Rule { rule, subject } if subject.is_empty() => f.write_str(rule),
+            Instance::Rule { rule, subject } => write!(f, "{rule}{{{subject}}}"),
+        }
+    }
+}
+
 /// What one transition looked like, for comparison and printing.
 #[derive(Debug, Clone, PartialEq)]
 struct GotAlert {
     at_ms: i64,
-    port: u16,
+    instance: Instance,
     kind: TransitionKind,
     severity: Severity,
 }
@@ -152,13 +275,70 @@ fn parse_series(series: &str) -> Result<Vec<bool>, String> {
             "down" | "fail" | "x" => false,
             other => return Err(format!("unknown result `{other}`: use ok/up/. or down/fail/x")),
         };
+        if out.len().saturating_add(count) > MAX_VALUES {
+            return Err(format!("more than {MAX_VALUES} results"));
+        }
         out.extend(std::iter::repeat_n(ok, count));
     }
     Ok(out)
 }
 
+/// A series cannot be longer than this (a guard against `1x999999999`).
+const MAX_VALUES: usize = 100_000;
+
+/// Values in promtool's expanding notation, one per step; `None` is no value (`_`).
+/// `a+bxN` is a, a+b, … a+N·b; `a-bxN` steps down; `axN` is a, N+1 times; `_xN` is N gaps.
+fn parse_values(series: &str) -> Result<Vec<Option<f64>>, String> {
+    let mut out = Vec::new();
+    for token in series.split_whitespace() {
+        let bad = |why: &str| format!("bad token `{token}`: {why}");
+        let (head, repeat) = match token.rsplit_once('x') {
+            Some((head, n)) => (head, Some(n.parse::<usize>().map_err(|_| bad("the count after `x` must be a whole number"))?)),
+            None => (token, None),
+        };
+        let (count, first, step) = if head == "_" {
+            (repeat.unwrap_or(1), None, 0.0)
+        } else {
+            let number = |text: &str| {
+                text.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| bad("expected a number, `_`, `axN`, `a+bxN` or `a-bxN`"))
+            };
+            let (a, b) = match split_step(head) {
+                Some((a, sign, b)) if repeat.is_some() => (number(a)?, sign * number(b)?),
+                Some(_) => return Err(bad("a step needs a count: `a+bxN`")),
+                None => (number(head)?, 0.0),
+            };
+            (repeat.map_or(1, |n| n.saturating_add(1)), Some(a), b)
+        };
+        if out.len().saturating_add(count) > MAX_VALUES {
+            return Err(format!("more than {MAX_VALUES} values (at `{token}`)"));
+        }
+        out.extend((0..count).map(|i| first.map(|a| a + step * i as f64)));
+    }
+    Ok(out)
+}
+
+/// `a+b` or `a-b` (not the sign of `a`, nor an exponent's) as (a, ±1, b).
+fn split_step(head: &str) -> Option<(&str, f64, &str)> {
+    let bytes = head.as_bytes();
+    let at = (1..bytes.len()).find(|&i| matches!(bytes[i], b'+' | b'-') && !matches!(bytes[i - 1], b'e' | b'E'))?;
+    Some((&head[..at], if bytes[at] == b'-' { -1.0 } else { 1.0 }, &head[at + 1..]))
+}
+
+/// A whole number ≥ 0 from a series value (process counts, boot times).
+fn whole(value: f64, what: &str) -> Result<u64, String> {
+    if value < 0.0 || value.fract() != 0.0 || value > u64::MAX as f64 {
+        return Err(format!("{what}: `{value}` is not a whole number ≥ 0"));
+    }
+    Ok(value as u64)
+}
+
 fn offset(at: &str) -> Result<i64, String> {
     Dur::parse(at).map(|d| d.0.as_millis() as i64)
+}
+
+/// An offset from the test's start as written in test files: `0s`, `90s`, `4m`.
+fn show_ms(ms: i64) -> String {
+    if ms <= 0 { "0s".to_string() } else { Dur(std::time::Duration::from_millis(ms as u64)).to_string() }
 }
 
 fn medium_name(m: Medium) -> &'static str {
@@ -179,95 +359,460 @@ fn status_name(s: DeliveryStatus) -> &'static str {
     }
 }
 
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Warning => "warning",
+        Severity::Fatal => "fatal",
+    }
+}
+
+/// What a transition is about, for its messages (as serve's engine describes it).
+struct About<'a> {
+    server: Option<&'a str>,
+    host: &'a str,
+    what: String,
+    detail: String,
+    /// A port monitor's `notify` list adds recipients.
+    monitor: Option<&'a PortMonitor>,
+}
+
+/// Collects the transitions of one test and the notifications serve would enqueue for them.
+struct Recorder<'a> {
+    config: &'a Config,
+    project: &'a Project,
+    start_ms: i64,
+    alerts: Vec<GotAlert>,
+    notes: Vec<GotNotification>,
+}
+
+impl Recorder<'_> {
+    fn record(&mut self, instance: Instance, before: &AlertState, transition: Transition, at_ms: i64, about: About) {
+        let (kind, severity, mut started_at_ms) = MessageKind::of(&transition, at_ms);
+        if let (MessageKind::Escalated, Phase::Firing { since_ms, .. }) = (kind, before.phase) {
+            started_at_ms = since_ms;
+        }
+        self.alerts.push(GotAlert { at_ms: at_ms - self.start_ms, instance, kind: kind.into(), severity });
+        let msg = AlertMessage {
+            kind,
+            severity,
+            project: self.project.name.clone(),
+            server: about.server.map(str::to_string),
+            host: about.host.to_string(),
+            what: about.what,
+            detail: about.detail,
+            started_at_ms,
+            at_ms,
+            alert_id: None,
+        };
+        // One server or monitor is simulated, so no `depends_on` parent is ever down here.
+        let suppressed = alert::suppress::suppression(self.project, about.server, at_ms, |_| false);
+        for n in notify::build_notifications(self.config, &self.project.name, &msg, about.monitor, suppressed.as_deref(), at_ms) {
+            self.notes.push(GotNotification {
+                at_ms: at_ms - self.start_ms,
+                to: n.recipient,
+                medium: medium_name(n.medium),
+                kind: n.kind,
+                status: status_name(n.status),
+            });
+        }
+    }
+}
+
 /// Run one test; `Ok(None)` passed, `Ok(Some(explanation))` failed.
 fn run_case(case: &TestCase, config: &Config) -> Result<Option<String>, String> {
-    let (project_name, monitor_name) = case.monitor.split_once('/').ok_or("`monitor` must be `project/name`")?;
-    let project = config.projects.get(project_name).ok_or_else(|| format!("no project `{project_name}`"))?;
-    let monitor = project.port_monitors.get(monitor_name).ok_or_else(|| format!("no port monitor `{monitor_name}` in `{project_name}`"))?;
     let start_ms = match &case.start {
         Some(s) => s.parse::<jiff::Timestamp>().map_err(|e| format!("bad start `{s}`: {e}"))?.as_millisecond(),
         None => DEFAULT_START_MS,
     };
+    let (target, is_server) = match (&case.monitor, &case.server) {
+        (Some(monitor), None) => (monitor, false),
+        (None, Some(server)) => (server, true),
+        (Some(_), Some(_)) => return Err("give `monitor` or `server`, not both".into()),
+        (None, None) => return Err("a test needs `monitor` (a port monitor) or `server` (host reports)".into()),
+    };
+    let (project_name, name) = target.split_once('/').ok_or_else(|| format!("`{target}` must be `project/name`"))?;
+    let project = config.projects.get(project_name).ok_or_else(|| format!("no project `{project_name}`"))?;
+    let mut recorder = Recorder { config, project, start_ms, alerts: Vec::new(), notes: Vec::new() };
+    let expected = if is_server {
+        let server = project.servers.get(name).ok_or_else(|| {
+            let hint = did_you_mean(name, project.servers.keys().map(String::as_str)).map_or(String::new(), |h| format!("; {h}"));
+            format!("no server `{name}` in `{project_name}`{hint}")
+        })?;
+        let expected = run_server(case, &mut recorder, server)?;
+        recorder.alerts.sort_by(|a, b| (a.at_ms, &a.instance, a.kind).cmp(&(b.at_ms, &b.instance, b.kind)));
+        expected
+    } else {
+        let monitor = project.port_monitors.get(name).ok_or_else(|| format!("no port monitor `{name}` in `{project_name}`"))?;
+        run_monitor(case, &mut recorder, monitor)?
+    };
+    compare(case, expected, &recorder.alerts, &recorder.notes)
+}
+
+/// The expectations of a test, as (offset, instance) in time order.
+type Expected<'a> = Vec<(i64, Instance, &'a ExpectAlert)>;
+
+fn run_monitor<'c>(case: &'c TestCase, recorder: &mut Recorder, monitor: &PortMonitor) -> Result<Expected<'c>, String> {
+    let server_fields = [
+        ("interval", case.interval.is_some()),
+        ("series", !case.series.is_empty()),
+        ("processes", !case.processes.is_empty()),
+        ("boot_times", case.boot_times.is_some()),
+        ("silent", !case.silent.is_empty()),
+        ("logs", !case.logs.is_empty()),
+    ];
+    if let Some((field, _)) = server_fields.iter().find(|(_, used)| *used) {
+        return Err(format!("`{field}` is for a `server` test; a `monitor` test has `ports`, checked at the monitor's interval"));
+    }
+    let ports = case.ports.as_ref().ok_or("a `monitor` test needs `ports`")?;
+    let mut expected = Vec::new();
+    for e in &case.expect {
+        let port = match (e.port, &e.rule) {
+            (Some(port), None) if e.subject.is_none() => port,
+            _ => {
+                return Err(format!("expect at {}: a `monitor` test expects a `port` (`rule`/`subject` are for a `server` test)", e.at));
+            }
+        };
+        expected.push((offset(&e.at).map_err(|err| format!("expect: {err}"))?, Instance::Port(port), e));
+    }
     let mut series = BTreeMap::new();
-    for (port, text) in &case.ports {
+    for (port, text) in ports {
         if !monitor.ports.contains(port) {
             return Err(format!("port {port} is not one of the monitor's ports {:?}", monitor.ports));
         }
-        series.insert(*port, parse_series(text)?);
+        series.insert(*port, parse_series(text).map_err(|e| format!("port {port}: {e}"))?);
     }
     let rule = RuleKind::Counted { failures: monitor.failures, recoveries: monitor.recoveries };
     let interval_ms = monitor.interval.0.as_millis() as i64;
     let steps = series.values().map(Vec::len).max().unwrap_or(0);
     let mut states: BTreeMap<u16, AlertState> = BTreeMap::new();
-    let (mut alerts, mut notes) = (Vec::new(), Vec::new());
     for step in 0..steps {
-        let at_ms = start_ms + step as i64 * interval_ms;
+        let at_ms = recorder.start_ms + step as i64 * interval_ms;
         for (port, results) in &series {
             let Some(&ok) = results.get(step) else { continue };
             let before = states.get(port).copied().unwrap_or_default();
             let (state, transition) = alert::step(before, rule, Observation::Check((!ok).then_some(Severity::Fatal)), at_ms);
             states.insert(*port, state);
             let Some(transition) = transition else { continue };
-            let (kind, msg_kind, severity, since_ms) = match transition {
-                Transition::Fired { severity, since_ms } => (TransitionKind::Fired, MessageKind::Fired, severity, since_ms),
-                Transition::Escalated { to, .. } => (TransitionKind::Escalated, MessageKind::Escalated, to, at_ms),
-                Transition::Resolved { severity, since_ms } => (TransitionKind::Resolved, MessageKind::Resolved, severity, since_ms),
-                Transition::Event { .. } => continue,
-            };
-            alerts.push(GotAlert { at_ms: at_ms - start_ms, port: *port, kind, severity });
-            let msg = AlertMessage {
-                kind: msg_kind,
-                severity,
-                project: project.name.clone(),
-                server: monitor.server.clone(),
-                host: monitor.host.clone(),
+            let about = About {
+                server: monitor.server.as_deref(),
+                host: &monitor.host,
                 what: format!("port {port} of {} ({})", monitor.name, monitor.host),
                 detail: if ok { "connection succeeded".into() } else { "connection refused".into() },
-                started_at_ms: since_ms,
-                at_ms,
-                alert_id: None,
+                monitor: Some(monitor),
             };
-            let suppressed = alert::suppress::suppression(project, monitor.server.as_deref(), at_ms, |_| false);
-            for n in notify::build_notifications(config, &project.name, &msg, Some(monitor), suppressed.as_deref(), at_ms) {
-                notes.push(GotNotification {
-                    at_ms: at_ms - start_ms,
-                    to: n.recipient,
-                    medium: medium_name(n.medium),
-                    kind: n.kind,
-                    status: status_name(n.status),
-                });
-            }
+            recorder.record(Instance::Port(*port), &before, transition, at_ms, about);
         }
     }
+    Ok(expected)
+}
+
+/// Every rule id the server's policies can raise an alert under.
+fn possible_rules(project: &Project, policy: Option<&AlertPolicy>, server: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    if let Some(policy) = policy {
+        ids.extend(policy.rules.iter().map(|r| host::metric_rule_id(&r.metric)));
+        if policy.no_data.is_some() {
+            ids.insert(host::NODATA_RULE.to_string());
+        }
+        if policy.restart {
+            ids.insert(host::RESTART_RULE.to_string());
+        }
+    }
+    for pp in project.process_policies.values().filter(|pp| pp.applies_to(server)) {
+        let aspects =
+            [("count", pp.count_min.is_some() || pp.count_max.is_some()), ("cpu", pp.cpu.is_some()), ("memory", pp.memory.is_some())];
+        ids.extend(aspects.iter().filter(|(_, on)| *on).map(|(aspect, _)| host::process_rule_id(&pp.name, aspect)));
+    }
+    for lp in project.log_policies.values().filter(|lp| lp.servers.iter().any(|s| s == server)) {
+        let files = lp.rules.iter().enumerate().filter(|(_, r)| matches!(r, LogRule::File { .. }));
+        ids.extend(files.map(|(index, _)| host::log_rule_id(&lp.name, index)));
+    }
+    ids
+}
+
+fn unknown_rule(rule: &str, server: &str, possible: &BTreeSet<String>) -> String {
+    let list = if possible.is_empty() { "none".to_string() } else { possible.iter().cloned().collect::<Vec<_>>().join(", ") };
+    format!("rule `{rule}` cannot fire on `{server}`: its policies give {list}")
+}
+
+/// What reaches serve from a server's agent, in the order serve handles it.
+enum Contact<'a> {
+    Report(Box<HostReport>),
+    /// A log hit, with the file it names.
+    Log(&'a LogLine, &'a str),
+}
+
+/// The host reports of a server test, one per step that has a value and is not silent, and the
+/// time of its last step.
+fn reports(case: &TestCase, start_ms: i64) -> Result<(Vec<HostReport>, i64), String> {
+    let interval_ms = match &case.interval {
+        Some(text) => offset(text).map_err(|e| format!("interval: {e}"))?,
+        None => 60_000,
+    };
+    if interval_ms == 0 {
+        return Err("interval: must be longer than 0".into());
+    }
+    let mut metrics = Vec::new();
+    for (key, text) in &case.series {
+        let (name, subject) = match key.split_once('{') {
+            Some((name, rest)) => {
+                let subject = rest.strip_suffix('}').filter(|s| !s.is_empty() && !s.contains(['{', '}']));
+                (name, Some(subject.ok_or_else(|| format!("series `{key}`: write a subject as `metric{{subject}}`"))?.to_string()))
+            }
+            None => (key.as_str(), None),
+        };
+        let name = agent_host::metric_name(name).ok_or_else(|| {
+            let hint =
+                did_you_mean(name, METRICS.iter().chain(agent_host::EXTRA_METRICS).copied()).map_or(String::new(), |h| format!("; {h}"));
+            format!("series `{key}`: unknown metric `{name}`{hint}")
+        })?;
+        metrics.push((name, subject, parse_values(text).map_err(|e| format!("series `{key}`: {e}"))?));
+    }
+    let values = |text: &Option<String>, what: String| text.as_deref().map(parse_values).transpose().map_err(|e| format!("{what}: {e}"));
+    let mut processes = Vec::new();
+    for (name, p) in &case.processes {
+        let field = |aspect: &str| format!("processes `{name}` {aspect}");
+        let count = values(&p.count, field("count"))?;
+        processes.push((name, count, values(&p.cpu, field("cpu"))?, values(&p.memory, field("memory"))?));
+    }
+    let boot_times = values(&case.boot_times, "boot_times".to_string())?.unwrap_or_default();
+    let silences: Vec<(i64, i64)> = case
+        .silent
+        .iter()
+        .map(|s| {
+            let (from, to) = (offset(&s.from).map_err(|e| format!("silent: {e}"))?, offset(&s.to).map_err(|e| format!("silent: {e}"))?);
+            if from < to { Ok((from, to)) } else { Err(format!("silent: `from: {}` must come before `to: {}`", s.from, s.to)) }
+        })
+        .collect::<Result<_, String>>()?;
+
+    let lengths = metrics.iter().map(|m| m.2.len()).chain(std::iter::once(boot_times.len()));
+    let lengths = lengths.chain(processes.iter().flat_map(|(_, c, cpu, mem)| [c, cpu, mem].map(|s| s.as_ref().map_or(0, Vec::len))));
+    let steps = lengths.max().unwrap_or(0);
+    let at = |values: &Option<Vec<Option<f64>>>, step: usize| values.as_ref().and_then(|v| v.get(step).copied().flatten());
+    let mut out = Vec::new();
+    let mut boot_time = 0;
+    for step in 0..steps {
+        let offset_ms = step as i64 * interval_ms;
+        let mut report = HostReport {
+            facts: Facts { boot_time, ..Facts::default() },
+            metrics: Vec::new(),
+            processes: Vec::new(),
+            process_counts: BTreeMap::new(),
+            at_ms: start_ms + offset_ms,
+        };
+        let mut any = false;
+        if let Some(value) = boot_times.get(step).copied().flatten() {
+            boot_time = whole(value, &format!("boot_times at {}", show_ms(offset_ms)))?;
+            report.facts.boot_time = boot_time;
+            any = true;
+        }
+        for (name, subject, values) in &metrics {
+            if let Some(value) = values.get(step).copied().flatten() {
+                report.metrics.push(MetricValue { name, subject: subject.clone(), value });
+                any = true;
+            }
+        }
+        for (name, count, cpu, memory) in &processes {
+            let (cpu, memory) = (at(cpu, step), at(memory, step));
+            let count = match at(count, step) {
+                Some(n) => whole(n, &format!("processes `{name}` count at {}", show_ms(offset_ms)))?,
+                None if cpu.is_some() || memory.is_some() => 1,
+                None => continue,
+            };
+            any = true;
+            if count == 0 {
+                if cpu.is_some() || memory.is_some() {
+                    return Err(format!("processes `{name}` at {}: cpu or memory given while count is 0", show_ms(offset_ms)));
+                }
+                continue;
+            }
+            report
+                .process_counts
+                .insert(name.to_string(), u32::try_from(count).map_err(|_| format!("processes `{name}`: count {count} is too large"))?);
+            if cpu.is_some() || memory.is_some() {
+                // One entry with the sums: ProcessPolicy adds up the matching processes anyway.
+                let info =
+                    ProcessInfo { pid: 0, name: name.to_string(), user: String::new(), cpu, memory: memory.unwrap_or(0.0), rss_bytes: 0 };
+                report.processes.push(info);
+            }
+        }
+        if any && !silences.iter().any(|(from, to)| (*from..*to).contains(&offset_ms)) {
+            out.push(report);
+        }
+    }
+    Ok((out, start_ms + steps.saturating_sub(1) as i64 * interval_ms))
+}
+
+/// The log hits of a server test with the file each names, checked against the rules the
+/// server's LogPolicies have (`possible`).
+fn log_hits<'c>(
+    case: &'c TestCase,
+    project: &'c Project,
+    server: &str,
+    possible: &BTreeSet<String>,
+    start_ms: i64,
+) -> Result<Vec<(i64, Contact<'c>)>, String> {
+    let mut out = Vec::new();
+    for line in &case.logs {
+        let id = host::log_rule_id(&line.policy, line.rule);
+        if !possible.contains(&id) {
+            let logs: BTreeSet<String> = possible.iter().filter(|r| r.starts_with("log:")).cloned().collect();
+            return Err(format!("logs: {}", unknown_rule(&id, server, &logs)));
+        }
+        let default_file = project.log_policies.get(&line.policy).and_then(|lp| match lp.rules.get(line.rule) {
+            Some(LogRule::File { file, .. }) => Some(file.as_str()),
+            _ => None,
+        });
+        let file = line.file.as_deref().or(default_file).unwrap_or_default();
+        out.push((start_ms + offset(&line.at).map_err(|e| format!("logs: {e}"))?, Contact::Log(line, file)));
+    }
+    Ok(out)
+}
+
+fn run_server<'c, 'a>(case: &'c TestCase, recorder: &mut Recorder<'a>, server: &'a Server) -> Result<Expected<'c>, String> {
+    if case.ports.is_some() {
+        return Err("`ports` is for a `monitor` test; a `server` test gives `series`".into());
+    }
+    let project = recorder.project;
+    let policy = host::server_policy(recorder.config, project, server);
+    let possible = possible_rules(project, policy, &server.name);
+    let mut expected = Vec::new();
+    for e in &case.expect {
+        let rule = match (&e.rule, e.port) {
+            (Some(rule), None) => rule,
+            _ => return Err(format!("expect at {}: a `server` test expects a `rule` (and a `subject` where it has one)", e.at)),
+        };
+        if !possible.contains(rule) {
+            return Err(format!("expect at {}: {}", e.at, unknown_rule(rule, &server.name, &possible)));
+        }
+        let instance = Instance::Rule { rule: rule.clone(), subject: e.subject.clone().unwrap_or_default() };
+        expected.push((offset(&e.at).map_err(|err| format!("expect: {err}"))?, instance, e));
+    }
+    let (reports, last_step_ms) = reports(case, recorder.start_ms)?;
+    let mut contacts = log_hits(case, project, &server.name, &possible, recorder.start_ms)?;
+    contacts.extend(reports.into_iter().map(|r| (r.at_ms, Contact::Report(Box::new(r)))));
+    // A report and a hit at one instant: serve handles a batch's reports before its hits.
+    contacts.sort_by_key(|(at_ms, contact)| (*at_ms, matches!(contact, Contact::Log(..))));
+    let end_ms = contacts.last().map_or(last_step_ms, |(at_ms, _)| last_step_ms.max(*at_ms));
+    if server.paused {
+        return Ok(expected); // serve takes nothing from a paused server
+    }
+    let last_seen_ms = recorder.start_ms;
+    let mut sim = HostSim { recorder, server, policy, states: BTreeMap::new(), last_seen_ms, boot_time: None };
+    for (at_ms, contact) in contacts {
+        sim.silence_until(at_ms, false);
+        match contact {
+            Contact::Report(report) => sim.report(&report),
+            Contact::Log(line, file) => {
+                if let Some(o) = host::log_hit(project, &server.name, &line.policy, line.rule, file, &line.line) {
+                    sim.observe(o, at_ms);
+                }
+            }
+        }
+        sim.heard_from(at_ms);
+    }
+    sim.silence_until(end_ms, true);
+    Ok(expected)
+}
+
+/// One server's alert instances driven as serve's engine drives them.
+struct HostSim<'r, 'a> {
+    recorder: &'r mut Recorder<'a>,
+    server: &'a Server,
+    policy: Option<&'a AlertPolicy>,
+    /// Instances not in their default state, by (rule, subject).
+    states: BTreeMap<(String, String), AlertState>,
+    /// When serve last heard from the server; at first the test's start (serve's, so to speak).
+    last_seen_ms: i64,
+    /// The boot time of the last report.
+    boot_time: Option<u64>,
+}
+
+impl HostSim<'_, '_> {
+    /// Step one instance by one observation at `at_ms`; record a transition.
+    fn observe(&mut self, o: HostObservation, at_ms: i64) {
+        let key = (o.rule, o.subject);
+        let before = self.states.get(&key).copied().unwrap_or_default();
+        let (state, transition) = alert::step(before, o.kind, o.observation, at_ms);
+        if state == AlertState::default() {
+            self.states.remove(&key);
+        } else {
+            self.states.insert(key.clone(), state);
+        }
+        if let Some(transition) = transition {
+            let about = About { server: Some(&self.server.name), host: &self.server.host, what: o.what, detail: o.detail, monitor: None };
+            self.recorder.record(Instance::Rule { rule: key.0, subject: key.1 }, &before, transition, at_ms, about);
+        }
+    }
+
+    /// One report: its thresholds, the instances it no longer mentions, a restart.
+    fn report(&mut self, report: &HostReport) {
+        let previous_boot = self.boot_time.replace(report.facts.boot_time);
+        let project = self.recorder.project;
+        let existing: Vec<(String, String)> = self.states.keys().cloned().collect();
+        let observed = host::report_observations(
+            project,
+            self.policy,
+            &self.server.name,
+            report,
+            existing.iter().map(|(r, s)| (r.as_str(), s.as_str())),
+            previous_boot,
+        );
+        for o in observed {
+            self.observe(o, report.at_ms);
+        }
+    }
+
+    /// Any contact ends "no data" and restarts its window.
+    fn heard_from(&mut self, at_ms: i64) {
+        self.last_seen_ms = at_ms;
+        if let Some(o) = host::no_data(self.policy, at_ms, at_ms) {
+            self.observe(o, at_ms);
+        }
+    }
+
+    /// serve's periodic check: fire "no data" if the window since the last contact ends
+    /// before `until_ms` (or at it, when `inclusive`).
+    fn silence_until(&mut self, until_ms: i64, inclusive: bool) {
+        let Some(window) = self.policy.and_then(|p| p.no_data) else { return };
+        let seen = self.last_seen_ms;
+        let deadline = seen + window.0.as_millis() as i64;
+        if deadline > until_ms || (deadline == until_ms && !inclusive) {
+            return;
+        }
+        if let Some(o) = host::no_data(self.policy, seen, deadline).filter(|o| o.observation != Observation::Check(None)) {
+            self.observe(o, deadline);
+        }
+    }
+}
+
+/// Compare what happened with what the test expects; `Some(explanation)` on a mismatch.
+fn compare(case: &TestCase, mut expected: Expected, alerts: &[GotAlert], notes: &[GotNotification]) -> Result<Option<String>, String> {
+    expected.sort_by(|a, b| (a.0, &a.1, a.2.alert).cmp(&(b.0, &b.1, b.2.alert)));
     let mut failure = String::new();
-    let expected: Vec<(i64, &ExpectAlert)> = case.expect.iter().map(|e| offset(&e.at).map(|t| (t, e))).collect::<Result<_, _>>()?;
     let alerts_match = expected.len() == alerts.len()
-        && expected
-            .iter()
-            .zip(&alerts)
-            .all(|((t, e), g)| *t == g.at_ms && e.port == g.port && e.alert == g.kind && e.severity.is_none_or(|s| s == g.severity));
+        && expected.iter().zip(alerts).all(|((t, instance, e), g)| {
+            *t == g.at_ms && *instance == g.instance && e.alert == g.kind && e.severity.is_none_or(|s| s == g.severity)
+        });
     if !alerts_match {
         let _ = writeln!(failure, "  alerts expected:");
-        for (t, e) in &expected {
-            let sev = e.severity.map_or(String::new(), |s| format!(" {s:?}").to_lowercase());
-            let _ = writeln!(failure, "    {} port {} {:?}{sev}", Dur(std::time::Duration::from_millis(*t as u64)), e.port, e.alert);
+        for (t, instance, e) in &expected {
+            let sev = e.severity.map_or(String::new(), |s| format!(" {}", severity_name(s)));
+            let _ = writeln!(failure, "    {} {instance} {}{sev}", show_ms(*t), e.alert);
         }
         let _ = writeln!(failure, "  alerts got:");
-        for g in &alerts {
-            let _ = writeln!(
-                failure,
-                "    {} port {} {:?} {:?}",
-                Dur(std::time::Duration::from_millis(g.at_ms as u64)),
-                g.port,
-                g.kind,
-                g.severity
-            );
+        for g in alerts {
+            let _ = writeln!(failure, "    {} {} {} {}", show_ms(g.at_ms), g.instance, g.kind, severity_name(g.severity));
         }
     }
     if let Some(expected) = &case.notifications {
-        let expected: Vec<(i64, &ExpectNotification)> = expected.iter().map(|e| offset(&e.at).map(|t| (t, e))).collect::<Result<_, _>>()?;
+        let expected: Vec<(i64, &ExpectNotification)> = expected
+            .iter()
+            .map(|e| offset(&e.at).map(|t| (t, e)))
+            .collect::<Result<_, _>>()
+            .map_err(|err| format!("notifications: {err}"))?;
         let matches = expected.len() == notes.len()
-            && expected.iter().zip(&notes).all(|((t, e), g)| {
+            && expected.iter().zip(notes).all(|((t, e), g)| {
                 *t == g.at_ms
                     && e.to == g.to
                     && e.medium == g.medium
@@ -278,20 +823,11 @@ fn run_case(case: &TestCase, config: &Config) -> Result<Option<String>, String> 
             let _ = writeln!(failure, "  notifications expected:");
             for (t, e) in &expected {
                 let (kind, status) = (e.kind.as_deref().unwrap_or("*"), e.status.as_deref().unwrap_or("*"));
-                let at = Dur(std::time::Duration::from_millis(*t as u64));
-                let _ = writeln!(failure, "    {at} {} {} {kind} {status}", e.medium, e.to);
+                let _ = writeln!(failure, "    {} {} {} {kind} {status}", show_ms(*t), e.medium, e.to);
             }
             let _ = writeln!(failure, "  notifications got:");
-            for g in &notes {
-                let _ = writeln!(
-                    failure,
-                    "    {} {} {} {} {}",
-                    Dur(std::time::Duration::from_millis(g.at_ms as u64)),
-                    g.medium,
-                    g.to,
-                    g.kind,
-                    g.status
-                );
+            for g in notes {
+                let _ = writeln!(failure, "    {} {} {} {} {}", show_ms(g.at_ms), g.medium, g.to, g.kind, g.status);
             }
         }
     }
@@ -310,6 +846,62 @@ mod tests {
         assert_eq!(parse_series("ok down*3 . x").unwrap(), vec![true, false, false, false, true, false]);
         assert!(parse_series("maybe").is_err());
         assert!(parse_series("ok*z").is_err());
+        assert!(parse_series("ok*100001").is_err());
         assert_eq!(jiff::Timestamp::from_millisecond(DEFAULT_START_MS).unwrap().to_string(), "2026-01-05T00:00:00Z");
+    }
+
+    fn values(series: &str) -> Vec<Option<f64>> {
+        parse_values(series).unwrap_or_else(|e| panic!("{series}: {e}"))
+    }
+
+    #[test]
+    fn expanding_notation_like_promtool() {
+        let some = |v: &[f64]| v.iter().copied().map(Some).collect::<Vec<_>>();
+        assert_eq!(values("0+10x3"), some(&[0.0, 10.0, 20.0, 30.0]));
+        assert_eq!(values("5x2"), some(&[5.0, 5.0, 5.0]));
+        assert_eq!(values("-2+4x3"), some(&[-2.0, 2.0, 6.0, 10.0]));
+        assert_eq!(values("1-2x4"), some(&[1.0, -1.0, -3.0, -5.0, -7.0]));
+        assert_eq!(values("1.5e2 2e-1x1"), some(&[150.0, 0.2, 0.2]));
+        assert_eq!(values("_"), vec![None]);
+        assert_eq!(values("1 _x3 2"), vec![Some(1.0), None, None, None, Some(2.0)]);
+        assert_eq!(values("50 96x2 _ 40"), vec![Some(50.0), Some(96.0), Some(96.0), Some(96.0), None, Some(40.0)]);
+        assert_eq!(values("  "), vec![]);
+    }
+
+    #[test]
+    fn malformed_tokens_are_named() {
+        for (series, token) in [
+            ("1 9z", "9z"),
+            ("5x", "5x"),
+            ("x3", "x3"),
+            ("5+x3", "5+x3"),
+            ("5+3", "5+3"),
+            ("1xz", "1xz"),
+            ("nan", "nan"),
+            ("inf", "inf"),
+            ("1e999", "1e999"),
+            ("_+1x2", "_+1x2"),
+            ("5x-1", "5x-1"),
+        ] {
+            let err = parse_values(series).expect_err(series);
+            assert!(err.contains(&format!("`{token}`")), "{series}: {err}");
+        }
+        assert!(parse_values("1x99999").is_ok());
+        assert!(parse_values("1x100000").unwrap_err().contains("more than 100000 values"));
+        assert!(parse_values("1x18446744073709551615").is_err(), "a count near usize::MAX is refused, not allocated");
+    }
+
+    #[test]
+    fn whole_numbers_for_counts_and_boot_times() {
+        assert_eq!(whole(3.0, "count"), Ok(3));
+        assert!(whole(1.5, "count").unwrap_err().contains("`1.5`"));
+        assert!(whole(-1.0, "count").is_err());
+    }
+
+    #[test]
+    fn instances_print_with_their_subject() {
+        assert_eq!(Instance::Port(80).to_string(), "port 80");
+        assert_eq!(Instance::Rule { rule: "metric:cpu.usage".into(), subject: String::new() }.to_string(), "metric:cpu.usage");
+        assert_eq!(Instance::Rule { rule: "metric:disk.usage".into(), subject: "/data".into() }.to_string(), "metric:disk.usage{/data}");
     }
 }

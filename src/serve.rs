@@ -1,5 +1,5 @@
 //! `watchkeeper serve`: open the store, start every task — source, reconciler (with the
-//! prober), alert engine, outbox, status API, retention — wire them with channels, and on
+//! prober), alert engine, collector writer, outbox, status API, rollups and retention — wire them with channels, and on
 //! shutdown signal them all and wait for each.
 
 use std::sync::Arc;
@@ -11,6 +11,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
+use crate::collect::live::LiveServers;
+use crate::collect::{scrape, writer};
 use crate::config::{Config, Library};
 use crate::engine::{Engine, now_ms};
 use crate::metrics::Metrics;
@@ -18,7 +20,7 @@ use crate::notify::{self, Senders};
 use crate::probe::Prober;
 use crate::reconcile::Reconciler;
 use crate::reconcile::source::{self, SourceSpec};
-use crate::store::Store;
+use crate::store::{SampleRetention, Store};
 
 pub struct ServeOptions {
     pub source: SourceSpec,
@@ -54,8 +56,19 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     let cancel = shutdown.child_token();
     let mut tasks = JoinSet::new();
 
-    let engine = Engine::load(store.clone(), Arc::clone(&metrics), Arc::clone(&outbox_wake)).await.context("loading alert state")?;
-    tasks.spawn(engine.run(applied_rx, results_rx, cancel.clone()));
+    let (hosts_tx, hosts_rx) = mpsc::channel(1024);
+    let (batches_tx, batches_rx) = mpsc::channel(1024);
+
+    let mut engine = Engine::load(store.clone(), Arc::clone(&metrics), Arc::clone(&outbox_wake)).await.context("loading alert state")?;
+    // The newest report of every server, as it was before the restart.
+    let live = LiveServers::default();
+    for state in store.load_server_states().await.context("loading the servers' last reports")? {
+        engine.restore_server(&state.project, &state.server, state.last_report_ms, state.report.facts.boot_time);
+        live.update(&state.project, &state.server, Arc::new(state.report), state.last_report_ms);
+    }
+    tasks.spawn(engine.run(applied_rx, results_rx, hosts_rx, cancel.clone()));
+    tasks.spawn(writer::run(store.clone(), live.clone(), batches_rx, hosts_tx, Arc::clone(&metrics), cancel.clone()));
+    tasks.spawn(scrape::run(config_rx.clone(), batches_tx.clone(), Arc::clone(&metrics), scrape::interval_from_env(), cancel.clone()));
 
     let prober = Prober::start(options.max_in_flight, results_tx, cancel.child_token());
     let reconciler = Reconciler::new(store.clone(), Arc::clone(&metrics), prober, applied_tx, config_tx);
@@ -78,6 +91,8 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         metrics,
         admin_token_sha256: options.admin_token_sha256,
         started_at_ms: now_ms(),
+        live,
+        collector: Some(batches_tx),
     };
     let api_cancel = cancel.clone();
     tasks.spawn(async move {
@@ -88,19 +103,32 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     });
 
     let retention = options.retention;
-    let prune_cancel = cancel.clone();
+    let upkeep_cancel = cancel.clone();
     tasks.spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        loop {
+        // Roll host samples up every minute; prune what is past retention every hour.
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        for minute in 0u64.. {
             tokio::select! {
-                _ = prune_cancel.cancelled() => return,
+                _ = upkeep_cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let before = now_ms() - retention.as_millis() as i64;
-            match store.prune_probe_results(before).await {
+            let now = now_ms();
+            if let Err(e) = store.roll_up(now).await {
+                tracing::warn!(error = %e, "cannot roll up host samples; will try again in a minute");
+            }
+
+            if minute % 60 != 0 {
+                continue;
+            }
+            match store.prune_probe_results(now - retention.as_millis() as i64).await {
                 Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned raw probe results past retention"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot prune probe results"),
+            }
+            match store.prune_samples(now, &SampleRetention::default()).await {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned host samples and rollups past retention"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot prune host samples"),
             }
         }
     });

@@ -1,5 +1,8 @@
-//! `/api/v1/projects/{p}/alerts` (history, filtered) and `/alerts/{id}` (detail with snapshot
-//! and, for admins, the notifications and their delivery attempts).
+//! `/api/v1/projects/{p}/alerts` (history, filtered) and `/alerts/{id}` (detail with snapshot,
+//! the server's metrics around the alert, top processes and, for admins, the notifications and
+//! their delivery attempts).
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -7,9 +10,9 @@ use serde::Serialize;
 
 use super::auth::Access;
 use super::params::Params;
-use super::{ApiError, ApiState, project_tz, rfc3339};
+use super::{ApiError, ApiState, now_ms, project_tz, rfc3339};
 use crate::alert::Severity;
-use crate::store::{AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryStatus, Medium, OutboxRow};
+use crate::store::{AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryStatus, Medium, OutboxRow, Store};
 
 /// One alert as the API shows it; times in epoch ms and RFC 3339 in the project's timezone.
 #[derive(Serialize)]
@@ -33,7 +36,7 @@ pub struct AlertView {
 }
 
 impl AlertView {
-    fn new(row: AlertRow, tz: &jiff::tz::TimeZone, with_snapshot: bool) -> AlertView {
+    pub(super) fn new(row: AlertRow, tz: &jiff::tz::TimeZone, with_snapshot: bool) -> AlertView {
         AlertView {
             id: row.id,
             server: Some(row.key.server).filter(|s| !s.is_empty()),
@@ -121,10 +124,67 @@ impl NotificationView {
     }
 }
 
+/// The metrics an alert's page charts around it (SPEC §4: ±5 min of metrics).
+const AROUND_METRICS: &[&str] = &["cpu.usage", "memory.usage", "disk.usage", "disk.io", "network.in_bps", "network.out_bps", "load.1"];
+/// How far before its start and after its end (or now) an alert's metrics reach.
+const AROUND_MS: i64 = 5 * 60_000;
+/// The longest window of raw samples an alert's page gets (1 440 reports at 5 s); a longer alert
+/// shows its first two hours, and the server's metrics endpoint has the rest at coarser resolutions.
+const MAX_AROUND_MS: i64 = 2 * 60 * 60_000;
+
+/// A host alert's metrics: raw samples of [`AROUND_METRICS`] in [from, to).
+#[derive(Serialize)]
+struct AroundMetrics {
+    from_ms: i64,
+    to_ms: i64,
+    /// The window was cut at [`MAX_AROUND_MS`].
+    truncated: bool,
+    /// One per metric and subject, in the order of [`AROUND_METRICS`], then by subject.
+    series: Vec<RawSeries>,
+}
+
+#[derive(Serialize)]
+struct RawSeries {
+    name: &'static str,
+    subject: Option<String>,
+    points: Vec<RawPoint>,
+}
+
+#[derive(Serialize)]
+struct RawPoint {
+    at_ms: i64,
+    value: f64,
+}
+
+/// The raw samples of the alert's server around the alert, or `None` for an alert on no server
+/// (a port monitor on a bare host).
+async fn around(store: &Store, row: &AlertRow, now_ms: i64) -> Result<Option<AroundMetrics>, ApiError> {
+    if row.key.server.is_empty() {
+        return Ok(None);
+    }
+    let from_ms = row.started_at_ms - AROUND_MS;
+    let end = row.resolved_at_ms.unwrap_or(now_ms).max(row.started_at_ms) + AROUND_MS;
+    let to_ms = end.min(from_ms + MAX_AROUND_MS);
+    let mut series: BTreeMap<(usize, Option<String>), Vec<RawPoint>> = BTreeMap::new();
+    for (at_ms, values) in store.raw_samples(&row.key.project, &row.key.server, from_ms, to_ms).await? {
+        for m in values {
+            if let Some(i) = AROUND_METRICS.iter().position(|name| *name == m.name) {
+                series.entry((i, m.subject)).or_default().push(RawPoint { at_ms, value: m.value });
+            }
+        }
+    }
+    let series = series.into_iter().map(|((i, subject), points)| RawSeries { name: AROUND_METRICS[i], subject, points }).collect();
+    Ok(Some(AroundMetrics { from_ms, to_ms, truncated: to_ms < end, series }))
+}
+
 #[derive(Serialize)]
 struct AlertDetail {
     #[serde(flatten)]
     alert: AlertView,
+    /// Host alerts: the server's metrics around the alert; `null` for an alert on no server.
+    metrics: Option<AroundMetrics>,
+    /// The busiest processes by CPU and by memory when it fired (from the snapshot).
+    top_processes: Option<serde_json::Value>,
     /// Admins, owners and the operator only: the delivery log names recipients.
     #[serde(skip_serializing_if = "Option::is_none")]
     notifications: Option<Vec<NotificationView>>,
@@ -147,6 +207,8 @@ pub async fn detail(
     } else {
         None
     };
-    let body = AlertDetail { alert: AlertView::new(row, &project_tz(&p.timezone), true), notifications };
+    let metrics = around(&state.store, &row, now_ms()).await?;
+    let top_processes = row.snapshot.get("top_processes").cloned();
+    let body = AlertDetail { alert: AlertView::new(row, &project_tz(&p.timezone), true), metrics, top_processes, notifications };
     Ok(Json(serde_json::to_value(body).unwrap_or_default()))
 }

@@ -1,4 +1,4 @@
-//! The read-only status API (axum): token auth and scopes, JSON endpoints, /healthz, /metrics.
+//! The read-only status API (axum), and the agents' ingest endpoint ([`ingest`]): token auth and scopes, JSON endpoints, /healthz, /metrics.
 //!
 //! Everything under `/api/v1` needs `Authorization: Bearer <token>` ([`auth`]); a project outside
 //! the token's scope answers 404 exactly like a project that does not exist. Nothing is written
@@ -7,20 +7,26 @@
 
 mod alerts;
 mod auth;
+mod ingest;
 mod monitors;
 mod objects;
 mod params;
 mod projects;
+mod servers;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use crate::collect::live::LiveServers;
+use crate::collect::wire::MAX_BODY_BYTES;
+use crate::collect::writer::Batch;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::store::{Store, StoreError};
@@ -39,18 +45,26 @@ pub struct ApiState {
     pub admin_token_sha256: Option<String>,
     /// When serve started (epoch ms), for `/api/v1/status`.
     pub started_at_ms: i64,
+    /// The newest report of every server.
+    pub live: LiveServers,
+    /// The collector's writer; `None` answers ingest requests with 503.
+    pub collector: Option<mpsc::Sender<Batch>>,
 }
 
 /// Every route. Unknown paths answer 404 and other methods than GET/HEAD 405, both as JSON.
+/// The one write is agents' ingest, authenticated by the project's ingest key, not a user token.
 pub fn router(state: ApiState) -> Router {
     Router::new()
+        .route("/ingest/v1/report", post(ingest::report).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(projects::status))
         .route("/api/v1/objects", get(objects::list))
         .route("/api/v1/projects", get(projects::list))
         .route("/api/v1/projects/{project}", get(projects::detail))
-        .route("/api/v1/projects/{project}/servers", get(projects::servers))
+        .route("/api/v1/projects/{project}/servers", get(servers::list))
+        .route("/api/v1/projects/{project}/servers/{server}", get(servers::detail))
+        .route("/api/v1/projects/{project}/servers/{server}/metrics", get(servers::metrics))
         .route("/api/v1/projects/{project}/alerts", get(alerts::list))
         .route("/api/v1/projects/{project}/alerts/{id}", get(alerts::detail))
         .route("/api/v1/projects/{project}/monitors", get(monitors::list))

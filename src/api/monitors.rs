@@ -12,18 +12,17 @@ use super::params::Params;
 use super::projects::firing_alerts;
 use super::{ApiError, ApiState, now_ms, project_tz, rfc3339, zoned};
 use crate::alert::Severity;
+use crate::collect::wire::Verdict;
 use crate::config::values::Dur;
+use crate::engine::host::downcheck_rule_id;
+use crate::engine::port_rule;
 use crate::store::{Medium, ProbeRecord};
 
 /// The alert rule of a port monitor, as the engine keys it (`InstanceKey::rule`); the subject
 /// is the port.
-fn port_rule(monitor: &str) -> String {
-    format!("port:{monitor}")
-}
-
-fn downcheck_rule(name: &str) -> String {
-    format!("downcheck:{name}")
-}
+/// A detector silent this long (or three of its check intervals, if longer) makes its
+/// down-checks' verdict `unknown`.
+const DETECTOR_SILENCE_MS: i64 = 15_000;
 
 // ---------------------------------------------------------------------------------------------
 // GET /api/v1/projects/{p}/monitors
@@ -75,6 +74,11 @@ struct DownCheckView<'a> {
     liveness_port: u16,
     interval: Dur,
     failures: u32,
+    /// `up`, `service_down`, `host_down`, or `unknown` while the detector is not reporting
+    /// (or before its first result).
+    verdict: Verdict,
+    /// The newest result the detector reported.
+    last: Option<LastCheck>,
     /// The severity of the alert firing on it, if any (verdicts come with agent reports).
     firing: Option<Severity>,
 }
@@ -133,12 +137,33 @@ pub async fn list(
             }
         })
         .collect();
+    let now = now_ms();
     let down_checks: Vec<DownCheckView> = p
         .down_checks
         .values()
         .map(|d| {
-            let rule = downcheck_rule(&d.name);
+            let rule = downcheck_rule_id(&d.name);
+            let last = latest.remove(&(d.name.clone(), d.port));
+            let interval_ms = d.interval.0.as_millis() as i64;
+            let detector_live =
+                state.live.get(&p.name, &d.detector).is_some_and(|l| now - l.received_ms <= (3 * interval_ms).max(DETECTOR_SILENCE_MS));
+            let verdict = match &last {
+                Some(r) if detector_live && now - r.at_ms <= (3 * interval_ms).max(DETECTOR_SILENCE_MS) => match r.error_kind.as_deref() {
+                    None => Verdict::Up,
+                    Some("service_down") => Verdict::ServiceDown,
+                    Some(_) => Verdict::HostDown,
+                },
+                _ => Verdict::Unknown,
+            };
             DownCheckView {
+                verdict,
+                last: last.map(|r| LastCheck {
+                    at_ms: r.at_ms,
+                    ok: r.ok,
+                    latency_ms: r.latency_ms,
+                    error_kind: r.error_kind,
+                    error: r.error,
+                }),
                 name: &d.name,
                 detector: &d.detector,
                 target: &d.target,

@@ -1,19 +1,18 @@
-//! `/api/v1/status`, the project list, one project, and its servers.
+//! `/api/v1/status`, the project list and one project; the firing-alert counts the other pages share.
 
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::auth::{Access, Role};
 use super::params::Params;
-use super::{ALL, ApiError, ApiState, rfc3339};
+use super::{ApiError, ApiState, rfc3339};
 use crate::alert::Severity;
-use crate::config::model::{PolicyRef, Project};
-use crate::config::raw::{MemberRole, Os};
-use crate::store::{AlertFilter, AlertRow, AlertStatus, RevisionRecord, Store};
+use crate::config::model::Project;
+use crate::config::raw::MemberRole;
+use crate::store::{FiringAlert, RevisionRecord, Store};
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct Firing {
@@ -22,7 +21,7 @@ pub struct Firing {
 }
 
 impl Firing {
-    fn add(&mut self, severity: Severity) {
+    pub(super) fn add(&mut self, severity: Severity) {
         match severity {
             Severity::Warning => self.warning += 1,
             Severity::Fatal => self.fatal += 1,
@@ -49,10 +48,8 @@ impl Counts {
 }
 
 /// The firing alerts of one project, or of every project with `None`.
-pub async fn firing_alerts(store: &Store, project: Option<&str>) -> Result<Vec<AlertRow>, ApiError> {
-    let filter =
-        AlertFilter { project: project.map(str::to_string), status: Some(AlertStatus::Firing), limit: ALL, ..AlertFilter::default() };
-    Ok(store.list_alerts(&filter).await?)
+pub async fn firing_alerts(store: &Store, project: Option<&str>) -> Result<Vec<FiringAlert>, ApiError> {
+    Ok(store.firing_alerts(project).await?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,100 +250,4 @@ pub async fn detail(
         daily_email: p.daily_email,
     };
     Ok(Json(serde_json::to_value(body).unwrap_or_default()))
-}
-
-// ---------------------------------------------------------------------------------------------
-// GET /api/v1/projects/{p}/servers
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum ServerState {
-    /// Worst first, so sorting by state shows trouble on top.
-    Fatal,
-    Warning,
-    Ok,
-    Paused,
-}
-
-#[derive(Serialize)]
-struct ServerView<'a> {
-    name: &'a str,
-    os: Os,
-    host: &'a str,
-    private_ip: Option<String>,
-    tags: &'a [String],
-    paused: bool,
-    policy: Option<&'a PolicyRef>,
-    depends_on: &'a [String],
-    /// `paused` (grey), `fatal`, `warning` or `ok`, from the alerts firing on it.
-    state: ServerState,
-    alerts_firing: Firing,
-}
-
-/// The answer of `…/servers`, serialized straight from the rows: with 10 000 servers, building
-/// a `serde_json::Value` first (and freeing it again) took most of the request's time.
-#[derive(Serialize)]
-struct ServerList<'a> {
-    servers: Vec<ServerView<'a>>,
-}
-
-pub async fn servers(
-    State(state): State<ApiState>,
-    access: Access,
-    Path(project): Path<String>,
-    params: Params,
-) -> Result<Response, ApiError> {
-    params.allow(&["tag", "q", "sort"])?;
-    let (p, _role) = access.project(&project)?;
-    let tag = params.str("tag");
-    let q = params.str("q").map(str::to_lowercase);
-    let sort = params.one_of("sort", &["name", "state"])?.unwrap_or("name");
-    let mut firing: HashMap<String, Firing> = HashMap::new();
-    for alert in firing_alerts(&state.store, Some(&p.name)).await? {
-        if !alert.key.server.is_empty() {
-            firing.entry(alert.key.server).or_default().add(alert.severity);
-        }
-    }
-    let mut rows: Vec<ServerView> = p
-        .servers
-        .values()
-        .filter(|s| tag.is_none_or(|t| s.tags.iter().any(|x| x == t)))
-        .filter(|s| {
-            q.as_deref().is_none_or(|q| {
-                s.name.to_lowercase().contains(q)
-                    || s.host.to_lowercase().contains(q)
-                    || s.private_ip.is_some_and(|ip| ip.to_string().contains(q))
-            })
-        })
-        .map(|s| {
-            let f = firing.get(&s.name).copied().unwrap_or_default();
-            let state = if s.paused {
-                ServerState::Paused
-            } else if f.fatal > 0 {
-                ServerState::Fatal
-            } else if f.warning > 0 {
-                ServerState::Warning
-            } else {
-                ServerState::Ok
-            };
-            ServerView {
-                name: &s.name,
-                os: s.os,
-                host: &s.host,
-                private_ip: s.private_ip.map(|ip| ip.to_string()),
-                tags: &s.tags,
-                paused: s.paused,
-                policy: s.policy.as_ref(),
-                depends_on: &s.depends_on,
-                state,
-                alerts_firing: f,
-            }
-        })
-        .collect();
-    // The map is ordered by name already; a stable sort keeps names in order within a state.
-    if sort == "state" {
-        rows.sort_by_key(|r| r.state);
-    }
-    // Serialized here, while `rows` can still borrow from the configuration snapshot.
-    Ok(Json(ServerList { servers: rows }).into_response())
 }

@@ -1,9 +1,17 @@
-//! Host metrics from outside the agent: Prometheus text parsing and node_exporter series → watchkeeper metrics (pure; no I/O).
+//! The collector: host metrics into serve, from agents (pushed) and node_exporter (scraped).
 //!
-//! [`prom`] parses the text exposition format; [`node_exporter`] reduces a parsed page to a
-//! [`node_exporter::Snapshot`] and turns two successive snapshots into
-//! [`node_exporter::MetricValue`]s named as in [`crate::config::model::METRICS`]. The scraper that
-//! fetches pages on schedule lives with the rest of the I/O and calls into these.
+//! - [`wire`] — the agent ↔ collector protocol (`POST /ingest/v1/report`) and assignments.
+//! - [`writer`] — the single writer: group-commits batches to the store, then updates [`live`]
+//!   and hands them to the alert engine.
+//! - [`live`] — the newest report of every server, in memory, for the API and alert snapshots.
+//! - [`prom`] parses the Prometheus text format; [`node_exporter`] reduces a parsed page to a
+//!   [`node_exporter::Snapshot`] and turns two successive snapshots into metric values named as
+//!   in [`crate::config::model::METRICS`]. Both are pure.
+//! - [`scrape`] — the node_exporter scraper: one loop per target, its reports into the writer.
 
+pub mod live;
 pub mod node_exporter;
 pub mod prom;
+pub mod scrape;
+pub mod wire;
+pub mod writer;

@@ -25,10 +25,18 @@
 //! was reset (exporter or host restart) or wrapped: that rate is left out for that interval rather than
 //! reported negative or huge. Percentages are clamped to 0–100, and no value is ever NaN or infinite.
 //! Series names are those of node_exporter 0.16 and later.
+//!
+//! A snapshot also carries the host's [`Facts`], as far as node_exporter shows them: OS
+//! (`node_os_info` `pretty_name`, else `node_uname_info` sysname and release) and kernel (release),
+//! CPU count (distinct `cpu` labels of `node_cpu_seconds_total`), vendor and model (`node_cpu_info`,
+//! when its collector is on), RAM (`MemTotal`), boot time (`node_boot_time_seconds`, so AlertPolicy
+//! `restart` works for scraped servers) and uptime (`node_time_seconds` − boot time). It lists no
+//! addresses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::prom::{Exposition, Sample};
+use crate::agent::host::Facts;
 use crate::config::model::METRICS;
 
 /// One value of one watchkeeper metric.
@@ -164,6 +172,7 @@ pub struct Snapshot {
     filesystems: BTreeMap<String, Space>,
     disks: BTreeMap<String, Disk>,
     interfaces: BTreeMap<String, Interface>,
+    facts: Facts,
 }
 
 /// Bytes, as `statfs` gives them: `free` includes root's reserve, `avail` does not.
@@ -204,6 +213,7 @@ impl Snapshot {
         let mut frees = BTreeMap::new();
         let mut avails = BTreeMap::new();
         let mut broken = Vec::new();
+        let mut host = HostSeries::default();
         for sample in &exposition.samples {
             let value = sample.value;
             let name = sample.name.as_str();
@@ -212,7 +222,20 @@ impl Snapshot {
                     if let Some(mode) = sample.label("mode") {
                         *snapshot.cpu.entry(mode.to_owned()).or_insert(0.0) += value;
                     }
+                    if let Some(cpu) = sample.label("cpu") {
+                        host.cpus.insert(cpu);
+                    }
                 }
+                "node_uname_info" => {
+                    host.uname.get_or_insert((sample.label("sysname").unwrap_or(""), sample.label("release").unwrap_or("")));
+                }
+                "node_os_info" => set_label_once(&mut host.pretty_name, sample, "pretty_name"),
+                "node_cpu_info" => {
+                    set_label_once(&mut host.cpu_vendor, sample, "vendor");
+                    set_label_once(&mut host.cpu_model, sample, "model_name");
+                }
+                "node_boot_time_seconds" => set_once(&mut host.boot_time, value),
+                "node_time_seconds" => set_once(&mut host.time, value),
                 "node_load1" => set_once(&mut snapshot.load[0], value),
                 "node_load5" => set_once(&mut snapshot.load[1], value),
                 "node_load15" => set_once(&mut snapshot.load[2], value),
@@ -269,7 +292,60 @@ impl Snapshot {
                 snapshot.filesystems.insert(mountpoint.to_owned(), Space { size, free: frees.get(mountpoint).copied(), avail });
             }
         }
+        snapshot.facts = host.facts(snapshot.memory.total);
         snapshot
+    }
+
+    /// What the host is, as far as this page tells (see the module doc); fields the page does not
+    /// give are empty or zero.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+}
+
+/// The series of one page that become [`Facts`], borrowed from the page while it is reduced.
+#[derive(Default)]
+struct HostSeries<'a> {
+    /// Distinct `cpu` labels of `node_cpu_seconds_total`.
+    cpus: BTreeSet<&'a str>,
+    /// `node_uname_info`'s sysname and release.
+    uname: Option<(&'a str, &'a str)>,
+    pretty_name: Option<&'a str>,
+    cpu_vendor: Option<&'a str>,
+    cpu_model: Option<&'a str>,
+    boot_time: Option<f64>,
+    time: Option<f64>,
+}
+
+impl HostSeries<'_> {
+    fn facts(&self, ram_total: Option<f64>) -> Facts {
+        let (sysname, release) = self.uname.unwrap_or_default();
+        // As the agent does without os-release: "Linux 6.1.0-18-amd64".
+        let os = self.pretty_name.map_or_else(|| format!("{sysname} {release}").trim().to_owned(), str::to_owned);
+        // Seconds since the epoch, whole as /proc/stat gives them; `as` maps NaN to 0 and saturates.
+        let boot_time = self.boot_time.filter(|t| t.is_finite() && *t > 0.0).map_or(0, |t| t.round() as u64);
+        let uptime_secs = match self.time {
+            Some(now) if boot_time > 0 && now.is_finite() => (now - boot_time as f64).max(0.0) as u64,
+            _ => 0,
+        };
+        Facts {
+            os,
+            kernel: release.to_owned(),
+            cpu_vendor: self.cpu_vendor.unwrap_or_default().to_owned(),
+            cpu_model: self.cpu_model.unwrap_or_default().to_owned(),
+            cpu_count: u32::try_from(self.cpus.len()).unwrap_or(u32::MAX),
+            ram_total_bytes: ram_total.filter(|t| t.is_finite()).map_or(0, |t| t as u64),
+            boot_time,
+            uptime_secs,
+            ips: Vec::new(),
+        }
+    }
+}
+
+/// Keep the first non-empty value of label `name` among a series' samples.
+fn set_label_once<'a>(slot: &mut Option<&'a str>, sample: &'a Sample, name: &str) {
+    if slot.is_none() {
+        *slot = sample.label(name).filter(|v| !v.is_empty());
     }
 }
 
@@ -678,5 +754,54 @@ node_filesystem_avail_bytes{device="/dev/sdc",fstype="xfs",mountpoint="/empty"} 
         let before = "node_vmstat_pgfault 1\n";
         let after = "node_vmstat_pgfault +Inf\n";
         assert_eq!(metrics(Some(&snapshot(before, T1)), &snapshot(after, T2)), []);
+    }
+
+    #[test]
+    fn facts_come_from_os_info_uname_cpu_boot_time_and_memory() {
+        let page = r##"node_uname_info{domainname="(none)",machine="x86_64",nodename="web-01",release="6.1.0-18-amd64",sysname="Linux",version="#1 SMP"} 1
+node_os_info{id="debian",name="Debian GNU/Linux",pretty_name="Debian GNU/Linux 12 (bookworm)",version_id="12"} 1
+node_cpu_info{cachesize="28160 KB",core="0",cpu="0",family="6",model="85",model_name="Intel(R) Xeon(R) Gold 6230",package="0",vendor="GenuineIntel"} 1
+node_cpu_info{cachesize="28160 KB",core="1",cpu="1",family="6",model="85",model_name="Other",package="0",vendor="Other"} 1
+node_cpu_seconds_total{cpu="0",mode="idle"} 1
+node_cpu_seconds_total{cpu="0",mode="user"} 1
+node_cpu_seconds_total{cpu="1",mode="idle"} 1
+node_cpu_seconds_total{cpu="1",mode="user"} 1
+node_cpu_seconds_total{cpu="2",mode="idle"} 1
+node_boot_time_seconds 1.7e+09
+node_time_seconds 1.7000864005e+09
+node_memory_MemTotal_bytes 8.589934592e+09
+"##;
+        let expected = Facts {
+            os: "Debian GNU/Linux 12 (bookworm)".into(),
+            kernel: "6.1.0-18-amd64".into(),
+            cpu_vendor: "GenuineIntel".into(),
+            cpu_model: "Intel(R) Xeon(R) Gold 6230".into(),
+            cpu_count: 3,
+            ram_total_bytes: 8 << 30,
+            boot_time: 1_700_000_000,
+            uptime_secs: 86_400,
+            ips: vec![],
+        };
+        assert_eq!(snapshot(page, T1).facts(), &expected);
+        // The facts do not depend on a previous scrape: the first one has them all.
+        assert_eq!(snapshot(SCRAPE_1, T1).facts().boot_time, 1_700_000_000);
+        assert_eq!(snapshot(SCRAPE_1, T1).facts().cpu_count, 2);
+    }
+
+    #[test]
+    fn facts_fall_back_to_uname_and_leave_the_unknown_empty() {
+        let page = r#"node_uname_info{machine="aarch64",nodename="pi",release="6.6.31+rpt-rpi-v8",sysname="Linux"} 1
+node_os_info{pretty_name=""} 1
+node_boot_time_seconds NaN
+node_time_seconds 1.7e+09
+"#;
+        let facts = snapshot(page, T1).facts().clone();
+        assert_eq!((facts.os.as_str(), facts.kernel.as_str()), ("Linux 6.6.31+rpt-rpi-v8", "6.6.31+rpt-rpi-v8"));
+        // No boot time: no uptime either, rather than 54 years.
+        assert_eq!((facts.boot_time, facts.uptime_secs, facts.cpu_count, facts.ram_total_bytes), (0, 0, 0, 0));
+        assert_eq!(snapshot("node_load1 1\n", T1).facts(), &Facts::default());
+        // A clock behind the boot time (a page from a host whose clock was stepped back) is no uptime.
+        let skewed = "node_boot_time_seconds 1.7e+09\nnode_time_seconds 1.6e+09\n";
+        assert_eq!(snapshot(skewed, T1).facts().uptime_secs, 0);
     }
 }

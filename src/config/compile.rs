@@ -1004,12 +1004,17 @@ impl Ctx<'_> {
         let project = &config.projects[&p.project.value];
         let servers = self.policy_servers(doc, &p.name, &p.servers, Some(p.project_wide), project);
         let match_ = p.match_.as_ref().map_or(ProcessMatch::Exact, |m| m.value);
-        if match_ == ProcessMatch::Regex
-            && let Err(e) = regex::Regex::new(&p.process.value)
-        {
-            let first = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
-            self.diags.error("bad-regex", doc.at(&p.process), format!("`{}` is not a valid regex: {first}", p.process.value));
-        }
+        let regex = match match_ {
+            ProcessMatch::Exact => None,
+            ProcessMatch::Regex => match regex::Regex::new(&format!("^(?:{})$", p.process.value)) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    let first = e.to_string().lines().last().unwrap_or("invalid").trim().to_string();
+                    self.diags.error("bad-regex", doc.at(&p.process), format!("`{}` is not a valid regex: {first}", p.process.value));
+                    None
+                }
+            },
+        };
         if p.count.is_none() && p.cpu.is_none() && p.memory.is_none() {
             self.diags.error(
                 "missing-field",
@@ -1053,6 +1058,7 @@ impl Ctx<'_> {
             name: p.name.value.clone(),
             process: p.process.value.clone(),
             match_,
+            regex,
             servers,
             project_wide: p.project_wide,
             count_min,

@@ -65,7 +65,7 @@ pub struct Member {
     pub role: MemberRole,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Project {
     #[serde(skip)]
     pub origin: Origin,
@@ -183,6 +183,9 @@ pub struct ProcessPolicy {
     pub process: String,
     #[serde(rename = "match")]
     pub match_: ProcessMatch,
+    /// With `match: regex`, the pattern compiled and anchored to the whole name.
+    #[serde(skip)]
+    pub regex: Option<regex::Regex>,
     /// Empty with `project_wide`.
     pub servers: Vec<String>,
     pub project_wide: bool,
@@ -268,6 +271,21 @@ pub enum Window {
     Once { start_ms: i64, end_ms: i64 },
     /// Minutes after midnight in the project timezone; `from > to` wraps midnight.
     Weekly { days: Vec<Weekday>, from: u16, to: u16 },
+}
+
+impl ProcessPolicy {
+    /// Whether a process called `name` is one this policy watches.
+    pub fn matches(&self, name: &str) -> bool {
+        match &self.regex {
+            Some(re) => re.is_match(name),
+            None => self.process == name,
+        }
+    }
+
+    /// Whether the policy applies to `server`.
+    pub fn applies_to(&self, server: &str) -> bool {
+        self.project_wide || self.servers.iter().any(|s| s == server)
+    }
 }
 
 impl Config {

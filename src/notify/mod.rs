@@ -16,6 +16,7 @@ mod templates;
 
 pub use outbox::{BATCH, LEASE_MS, backoff, run_outbox};
 pub use recipients::build_notifications;
+pub(crate) use send::error_chain;
 pub use send::{SendError, Senders};
 pub use templates::{Rendered, json_payload, render, render_sms, slack_payload};
 

@@ -377,7 +377,7 @@ fn excerpt(text: &str) -> String {
 }
 
 /// An error and its sources, `: `-joined (reqwest's own message is only the outermost layer).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -1,5 +1,5 @@
 //! `plan --against URL`: read a running serve's objects and firing alerts through its status API,
-//! and pick the firing alerts a change would drop (by the engine's own rule, [`PortInstances`]).
+//! and pick the firing alerts a change would drop (by the engine's own rule, [`LiveInstances`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::api::ObjectsDoc;
 use crate::config::Config;
 use crate::config::diff::{self, Entry, ObjectKey};
-use crate::engine::PortInstances;
+use crate::engine::LiveInstances;
 
 /// How long one request may take before the plan gives up on the server.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -150,10 +150,13 @@ async fn get<T: DeserializeOwned>(client: &reqwest::Client, url: &str, token: &s
 
 /// The firing alerts whose instances the configuration `new` would retire, oldest first.
 pub fn dropped_alerts(firing: &[FiringAlert], new: &Config) -> Vec<DroppedAlert> {
-    let ports = PortInstances::of(new);
+    let live = LiveInstances::of(new);
     let mut out: Vec<DroppedAlert> = firing
         .iter()
-        .filter_map(|a| ports.retires(&a.project, &a.rule, &a.subject).map(|why| DroppedAlert { alert: a.clone(), reason: why.as_str() }))
+        .filter_map(|a| {
+            live.retires(&a.project, a.server.as_deref().unwrap_or(""), &a.rule, &a.subject)
+                .map(|why| DroppedAlert { alert: a.clone(), reason: why.as_str() })
+        })
         .collect();
     out.sort_by(|a, b| (&a.alert.project, a.alert.started_at_ms, a.alert.id).cmp(&(&b.alert.project, b.alert.started_at_ms, b.alert.id)));
     out

@@ -88,17 +88,22 @@ pub async fn check(host: &str, port: u16, timeout: Duration, approved: &[Cidr]) 
     }
 }
 
-async fn connect(host: &str, port: u16, deadline: Instant, timeout: Duration, approved: &[Cidr]) -> Result<(), ProbeError> {
+/// The addresses a check of `host:port` may connect to. An IP literal (IPv6 with or without
+/// brackets) is taken as it is; a DNS name is resolved within `timeout`, and every address it
+/// resolves to is checked. Addresses outside `approved` are left out (an empty slice means no
+/// restriction); when none is left, the error is [`ErrorKind::Unapproved`] and nothing may be
+/// sent. IPv4-mapped IPv6 addresses count as IPv4. The node_exporter scraper applies the same rule.
+pub async fn approved_addrs(host: &str, port: u16, timeout: Duration, approved: &[Cidr]) -> Result<Vec<SocketAddr>, ProbeError> {
     let literal = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if let Ok(ip) = literal.parse::<IpAddr>() {
         let ip = ip.to_canonical();
         if !is_approved(ip, approved) {
             return Err(ProbeError::new(ErrorKind::Unapproved, format!("{ip} is outside the approved networks")));
         }
-        return connect_addr(SocketAddr::new(ip, port), deadline, timeout).await;
+        return Ok(vec![SocketAddr::new(ip, port)]);
     }
 
-    let resolved: Vec<SocketAddr> = match timeout_at(deadline, tokio::net::lookup_host((host, port))).await {
+    let resolved: Vec<SocketAddr> = match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
         Ok(Ok(addrs)) => addrs.map(|a| SocketAddr::new(a.ip().to_canonical(), a.port())).collect(),
         Ok(Err(e)) => return Err(ProbeError::new(ErrorKind::Dns, format!("cannot resolve {host}: {}", lowercase_first(&e.to_string())))),
         Err(_) => return Err(ProbeError::new(ErrorKind::Dns, format!("resolving {host} timed out after {}", Dur(timeout)))),
@@ -114,8 +119,12 @@ async fn connect(host: &str, port: u16, deadline: Instant, timeout: Duration, ap
             format!("{host} resolves to {}, outside the approved networks", list.join(", ")),
         ));
     }
+    Ok(allowed)
+}
+
+async fn connect(host: &str, port: u16, deadline: Instant, timeout: Duration, approved: &[Cidr]) -> Result<(), ProbeError> {
     let mut last = None;
-    for addr in allowed {
+    for addr in approved_addrs(host, port, timeout, approved).await? {
         match connect_addr(addr, deadline, timeout).await {
             Ok(()) => return Ok(()),
             Err(e) if e.kind == ErrorKind::Timeout => return Err(e), // the time is spent

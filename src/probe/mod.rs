@@ -28,8 +28,9 @@ use tracing::Instrument;
 use crate::config::values::Cidr;
 use schedule::{Due, Liveness, Schedule};
 
-pub use check::{ErrorKind, Outcome, ProbeError, check};
+pub use check::{ErrorKind, Outcome, ProbeError, approved_addrs, check};
 pub use schedule::Upsert;
+pub(crate) use schedule::jitter;
 
 /// A monitor's identity: project and PortMonitor name. Unchanged keys keep their schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -5,8 +5,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Decode, Postgres, Row, Sqlite, Type};
 
 use super::{
-    AlertRow, AlertStatus, Attempt, DeliveryStatus, InstanceKey, Medium, OutboxRow, ProbeBucket, ProbeRecord, Result, RevisionRecord,
-    SentCount, StoreError, StoredInstance,
+    AlertRow, AlertStatus, Attempt, DeliveryStatus, FiringAlert, InstanceKey, Medium, OutboxRow, ProbeBucket, ProbeRecord, Result,
+    RevisionRecord, SentCount, StoreError, StoredInstance,
 };
 use crate::alert::Severity;
 
@@ -126,6 +126,22 @@ pub(super) fn alert(row: &impl Columns) -> Result<AlertRow> {
         host: row.col("host")?,
         snapshot: json(row, "snapshot")?,
     })
+}
+
+/// The `alerts` column of the firing-alert query: a JSON array of
+/// `[id, project, server, rule, subject, severity, started_at_ms]`.
+pub(super) fn firing(row: &impl Columns) -> Result<Vec<FiringAlert>> {
+    let list: Vec<(i64, String, String, String, String, String, i64)> = json(row, "alerts")?;
+    list.into_iter()
+        .map(|(id, project, server, rule, subject, severity, started_at_ms)| {
+            Ok(FiringAlert {
+                id,
+                key: InstanceKey { project, server, rule, subject },
+                severity: Severity::parse(&severity)?,
+                started_at_ms,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn outbox(row: &impl Columns) -> Result<OutboxRow> {

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use watchkeeper::agent::host::{Facts, MetricValue, ProcessInfo, Report};
 use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::api::{ApiState, router};
+use watchkeeper::collect::live::LiveServers;
 use watchkeeper::config::{Config, Library};
 use watchkeeper::metrics::Metrics;
 use watchkeeper::store::{
-    AlertChange, DeliveryOutcome, DeliveryStatus, InstanceKey, Medium, NewNotification, ProbeRecord, RevisionRecord, Store,
+    AlertChange, DeliveryOutcome, DeliveryStatus, InstanceKey, Medium, NewNotification, ProbeRecord, RevisionRecord, Store, StoredReport,
 };
 
 const MIN: i64 = 60_000;
@@ -50,6 +52,8 @@ struct Api {
     tokens: Tokens,
     ids: Ids,
     store: Store,
+    /// The newest report of every server, as the collector's writer would keep it.
+    live: LiveServers,
     config: watch::Sender<Arc<Config>>,
     now_ms: i64,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -274,12 +278,15 @@ impl Api {
         let ids = fill(&store, now_ms).await;
 
         let (config, config_rx) = watch::channel(Arc::new(loaded.config));
+        let live = LiveServers::default();
         let state = ApiState {
             store: store.clone(),
             config: config_rx,
             metrics: Arc::new(Metrics::new()),
             admin_token_sha256: Some(watchkeeper::token::sha256_hex(&tokens.operator)),
             started_at_ms: now_ms,
+            live: live.clone(),
+            collector: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -287,7 +294,7 @@ impl Api {
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Api { base, client: reqwest::Client::new(), tokens, ids, store, config, now_ms, server: Some(server), _dir: dir }
+        Api { base, client: reqwest::Client::new(), tokens, ids, store, live, config, now_ms, server: Some(server), _dir: dir }
     }
 
     async fn stop(mut self) {
@@ -436,6 +443,8 @@ fn endpoints(p: &str, alert_id: i64) -> Vec<String> {
     [
         format!("/api/v1/projects/{p}"),
         format!("/api/v1/projects/{p}/servers"),
+        format!("/api/v1/projects/{p}/servers/web-01"),
+        format!("/api/v1/projects/{p}/servers/web-01/metrics?name=cpu.usage"),
         format!("/api/v1/projects/{p}/alerts"),
         format!("/api/v1/projects/{p}/alerts/{alert_id}"),
         format!("/api/v1/projects/{p}/monitors"),
@@ -517,7 +526,7 @@ async fn a_project_outside_the_scope_answers_404_like_a_missing_one() {
         [(&t.user, "shop", api.ids.port_down), (&t.member, "billing", api.ids.billing), (&t.operator, "billing", api.ids.billing)]
     {
         for path in endpoints(project, alert) {
-            let path = path.replace("web-01-ports", if project == "shop" { "web-01-ports" } else { "pay-01-ports" });
+            let path = if project == "shop" { path } else { path.replace("web-01", "pay-01") };
             api.ok(&path, token).await;
         }
     }
@@ -884,4 +893,467 @@ async fn a_new_revision_changes_what_a_token_sees_without_a_restart() {
     let firing_now = api.ok("/api/v1/projects/shop/alerts?status=firing", &t.member).await;
     assert_eq!(firing_now["alerts"].as_array().unwrap().len(), 3);
     api.stop().await;
+}
+
+// ---- host metrics: the server list's columns, the server page, series, an alert's metrics ----
+
+const SEC: i64 = 1_000;
+
+fn values(metrics: &[(&'static str, Option<&str>, f64)]) -> Vec<MetricValue> {
+    metrics.iter().map(|&(name, subject, value)| MetricValue { name, subject: subject.map(str::to_string), value }).collect()
+}
+
+fn host_report(at_ms: i64, metrics: &[(&'static str, Option<&str>, f64)]) -> Report {
+    Report { facts: Facts::default(), metrics: values(metrics), processes: Vec::new(), process_counts: Default::default(), at_ms }
+}
+
+fn process(pid: u32, name: &str, cpu: Option<f64>, memory: f64, rss_bytes: u64) -> ProcessInfo {
+    ProcessInfo { pid, name: name.into(), user: "www-data".into(), cpu, memory, rss_bytes }
+}
+
+/// web-01's newest report: two mounts, two devices, two interfaces, four processes listed of six.
+fn web_report(at_ms: i64) -> Report {
+    let mut r = host_report(
+        at_ms,
+        &[
+            ("cpu.usage", None, 37.5),
+            ("cpu.idle", None, 62.5),
+            ("memory.usage", None, 62.5),
+            ("load.1", None, 1.25),
+            ("disk.usage", Some("/"), 75.0),
+            ("disk.used_bytes", Some("/"), 30e9),
+            ("disk.free_bytes", Some("/"), 10e9),
+            ("disk.usage", Some("/data"), 12.5),
+            ("disk.used_bytes", Some("/data"), 10e9),
+            ("disk.free_bytes", Some("/data"), 50e9),
+            ("disk.io", Some("sda"), 20.0),
+            ("disk.iops", Some("sda"), 100.0),
+            ("disk.read_bps", Some("sda"), 1000.0),
+            ("disk.write_bps", Some("sda"), 3000.0),
+            ("disk.io", Some("sdb"), 60.0),
+            ("disk.iops", Some("sdb"), 50.0),
+            ("disk.read_bps", Some("sdb"), 500.0),
+            ("disk.write_bps", Some("sdb"), 0.0),
+            ("network.in_bps", Some("eth0"), 1e6),
+            ("network.out_bps", Some("eth0"), 3e6),
+            ("network.in_bps", Some("eth1"), 5e5),
+            ("network.out_bps", Some("eth1"), 5e5),
+            // Values that do not fit their metric are left out, not misfiled.
+            ("cpu.usage", Some("cpu0"), 99.0),
+            ("disk.io", None, 99.0),
+        ],
+    );
+    r.facts = Facts {
+        os: "Debian GNU/Linux 12 (bookworm)".into(),
+        kernel: "6.1.0-18-amd64".into(),
+        cpu_vendor: "GenuineIntel".into(),
+        cpu_model: "Intel(R) Xeon(R) E-2236".into(),
+        cpu_count: 12,
+        ram_total_bytes: 8 << 30,
+        boot_time: 1_700_000_000,
+        uptime_secs: 3 * 86_400 + 43_200,
+        ips: vec!["203.0.113.10".parse().unwrap(), "2001:db8::10".parse().unwrap()],
+    };
+    r.processes = vec![
+        process(10, "nginx", Some(5.0), 1.0, 100),
+        process(11, "nginx", Some(2.5), 2.0, 200),
+        process(20, "postgres", None, 4.0, 400),
+        process(30, "bash", Some(0.5), 0.25, 25),
+    ];
+    r.process_counts = [("bash", 1), ("cron", 1), ("nginx", 3), ("postgres", 1)].into_iter().map(|(n, c)| (n.to_string(), c)).collect();
+    r
+}
+
+impl Api {
+    /// web-01 reported just now; db-01 last reported 31 s ago; old-01 never did.
+    fn report_live(&self) {
+        self.live.update("shop", "web-01", Arc::new(web_report(self.now_ms - 2 * SEC)), self.now_ms);
+        let db = host_report(self.now_ms - 31 * SEC, &[("cpu.usage", None, 90.0), ("memory.usage", None, 10.0)]);
+        self.live.update("shop", "db-01", Arc::new(db), self.now_ms - 31 * SEC);
+    }
+
+    /// Store `reports` of one server as raw samples, as the collector's writer does.
+    async fn store_samples(&self, server: &str, reports: &[Report]) {
+        let batch: Vec<StoredReport> = reports.iter().map(|report| StoredReport { project: "shop", server, report }).collect();
+        self.store.insert_reports(&batch).await.unwrap();
+    }
+}
+
+fn names(v: &Value) -> Vec<&str> {
+    v["servers"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn server_list_columns_come_from_the_newest_report() {
+    let api = Api::start().await;
+    api.report_live();
+    let all = api.ok("/api/v1/projects/shop/servers", &api.tokens.user).await;
+    assert_eq!((&all["total"], &all["offset"], &all["limit"]), (&json!(3), &json!(0), &json!(1000)));
+    assert_eq!(names(&all), ["db-01", "old-01", "web-01"]);
+    let web = &all["servers"][2];
+    assert_eq!(web["os_name"], "Debian GNU/Linux 12 (bookworm)");
+    assert_eq!(web["ips"], json!(["203.0.113.10", "2001:db8::10"]));
+    assert_eq!((&web["cpu_percent"], &web["memory_percent"]), (&json!(37.5), &json!(62.5)));
+    // Space: 40 GB used of 100 GB over both mounts; the fullest mount is at 75 %.
+    assert_eq!(web["disk_percent"], json!({"all": 40.0, "max": 75.0}));
+    // In + out per interface: eth0 4 Mbit/s, eth1 1 Mbit/s.
+    assert_eq!(web["network_bps"], json!({"all": 5e6, "max": 4e6}));
+    assert_eq!((&web["cpu_vendor"], &web["ram_bytes"], &web["uptime_days"]), (&json!("GenuineIntel"), &json!(8u64 << 30), &json!(3)));
+    // IO busy %: the mean over devices and the busiest; IOPS and bytes/s: the sum and the busiest.
+    assert_eq!(web["disk_io_percent"], json!({"all": 40.0, "max": 60.0}));
+    assert_eq!(web["disk_iops"], json!({"all": 150.0, "max": 100.0}));
+    assert_eq!(web["disk_bps"], json!({"all": 4500.0, "max": 4000.0}));
+    assert_eq!((&web["last_report_at_ms"], &web["reporting"]), (&json!(api.now_ms), &json!(true)));
+    let seoul = jiff::Timestamp::from_millisecond(api.now_ms).unwrap().to_zoned(jiff::tz::TimeZone::get("Asia/Seoul").unwrap());
+    assert_eq!(web["last_report_at"], seoul.strftime("%Y-%m-%dT%H:%M:%S+09:00").to_string());
+    // The state stays what the alerts say.
+    assert_eq!(web["state"], "fatal");
+
+    // db-01 fell silent 31 s ago and reports neither disks nor interfaces.
+    let db = &all["servers"][0];
+    assert_eq!((&db["cpu_percent"], &db["reporting"], &db["state"]), (&json!(90.0), &json!(false), &json!("warning")));
+    assert_eq!(db["disk_percent"], json!({"all": null, "max": null}));
+    assert_eq!(db["network_bps"], json!({"all": null, "max": null}));
+    assert_eq!(db["os_name"], "");
+    // old-01 never reported: every column null, not reporting.
+    let old = &all["servers"][1];
+    for column in [
+        "os_name",
+        "ips",
+        "cpu_percent",
+        "memory_percent",
+        "disk_percent",
+        "network_bps",
+        "cpu_vendor",
+        "ram_bytes",
+        "uptime_days",
+        "disk_io_percent",
+        "disk_iops",
+        "disk_bps",
+        "last_report_at_ms",
+        "last_report_at",
+    ] {
+        assert_eq!(old[column], Value::Null, "{column} of a server that never reported");
+    }
+    assert_eq!(old["reporting"], false);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn server_list_sorts_by_numbers_with_missing_values_last_and_pages() {
+    let api = Api::start().await;
+    api.report_live();
+    let token = &api.tokens.user;
+    let a = &api;
+    let list = |query: &'static str| async move { a.ok(&format!("/api/v1/projects/shop/servers?{query}"), token).await };
+    assert_eq!(names(&list("sort=cpu").await), ["db-01", "web-01", "old-01"]);
+    assert_eq!(names(&list("sort=memory").await), ["web-01", "db-01", "old-01"]);
+    // Neither db-01 nor old-01 has a disk: both last, in name order.
+    assert_eq!(names(&list("sort=disk").await), ["web-01", "db-01", "old-01"]);
+    assert_eq!(names(&list("sort=network").await), ["web-01", "db-01", "old-01"]);
+    assert_eq!(names(&list("sort=name").await), ["db-01", "old-01", "web-01"]);
+    assert_eq!(names(&list("sort=state").await), ["web-01", "db-01", "old-01"]);
+    // `q` also finds the addresses the agent reported.
+    assert_eq!(names(&list("q=2001:DB8").await), ["web-01"]);
+
+    let page = list("sort=cpu&limit=1&offset=1").await;
+    assert_eq!((&page["total"], &page["offset"], &page["limit"]), (&json!(3), &json!(1), &json!(1)));
+    assert_eq!(names(&page), ["web-01"]);
+    let filtered = list("tag=web&limit=1").await;
+    assert_eq!((names(&filtered), &filtered["total"]), (vec!["old-01"], &json!(2)));
+    let past = list("offset=3").await;
+    assert_eq!((names(&past).len(), &past["total"]), (0, &json!(3)));
+
+    for (query, param) in [("limit=0", "limit"), ("limit=10001", "limit"), ("offset=-1", "offset"), ("sort=uptime", "sort")] {
+        let r = api.get(&format!("/api/v1/projects/shop/servers?{query}"), token).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "?{query}: {}", r.body);
+        assert!(error_of(&r).contains(&format!("`{param}`")), "?{query}: {}", r.body);
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn server_detail_groups_the_latest_values_and_sorts_processes() {
+    let api = Api::start().await;
+    api.report_live();
+    let token = &api.tokens.user;
+    let web = api.ok("/api/v1/projects/shop/servers/web-01", token).await;
+    assert_eq!(
+        (&web["name"], &web["host"], &web["state"], &web["timezone"]),
+        (&json!("web-01"), &json!("203.0.113.10"), &json!("fatal"), &json!("Asia/Seoul"))
+    );
+    assert_eq!((&web["metrics_source"], &web["metrics_url"]), (&json!("agent"), &Value::Null));
+    assert_eq!(web["disk_percent"], json!({"all": 40.0, "max": 75.0}));
+    assert_eq!((&web["facts"]["kernel"], &web["facts"]["cpu_count"]), (&json!("6.1.0-18-amd64"), &json!(12)));
+    assert_eq!(web["report_at_ms"], api.now_ms - 2 * SEC);
+    assert_eq!(web["latest"]["host"], json!({"cpu.idle": 62.5, "cpu.usage": 37.5, "load.1": 1.25, "memory.usage": 62.5}));
+    assert_eq!(
+        web["latest"]["mounts"],
+        json!({"/": {"disk.free_bytes": 10e9, "disk.usage": 75.0, "disk.used_bytes": 30e9},
+               "/data": {"disk.free_bytes": 50e9, "disk.usage": 12.5, "disk.used_bytes": 10e9}})
+    );
+    assert_eq!(web["latest"]["devices"]["sdb"], json!({"disk.io": 60.0, "disk.iops": 50.0, "disk.read_bps": 500.0, "disk.write_bps": 0.0}));
+    assert_eq!(web["latest"]["interfaces"]["eth1"], json!({"network.in_bps": 5e5, "network.out_bps": 5e5}));
+    assert_eq!(web["latest"]["devices"].as_object().unwrap().len(), 2, "the subject-less disk.io is left out");
+
+    // Processes: by CPU by default (no CPU figure yet: last), six on the machine, four listed.
+    assert_eq!((&web["processes"]["sort"], &web["processes"]["total"]), (&json!("cpu"), &json!(6)));
+    let pids = |v: &Value| -> Vec<u64> { v["processes"]["items"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap()).collect() };
+    assert_eq!(pids(&web), [10, 11, 30, 20]);
+    assert_eq!(
+        web["processes"]["items"][0],
+        json!({"pid": 10, "name": "nginx", "user": "www-data", "cpu": 5.0, "memory": 1.0, "rss_bytes": 100})
+    );
+    let a = &api;
+    let detail = |query: &'static str| async move { a.ok(&format!("/api/v1/projects/shop/servers/web-01?{query}"), token).await };
+    assert_eq!(pids(&detail("sort=memory").await), [20, 11, 10, 30]);
+    assert_eq!(pids(&detail("sort=name").await), [30, 10, 11, 20]);
+    assert_eq!(pids(&detail("sort=cpu&limit=2").await), [10, 11]);
+    // Per name: every process counted (cron is not listed), CPU and memory summed over the listed.
+    let by_name = detail("sort=count&limit=3").await;
+    assert_eq!(
+        by_name["processes"]["items"],
+        json!([
+            {"name": "nginx", "count": 3, "cpu": 7.5, "memory": 3.0, "rss_bytes": 300},
+            {"name": "bash", "count": 1, "cpu": 0.5, "memory": 0.25, "rss_bytes": 25},
+            {"name": "cron", "count": 1, "cpu": 0.0, "memory": 0.0, "rss_bytes": 0},
+        ])
+    );
+
+    // Alerts: the firing ones, and the newest 20 of any status.
+    let ids = |v: &Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|a| a["id"].as_i64().unwrap()).collect() };
+    assert_eq!(ids(&web["firing_alerts"]), [api.ids.port_down]);
+    assert_eq!(ids(&web["recent_alerts"]), [api.ids.port_down]);
+    let db = api.ok("/api/v1/projects/shop/servers/db-01", token).await;
+    assert_eq!(ids(&db["firing_alerts"]), [api.ids.downcheck]);
+    assert_eq!(ids(&db["recent_alerts"]), [api.ids.downcheck, api.ids.resolved]);
+    assert_eq!(db["recent_alerts"][1]["resolved_at"], "2025-06-01T10:00:00+09:00");
+    assert_eq!((&db["reporting"], &db["latest"]["mounts"]), (&json!(false), &json!({})));
+
+    // Never reported: the configuration and alerts, nothing live.
+    let old = api.ok("/api/v1/projects/shop/servers/old-01", token).await;
+    assert_eq!((&old["state"], &old["paused"]), (&json!("paused"), &json!(true)));
+    for field in ["facts", "report_at_ms", "latest", "processes", "cpu_percent"] {
+        assert_eq!(old[field], Value::Null, "{field}");
+    }
+    assert_eq!((&old["firing_alerts"], &old["recent_alerts"]), (&json!([]), &json!([])));
+
+    for (query, param) in [("sort=pid", "sort"), ("limit=0", "limit"), ("limit=1001", "limit"), ("from=1", "from")] {
+        let r = api.get(&format!("/api/v1/projects/shop/servers/web-01?{query}"), token).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "?{query}: {}", r.body);
+        assert!(error_of(&r).contains(&format!("`{param}`")), "?{query}: {}", r.body);
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_server_or_one_of_another_project_is_404() {
+    let api = Api::start().await;
+    api.report_live();
+    let t = &api.tokens;
+    for path in ["/api/v1/projects/shop/servers/nope", "/api/v1/projects/shop/servers/pay-01", "/api/v1/projects/billing/servers/web-01"] {
+        for suffix in ["", "/metrics?name=cpu.usage"] {
+            let r = api.get(&format!("{path}{suffix}"), &t.operator).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}{suffix}: {}", r.body);
+            assert!(error_of(&r).starts_with("server `"), "{path}{suffix}: {}", r.body);
+            assert!(!r.body.to_string().contains("GenuineIntel"));
+        }
+    }
+    // A user outside the project learns nothing about its servers, real or not.
+    for path in
+        ["/api/v1/projects/shop/servers/web-01", "/api/v1/projects/shop/servers/nope", "/api/v1/projects/shop/servers/web-01/metrics"]
+    {
+        let r = api.get(path, &t.other).await;
+        assert_eq!((r.status, error_of(&r)), (StatusCode::NOT_FOUND, "project `shop` not found"), "{path}");
+    }
+    api.stop().await;
+}
+
+/// A whole hour, three hours ago: series buckets are aligned to it.
+fn hour_ago(now_ms: i64) -> i64 {
+    (now_ms - 3 * 3_600_000) / 3_600_000 * 3_600_000
+}
+
+#[tokio::test]
+async fn metric_series_come_at_the_resolution_of_their_range() {
+    let api = Api::start().await;
+    let h = hour_ago(api.now_ms);
+    let sample = |at_ms: i64, cpu: f64, root: f64, data: f64| {
+        host_report(at_ms, &[("cpu.usage", None, cpu), ("disk.usage", Some("/"), root), ("disk.usage", Some("/data"), data)])
+    };
+    let reports = [
+        sample(h, 10.0, 50.0, 20.0),
+        sample(h + 5 * SEC, 20.0, 50.0, 70.0),
+        sample(h + 10 * SEC, 30.0, 50.0, 20.0),
+        sample(h + 5 * MIN, 40.0, 51.0, 20.0),
+        sample(h + 65 * MIN, 50.0, 52.0, 20.0),
+    ];
+    api.store_samples("web-01", &reports).await;
+    let token = &api.tokens.user;
+    let a = &api;
+    let series = |query: String| async move { a.ok(&format!("/api/v1/projects/shop/servers/web-01/metrics?{query}"), token).await };
+    let point = |at_ms: i64, avg: f64, min: f64, max: f64| json!({"at_ms": at_ms, "avg": avg, "min": min, "max": max});
+    let raw = |at_ms: i64, v: f64| point(at_ms, v, v, v);
+
+    // Ten minutes: raw points, each report as it came.
+    let s = series(format!("name=cpu.usage&from={h}&to={}", h + 10 * MIN)).await;
+    assert_eq!(
+        (&s["name"], &s["subject"], &s["resolution"], &s["resolution_ms"]),
+        (&json!("cpu.usage"), &Value::Null, &json!("raw"), &json!(5000))
+    );
+    assert_eq!((&s["from_ms"], &s["to_ms"]), (&json!(h), &json!(h + 10 * MIN)));
+    assert_eq!(s["points"], json!([raw(h, 10.0), raw(h + 5 * SEC, 20.0), raw(h + 10 * SEC, 30.0), raw(h + 5 * MIN, 40.0)]));
+    // Two hours: 5-minute buckets.
+    let s = series(format!("name=cpu.usage&from={h}&to={}", h + 2 * 60 * MIN)).await;
+    assert_eq!((&s["resolution"], &s["resolution_ms"]), (&json!("five_minutes"), &json!(300_000)));
+    assert_eq!(s["points"], json!([point(h, 20.0, 10.0, 30.0), raw(h + 5 * MIN, 40.0), raw(h + 65 * MIN, 50.0)]));
+    // The same range by the hour, when asked; RFC 3339 works as well as epoch ms.
+    let rfc = |ms: i64| jiff::Timestamp::from_millisecond(ms).unwrap().to_string();
+    let s = series(format!("name=cpu.usage&from={}&to={}&resolution=hour", rfc(h), rfc(h + 2 * 60 * MIN))).await;
+    assert_eq!((&s["resolution"], &s["resolution_ms"], &s["from_ms"]), (&json!("hour"), &json!(3_600_000), &json!(h)));
+    assert_eq!(s["points"], json!([point(h, 25.0, 10.0, 40.0), raw(h + 60 * MIN, 50.0)]));
+    // One mount, or without a subject the fullest mount at each point.
+    let s = series(format!("name=disk.usage&subject=/&from={h}&to={}", h + 6 * MIN)).await;
+    assert_eq!(s["subject"], "/");
+    assert_eq!(s["points"], json!([raw(h, 50.0), raw(h + 5 * SEC, 50.0), raw(h + 10 * SEC, 50.0), raw(h + 5 * MIN, 51.0)]));
+    let s = series(format!("name=disk.usage&from={h}&to={}", h + 6 * MIN)).await;
+    assert_eq!(s["points"], json!([raw(h, 50.0), raw(h + 5 * SEC, 70.0), raw(h + 10 * SEC, 50.0), raw(h + 5 * MIN, 51.0)]));
+    // Without a range: the last hour, where there is nothing.
+    let s = series("name=cpu.usage".into()).await;
+    assert_eq!((&s["resolution"], &s["points"]), (&json!("raw"), &json!([])));
+    assert_eq!(s["to_ms"].as_i64().unwrap() - s["from_ms"].as_i64().unwrap(), 60 * MIN);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn metric_series_refuse_bad_parameters_by_name() {
+    let api = Api::start().await;
+    let token = &api.tokens.user;
+    let day = 24 * 60 * MIN;
+    for (query, param, says) in [
+        ("", "name", "cpu.usage"),
+        ("name=cpu.bogus", "name", "network.out_drops"),
+        ("name=cpu.usage&subject=/", "subject", "host-wide"),
+        ("name=cpu.usage&resolution=minute", "resolution", "five_minutes"),
+        ("name=cpu.usage&from=2000&to=1000", "from", "after"),
+        ("name=cpu.usage&from=yesterday", "from", "RFC 3339"),
+        ("name=cpu.usage&from=0&to=172800000&resolution=raw", "resolution", "34560 points"),
+        ("name=cpu.usage&from=0&to=3153600000000", "resolution", "coarser"),
+        ("name=cpu.usage&step=5", "step", "expected"),
+    ] {
+        let r = api.get(&format!("/api/v1/projects/shop/servers/web-01/metrics?{query}"), token).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "?{query}: {}", r.body);
+        assert!(error_of(&r).contains(&format!("`{param}`")) && error_of(&r).contains(says), "?{query}: {}", r.body);
+    }
+    // 27 hours of raw points is the most one answer holds.
+    api.ok(&format!("/api/v1/projects/shop/servers/web-01/metrics?name=cpu.usage&from=0&to={}&resolution=raw", 20_000 * 5 * SEC), token)
+        .await;
+    api.ok(&format!("/api/v1/projects/shop/servers/web-01/metrics?name=cpu.usage&from=0&to={}", 30 * day), token).await;
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn alert_detail_has_the_raw_metrics_five_minutes_around_the_alert() {
+    let api = Api::start().await;
+    let start = hour_ago(api.now_ms) + 30 * MIN;
+    let end = start + 10 * MIN;
+    let (from, to) = (start - 5 * MIN, end + 5 * MIN);
+    let snapshot = json!({"cpu": {"usage": 97.0}, "top_processes": {"cpu": [{"pid": 10, "name": "nginx"}], "memory": []}});
+    let k = key("shop", "web-01", "metric:cpu.usage", "");
+    let change =
+        AlertChange::Open { severity: Severity::Fatal, started_at_ms: start, message: "cpu".into(), host: "203.0.113.10".into(), snapshot };
+    let id = api.store.apply_alert(&k, &firing(Severity::Fatal, start), None, Some(&change), &[], start).await.unwrap().unwrap();
+    let resolve = AlertChange::Resolve { at_ms: end, reason: "recovered".into() };
+    api.store.apply_alert(&k, &AlertState::default(), Some(id), Some(&resolve), &[], end).await.unwrap();
+    // [from, to): the edges just outside are left out, the first and last millisecond kept.
+    let sample = |at_ms: i64, cpu: f64| {
+        host_report(at_ms, &[("cpu.usage", None, cpu), ("cpu.idle", None, 100.0 - cpu), ("network.in_bps", Some("eth0"), cpu * 1000.0)])
+    };
+    let reports = [sample(from - 1, 1.0), sample(from, 2.0), sample(start, 97.0), sample(end, 3.0), sample(to - 1, 4.0), sample(to, 5.0)];
+    api.store_samples("web-01", &reports).await;
+
+    let a = api.ok(&format!("/api/v1/projects/shop/alerts/{id}"), &api.tokens.user).await;
+    let m = &a["metrics"];
+    assert_eq!((&m["from_ms"], &m["to_ms"], &m["truncated"]), (&json!(from), &json!(to), &json!(false)));
+    let pts = |pairs: &[(i64, f64)]| -> Value { pairs.iter().map(|&(at_ms, value)| json!({"at_ms": at_ms, "value": value})).collect() };
+    assert_eq!(
+        m["series"],
+        json!([
+            {"name": "cpu.usage", "subject": null, "points": pts(&[(from, 2.0), (start, 97.0), (end, 3.0), (to - 1, 4.0)])},
+            {"name": "network.in_bps", "subject": "eth0", "points": pts(&[(from, 2000.0), (start, 97000.0), (end, 3000.0), (to - 1, 4000.0)])},
+        ])
+    );
+    assert_eq!(a["top_processes"], json!({"cpu": [{"pid": 10, "name": "nginx"}], "memory": []}));
+
+    // A firing alert reaches five minutes past now; a long one is cut at two hours.
+    let port = api.ok(&format!("/api/v1/projects/shop/alerts/{}", api.ids.port_down), &api.tokens.user).await;
+    assert!(port["metrics"]["to_ms"].as_i64().unwrap() >= api.now_ms + 5 * MIN, "{}", port["metrics"]);
+    assert_eq!((&port["metrics"]["series"], &port["top_processes"]), (&json!([]), &Value::Null));
+    let k = key("shop", "db-01", "metric:disk.usage", "/");
+    let long_start = start - 24 * 60 * MIN;
+    let change = open(Severity::Warning, long_start, "disk", "203.0.113.20");
+    let long =
+        api.store.apply_alert(&k, &firing(Severity::Warning, long_start), None, Some(&change), &[], long_start).await.unwrap().unwrap();
+    let m = &api.ok(&format!("/api/v1/projects/shop/alerts/{long}"), &api.tokens.user).await["metrics"];
+    assert_eq!(
+        (&m["from_ms"], &m["to_ms"], &m["truncated"]),
+        (&json!(long_start - 5 * MIN), &json!(long_start - 5 * MIN + 120 * MIN), &json!(true))
+    );
+
+    // An alert on no server (a port monitor on a bare host) has no metrics.
+    let k = key("shop", "", "port:stats", "443");
+    let change = open(Severity::Fatal, start, "port 443 of stats: refused", "203.0.113.40");
+    let bare = api.store.apply_alert(&k, &firing(Severity::Fatal, start), None, Some(&change), &[], start).await.unwrap().unwrap();
+    let a = api.ok(&format!("/api/v1/projects/shop/alerts/{bare}"), &api.tokens.user).await;
+    assert_eq!((&a["server"], &a["metrics"], &a["top_processes"]), (&Value::Null, &Value::Null, &Value::Null));
+    api.stop().await;
+}
+
+/// The query behind every firing-alert count and state colour, on both backends: it reads a
+/// partial index (migration 3), so what it returns must still be exactly the open alerts.
+mod firing_query {
+    use watchkeeper::alert::{AlertState, Severity};
+    use watchkeeper::store::{AlertChange, FiringAlert, Store};
+
+    use super::{firing, key, open};
+    use crate::store::{TestDb, both_backends};
+
+    both_backends!(firing_alerts_are_the_open_alerts_of_a_project_or_of_all);
+
+    async fn fire(store: &Store, server: (&str, &str), severity: Severity, at_ms: i64) -> i64 {
+        let k = key(server.0, server.1, "port:web", "443");
+        store
+            .apply_alert(&k, &firing(severity, at_ms), None, Some(&open(severity, at_ms, "down", "10.0.0.1")), &[], at_ms)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn firing_alerts_are_the_open_alerts_of_a_project_or_of_all(db: TestDb) {
+        let store = db.connect().await;
+        let web = fire(&store, ("shop", "web-01"), Severity::Warning, 1_000).await;
+        let gone = fire(&store, ("shop", "web-02"), Severity::Fatal, 2_000).await;
+        let pay = fire(&store, ("billing", "pay-01"), Severity::Fatal, 3_000).await;
+        let bare = fire(&store, ("shop", ""), Severity::Fatal, 4_000).await;
+        let resolve = AlertChange::Resolve { at_ms: 5_000, reason: "recovered".into() };
+        store
+            .apply_alert(&key("shop", "web-02", "port:web", "443"), &AlertState::default(), Some(gone), Some(&resolve), &[], 5_000)
+            .await
+            .unwrap();
+        let escalate = AlertChange::Escalate { severity: Severity::Fatal };
+        let k = key("shop", "web-01", "port:web", "443");
+        store.apply_alert(&k, &firing(Severity::Fatal, 1_000), Some(web), Some(&escalate), &[], 6_000).await.unwrap();
+
+        let shop = store.firing_alerts(Some("shop")).await.unwrap();
+        assert_eq!(
+            shop,
+            [
+                FiringAlert { id: web, key: k.clone(), severity: Severity::Fatal, started_at_ms: 1_000 },
+                FiringAlert { id: bare, key: key("shop", "", "port:web", "443"), severity: Severity::Fatal, started_at_ms: 4_000 },
+            ]
+        );
+        let ids = |rows: Vec<FiringAlert>| rows.into_iter().map(|a| a.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.firing_alerts(None).await.unwrap()), [web, pay, bare]);
+        assert_eq!(ids(store.firing_alerts(Some("nowhere")).await.unwrap()), Vec::<i64>::new());
+    }
 }

@@ -1,6 +1,8 @@
 //! The integration tests: one binary, one module per area.
 
+mod agent_e2e;
 mod agent_host;
+mod agent_run;
 mod api;
 mod common;
 mod config_cli;
@@ -9,6 +11,8 @@ mod node_exporter;
 mod notify;
 mod plan_against;
 mod policy_tests;
+mod samples;
+mod scrape;
 mod serve_e2e;
 mod store;
 mod support;

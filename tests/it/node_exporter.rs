@@ -1,57 +1,15 @@
 //! The parser and mapping against a real node_exporter (Debian's `prometheus-node-exporter`) on
 //! 127.0.0.1: two scrapes, and the values compared with what /proc says.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use watchkeeper::collect::node_exporter::{MetricValue, Snapshot, metrics};
 use watchkeeper::collect::prom;
 use watchkeeper::config::model::METRICS;
 
-const BINARY: &str = "/usr/bin/prometheus-node-exporter";
+use crate::support::exporter::{self, Exporter, start};
+
 const MAX_PAGE_BYTES: usize = 8 << 20;
-
-/// A running exporter; killed on drop.
-struct Exporter {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Start the exporter on a free port and wait until it answers (a few tries: the port is picked
-/// by binding 127.0.0.1:0 and releasing it, so another process may take it first).
-async fn start(client: &reqwest::Client) -> Exporter {
-    for _ in 0..3 {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let child = Command::new(BINARY)
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn prometheus-node-exporter");
-        let mut exporter = Exporter { child, url: format!("http://127.0.0.1:{port}/metrics") };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if exporter.child.try_wait().expect("exporter status").is_some() {
-                break;
-            }
-            if client.get(&exporter.url).send().await.is_ok_and(|r| r.status().is_success()) {
-                return exporter;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    panic!("prometheus-node-exporter did not start answering on 127.0.0.1");
-}
 
 async fn scrape(client: &reqwest::Client, exporter: &Exporter, started: Instant) -> Snapshot {
     let response = client.get(&exporter.url).send().await.expect("scrape");
@@ -80,8 +38,7 @@ fn load1() -> f64 {
 
 #[tokio::test]
 async fn two_scrapes_of_a_real_node_exporter_map_to_sane_host_metrics() {
-    if !Path::new(BINARY).exists() {
-        eprintln!("SKIPPED: {BINARY} is not installed (Debian package prometheus-node-exporter)");
+    if !exporter::installed() {
         return;
     }
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -14,7 +14,7 @@ use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::api::{ApiState, router};
 use watchkeeper::config::diff::{self, ObjectKey};
 use watchkeeper::config::{Config, Library};
-use watchkeeper::engine::{PortInstances, Retired};
+use watchkeeper::engine::{LiveInstances, Retired};
 use watchkeeper::metrics::Metrics;
 use watchkeeper::store::{AlertChange, InstanceKey, RevisionRecord, Store};
 
@@ -193,6 +193,8 @@ impl Serve {
             metrics: Arc::new(Metrics::new()),
             admin_token_sha256: Some(watchkeeper::token::sha256_hex(&tokens.operator)),
             started_at_ms: now,
+            live: Default::default(),
+            collector: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -489,13 +491,13 @@ fn port_instances_follow_monitors_ports_and_paused_servers() {
     );
     let loaded = watchkeeper::config::load_dir(dir.path(), &Library::Builtin);
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
-    let ports = PortInstances::of(&loaded.config);
-    assert_eq!(ports.retires("shop", "port:web-01-ports", "22"), None);
-    assert_eq!(ports.retires("shop", "port:web-01-ports", "80"), Some(Retired::Removed));
-    assert_eq!(ports.retires("shop", "port:db-01-ports", "5432"), Some(Retired::Paused));
-    assert_eq!(ports.retires("shop", "port:gone", "1"), Some(Retired::Removed));
-    assert_eq!(ports.retires("gone", "port:pay-01-ports", "443"), Some(Retired::Removed));
-    assert_eq!(ports.retires("billing", "port:pay-01-ports", "443"), None);
+    let ports = LiveInstances::of(&loaded.config);
+    assert_eq!(ports.retires("shop", "", "port:web-01-ports", "22"), None);
+    assert_eq!(ports.retires("shop", "", "port:web-01-ports", "80"), Some(Retired::Removed));
+    assert_eq!(ports.retires("shop", "", "port:db-01-ports", "5432"), Some(Retired::Paused));
+    assert_eq!(ports.retires("shop", "", "port:gone", "1"), Some(Retired::Removed));
+    assert_eq!(ports.retires("gone", "", "port:pay-01-ports", "443"), Some(Retired::Removed));
+    assert_eq!(ports.retires("billing", "", "port:pay-01-ports", "443"), None);
     // Not a port-monitor instance: not the port rule's business.
-    assert_eq!(ports.retires("shop", "downcheck:web-01-to-db-01-5432", ""), None);
+    assert_eq!(ports.retires("shop", "", "downcheck:web-01-to-db-01-5432", ""), None);
 }

@@ -23,8 +23,8 @@ const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// One test's database: a SQLite file in a temporary directory, or a PostgreSQL database made
 /// for the test and dropped afterwards (also when the test panics).
-struct TestDb {
-    url: String,
+pub(crate) struct TestDb {
+    pub(crate) url: String,
     kind: Kind,
 }
 
@@ -40,13 +40,13 @@ enum Kind {
 }
 
 impl TestDb {
-    fn sqlite() -> TestDb {
+    pub(crate) fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("watchkeeper.db").display());
         TestDb { url, kind: Kind::Sqlite { _dir: dir } }
     }
 
-    async fn postgres() -> TestDb {
+    pub(crate) async fn postgres() -> TestDb {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string());
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
@@ -71,7 +71,7 @@ impl TestDb {
     }
 
     /// A new Store on this database (runs the migrations again, as a restart would).
-    async fn connect(&self) -> Store {
+    pub(crate) async fn connect(&self) -> Store {
         Store::connect(&self.url).await.unwrap_or_else(|e| panic!("connect {}: {e}", self.url))
     }
 }
@@ -128,6 +128,7 @@ macro_rules! both_backends {
         }
     };
 }
+pub(crate) use both_backends;
 
 both_backends!(
     migrations_run_twice_are_idempotent,

@@ -4,7 +4,10 @@
 // Not every test module uses every helper.
 #![allow(dead_code)]
 
+pub mod collector;
+pub mod exporter;
 pub mod http;
+pub mod serve;
 pub mod smtp;
 
 use std::net::TcpListener;

@@ -1,0 +1,156 @@
+//! `POST /ingest/v1/report`: agents push host reports, down-check results and log hits.
+//!
+//! Order of checks, each with its own answer: body over [`wire::MAX_BODY_BYTES`] → 413; no
+//! bearer key → 401; unparsable JSON → 400 with serde's message (line and column); a key that
+//! is not the project's (or a project that does not exist or has no `ingest_key_sha256` — the
+//! same answer, so a key cannot probe for project names) → 401; a server the project does not
+//! have → 404 naming it (never created); out-of-range contents → 400 naming the field; the
+//! writer not accepting within [`ACCEPT_TIMEOUT`] or the store failing → 503, and the agent
+//! keeps its backlog. A 200 means the reports are committed.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use tokio::sync::oneshot;
+
+use super::{ApiError, ApiState};
+use crate::collect::wire::{self, IngestRequest, IngestResponse};
+use crate::collect::writer::{Batch, Source};
+use crate::token;
+
+/// How long a request waits for the writer to take and commit its batch.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Reports older than this are refused: raw samples are not kept much longer.
+const MAX_AGE_MS: i64 = 25 * 3_600_000;
+/// Agent clocks may run ahead this much.
+const MAX_AHEAD_MS: i64 = 10 * 60_000;
+/// Log lines longer than this are cut (the agent cuts too; this bounds what is stored).
+const MAX_LINE_CHARS: usize = 4096;
+
+pub async fn report(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IngestResponse>, ApiError> {
+    let metrics = &state.metrics;
+    let body = body.map_err(|e| {
+        metrics.ingest_rejected("too_large");
+        ApiError::new(e.status(), format!("{}; at most {} bytes per request", e.body_text(), wire::MAX_BODY_BYTES))
+    })?;
+    let Some(key) = bearer(&headers) else {
+        metrics.ingest_rejected("unauthorized");
+        return Err(ApiError::unauthorized("missing ingest key: send `Authorization: Bearer <key>`"));
+    };
+    let mut request: IngestRequest = serde_json::from_slice(&body).map_err(|e| {
+        metrics.ingest_rejected("malformed");
+        ApiError::bad_request(format!("malformed report: {e}"))
+    })?;
+    let config = state.config.borrow().clone();
+    let expected = config.projects.get(&request.project).and_then(|p| p.ingest_key_sha256.as_deref());
+    if !expected.is_some_and(|e| token::digest_matches(&token::sha256_hex(key), e)) {
+        metrics.ingest_rejected("unauthorized");
+        return Err(ApiError::unauthorized(format!("the ingest key is not valid for project `{}`", request.project)));
+    }
+    let project = &config.projects[&request.project];
+    if !project.servers.contains_key(&request.server) {
+        metrics.ingest_rejected("unknown_server");
+        tracing::warn!(project = %request.project, server = %request.server, "report from a server the configuration does not have");
+        return Err(ApiError::not_found(format!(
+            "unknown server `{}` in project `{}`: add a Server object to the configuration tree",
+            request.server, request.project
+        )));
+    }
+    validate(&mut request, crate::engine::now_ms()).map_err(|e| {
+        metrics.ingest_rejected("invalid");
+        ApiError::bad_request(e)
+    })?;
+    if request.dropped > 0 {
+        metrics.agent_dropped(request.dropped);
+        tracing::warn!(project = %request.project, server = %request.server, dropped = request.dropped,
+            "the agent dropped reports from its full backlog");
+    }
+    let Some(collector) = state.collector.as_ref() else {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this server does not collect host metrics"));
+    };
+    let assignments = wire::assignments(&config, &request.project, &request.server);
+    let accepted = request.reports.len();
+    let (done, stored) = oneshot::channel();
+    let batch = Batch {
+        project: request.project,
+        server: request.server,
+        source: Source::Agent,
+        reports: request.reports,
+        checks: request.checks,
+        log_hits: request.log_hits,
+        done: Some(done),
+    };
+    let outcome = tokio::time::timeout(ACCEPT_TIMEOUT, async {
+        collector.send(batch).await.map_err(|_| "serve is shutting down".to_string())?;
+        stored.await.map_err(|_| "serve is shutting down".to_string())?
+    })
+    .await;
+    match outcome {
+        Ok(Ok(())) => Ok(Json(IngestResponse { accepted, assignments })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "report not stored; the agent will send it again");
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the report could not be stored now; send it again later"))
+        }
+        Err(_) => {
+            metrics.ingest_rejected("overloaded");
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the collector is busy; send the report again later"))
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.split_once(' ')?;
+    let key = key.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+}
+
+/// Bounds on what one request may carry; log lines are cut rather than refused.
+fn validate(request: &mut IngestRequest, now_ms: i64) -> Result<(), String> {
+    if request.reports.len() > wire::MAX_REPORTS_PER_REQUEST {
+        return Err(format!("{} reports in one request; at most {}", request.reports.len(), wire::MAX_REPORTS_PER_REQUEST));
+    }
+    if request.checks.len() > wire::MAX_EVENTS_PER_REQUEST || request.log_hits.len() > wire::MAX_EVENTS_PER_REQUEST {
+        return Err(format!("more than {} down-check results or log hits in one request", wire::MAX_EVENTS_PER_REQUEST));
+    }
+    let time_ok = |at_ms: i64| (now_ms - MAX_AGE_MS..=now_ms + MAX_AHEAD_MS).contains(&at_ms);
+    for (i, r) in request.reports.iter().enumerate() {
+        if !time_ok(r.at_ms) {
+            return Err(format!("reports[{i}].at_ms {} is more than 25 h old or 10 min ahead of serve's clock", r.at_ms));
+        }
+        if r.metrics.len() > wire::MAX_METRICS_PER_REPORT {
+            return Err(format!("reports[{i}] has {} metrics; at most {}", r.metrics.len(), wire::MAX_METRICS_PER_REPORT));
+        }
+        if r.processes.len() > wire::MAX_PROCESSES_PER_REPORT {
+            return Err(format!("reports[{i}] has {} processes; at most {}", r.processes.len(), wire::MAX_PROCESSES_PER_REPORT));
+        }
+        if let Some(m) = r.metrics.iter().find(|m| !m.value.is_finite()) {
+            return Err(format!("reports[{i}]: metric `{}` is not a finite number", m.name));
+        }
+        if r.processes.iter().any(|p| !p.memory.is_finite() || p.cpu.is_some_and(|c| !c.is_finite())) {
+            return Err(format!("reports[{i}]: a process has a cpu or memory value that is not a finite number"));
+        }
+    }
+    for (i, c) in request.checks.iter().enumerate() {
+        if !time_ok(c.at_ms) {
+            return Err(format!("checks[{i}].at_ms {} is out of range", c.at_ms));
+        }
+    }
+    for (i, hit) in request.log_hits.iter_mut().enumerate() {
+        if !time_ok(hit.at_ms) {
+            return Err(format!("log_hits[{i}].at_ms {} is out of range", hit.at_ms));
+        }
+        if let Some((cut, _)) = hit.line.char_indices().nth(MAX_LINE_CHARS) {
+            hit.line.truncate(cut);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! The collector's single writer: host reports from the ingest endpoint and the node_exporter
+//! scraper are group-committed — every batch waiting in the queue goes into one store
+//! transaction — then acknowledged, shown in the live view and handed to the alert engine.
+//!
+//! An agent forgets a report only after its request was acknowledged, and the acknowledgement
+//! is sent only after the commit, so a serve crash loses nothing an agent still holds.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::live::LiveServers;
+use super::wire::{CheckResult, LogHit};
+use crate::agent::host::Report;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoredReport};
+
+/// Where a batch came from (a label of `watchkeeper_ingest_reports_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Agent,
+    NodeExporter,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Agent => "agent",
+            Source::NodeExporter => "node_exporter",
+        }
+    }
+}
+
+/// What one request (or one scrape) delivers for one server.
+#[derive(Debug)]
+pub struct Batch {
+    pub project: String,
+    pub server: String,
+    pub source: Source,
+    /// Oldest first.
+    pub reports: Vec<Report>,
+    pub checks: Vec<CheckResult>,
+    pub log_hits: Vec<LogHit>,
+    /// Told when the batch is stored (`Ok`) or could not be (`Err`, the reason for the log).
+    pub done: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// A stored batch, for the alert engine.
+#[derive(Debug, Clone)]
+pub struct HostInput {
+    pub project: String,
+    pub server: String,
+    pub reports: Vec<Arc<Report>>,
+    pub checks: Vec<CheckResult>,
+    pub log_hits: Vec<LogHit>,
+    /// When serve received it.
+    pub received_ms: i64,
+}
+
+/// Reports committed in one transaction at most; more waiting batches go into the next.
+const MAX_REPORTS_PER_COMMIT: usize = 2_000;
+
+/// Run until cancelled or until every sender is gone.
+pub async fn run(
+    store: Store,
+    live: LiveServers,
+    mut batches: mpsc::Receiver<Batch>,
+    engine: mpsc::Sender<HostInput>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = cancel.cancelled() => return,
+            b = batches.recv() => match b { Some(b) => b, None => return },
+        };
+        let mut pending = vec![first];
+        let mut reports = pending[0].reports.len();
+        while reports < MAX_REPORTS_PER_COMMIT {
+            match batches.try_recv() {
+                Ok(b) => {
+                    reports += b.reports.len();
+                    pending.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        let rows: Vec<StoredReport> = pending
+            .iter()
+            .flat_map(|b| b.reports.iter().map(|report| StoredReport { project: &b.project, server: &b.server, report }))
+            .collect();
+        let stored = if rows.is_empty() { Ok(()) } else { store.insert_reports(&rows).await };
+        drop(rows);
+        let received_ms = crate::engine::now_ms();
+        for batch in pending {
+            let Batch { project, server, source, reports, checks, log_hits, done } = batch;
+            if let Err(e) = &stored {
+                metrics.ingest_rejected("store");
+                if let Some(done) = done {
+                    let _ = done.send(Err(e.to_string()));
+                }
+                continue;
+            }
+            metrics.ingested(source.as_str(), reports.len() as u64);
+            let reports: Vec<Arc<Report>> = reports.into_iter().map(Arc::new).collect();
+            if let Some(newest) = reports.iter().max_by_key(|r| r.at_ms) {
+                live.update(&project, &server, Arc::clone(newest), received_ms);
+            }
+            if let Some(done) = done {
+                let _ = done.send(Ok(()));
+            }
+            let input = HostInput { project, server, reports, checks, log_hits, received_ms };
+            if engine.send(input).await.is_err() {
+                return; // the engine stopped: serve is shutting down
+            }
+        }
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "could not store host reports; the agents will send them again");
+        }
+    }
+}
