@@ -95,7 +95,7 @@ impl Metrics {
         let ingest_dropped = Counter::default();
         registry.register(
             "watchkeeper_ingest_agent_dropped",
-            "Reports agents dropped from a full backlog (as they told us)",
+            "Reports agents lost to a full backlog or a refused batch (as they told us)",
             ingest_dropped.clone(),
         );
         Metrics {
@@ -169,7 +169,7 @@ impl Metrics {
         self.ingest_rejected.get_or_create(&vec![("reason", reason.to_string())]).inc();
     }
 
-    /// Reports an agent says it dropped from its full backlog.
+    /// Reports an agent says it lost (full backlog, refused batches).
     pub fn agent_dropped(&self, n: u64) {
         self.ingest_dropped.inc_by(n);
     }

@@ -71,7 +71,7 @@ pub async fn report(
     if request.dropped > 0 {
         metrics.agent_dropped(request.dropped);
         tracing::warn!(project = %request.project, server = %request.server, dropped = request.dropped,
-            "the agent dropped reports from its full backlog");
+            "the agent lost reports (full backlog or refused batches)");
     }
     let Some(collector) = state.collector.as_ref() else {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this server does not collect host metrics"));

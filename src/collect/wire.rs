@@ -40,7 +40,8 @@ pub struct IngestRequest {
     /// Log lines that matched an assigned rule.
     #[serde(default)]
     pub log_hits: Vec<LogHit>,
-    /// Reports the agent dropped from its full backlog since its last accepted request.
+    /// Reports the agent lost since its last accepted request: dropped from its full backlog, or
+    /// in a batch the collector refused as invalid.
     #[serde(default)]
     pub dropped: u64,
 }

@@ -478,16 +478,18 @@ async fn plan_against_with_a_user_token_compares_only_the_projects_it_sees() {
 
 /// The rule `plan --against` and the engine share, on compiled trees.
 #[test]
-fn port_instances_follow_monitors_ports_and_paused_servers() {
+fn live_instances_follow_monitors_servers_policies_and_pauses() {
     let dir = tempfile::tempdir().unwrap();
     let tokens = Tokens { operator: "a".into(), owner: "b".into(), billing_admin: "c".into(), user: "d".into() };
     tree(dir.path(), &tokens);
     write(
         dir.path(),
         "projects/shop/project.yaml",
-        &SHOP
+        &(SHOP
             .replace("ports: [22, 80]", "ports: [22]")
-            .replace("host: 203.0.113.20\nos: linux\n", "host: 203.0.113.20\nos: linux\npaused: true\n"),
+            .replace("host: 203.0.113.20\nos: linux\n", "host: 203.0.113.20\nos: linux\npaused: true\n")
+            .replace("host: 203.0.113.10\nos: linux\n", "host: 203.0.113.10\nos: linux\npolicy: linux-default\n")
+            + "---\nkind: DownCheck\nproject: shop\ndetector: web-01\ntarget: db-01\nport: 5432\nliveness_port: 22\n"),
     );
     let loaded = watchkeeper::config::load_dir(dir.path(), &Library::Builtin);
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
@@ -498,6 +500,14 @@ fn port_instances_follow_monitors_ports_and_paused_servers() {
     assert_eq!(ports.retires("shop", "", "port:gone", "1"), Some(Retired::Removed));
     assert_eq!(ports.retires("gone", "", "port:pay-01-ports", "443"), Some(Retired::Removed));
     assert_eq!(ports.retires("billing", "", "port:pay-01-ports", "443"), None);
-    // Not a port-monitor instance: not the port rule's business.
-    assert_eq!(ports.retires("shop", "", "downcheck:web-01-to-db-01-5432", ""), None);
+    // Host instances follow their server, its policy and the process/log policies.
+    assert_eq!(ports.retires("shop", "db-01", "downcheck:web-01-to-db-01-5432", "5432"), Some(Retired::Paused), "db-01 is paused");
+    assert_eq!(ports.retires("shop", "db-01", "downcheck:gone", "5432"), Some(Retired::Removed));
+    assert_eq!(ports.retires("shop", "web-01", "metric:cpu.usage", ""), None, "linux-default has cpu.usage");
+    assert_eq!(ports.retires("shop", "web-01", "metric:disk.usage", "/data"), None);
+    assert_eq!(ports.retires("shop", "web-01", "metric:load.15", ""), Some(Retired::Removed), "linux-default has no load.15 rule");
+    assert_eq!(ports.retires("shop", "web-01", "nodata", ""), None);
+    assert_eq!(ports.retires("shop", "db-01", "nodata", ""), Some(Retired::Paused));
+    assert_eq!(ports.retires("shop", "gone-01", "restart", ""), Some(Retired::Removed));
+    assert_eq!(ports.retires("shop", "web-01", "process:nginx:count", ""), Some(Retired::Removed), "no such ProcessPolicy");
 }
