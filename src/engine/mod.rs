@@ -568,6 +568,9 @@ impl Engine {
                     continue; // reports clear it when they come
                 }
                 let key = self.host_key(project, server, o.rule, o.subject);
+                if self.instances.get(&key).is_some_and(|i| i.state.is_firing()) {
+                    continue; // already firing: counting more silent seconds would only rewrite its state
+                }
                 let about = About { host: server.host.clone(), what: o.what, detail: o.detail, monitor: None, report: None };
                 notified |= self.advance(&config, key, o.kind, o.observation, now_ms, about).await?;
             }
