@@ -332,11 +332,13 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/sqlite/0001_init.sql")),
     (2, "samples", include_str!("migrations/sqlite/0002_samples.sql")),
     (3, "alerts_firing", include_str!("migrations/sqlite/0003_alerts_firing.sql")),
+    (4, "alerts_by_server", include_str!("migrations/sqlite/0004_alerts_by_server.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
     (2, "samples", include_str!("migrations/postgres/0002_samples.sql")),
     (3, "alerts_firing", include_str!("migrations/postgres/0003_alerts_firing.sql")),
+    (4, "alerts_by_server", include_str!("migrations/postgres/0004_alerts_by_server.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".
