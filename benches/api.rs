@@ -39,9 +39,9 @@ use tokio::sync::watch;
 use watchkeeper::agent::host::{Facts, MetricValue, ProcessInfo, Report};
 use watchkeeper::alert::{AlertState, Severity};
 use watchkeeper::api::{self, ApiState};
+use watchkeeper::clock::now_ms;
 use watchkeeper::collect::live::LiveServers;
 use watchkeeper::config::{self, Library};
-use watchkeeper::engine::now_ms;
 use watchkeeper::metrics::Metrics;
 use watchkeeper::store::{AlertChange, AlertFilter, AlertStatus, InstanceKey, Store};
 

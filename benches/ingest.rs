@@ -158,7 +158,7 @@ async fn load(port: u16, servers: usize, connections: usize, per_request: usize,
 /// One request of `count` reports for server `i`: 100 metric values each, as an agent on a
 /// machine with 4 mounts, 3 disks and 7 interfaces sends them, and 30 processes.
 fn body(i: usize, count: usize) -> String {
-    let now = watchkeeper::engine::now_ms();
+    let now = watchkeeper::clock::now_ms();
     let mut metrics = Vec::with_capacity(100);
     let host = [
         "cpu.usage",

@@ -13,6 +13,7 @@
 //!   objects and firing alerts through its status API.
 //! - [`codeowners`] — CODEOWNERS from group and project roles.
 //! - [`token`] — random tokens, their SHA-256, constant-time comparison.
+//! - [`clock`] — the wall clock in epoch milliseconds.
 //! - [`alert`] — the pure alert state machine (pending → firing → resolved, counted, events).
 //! - [`probe`] — TCP checks on schedule (I/O only).
 //! - [`collect`] — host metrics into serve: the agent protocol (`wire`), the group-committing
@@ -38,6 +39,7 @@
 pub mod agent;
 pub mod alert;
 pub mod api;
+pub mod clock;
 pub mod codeowners;
 pub mod collect;
 pub mod config;

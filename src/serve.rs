@@ -11,10 +11,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
+use crate::clock::now_ms;
 use crate::collect::live::LiveServers;
 use crate::collect::{scrape, writer};
 use crate::config::{Config, Library};
-use crate::engine::{Engine, now_ms};
+use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::notify::{self, Senders};
 use crate::probe::Prober;

@@ -38,8 +38,8 @@ use tracing::Instrument;
 
 use crate::agent::host::{HostError, HostSampler, Report};
 use crate::agent::tail::{Hit, TailError, TailLimits, TailRule, Tailer};
+use crate::clock::now_ms;
 use crate::collect::wire::{self, Assignments, CheckResult, DownCheckAssignment, IngestResponse, LogAssignment, LogHit};
-use crate::engine::now_ms;
 use crate::probe;
 
 /// How often host metrics are sampled and pushed unless told otherwise.

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use super::auth::Access;
 use super::params::Params;
-use super::{ApiError, ApiState, now_ms, project_tz, rfc3339};
+use super::{ApiError, ApiState, project_tz, rfc3339};
 use crate::alert::Severity;
+use crate::clock::now_ms;
 use crate::store::{AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryStatus, Medium, OutboxRow, Store};
 
 /// One alert as the API shows it; times in epoch ms and RFC 3339 in the project's timezone.

@@ -68,7 +68,7 @@ impl FromRequestParts<ApiState> for Access {
 }
 
 /// The token of `Bearer <token>` (scheme case-insensitive, RFC 7235).
-fn bearer(value: &str) -> Option<&str> {
+pub(super) fn bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(char::is_whitespace)).then_some(token)

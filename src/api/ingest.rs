@@ -17,7 +17,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use tokio::sync::oneshot;
 
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, auth};
 use crate::collect::wire::{self, IngestRequest, IngestResponse};
 use crate::collect::writer::{Batch, Source};
 use crate::token;
@@ -41,7 +41,7 @@ pub async fn report(
         metrics.ingest_rejected("too_large");
         ApiError::new(e.status(), format!("{}; at most {} bytes per request", e.body_text(), wire::MAX_BODY_BYTES))
     })?;
-    let Some(key) = bearer(&headers) else {
+    let Some(key) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer) else {
         metrics.ingest_rejected("unauthorized");
         return Err(ApiError::unauthorized("missing ingest key: send `Authorization: Bearer <key>`"));
     };
@@ -64,7 +64,7 @@ pub async fn report(
             request.server, request.project
         )));
     }
-    validate(&mut request, crate::engine::now_ms()).map_err(|e| {
+    validate(&mut request, crate::clock::now_ms()).map_err(|e| {
         metrics.ingest_rejected("invalid");
         ApiError::bad_request(e)
     })?;
@@ -104,13 +104,6 @@ pub async fn report(
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the collector is busy; send the report again later"))
         }
     }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, key) = value.split_once(' ')?;
-    let key = key.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
 }
 
 /// Bounds on what one request may carry; log lines are cut rather than refused.

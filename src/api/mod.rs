@@ -170,7 +170,3 @@ fn zoned(ms: i64, tz: &jiff::tz::TimeZone) -> Option<jiff::Zoned> {
 fn rfc3339(ms: i64, tz: &jiff::tz::TimeZone) -> Option<String> {
     zoned(ms, tz).map(|z| z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
 }
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}

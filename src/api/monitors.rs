@@ -10,8 +10,9 @@ use serde::Serialize;
 use super::auth::Access;
 use super::params::Params;
 use super::projects::firing_alerts;
-use super::{ApiError, ApiState, now_ms, project_tz, rfc3339, zoned};
+use super::{ApiError, ApiState, project_tz, rfc3339, zoned};
 use crate::alert::Severity;
+use crate::clock::now_ms;
 use crate::collect::wire::Verdict;
 use crate::config::values::Dur;
 use crate::engine::host::downcheck_rule_id;
@@ -148,11 +149,9 @@ pub async fn list(
             let detector_live =
                 state.live.get(&p.name, &d.detector).is_some_and(|l| now - l.received_ms <= (3 * interval_ms).max(DETECTOR_SILENCE_MS));
             let verdict = match &last {
-                Some(r) if detector_live && now - r.at_ms <= (3 * interval_ms).max(DETECTOR_SILENCE_MS) => match r.error_kind.as_deref() {
-                    None => Verdict::Up,
-                    Some("service_down") => Verdict::ServiceDown,
-                    Some(_) => Verdict::HostDown,
-                },
+                Some(r) if detector_live && now - r.at_ms <= (3 * interval_ms).max(DETECTOR_SILENCE_MS) => {
+                    Verdict::of_record(r.error_kind.as_deref())
+                }
                 _ => Verdict::Unknown,
             };
             DownCheckView {

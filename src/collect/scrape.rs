@@ -410,7 +410,7 @@ async fn fetch_page(target: &Target, started: Instant) -> Result<Page, ScrapeErr
     let request_error = |e: reqwest::Error| ScrapeError::Request(error_chain(&e.without_url()));
     let mut response = client.get(url.clone()).send().await.map_err(request_error)?;
     let at_mono_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-    let at_ms = crate::engine::now_ms();
+    let at_ms = crate::clock::now_ms();
     if response.status() != reqwest::StatusCode::OK {
         return Err(ScrapeError::Status(response.status().as_u16()));
     }

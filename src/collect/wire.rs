@@ -93,6 +93,16 @@ impl Verdict {
         }
     }
 
+    /// The verdict a stored down-check result stands for: its `error_kind` is the failing
+    /// verdict's [`Verdict::as_str`], none when up.
+    pub fn of_record(error_kind: Option<&str>) -> Verdict {
+        match error_kind {
+            None => Verdict::Up,
+            Some(kind) if kind == Verdict::ServiceDown.as_str() => Verdict::ServiceDown,
+            Some(_) => Verdict::HostDown,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Up => "up",

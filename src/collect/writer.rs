@@ -92,7 +92,7 @@ pub async fn run(
             .collect();
         let stored = if rows.is_empty() { Ok(()) } else { store.insert_reports(&rows).await };
         drop(rows);
-        let received_ms = crate::engine::now_ms();
+        let received_ms = crate::clock::now_ms();
         for batch in pending {
             let Batch { project, server, source, reports, checks, log_hits, done } = batch;
             if let Err(e) = &stored {

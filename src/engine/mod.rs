@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::host::Report;
 use crate::alert::{self, AlertState, Observation, RuleKind, Severity, Transition};
+use crate::clock::now_ms;
 use crate::collect::wire::{CheckResult, Verdict};
 use crate::collect::writer::HostInput;
 use crate::config::model::{Config, DownCheck, PortMonitor, Project, Server};
@@ -445,7 +446,7 @@ impl Engine {
                     self.by_server.get(&server_key).map(|s| s.iter().cloned().collect()).unwrap_or_default();
                 let existing = existing.iter().map(|(r, s)| (r.as_str(), s.as_str()));
                 for o in host::report_observations(project, policy, &server.name, report, existing, previous_boot) {
-                    let key = self.host_key(project, server, o.rule, o.subject);
+                    let key = host_key(project, server, o.rule, o.subject);
                     let about =
                         About { host: server.host.clone(), what: o.what, detail: o.detail, monitor: None, report: Some(report.as_ref()) };
                     notified |= self.advance(&config, key, o.kind, o.observation, report.at_ms, about).await?;
@@ -454,14 +455,14 @@ impl Engine {
             let newest = input.reports.iter().max_by_key(|r| r.at_ms).map(Arc::as_ref);
             for hit in &input.log_hits {
                 if let Some(o) = host::log_hit(project, &server.name, &hit.policy, hit.rule, &hit.file, &hit.line) {
-                    let key = self.host_key(project, server, o.rule, o.subject);
+                    let key = host_key(project, server, o.rule, o.subject);
                     let about = About { host: server.host.clone(), what: o.what, detail: o.detail, monitor: None, report: newest };
                     notified |= self.advance(&config, key, o.kind, o.observation, hit.at_ms, about).await?;
                 }
             }
             // "No data" ends with the first report.
             if let Some(o) = host::no_data(policy, input.received_ms, input.received_ms) {
-                let key = self.host_key(project, server, o.rule, o.subject);
+                let key = host_key(project, server, o.rule, o.subject);
                 let about = About { host: server.host.clone(), what: o.what, detail: o.detail, monitor: None, report: newest };
                 notified |= self.advance(&config, key, o.kind, o.observation, input.received_ms, about).await?;
             }
@@ -488,10 +489,6 @@ impl Engine {
                 self.by_server.remove(&server);
             }
         }
-    }
-
-    fn host_key(&self, project: &Project, server: &Server, rule: String, subject: String) -> InstanceKey {
-        InstanceKey { project: project.name.clone(), server: server.name.clone(), rule, subject }
     }
 
     /// Down-check results from their detector: each becomes a probe record (the monitor log)
@@ -532,7 +529,7 @@ impl Engine {
         for (c, d) in known {
             let Some(target) = project.servers.get(&d.target).filter(|t| !t.paused && !detector.paused) else { continue };
             let verdict = Verdict::of(c);
-            let key = self.host_key(project, target, host::downcheck_rule_id(&d.name), d.port.to_string());
+            let key = host_key(project, target, host::downcheck_rule_id(&d.name), d.port.to_string());
             let detail = match verdict {
                 Verdict::Up => "port answers".to_string(),
                 Verdict::ServiceDown => format!("service down: port {} fails, liveness port {} answers", d.port, d.liveness_port),
@@ -567,7 +564,7 @@ impl Engine {
                 if o.observation == Observation::Check(None) {
                     continue; // reports clear it when they come
                 }
-                let key = self.host_key(project, server, o.rule, o.subject);
+                let key = host_key(project, server, o.rule, o.subject);
                 if self.instances.get(&key).is_some_and(|i| i.state.is_firing()) {
                     continue; // already firing: counting more silent seconds would only rewrite its state
                 }
@@ -606,6 +603,11 @@ impl Engine {
     }
 }
 
+/// The key of a host instance of `server`.
+fn host_key(project: &Project, server: &Server, rule: String, subject: String) -> InstanceKey {
+    InstanceKey { project: project.name.clone(), server: server.name.clone(), rule, subject }
+}
+
 fn firing_since(state: &AlertState) -> i64 {
     match state.phase {
         alert::Phase::Firing { since_ms, .. } | alert::Phase::Pending { since_ms, .. } => since_ms,
@@ -619,8 +621,4 @@ fn describe(key: &InstanceKey) -> String {
         Some(monitor) => format!("port {} of {monitor}", key.subject),
         None => format!("{} {}", key.rule, key.subject),
     }
-}
-
-pub fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }

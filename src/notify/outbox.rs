@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::send::{SendError, Senders};
+use crate::clock::now_ms;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{DeliveryOutcome, Medium, OutboxRow, Store};
@@ -192,10 +193,6 @@ fn failed(row: &OutboxRow, error: &SendError, now_ms: i64) -> DeliveryOutcome {
 
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
-}
-
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 #[cfg(test)]

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::engine::{Applied, monitor_active, now_ms};
+use crate::engine::{Applied, monitor_active};
 use crate::lint;
 use crate::metrics::Metrics;
 use crate::probe::{MonitorKey, MonitorSpec, Prober};

@@ -134,6 +134,23 @@ fn serve_args(dir: &Path, work: &Path) -> Vec<String> {
     vec!["--config".into(), dir.display().to_string(), "--db".into(), format!("sqlite://{}", work.join("wk.db").display())]
 }
 
+/// The tree with nothing listening on its mail and down-check ports; serve's arguments for it.
+fn quiet_tree(work: &Path) -> (Vec<String>, Tree) {
+    let dir = work.join("tree");
+    fs::create_dir_all(&dir).unwrap();
+    let tree = Tree { smtp: free_port(), service: free_port(), liveness: free_port(), log_file: work.join("none.log") };
+    write_tree(&dir, &tree);
+    (serve_args(&dir, work), tree)
+}
+
+/// serve on `args`, once it has applied the tree.
+fn start_serve(args: &[String], work: &Path) -> Serve {
+    install_crypto();
+    let serve = Serve::start(args, &[], &work.join("serve.log"));
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
+    serve
+}
+
 fn alerts(serve: &Serve) -> Vec<Value> {
     serve.get("/api/v1/projects/shop/alerts")["alerts"].as_array().cloned().unwrap_or_default()
 }
@@ -287,27 +304,21 @@ async fn an_agent_reports_this_machine_and_its_policies_fire_and_resolve() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_survive_a_serve_restart_within_the_agents_backlog() {
-    install_crypto();
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let dir = work.join("tree");
-    fs::create_dir_all(&dir).unwrap();
-    let tree = Tree { smtp: free_port(), service: free_port(), liveness: free_port(), log_file: work.join("none.log") };
-    write_tree(&dir, &tree);
-    let args = serve_args(&dir, work);
-    let mut serve = Serve::start(&args, &[], &work.join("serve.log"));
-    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
+    let (args, _) = quiet_tree(work);
+    let mut serve = start_serve(&args, work);
     let agent = Agent::start(&serve, "web-01", work, &["--interval", "250ms", "--backlog", "1000"]);
     wait(&serve, &agent, "reports arrive", Duration::from_secs(30), || {
         serve.get("/api/v1/projects/shop/servers/web-01")["facts"]["boot_time"].as_u64().is_some()
     });
     let port = serve.port;
     serve.kill();
-    let killed_at = watchkeeper::engine::now_ms();
+    let killed_at = watchkeeper::clock::now_ms();
     thread::sleep(Duration::from_secs(3)); // ~12 reports wait in the agent's backlog
     let mut serve = Serve::start_on(&args, &[], &work.join("serve.log"), port);
     serve.wait_until("the tree is applied again", Duration::from_secs(30), || serve.applied().is_some());
-    let restarted_at = watchkeeper::engine::now_ms();
+    let restarted_at = watchkeeper::clock::now_ms();
     wait(&serve, &agent, "reports from after the restart arrive", Duration::from_secs(60), || {
         serve.get("/api/v1/projects/shop/servers/web-01/metrics?name=memory.usage")["points"]
             .as_array()
@@ -328,16 +339,11 @@ async fn reports_survive_a_serve_restart_within_the_agents_backlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_ingest_requests_get_clear_errors_and_store_nothing() {
-    install_crypto();
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
-    let dir = work.join("tree");
-    fs::create_dir_all(&dir).unwrap();
-    let tree = Tree { smtp: free_port(), service: free_port(), liveness: free_port(), log_file: work.join("none.log") };
-    write_tree(&dir, &tree);
-    let serve = Serve::start(&serve_args(&dir, work), &[], &work.join("serve.log"));
-    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
-    let now = watchkeeper::engine::now_ms();
+    let (args, tree) = quiet_tree(work);
+    let serve = start_serve(&args, work);
+    let now = watchkeeper::clock::now_ms();
     let report = |server: &str| {
         json!({
             "project": "shop",
