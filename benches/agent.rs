@@ -1,4 +1,4 @@
-//! Benchmark: `watchkeeper agent` at its default 5 s interval, against SPEC §5 — at most 1 % of one
+//! Benchmark: `watchkeeper agent` at its default 5 s interval, against its target (README, "Performance targets") — at most 1 % of one
 //! core and 20 MB resident.
 //!
 //! Run with `cargo bench --bench agent`. It prints figures and asserts nothing.
@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 
 use collector::{Collector, Received};
 use common::{Listener, verdict};
-use watchkeeper::collect::wire::{Assignments, DownCheckAssignment, LogAssignment};
+use watchkeeper::protocol::{Assignments, DownCheckAssignment, LogAssignment};
 
-/// SPEC §5 targets for the agent.
+/// The targets for the agent.
 const TARGET_CPU_PERCENT: f64 = 1.0;
 const TARGET_MB: f64 = 20.0;
 

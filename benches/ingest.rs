@@ -1,4 +1,4 @@
-//! Benchmark: agent reports ingested by a real `watchkeeper serve`, against SPEC §5 — ≥ 2 000
+//! Benchmark: agent reports ingested by a real `watchkeeper serve`, against its target (README, "Performance targets") — ≥ 2 000
 //! reports/s of 100 metrics on SQLite; the same measured on PostgreSQL.
 //!
 //! Run with `cargo bench --bench ingest`. It prints figures and asserts nothing about time.

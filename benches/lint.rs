@@ -1,4 +1,4 @@
-//! Benchmark: `watchkeeper lint` on a SPEC §5-sized tree (10 000 servers, 10 000 port monitors,
+//! Benchmark: `watchkeeper lint` on a target-sized tree (10 000 servers, 10 000 port monitors,
 //! 1 000 AlertPolicies), against the target of ≤ 1 s and ≤ 200 MB on a 2-core machine.
 //!
 //! Run with `cargo bench --bench lint`. It prints figures; it asserts nothing about time, only
@@ -13,7 +13,7 @@
 //!    reporting min / median / max wall time, CPU time and the child's peak RSS (measured from
 //!    a small helper process, see `measure`).
 //!
-//! Environment (defaults are the SPEC size):
+//! Environment (defaults are the target size):
 //! `WK_BENCH_SERVERS` (10000), `WK_BENCH_MONITORS` (10000), `WK_BENCH_POLICIES` (1000),
 //! `WK_BENCH_PROJECTS` (100), `WK_BENCH_GROUPS` (4), `WK_BENCH_USERS` (200),
 //! `WK_BENCH_DOWNCHECKS` (servers / 10), `WK_BENCH_SCALE` (a factor applied to servers, monitors,
@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use watchkeeper::config::diagnostic::SourceFile;
 use watchkeeper::config::{self, Diagnostics, Library, Sources, compile, load};
 
-/// SPEC §5 targets for lint.
+/// The targets for lint.
 const TARGET_SECONDS: f64 = 1.0;
 const TARGET_MB: f64 = 200.0;
 
@@ -232,7 +232,7 @@ fn phase_breakdown(dir: &Path) {
         drop(config);
         d
     });
-    // What-if: the same parse split over two threads (the SPEC machine has 2 cores), files
+    // What-if: the same parse split over two threads (the target machine has 2 cores), files
     // divided into two halves of about equal size. Only timed; the result is dropped.
     let bytes: usize = sources.files.iter().map(|f| f.text.len()).sum();
     let mut halves = [Sources::default(), Sources::default()];

@@ -1,4 +1,4 @@
-//! Benchmark: the prober on loopback against SPEC §5 — at least 13 000 TCP checks per CPU-second
+//! Benchmark: the prober on loopback against its target (README, "Performance targets") — at least 13 000 TCP checks per CPU-second
 //! of the probing process, and schedule lateness p99 ≤ 50 ms at 10 000 monitors — with Debian's
 //! blackbox_exporter measured on the same listeners for comparison.
 //!
@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use watchkeeper::probe::{self, MonitorKey, MonitorSpec, PortResult, Prober};
 
-/// SPEC §5 targets for probing.
+/// The targets for probing.
 const TARGET_PER_CPU_SECOND: f64 = 13_000.0;
 const TARGET_P99_MS: i64 = 50;
 /// Reference figures from SPEC §5 for this 2-core machine.

@@ -1,11 +1,11 @@
-//! Benchmark: reconcile one changed server in a 10 000-server tree against SPEC §5 — ≤ 200 ms,
+//! Benchmark: reconcile one changed server in a 10 000-server tree against its target (README, "Performance targets") — ≤ 200 ms,
 //! and unchanged monitors keep their schedule and state.
 //!
 //! Run with `cargo bench --bench reconcile`. It prints figures; it asserts nothing about time,
 //! only that the reloads kept every schedule and every firing alert (the property, not the speed).
 //!
 //! Steps:
-//! 1. generate the SPEC-size tree (`treegen`, 10 000 servers, 10 000 port monitors) with every
+//! 1. generate the target-size tree (`treegen`, 10 000 servers, 10 000 port monitors) with every
 //!    address on 127.0.0.1: port monitors check one loopback listener this bench opens, and every
 //!    hundredth monitor also a port nothing listens on (a down port);
 //! 2. build what serve builds around the reconciler: a SQLite store in a temporary file, Metrics,
@@ -31,21 +31,23 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use watchkeeper::alert::retire::monitor_active;
+use watchkeeper::alert::{AlertChange, InstanceKey, RuleId};
 use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::clock::now_ms;
 use watchkeeper::config::diagnostic::SourceFile;
 use watchkeeper::config::load::{self, ParseCache};
 use watchkeeper::config::{self, Config, Diagnostics, Library, Sources, compile};
-use watchkeeper::engine::{Engine, monitor_active, port_rule};
+use watchkeeper::engine::Engine;
 use watchkeeper::metrics::Metrics;
 use watchkeeper::probe::{MonitorKey, Prober};
-use watchkeeper::reconcile::source::{self, Snapshot, SourceSpec};
+use watchkeeper::reconcile::source::{self, Revision, SourceSpec};
 use watchkeeper::reconcile::{Reconciler, monitor_specs};
-use watchkeeper::store::{AlertChange, AlertFilter, AlertStatus, InstanceKey, RevisionRecord, Store};
+use watchkeeper::store::{AlertFilter, AlertStatus, RevisionRecord, Store};
 
 use common::{Spread, ms, verdict};
 
-/// SPEC §5 target for reconciling one changed server.
+/// The target for reconciling one changed server.
 const TARGET: Duration = Duration::from_millis(200);
 
 fn main() {
@@ -242,7 +244,7 @@ async fn run(fd_limit: u64) {
 }
 
 /// `source::read_once` on a blocking thread, as serve's source task runs it; the cache comes back.
-async fn read(spec: &SourceSpec, library: &Library, mut cache: ParseCache) -> (Snapshot, ParseCache, Duration) {
+async fn read(spec: &SourceSpec, library: &Library, mut cache: ParseCache) -> (Revision, ParseCache, Duration) {
     let (spec, library) = (spec.clone(), library.clone());
     tokio::task::spawn_blocking(move || {
         let t = Instant::now();
@@ -253,7 +255,7 @@ async fn read(spec: &SourceSpec, library: &Library, mut cache: ParseCache) -> (S
     .expect("reader thread")
 }
 
-fn require_clean(snapshot: &Snapshot) {
+fn require_clean(snapshot: &Revision) {
     let loaded = &snapshot.loaded;
     if !loaded.diagnostics.is_empty() {
         let shown = &loaded.diagnostics[..loaded.diagnostics.len().min(10)];
@@ -297,7 +299,7 @@ async fn seed_firing(store: &Store, config: &Config, down: u16) -> BTreeSet<(i64
             let key = InstanceKey {
                 project: project.name.clone(),
                 server: monitor.server.clone().unwrap_or_default(),
-                rule: port_rule(&monitor.name),
+                rule: RuleId::Port(monitor.name.clone()),
                 subject: down.to_string(),
             };
             let state = AlertState {

@@ -1,4 +1,4 @@
-//! Benchmark: `watchkeeper serve`'s memory at 10 000 servers / 30 000 probes, against SPEC §5 —
+//! Benchmark: `watchkeeper serve`'s memory at 10 000 servers / 30 000 probes, against its target (README, "Performance targets") —
 //! at most 300 MB resident.
 //!
 //! Run with `cargo bench --bench serve_memory`. It prints figures and asserts nothing about memory.
@@ -6,10 +6,10 @@
 //! Steps:
 //! 1. open three TCP listeners on 127.0.0.1 (threads in this process accept and drop every
 //!    connection), and raise the open-file limit (serve inherits it);
-//! 2. generate the SPEC-size tree (`treegen`: 10 000 servers, 10 000 port monitors) with every
+//! 2. generate the target-size tree (`treegen`: 10 000 servers, 10 000 port monitors) with every
 //!    address on 127.0.0.1, every PortMonitor checking the three listeners' ports (30 000 probes,
 //!    less the monitors of paused servers) every `WK_BENCH_INTERVAL` (30s: a whole round of
-//!    probes every 30 s; SPEC's default 3m would probe a sixth as often);
+//!    probes every 30 s; the default 3m would probe a sixth as often);
 //! 3. run the release `watchkeeper serve --config DIR` on a SQLite file, wait until it has applied
 //!    the tree, then for `WK_BENCH_SECONDS` (75) sample VmRSS and VmHWM from /proc/PID/status and
 //!    its CPU time from /proc/PID/stat every second;
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use common::{Listener, Serve, ms, verdict};
 
-/// SPEC §5 target for serve's resident memory.
+/// The target for serve's resident memory.
 const TARGET_MB: f64 = 300.0;
 const TOKEN: &str = "bench-operator-token";
 

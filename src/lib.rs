@@ -2,54 +2,136 @@
 //!
 //! Teams keep their monitoring — projects, groups and roles, servers, port monitors,
 //! down-check pairs, alert policies, channels, maintenance windows — as YAML in git.
-//! `lint`, `plan` and `codeowners` check and explain a change before it merges.
+//! `lint`, `plan` and `codeowners` check and explain a change before it merges; `serve` follows
+//! the tree and runs it; `agent` reports a server's host metrics to it.
 //!
 //! # Layout
 //!
-//! - [`config`] — raw serde types (`raw`), reading a tree with positions (`load`), the one
-//!   `compile` step to the validated model (`model`), diagnostics, the keyed `diff`, schema.
-//! - [`lint`] — rendering diagnostics: human (with snippet), JSON, GitHub annotations.
-//! - [`plan`] — rendering a keyed diff between two trees; `plan::against` reads a running serve's
-//!   objects and firing alerts through its status API.
-//! - [`codeowners`] — CODEOWNERS from group and project roles.
-//! - [`token`] — random tokens, their SHA-256, constant-time comparison.
-//! - [`clock`] — the wall clock in epoch milliseconds.
-//! - [`alert`] — the pure alert state machine (pending → firing → resolved, counted, events).
-//! - [`probe`] — TCP checks on schedule (I/O only).
-//! - [`collect`] — host metrics into serve: the agent protocol (`wire`), the group-committing
-//!   `writer`, the `live` view of each server's newest report, the node_exporter `scrape`r with its
-//!   pure Prometheus-text parser and metric mapping.
-//! - [`store`] — SQLite / PostgreSQL: revisions, probe results, alert state and history, outbox,
-//!   host samples with their 5-minute and hourly rollups.
-//! - [`notify`] — recipients, templates (en, ko), SMTP / SMS / webhook senders, outbox worker.
-//! - [`metrics`] — the Prometheus registry behind `/metrics`.
-//! - [`api`] — the read-only status API and its token scopes; the agents' ingest endpoint.
-//! - [`engine`] — the alert engine: probe results, host reports, down-check results and log hits →
-//!   state machine → store + outbox, one writer; `engine::host` holds the pure host rules.
-//! - [`reconcile`] — config sources (directory watch, git poll) and the keyed-diff apply.
-//! - [`serve`] — the composition root: starts, wires and stops every task.
-//! - [`agent`] — on a monitored server: host metrics from /proc and /sys, log keyword tailing,
-//!   down-checks, and the push loop with its bounded backlog (`agent::run`).
+//! The pure core — configuration, the agent protocol, notification planning, alert decisions —
+//! does no I/O and reads no clock; everything with sockets, files or a database sits above it.
 //!
-//! Dependencies point one way: `config` and the pure `alert` logic import no tokio, sqlx or
-//! axum; `probe`, `store`, `notify` and `api` know nothing of each other; `engine` and
-//! `reconcile` are the only modules that connect probe → alert → notify → store, and `serve`
-//! starts them. `src/main.rs` only parses arguments and maps results to exit codes.
+//! - [`clock`] — the wall clock in epoch milliseconds, read in one place.
+//! - [`token`] — random tokens, their SHA-256, constant-time comparison.
+//! - [`catalog`] — the host metrics watchkeeper knows: name, unit, what each has one value per,
+//!   whether policies may alert on it.
+//! - [`errors`] — error text as operators read it; the error of an unknown enum word.
+//! - [`metrics`] — the Prometheus registry behind `/metrics` (watchkeeper's own figures).
+//! - [`config`] — raw serde types (`raw`), reading a tree with positions (`load`), the one
+//!   `compile` step to the validated model (`model`), diagnostics, the object `diff`, schema.
+//! - [`lint`] — rendering diagnostics: human (with snippet), JSON, GitHub annotations.
+//! - [`codeowners`] — CODEOWNERS from group and project roles.
+//! - [`protocol`] — the agent ↔ collector wire types both ends import.
+//! - [`notification`] — who hears about an alert, through which channel, in which language, and
+//!   what the message says (pure).
+//! - [`probe`] — TCP checks on schedule (I/O only; no storage, no alert logic).
+//! - [`alert`] — the pure alert core: the state machine, rule identities, what each observation
+//!   means, suppression, retirement, and [`alert::decide`] — the one decision serve and
+//!   `watchkeeper test` share.
+//! - [`policy_test`] — `watchkeeper test`: policy unit tests through that decision.
+//! - [`store`] — SQLite / PostgreSQL, one file per table group: revisions, probe results, alert
+//!   state and history, outbox, host samples with their rollups.
+//! - [`delivery`] — SMTP / SMS / webhook senders and the outbox worker.
+//! - [`collect`] — host metrics into serve: the group-committing `writer`, the `live` view of each
+//!   server's newest report, agents' assignments, the node_exporter `scrape`r.
+//! - [`engine`] — the one writer of alert state: observations → [`alert::decide`] → store + outbox.
+//! - [`api`] — the read-only status API and its token scopes; the agents' ingest endpoint.
+//! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running
+//!   serve's objects and firing alerts through its status API.
+//! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.
+//! - [`serve`] — the composition root: starts, wires and stops every task.
+//! - [`agent`] — on a monitored server: host sampling on its own thread, log keyword tailing,
+//!   down-checks, and the push loop with its bounded backlog.
+//!
+//! `src/main.rs` parses arguments, reads the environment (tokens, tuning variables), installs the
+//! TLS provider and maps results to exit codes. The library reads the environment only to
+//! expand the `${NAME}` references of channel settings, when a message is sent.
+//!
+//! # Dependencies
+//!
+//! Dependencies point one way, down this table: each module uses only the modules its row
+//! names, and every one of them is listed above it. `tests/it/layout.rs` reads every `crate::`
+//! path in `src/` and fails on an edge this table does not name — and on a named edge no code
+//! uses — so the table cannot drift from the code.
+//!
+//! | module | uses |
+//! |---|---|
+//! | `clock` | — |
+//! | `token` | — |
+//! | `catalog` | — |
+//! | `errors` | — |
+//! | `metrics` | — |
+//! | `config` | `catalog`, `clock` |
+//! | `lint` | `config` |
+//! | `codeowners` | `config` |
+//! | `protocol` | `catalog`, `config` |
+//! | `notification` | `config` |
+//! | `probe` | `clock`, `config` |
+//! | `alert` | `config`, `notification`, `protocol` |
+//! | `policy_test` | `alert`, `catalog`, `config`, `notification`, `protocol` |
+//! | `store` | `alert`, `catalog`, `errors`, `notification`, `protocol` |
+//! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store` |
+//! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
+//! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `probe`, `protocol`, `store` |
+//! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `metrics`, `notification`, `protocol`, `store`, `token` |
+//! | `plan` | `alert`, `api`, `config` |
+//! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |
+//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `probe`, `reconcile`, `store` |
+//! | `agent` | `catalog`, `clock`, `errors`, `probe`, `protocol` |
+
+/// `as_str`, `Display` and `FromStr` for an enum written as fixed words — in YAML, the
+/// database, the API and messages — so each such enum has exactly one text mapping. Its serde
+/// form (where it has one) is checked against these words by a test.
+macro_rules! words {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The word for this value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $text,)+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $ty {
+            type Err = $crate::errors::UnknownWord;
+
+            fn from_str(text: &str) -> ::std::result::Result<Self, Self::Err> {
+                match text {
+                    $($text => Ok($ty::$variant),)+
+                    other => Err($crate::errors::UnknownWord { what: stringify!($ty), word: other.to_string() }),
+                }
+            }
+        }
+    };
+}
 
 pub mod agent;
 pub mod alert;
 pub mod api;
+pub mod catalog;
 pub mod clock;
 pub mod codeowners;
 pub mod collect;
 pub mod config;
+pub mod delivery;
 pub mod engine;
+pub mod errors;
 pub mod lint;
 pub mod metrics;
-pub mod notify;
+pub mod notification;
 pub mod plan;
 pub mod policy_test;
 pub mod probe;
+pub mod protocol;
 pub mod reconcile;
 pub mod serve;
 pub mod store;

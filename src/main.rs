@@ -1,5 +1,6 @@
-//! The `watchkeeper` command line: parse arguments, call the library, map to exit codes
-//! (0 clean, 1 problems found, 2 usage or I/O error).
+//! The `watchkeeper` command line: parse arguments, read the environment, install the TLS
+//! provider, call the library, map to exit codes (0 clean, 1 problems found, 2 usage or I/O
+//! error).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -189,6 +190,9 @@ enum PlanFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One crypto provider for every TLS client in the process (SMTP, HTTP, PostgreSQL); reqwest
+    // is built without one and would panic.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -335,6 +339,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         retention: args.retention.0,
         admin_token_sha256,
         holder,
+        scrape_interval: watchkeeper::collect::scrape::interval_from(
+            std::env::var(watchkeeper::collect::scrape::INTERVAL_ENV).ok().as_deref(),
+        ),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {

@@ -29,6 +29,7 @@ pub struct Metrics {
     probes: Family<Labels, Counter>,
     probe_duration: Histogram,
     alerts_firing: Family<Labels, Gauge>,
+    retirements_pending: Gauge,
     last_applied: Gauge<f64, AtomicU64>,
     rejected: Counter,
     revision_info: Family<Labels, Gauge>,
@@ -64,6 +65,12 @@ impl Metrics {
         for severity in ["warning", "fatal"] {
             alerts_firing.get_or_create(&vec![("severity", severity.to_string())]).set(0);
         }
+        let retirements_pending = Gauge::default();
+        registry.register(
+            "watchkeeper_alert_retirements_pending",
+            "Alert instances a revision retired whose resolution the store has not accepted yet (retried)",
+            retirements_pending.clone(),
+        );
         let last_applied = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "watchkeeper_reconcile_last_applied_timestamp_seconds",
@@ -106,6 +113,7 @@ impl Metrics {
             probes,
             probe_duration,
             alerts_firing,
+            retirements_pending,
             last_applied,
             rejected,
             revision_info,
@@ -127,6 +135,11 @@ impl Metrics {
     pub fn set_alerts_firing(&self, warning: i64, fatal: i64) {
         self.alerts_firing.get_or_create(&vec![("severity", "warning".to_string())]).set(warning);
         self.alerts_firing.get_or_create(&vec![("severity", "fatal".to_string())]).set(fatal);
+    }
+
+    /// Retirements waiting for the store to accept them.
+    pub fn set_retirements_pending(&self, pending: usize) {
+        self.retirements_pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
     /// A revision was applied at `at_ms` (epoch milliseconds).

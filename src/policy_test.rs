@@ -1,8 +1,8 @@
 //! `watchkeeper test`: policy unit tests. A `*.test.yaml` file gives synthetic probe results for
 //! a port monitor, or synthetic host reports and log hits for a server, and the alert
-//! transitions and notifications expected; the run feeds them through the rules serve uses
-//! ([`crate::engine::host`] for servers), the same state machine, suppression and recipient
-//! logic, on a virtual clock.
+//! transitions and notifications expected; the run feeds them, on a virtual clock, through the
+//! same observations ([`crate::alert::rules`]) and the same decision ([`crate::alert::decide`])
+//! serve's engine stores — state machine, suppression and recipients included.
 //!
 //! ```yaml
 //! tests:
@@ -35,14 +35,14 @@
 //!       - { at: 3m, rule: "log:app-errors:0", alert: event }
 //! ```
 //!
-//! A server test is what serve does with the same reports ([`crate::engine`]):
+//! A server test is what serve's engine does with the same reports:
 //! - each step whose values are not all `_` (and is not `silent`) is one report with those values;
 //!   a metric subject or process absent from a report is gone (its alert clears; a process
 //!   count rule sees 0);
 //! - `no_data` counts from `start` and from every report or log hit, and fires the moment the
 //!   policy's window passes without one; the next report or hit resolves it;
 //! - a log hit whose line lacks the rule's keyword is ignored; events are rate-limited per rule
-//!   ([`crate::engine::host::EVENT_RATE_LIMIT_MS`]);
+//!   ([`crate::alert::rules::EVENT_RATE_LIMIT_MS`]);
 //! - a paused server produces nothing.
 //!
 //! Transitions are compared in time order (at one instant, by instance), notifications in the
@@ -54,16 +54,17 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::agent::host::{self as agent_host, Facts, MetricValue, ProcessInfo, Report as HostReport};
-use crate::alert::{self, AlertState, Observation, Phase, RuleKind, Severity, Transition};
+use crate::alert::rule::ProcessAspect;
+use crate::alert::rules::{self, Observed};
+use crate::alert::{AlertState, Decision, Instance, Observation, RuleId, Scene, Severity, decide};
+use crate::catalog;
 use crate::config::load::{self, is_test_file};
-use crate::config::model::{AlertPolicy, Config, LogRule, METRICS, PortMonitor, Project, Server};
+use crate::config::model::{AlertPolicy, Config, LogRule, PortMonitor, Project, Server};
 use crate::config::suggest::did_you_mean;
 use crate::config::values::Dur;
 use crate::config::{Diagnostics, Sources};
-use crate::engine::host::{self, HostObservation};
-use crate::notify::{self, AlertMessage, MessageKind};
-use crate::store::{DeliveryStatus, Medium};
+use crate::notification::MessageKind;
+use crate::protocol::{Facts, MetricValue, ProcessInfo, Report as HostReport};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -136,39 +137,8 @@ struct ExpectAlert {
     rule: Option<String>,
     /// The mount, device or interface of a per-subject rule; default: none.
     subject: Option<String>,
-    alert: TransitionKind,
+    alert: MessageKind,
     severity: Option<Severity>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum TransitionKind {
-    Fired,
-    Escalated,
-    Resolved,
-    Event,
-}
-
-impl From<MessageKind> for TransitionKind {
-    fn from(kind: MessageKind) -> Self {
-        match kind {
-            MessageKind::Fired => TransitionKind::Fired,
-            MessageKind::Escalated => TransitionKind::Escalated,
-            MessageKind::Resolved => TransitionKind::Resolved,
-            MessageKind::Event => TransitionKind::Event,
-        }
-    }
-}
-
-impl fmt::Display for TransitionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TransitionKind::Fired => "fired",
-            TransitionKind::Escalated => "escalated",
-            TransitionKind::Resolved => "resolved",
-            TransitionKind::Event => "event",
-        })
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,17 +155,17 @@ struct ExpectNotification {
 
 /// Which alert instance of the test's monitor or server a transition belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Instance {
+enum Watched {
     Port(u16),
-    Rule { rule: String, subject: String },
+    Rule { rule: RuleId, subject: String },
 }
 
-impl fmt::Display for Instance {
+impl fmt::Display for Watched {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Instance::Port(port) => write!(f, "port {port}"),
-            Instance::Rule { rule, subject } if subject.is_empty() => f.write_str(rule),
-            Instance::Rule { rule, subject } => write!(f, "{rule}{{{subject}}}"),
+            Watched::Port(port) => write!(f, "port {port}"),
+            Watched::Rule { rule, subject } if subject.is_empty() => write!(f, "{rule}"),
+            Watched::Rule { rule, subject } => write!(f, "{rule}{{{subject}}}"),
         }
     }
 }
@@ -204,8 +174,8 @@ impl fmt::Display for Instance {
 #[derive(Debug, Clone, PartialEq)]
 struct GotAlert {
     at_ms: i64,
-    instance: Instance,
-    kind: TransitionKind,
+    instance: Watched,
+    kind: MessageKind,
     severity: Severity,
 }
 
@@ -214,7 +184,7 @@ struct GotNotification {
     at_ms: i64,
     to: String,
     medium: &'static str,
-    kind: String,
+    kind: MessageKind,
     status: &'static str,
 }
 
@@ -341,41 +311,6 @@ fn show_ms(ms: i64) -> String {
     if ms <= 0 { "0s".to_string() } else { Dur(std::time::Duration::from_millis(ms as u64)).to_string() }
 }
 
-fn medium_name(m: Medium) -> &'static str {
-    match m {
-        Medium::Email => "email",
-        Medium::Sms => "sms",
-        Medium::Webhook => "webhook",
-    }
-}
-
-fn status_name(s: DeliveryStatus) -> &'static str {
-    match s {
-        DeliveryStatus::Pending => "pending",
-        DeliveryStatus::Sent => "sent",
-        DeliveryStatus::NotSent => "not_sent",
-        DeliveryStatus::Failed => "failed",
-        DeliveryStatus::Delivered => "delivered",
-    }
-}
-
-fn severity_name(s: Severity) -> &'static str {
-    match s {
-        Severity::Warning => "warning",
-        Severity::Fatal => "fatal",
-    }
-}
-
-/// What a transition is about, for its messages (as serve's engine describes it).
-struct About<'a> {
-    server: Option<&'a str>,
-    host: &'a str,
-    what: String,
-    detail: String,
-    /// A port monitor's `notify` list adds recipients.
-    monitor: Option<&'a PortMonitor>,
-}
-
 /// Collects the transitions of one test and the notifications serve would enqueue for them.
 struct Recorder<'a> {
     config: &'a Config,
@@ -385,36 +320,33 @@ struct Recorder<'a> {
     notes: Vec<GotNotification>,
 }
 
-impl Recorder<'_> {
-    fn record(&mut self, instance: Instance, before: &AlertState, transition: Transition, at_ms: i64, about: About) {
-        let (kind, severity, mut started_at_ms) = MessageKind::of(&transition, at_ms);
-        if let (MessageKind::Escalated, Phase::Firing { since_ms, .. }) = (kind, before.phase) {
-            started_at_ms = since_ms;
-        }
-        self.alerts.push(GotAlert { at_ms: at_ms - self.start_ms, instance, kind: kind.into(), severity });
-        let msg = AlertMessage {
-            kind,
-            severity,
-            project: self.project.name.clone(),
-            server: about.server.map(str::to_string),
-            host: about.host.to_string(),
-            what: about.what,
-            detail: about.detail,
-            started_at_ms,
-            at_ms,
-            alert_id: None,
-        };
+impl<'a> Recorder<'a> {
+    /// Decide one observation as serve's engine does, keep the new state in `states`, and record
+    /// the transition and its notifications.
+    fn decide(&mut self, scene: &Scene, observed: Observed, states: &mut BTreeMap<Watched, AlertState>, watched: Watched, at_ms: i64) {
+        let before = Instance { state: states.get(&watched).copied().unwrap_or_default(), open_alert_id: None };
         // One server or monitor is simulated, so no `depends_on` parent is ever down here.
-        let suppressed = alert::suppress::suppression(self.project, about.server, at_ms, |_| false);
-        for n in notify::build_notifications(self.config, &self.project.name, &msg, about.monitor, suppressed.as_deref(), at_ms) {
+        let Decision { state, transition, notifications, .. } = decide(scene, observed, &before, at_ms, &|_| false);
+        if state == AlertState::default() {
+            states.remove(&watched);
+        } else {
+            states.insert(watched.clone(), state);
+        }
+        let Some(t) = transition else { return };
+        self.alerts.push(GotAlert { at_ms: at_ms - self.start_ms, instance: watched, kind: t.kind(), severity: t.severity() });
+        for n in notifications {
             self.notes.push(GotNotification {
                 at_ms: at_ms - self.start_ms,
                 to: n.recipient,
-                medium: medium_name(n.medium),
+                medium: n.medium.as_str(),
                 kind: n.kind,
-                status: status_name(n.status),
+                status: n.status.as_str(),
             });
         }
+    }
+
+    fn scene(&self, server: &'a str, host: &'a str, monitor: Option<&'a PortMonitor>, report: Option<&'a HostReport>) -> Scene<'a> {
+        Scene { config: self.config, project: self.project, server, host, monitor, report }
     }
 }
 
@@ -449,9 +381,9 @@ fn run_case(case: &TestCase, config: &Config) -> Result<Option<String>, String> 
 }
 
 /// The expectations of a test, as (offset, instance) in time order.
-type Expected<'a> = Vec<(i64, Instance, &'a ExpectAlert)>;
+type Expected<'a> = Vec<(i64, Watched, &'a ExpectAlert)>;
 
-fn run_monitor<'c>(case: &'c TestCase, recorder: &mut Recorder, monitor: &PortMonitor) -> Result<Expected<'c>, String> {
+fn run_monitor<'c, 'a>(case: &'c TestCase, recorder: &mut Recorder<'a>, monitor: &'a PortMonitor) -> Result<Expected<'c>, String> {
     let server_fields = [
         ("interval", case.interval.is_some()),
         ("series", !case.series.is_empty()),
@@ -472,7 +404,7 @@ fn run_monitor<'c>(case: &'c TestCase, recorder: &mut Recorder, monitor: &PortMo
                 return Err(format!("expect at {}: a `monitor` test expects a `port` (`rule`/`subject` are for a `server` test)", e.at));
             }
         };
-        expected.push((offset(&e.at).map_err(|err| format!("expect: {err}"))?, Instance::Port(port), e));
+        expected.push((offset(&e.at).map_err(|err| format!("expect: {err}"))?, Watched::Port(port), e));
     }
     let mut series = BTreeMap::new();
     for (port, text) in ports {
@@ -481,57 +413,52 @@ fn run_monitor<'c>(case: &'c TestCase, recorder: &mut Recorder, monitor: &PortMo
         }
         series.insert(*port, parse_series(text).map_err(|e| format!("port {port}: {e}"))?);
     }
-    let rule = RuleKind::Counted { failures: monitor.failures, recoveries: monitor.recoveries };
     let interval_ms = monitor.interval.0.as_millis() as i64;
     let steps = series.values().map(Vec::len).max().unwrap_or(0);
-    let mut states: BTreeMap<u16, AlertState> = BTreeMap::new();
+    let scene = recorder.scene(monitor.server.as_deref().unwrap_or_default(), &monitor.host, Some(monitor), None);
+    let mut states = BTreeMap::new();
     for step in 0..steps {
         let at_ms = recorder.start_ms + step as i64 * interval_ms;
         for (port, results) in &series {
             let Some(&ok) = results.get(step) else { continue };
-            let before = states.get(port).copied().unwrap_or_default();
-            let (state, transition) = alert::step(before, rule, Observation::Check((!ok).then_some(Severity::Fatal)), at_ms);
-            states.insert(*port, state);
-            let Some(transition) = transition else { continue };
-            let about = About {
-                server: monitor.server.as_deref(),
-                host: &monitor.host,
-                what: format!("port {port} of {} ({})", monitor.name, monitor.host),
-                detail: if ok { "connection succeeded".into() } else { "connection refused".into() },
-                monitor: Some(monitor),
-            };
-            recorder.record(Instance::Port(*port), &before, transition, at_ms, about);
+            let observed = rules::port_check(monitor, *port, (!ok).then_some("connection refused"));
+            recorder.decide(&scene, observed, &mut states, Watched::Port(*port), at_ms);
         }
     }
     Ok(expected)
 }
 
 /// Every rule id the server's policies can raise an alert under.
-fn possible_rules(project: &Project, policy: Option<&AlertPolicy>, server: &str) -> BTreeSet<String> {
+fn possible_rules(project: &Project, policy: Option<&AlertPolicy>, server: &str) -> BTreeSet<RuleId> {
     let mut ids = BTreeSet::new();
     if let Some(policy) = policy {
-        ids.extend(policy.rules.iter().map(|r| host::metric_rule_id(&r.metric)));
+        ids.extend(policy.rules.iter().map(|r| RuleId::Metric(r.metric.clone())));
         if policy.no_data.is_some() {
-            ids.insert(host::NODATA_RULE.to_string());
+            ids.insert(RuleId::NoData);
         }
         if policy.restart {
-            ids.insert(host::RESTART_RULE.to_string());
+            ids.insert(RuleId::Restart);
         }
     }
     for pp in project.process_policies.values().filter(|pp| pp.applies_to(server)) {
-        let aspects =
-            [("count", pp.count_min.is_some() || pp.count_max.is_some()), ("cpu", pp.cpu.is_some()), ("memory", pp.memory.is_some())];
-        ids.extend(aspects.iter().filter(|(_, on)| *on).map(|(aspect, _)| host::process_rule_id(&pp.name, aspect)));
+        let aspects = [
+            (ProcessAspect::Count, pp.count_min.is_some() || pp.count_max.is_some()),
+            (ProcessAspect::Cpu, pp.cpu.is_some()),
+            (ProcessAspect::Memory, pp.memory.is_some()),
+        ];
+        ids.extend(aspects.iter().filter(|(_, on)| *on).map(|(aspect, _)| RuleId::Process { policy: pp.name.clone(), aspect: *aspect }));
     }
     for lp in project.log_policies.values().filter(|lp| lp.servers.iter().any(|s| s == server)) {
         let files = lp.rules.iter().enumerate().filter(|(_, r)| matches!(r, LogRule::File { .. }));
-        ids.extend(files.map(|(index, _)| host::log_rule_id(&lp.name, index)));
+        ids.extend(files.map(|(index, _)| RuleId::Log { policy: lp.name.clone(), index }));
     }
     ids
 }
 
-fn unknown_rule(rule: &str, server: &str, possible: &BTreeSet<String>) -> String {
-    let list = if possible.is_empty() { "none".to_string() } else { possible.iter().cloned().collect::<Vec<_>>().join(", ") };
+fn unknown_rule(rule: &RuleId, server: &str, possible: &BTreeSet<RuleId>) -> String {
+    let mut list: Vec<String> = possible.iter().map(RuleId::to_string).collect();
+    list.sort();
+    let list = if list.is_empty() { "none".to_string() } else { list.join(", ") };
     format!("rule `{rule}` cannot fire on `{server}`: its policies give {list}")
 }
 
@@ -561,9 +488,8 @@ fn reports(case: &TestCase, start_ms: i64) -> Result<(Vec<HostReport>, i64), Str
             }
             None => (key.as_str(), None),
         };
-        let name = agent_host::metric_name(name).ok_or_else(|| {
-            let hint =
-                did_you_mean(name, METRICS.iter().chain(agent_host::EXTRA_METRICS).copied()).map_or(String::new(), |h| format!("; {h}"));
+        let name = catalog::lookup(name).map(|m| m.name).ok_or_else(|| {
+            let hint = did_you_mean(name, catalog::METRICS.iter().map(|m| m.name)).map_or(String::new(), |h| format!("; {h}"));
             format!("series `{key}`: unknown metric `{name}`{hint}")
         })?;
         metrics.push((name, subject, parse_values(text).map_err(|e| format!("series `{key}`: {e}"))?));
@@ -598,6 +524,7 @@ fn reports(case: &TestCase, start_ms: i64) -> Result<(Vec<HostReport>, i64), Str
             metrics: Vec::new(),
             processes: Vec::new(),
             process_counts: BTreeMap::new(),
+            skipped_mounts: Vec::new(),
             at_ms: start_ms + offset_ms,
         };
         let mut any = false;
@@ -649,14 +576,14 @@ fn log_hits<'c>(
     case: &'c TestCase,
     project: &'c Project,
     server: &str,
-    possible: &BTreeSet<String>,
+    possible: &BTreeSet<RuleId>,
     start_ms: i64,
 ) -> Result<Vec<(i64, Contact<'c>)>, String> {
     let mut out = Vec::new();
     for line in &case.logs {
-        let id = host::log_rule_id(&line.policy, line.rule);
+        let id = RuleId::Log { policy: line.policy.clone(), index: line.rule };
         if !possible.contains(&id) {
-            let logs: BTreeSet<String> = possible.iter().filter(|r| r.starts_with("log:")).cloned().collect();
+            let logs: BTreeSet<RuleId> = possible.iter().filter(|r| matches!(r, RuleId::Log { .. })).cloned().collect();
             return Err(format!("logs: {}", unknown_rule(&id, server, &logs)));
         }
         let default_file = project.log_policies.get(&line.policy).and_then(|lp| match lp.rules.get(line.rule) {
@@ -674,18 +601,18 @@ fn run_server<'c, 'a>(case: &'c TestCase, recorder: &mut Recorder<'a>, server: &
         return Err("`ports` is for a `monitor` test; a `server` test gives `series`".into());
     }
     let project = recorder.project;
-    let policy = host::server_policy(recorder.config, project, server);
+    let policy = rules::server_policy(recorder.config, project, server);
     let possible = possible_rules(project, policy, &server.name);
     let mut expected = Vec::new();
     for e in &case.expect {
-        let rule = match (&e.rule, e.port) {
-            (Some(rule), None) => rule,
+        let rule: RuleId = match (&e.rule, e.port) {
+            (Some(rule), None) => rule.parse().map_err(|err| format!("expect at {}: {err}", e.at))?,
             _ => return Err(format!("expect at {}: a `server` test expects a `rule` (and a `subject` where it has one)", e.at)),
         };
-        if !possible.contains(rule) {
-            return Err(format!("expect at {}: {}", e.at, unknown_rule(rule, &server.name, &possible)));
+        if !possible.contains(&rule) {
+            return Err(format!("expect at {}: {}", e.at, unknown_rule(&rule, &server.name, &possible)));
         }
-        let instance = Instance::Rule { rule: rule.clone(), subject: e.subject.clone().unwrap_or_default() };
+        let instance = Watched::Rule { rule, subject: e.subject.clone().unwrap_or_default() };
         expected.push((offset(&e.at).map_err(|err| format!("expect: {err}"))?, instance, e));
     }
     let (reports, last_step_ms) = reports(case, recorder.start_ms)?;
@@ -704,8 +631,8 @@ fn run_server<'c, 'a>(case: &'c TestCase, recorder: &mut Recorder<'a>, server: &
         match contact {
             Contact::Report(report) => sim.report(&report),
             Contact::Log(line, file) => {
-                if let Some(o) = host::log_hit(project, &server.name, &line.policy, line.rule, file, &line.line) {
-                    sim.observe(o, at_ms);
+                if let Some(o) = rules::log_hit(project, &server.name, &line.policy, line.rule, file, &line.line) {
+                    sim.observe(o, at_ms, None);
                 }
             }
         }
@@ -720,8 +647,8 @@ struct HostSim<'r, 'a> {
     recorder: &'r mut Recorder<'a>,
     server: &'a Server,
     policy: Option<&'a AlertPolicy>,
-    /// Instances not in their default state, by (rule, subject).
-    states: BTreeMap<(String, String), AlertState>,
+    /// Instances not in their default state.
+    states: BTreeMap<Watched, AlertState>,
     /// When serve last heard from the server; at first the test's start (serve's, so to speak).
     last_seen_ms: i64,
     /// The boot time of the last report.
@@ -729,45 +656,43 @@ struct HostSim<'r, 'a> {
 }
 
 impl HostSim<'_, '_> {
-    /// Step one instance by one observation at `at_ms`; record a transition.
-    fn observe(&mut self, o: HostObservation, at_ms: i64) {
-        let key = (o.rule, o.subject);
-        let before = self.states.get(&key).copied().unwrap_or_default();
-        let (state, transition) = alert::step(before, o.kind, o.observation, at_ms);
-        if state == AlertState::default() {
-            self.states.remove(&key);
-        } else {
-            self.states.insert(key.clone(), state);
-        }
-        if let Some(transition) = transition {
-            let about = About { server: Some(&self.server.name), host: &self.server.host, what: o.what, detail: o.detail, monitor: None };
-            self.recorder.record(Instance::Rule { rule: key.0, subject: key.1 }, &before, transition, at_ms, about);
-        }
+    /// Decide one observation at `at_ms` (with the report behind it, for the snapshot).
+    fn observe(&mut self, o: Observed, at_ms: i64, report: Option<&HostReport>) {
+        let scene = Scene { report, ..self.recorder.scene(&self.server.name, &self.server.host, None, None) };
+        let watched = Watched::Rule { rule: o.rule.clone(), subject: o.subject.clone() };
+        self.recorder.decide(&scene, o, &mut self.states, watched, at_ms);
     }
 
     /// One report: its thresholds, the instances it no longer mentions, a restart.
     fn report(&mut self, report: &HostReport) {
         let previous_boot = self.boot_time.replace(report.facts.boot_time);
         let project = self.recorder.project;
-        let existing: Vec<(String, String)> = self.states.keys().cloned().collect();
-        let observed = host::report_observations(
+        let existing: Vec<(RuleId, String)> = self
+            .states
+            .keys()
+            .filter_map(|w| match w {
+                Watched::Rule { rule, subject } => Some((rule.clone(), subject.clone())),
+                Watched::Port(_) => None,
+            })
+            .collect();
+        let observed = rules::report_observations(
             project,
             self.policy,
             &self.server.name,
             report,
-            existing.iter().map(|(r, s)| (r.as_str(), s.as_str())),
+            existing.iter().map(|(r, s)| (r, s.as_str())),
             previous_boot,
         );
         for o in observed {
-            self.observe(o, report.at_ms);
+            self.observe(o, report.at_ms, Some(report));
         }
     }
 
     /// Any contact ends "no data" and restarts its window.
     fn heard_from(&mut self, at_ms: i64) {
         self.last_seen_ms = at_ms;
-        if let Some(o) = host::no_data(self.policy, at_ms, at_ms) {
-            self.observe(o, at_ms);
+        if let Some(o) = rules::no_data(self.policy, at_ms, at_ms) {
+            self.observe(o, at_ms, None);
         }
     }
 
@@ -780,8 +705,8 @@ impl HostSim<'_, '_> {
         if deadline > until_ms || (deadline == until_ms && !inclusive) {
             return;
         }
-        if let Some(o) = host::no_data(self.policy, seen, deadline).filter(|o| o.observation != Observation::Check(None)) {
-            self.observe(o, deadline);
+        if let Some(o) = rules::no_data(self.policy, seen, deadline).filter(|o| o.observation != Observation::Check(None)) {
+            self.observe(o, deadline, None);
         }
     }
 }
@@ -797,12 +722,12 @@ fn compare(case: &TestCase, mut expected: Expected, alerts: &[GotAlert], notes: 
     if !alerts_match {
         let _ = writeln!(failure, "  alerts expected:");
         for (t, instance, e) in &expected {
-            let sev = e.severity.map_or(String::new(), |s| format!(" {}", severity_name(s)));
+            let sev = e.severity.map_or(String::new(), |s| format!(" {s}"));
             let _ = writeln!(failure, "    {} {instance} {}{sev}", show_ms(*t), e.alert);
         }
         let _ = writeln!(failure, "  alerts got:");
         for g in alerts {
-            let _ = writeln!(failure, "    {} {} {} {}", show_ms(g.at_ms), g.instance, g.kind, severity_name(g.severity));
+            let _ = writeln!(failure, "    {} {} {} {}", show_ms(g.at_ms), g.instance, g.kind, g.severity);
         }
     }
     if let Some(expected) = &case.notifications {
@@ -816,7 +741,7 @@ fn compare(case: &TestCase, mut expected: Expected, alerts: &[GotAlert], notes: 
                 *t == g.at_ms
                     && e.to == g.to
                     && e.medium == g.medium
-                    && e.kind.as_ref().is_none_or(|k| *k == g.kind)
+                    && e.kind.as_ref().is_none_or(|k| k == g.kind.as_str())
                     && e.status.as_ref().is_none_or(|s| s == g.status)
             });
         if !matches {
@@ -900,8 +825,11 @@ mod tests {
 
     #[test]
     fn instances_print_with_their_subject() {
-        assert_eq!(Instance::Port(80).to_string(), "port 80");
-        assert_eq!(Instance::Rule { rule: "metric:cpu.usage".into(), subject: String::new() }.to_string(), "metric:cpu.usage");
-        assert_eq!(Instance::Rule { rule: "metric:disk.usage".into(), subject: "/data".into() }.to_string(), "metric:disk.usage{/data}");
+        assert_eq!(Watched::Port(80).to_string(), "port 80");
+        assert_eq!(Watched::Rule { rule: RuleId::Metric("cpu.usage".into()), subject: String::new() }.to_string(), "metric:cpu.usage");
+        assert_eq!(
+            Watched::Rule { rule: RuleId::Metric("disk.usage".into()), subject: "/data".into() }.to_string(),
+            "metric:disk.usage{/data}"
+        );
     }
 }

@@ -15,9 +15,9 @@ use crate::clock::now_ms;
 use crate::collect::live::LiveServers;
 use crate::collect::{scrape, writer};
 use crate::config::{Config, Library};
+use crate::delivery::{self, Senders};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
-use crate::notify::{self, Senders};
 use crate::probe::Prober;
 use crate::reconcile::Reconciler;
 use crate::reconcile::source::{self, SourceSpec};
@@ -37,12 +37,13 @@ pub struct ServeOptions {
     pub admin_token_sha256: Option<String>,
     /// This replica's name, for outbox leases.
     pub holder: String,
+    /// How often node_exporter servers are scraped.
+    pub scrape_interval: Duration,
 }
 
-/// Run until `shutdown` is cancelled; returns once every task has stopped.
+/// Run until `shutdown` is cancelled; returns once every task has stopped. The caller installs
+/// the process's TLS crypto provider first (every TLS client here uses it).
 pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
-    // One crypto provider for every TLS client in the process (SMTP, HTTP, PostgreSQL).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let store = Store::connect(&options.db_url).await.context("opening the database")?;
     let listener = tokio::net::TcpListener::bind(&options.listen).await.with_context(|| format!("listening on {}", options.listen))?;
     let address = listener.local_addr().context("reading the listen address")?;
@@ -53,7 +54,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     let (config_tx, config_rx) = watch::channel(Arc::new(Config::default()));
     let (results_tx, results_rx) = mpsc::channel(256);
     let (applied_tx, applied_rx) = mpsc::channel(4);
-    let (snapshots_tx, snapshots_rx) = mpsc::channel(1);
+    let (revisions_tx, revisions_rx) = mpsc::channel(1);
     let cancel = shutdown.child_token();
     let mut tasks = JoinSet::new();
 
@@ -69,14 +70,14 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     }
     tasks.spawn(engine.run(applied_rx, results_rx, hosts_rx, cancel.clone()));
     tasks.spawn(writer::run(store.clone(), live.clone(), batches_rx, hosts_tx, Arc::clone(&metrics), cancel.clone()));
-    tasks.spawn(scrape::run(config_rx.clone(), batches_tx.clone(), Arc::clone(&metrics), scrape::interval_from_env(), cancel.clone()));
+    tasks.spawn(scrape::run(config_rx.clone(), batches_tx.clone(), Arc::clone(&metrics), options.scrape_interval, cancel.clone()));
 
     let prober = Prober::start(options.max_in_flight, results_tx, cancel.child_token());
     let reconciler = Reconciler::new(store.clone(), Arc::clone(&metrics), prober, applied_tx, config_tx);
-    tasks.spawn(reconciler.run(snapshots_rx, cancel.clone()));
-    tasks.spawn(source::follow(options.source, options.library, snapshots_tx, cancel.clone()));
+    tasks.spawn(reconciler.run(revisions_rx, cancel.clone()));
+    tasks.spawn(source::follow(options.source, options.library, revisions_tx, cancel.clone()));
 
-    tasks.spawn(notify::run_outbox(
+    tasks.spawn(delivery::run_outbox(
         store.clone(),
         config_rx.clone(),
         Senders::new(),

@@ -1,6 +1,6 @@
 //! A generator of realistic configuration trees for benchmarks.
 //!
-//! The tree is laid out like a real monitoring repository (SPEC §2):
+//! The tree is laid out like a real monitoring repository (README, "The configuration tree"):
 //!
 //! ```text
 //! groups/<group>.yaml                 kind: Group
@@ -41,7 +41,7 @@ pub struct Size {
 }
 
 impl Size {
-    /// SPEC §5: 10 000 servers, 10 000 port monitors, 1 000 policies.
+    /// The target size: 10 000 servers, 10 000 port monitors, 1 000 policies.
     pub fn spec() -> Size {
         Size { servers: 10_000, monitors: 10_000, policies: 1_000, projects: 100, groups: 4, users: 200, down_checks: 1_000 }
     }
@@ -163,7 +163,7 @@ impl Writer<'_> {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        // The editor hint real repositories carry on their first line (SPEC §3 `schema`).
+        // The editor hint real repositories carry on their first line (README, `watchkeeper schema`).
         let mut text = format!("# yaml-language-server: $schema={}schema/watchkeeper.json\n", "../".repeat(rel.matches('/').count()));
         for (i, doc) in docs.iter().enumerate() {
             if i > 0 {

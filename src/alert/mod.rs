@@ -1,13 +1,28 @@
-//! The alert state machine: (state, observation, rule, now) → (state, transition). Pure: no
-//! I/O, no clock; time is passed in. Suppression (maintenance, `depends_on`, paused servers)
-//! is the caller's business — it decides whether a transition is notified, never whether it
-//! happens, so state and history stay true during a maintenance window.
+//! The pure alert core — no I/O, no clock, no runtime; time is passed in:
+//!
+//! - the state machine here: (state, rule, observation, now) → (state, transition);
+//! - [`rule`] — an instance's identity ([`RuleId`], [`InstanceKey`]);
+//! - [`rules`] — what a port check, a down-check verdict, a host report, a log hit or silence
+//!   means for which instance;
+//! - [`suppress`] — maintenance windows and `depends_on`: they decide whether a transition is
+//!   notified, never whether it happens, so state and history stay true during a window;
+//! - [`decide`] — the one decision serve's engine and `watchkeeper test` both run: new state,
+//!   history change and notifications;
+//! - [`retire`] — which instances a configuration keeps alive.
 
+pub mod decide;
+pub mod retire;
+pub mod rule;
+pub mod rules;
 pub mod suppress;
+
+pub use decide::{AlertChange, Decision, Instance, Scene, decide};
+pub use rule::{InstanceKey, RuleId};
 
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::raw::Severity;
+use crate::notification::MessageKind;
 
 /// How a rule turns observations into alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +97,26 @@ pub enum Transition {
     Event {
         severity: Severity,
     },
+}
+
+impl Transition {
+    /// What the transition's notifications say.
+    pub fn kind(&self) -> MessageKind {
+        match self {
+            Transition::Fired { .. } => MessageKind::Fired,
+            Transition::Escalated { .. } => MessageKind::Escalated,
+            Transition::Resolved { .. } => MessageKind::Resolved,
+            Transition::Event { .. } => MessageKind::Event,
+        }
+    }
+
+    /// The severity it is at (an escalation: the new one).
+    pub fn severity(&self) -> Severity {
+        match *self {
+            Transition::Fired { severity, .. } | Transition::Resolved { severity, .. } | Transition::Event { severity } => severity,
+            Transition::Escalated { to, .. } => to,
+        }
+    }
 }
 
 impl AlertState {

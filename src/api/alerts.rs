@@ -11,9 +11,10 @@ use serde::Serialize;
 use super::auth::Access;
 use super::params::Params;
 use super::{ApiError, ApiState, project_tz, rfc3339};
-use crate::alert::Severity;
+use crate::alert::{RuleId, Severity};
 use crate::clock::now_ms;
-use crate::store::{AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryStatus, Medium, OutboxRow, Store};
+use crate::notification::{DeliveryStatus, Medium, MessageKind};
+use crate::store::{AlertFilter, AlertRow, AlertStatus, Attempt, OutboxRow, Store};
 
 /// One alert as the API shows it; times in epoch ms and RFC 3339 in the project's timezone.
 #[derive(Serialize)]
@@ -21,7 +22,7 @@ pub struct AlertView {
     id: i64,
     /// The server it concerns; `null` for a port monitor on a bare host.
     server: Option<String>,
-    rule: String,
+    rule: RuleId,
     subject: String,
     severity: Severity,
     status: AlertStatus,
@@ -98,7 +99,7 @@ struct NotificationView {
     recipient: String,
     subject: String,
     /// `fired`, `escalated`, `resolved`, `event`.
-    kind: String,
+    kind: MessageKind,
     /// `pending`, `sent`, `not_sent`, `failed`, `delivered`.
     status: DeliveryStatus,
     last_error: Option<String>,
@@ -125,7 +126,7 @@ impl NotificationView {
     }
 }
 
-/// The metrics an alert's page charts around it (SPEC §4: ±5 min of metrics).
+/// The metrics an alert's page charts around it (±5 min of metrics).
 const AROUND_METRICS: &[&str] = &["cpu.usage", "memory.usage", "disk.usage", "disk.io", "network.in_bps", "network.out_bps", "load.1"];
 /// How far before its start and after its end (or now) an alert's metrics reach.
 const AROUND_MS: i64 = 5 * 60_000;

@@ -1,6 +1,6 @@
 //! `POST /ingest/v1/report`: agents push host reports, down-check results and log hits.
 //!
-//! Order of checks, each with its own answer: body over [`wire::MAX_BODY_BYTES`] → 413; no
+//! Order of checks, each with its own answer: body over [`protocol::MAX_BODY_BYTES`] → 413; no
 //! bearer key → 401; unparsable JSON → 400 with serde's message (line and column); a key that
 //! is not the project's (or a project that does not exist or has no `ingest_key_sha256` — the
 //! same answer, so a key cannot probe for project names) → 401; a server the project does not
@@ -18,8 +18,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use tokio::sync::oneshot;
 
 use super::{ApiError, ApiState, auth};
-use crate::collect::wire::{self, IngestRequest, IngestResponse};
+use crate::collect::assign::assignments;
 use crate::collect::writer::{Batch, Source};
+use crate::protocol::{self, IngestRequest, IngestResponse};
 use crate::token;
 
 /// How long a request waits for the writer to take and commit its batch.
@@ -39,7 +40,7 @@ pub async fn report(
     let metrics = &state.metrics;
     let body = body.map_err(|e| {
         metrics.ingest_rejected("too_large");
-        ApiError::new(e.status(), format!("{}; at most {} bytes per request", e.body_text(), wire::MAX_BODY_BYTES))
+        ApiError::new(e.status(), format!("{}; at most {} bytes per request", e.body_text(), protocol::MAX_BODY_BYTES))
     })?;
     let Some(key) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer) else {
         metrics.ingest_rejected("unauthorized");
@@ -76,7 +77,7 @@ pub async fn report(
     let Some(collector) = state.collector.as_ref() else {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "this server does not collect host metrics"));
     };
-    let assignments = wire::assignments(&config, &request.project, &request.server);
+    let assignments = assignments(&config, &request.project, &request.server);
     let accepted = request.reports.len();
     let (done, stored) = oneshot::channel();
     let batch = Batch {
@@ -108,22 +109,22 @@ pub async fn report(
 
 /// Bounds on what one request may carry; log lines are cut rather than refused.
 fn validate(request: &mut IngestRequest, now_ms: i64) -> Result<(), String> {
-    if request.reports.len() > wire::MAX_REPORTS_PER_REQUEST {
-        return Err(format!("{} reports in one request; at most {}", request.reports.len(), wire::MAX_REPORTS_PER_REQUEST));
+    if request.reports.len() > protocol::MAX_REPORTS_PER_REQUEST {
+        return Err(format!("{} reports in one request; at most {}", request.reports.len(), protocol::MAX_REPORTS_PER_REQUEST));
     }
-    if request.checks.len() > wire::MAX_EVENTS_PER_REQUEST || request.log_hits.len() > wire::MAX_EVENTS_PER_REQUEST {
-        return Err(format!("more than {} down-check results or log hits in one request", wire::MAX_EVENTS_PER_REQUEST));
+    if request.checks.len() > protocol::MAX_EVENTS_PER_REQUEST || request.log_hits.len() > protocol::MAX_EVENTS_PER_REQUEST {
+        return Err(format!("more than {} down-check results or log hits in one request", protocol::MAX_EVENTS_PER_REQUEST));
     }
     let time_ok = |at_ms: i64| (now_ms - MAX_AGE_MS..=now_ms + MAX_AHEAD_MS).contains(&at_ms);
     for (i, r) in request.reports.iter().enumerate() {
         if !time_ok(r.at_ms) {
             return Err(format!("reports[{i}].at_ms {} is more than 25 h old or 10 min ahead of serve's clock", r.at_ms));
         }
-        if r.metrics.len() > wire::MAX_METRICS_PER_REPORT {
-            return Err(format!("reports[{i}] has {} metrics; at most {}", r.metrics.len(), wire::MAX_METRICS_PER_REPORT));
+        if r.metrics.len() > protocol::MAX_METRICS_PER_REPORT {
+            return Err(format!("reports[{i}] has {} metrics; at most {}", r.metrics.len(), protocol::MAX_METRICS_PER_REPORT));
         }
-        if r.processes.len() > wire::MAX_PROCESSES_PER_REPORT {
-            return Err(format!("reports[{i}] has {} processes; at most {}", r.processes.len(), wire::MAX_PROCESSES_PER_REPORT));
+        if r.processes.len() > protocol::MAX_PROCESSES_PER_REPORT {
+            return Err(format!("reports[{i}] has {} processes; at most {}", r.processes.len(), protocol::MAX_PROCESSES_PER_REPORT));
         }
         if let Some(m) = r.metrics.iter().find(|m| !m.value.is_finite()) {
             return Err(format!("reports[{i}]: metric `{}` is not a finite number", m.name));

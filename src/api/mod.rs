@@ -25,10 +25,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::collect::live::LiveServers;
-use crate::collect::wire::MAX_BODY_BYTES;
 use crate::collect::writer::Batch;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
+use crate::protocol::MAX_BODY_BYTES;
 use crate::store::{Store, StoreError};
 
 pub use auth::Role;

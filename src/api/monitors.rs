@@ -11,13 +11,12 @@ use super::auth::Access;
 use super::params::Params;
 use super::projects::firing_alerts;
 use super::{ApiError, ApiState, project_tz, rfc3339, zoned};
-use crate::alert::Severity;
+use crate::alert::{RuleId, Severity};
 use crate::clock::now_ms;
-use crate::collect::wire::Verdict;
 use crate::config::values::Dur;
-use crate::engine::host::downcheck_rule_id;
-use crate::engine::port_rule;
-use crate::store::{Medium, ProbeRecord};
+use crate::notification::Medium;
+use crate::protocol::Verdict;
+use crate::store::ProbeRecord;
 
 /// The alert rule of a port monitor, as the engine keys it (`InstanceKey::rule`); the subject
 /// is the port.
@@ -97,7 +96,7 @@ pub async fn list(
         latest.insert((rec.monitor.clone(), rec.port), rec);
     }
     // (rule, subject) → the worst severity firing.
-    let mut firing: HashMap<(String, String), Severity> = HashMap::new();
+    let mut firing: HashMap<(RuleId, String), Severity> = HashMap::new();
     for alert in firing_alerts(&state.store, Some(&p.name)).await? {
         let e = firing.entry((alert.key.rule, alert.key.subject)).or_insert(alert.severity);
         *e = (*e).max(alert.severity);
@@ -106,7 +105,7 @@ pub async fn list(
         .port_monitors
         .values()
         .map(|m| {
-            let rule = port_rule(&m.name);
+            let rule = RuleId::Port(m.name.clone());
             let ports: Vec<PortView> = m
                 .ports
                 .iter()
@@ -143,7 +142,7 @@ pub async fn list(
         .down_checks
         .values()
         .map(|d| {
-            let rule = downcheck_rule_id(&d.name);
+            let rule = RuleId::DownCheck(d.name.clone());
             let last = latest.remove(&(d.name.clone(), d.port));
             let interval_ms = d.interval.0.as_millis() as i64;
             let detector_live =
@@ -283,7 +282,7 @@ pub async fn stats(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     params.allow(&["year"])?;
     let (p, _role) = access.project(&project)?;
-    let this_year = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).year() as i64;
+    let this_year = jiff::Timestamp::from_millisecond(now_ms()).map_or(1970, |t| t.to_zoned(jiff::tz::TimeZone::UTC).year() as i64);
     let year = params.int("year", 1970, 9999)?.unwrap_or(this_year) as i32;
     let mut hosts: BTreeMap<String, HostCounts> = BTreeMap::new();
     for c in state.store.sent_counts(&p.name, year).await? {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::agent::host::Report;
+use crate::protocol::Report;
 
 /// One server's newest report.
 #[derive(Debug, Clone)]
@@ -61,10 +61,17 @@ impl LiveServers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::host::Facts;
+    use crate::protocol::Facts;
 
     fn report(at_ms: i64) -> Arc<Report> {
-        Arc::new(Report { facts: Facts::default(), metrics: vec![], processes: vec![], process_counts: Default::default(), at_ms })
+        Arc::new(Report {
+            facts: Facts::default(),
+            metrics: vec![],
+            processes: vec![],
+            process_counts: Default::default(),
+            skipped_mounts: vec![],
+            at_ms,
+        })
     }
 
     #[test]

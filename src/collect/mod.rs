@@ -1,17 +1,18 @@
 //! The collector: host metrics into serve, from agents (pushed) and node_exporter (scraped).
 //!
-//! - [`wire`] — the agent ↔ collector protocol (`POST /ingest/v1/report`) and assignments.
+//! - [`assign`] — what each agent runs besides sampling (down-checks, log rules), from the
+//!   applied configuration; the wire types are in [`crate::protocol`].
 //! - [`writer`] — the single writer: group-commits batches to the store, then updates [`live`]
 //!   and hands them to the alert engine.
 //! - [`live`] — the newest report of every server, in memory, for the API and alert snapshots.
 //! - [`prom`] parses the Prometheus text format; [`node_exporter`] reduces a parsed page to a
 //!   [`node_exporter::Snapshot`] and turns two successive snapshots into metric values named as
-//!   in [`crate::config::model::METRICS`]. Both are pure.
+//!   in [`crate::catalog`]. Both are pure.
 //! - [`scrape`] — the node_exporter scraper: one loop per target, its reports into the writer.
 
+pub mod assign;
 pub mod live;
 pub mod node_exporter;
 pub mod prom;
 pub mod scrape;
-pub mod wire;
 pub mod writer;

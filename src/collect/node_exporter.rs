@@ -1,4 +1,4 @@
-//! node_exporter pages → watchkeeper's host metrics (the names in [`METRICS`]): gauges from one scrape, rates from two.
+//! node_exporter pages → watchkeeper's host metrics (the names in [`catalog::METRICS`]): gauges from one scrape, rates from two.
 //!
 //! A scrape is reduced to a [`Snapshot`] — only the series the mapping reads, small enough to keep
 //! until the next scrape. [`metrics`] turns the current snapshot (and the previous one, for rates)
@@ -36,62 +36,29 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::prom::{Exposition, Sample};
-use crate::agent::host::Facts;
-use crate::config::model::METRICS;
+use crate::catalog;
+use crate::protocol::{Facts, MetricValue};
 
-/// One value of one watchkeeper metric.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricValue {
-    /// One of [`METRICS`].
-    pub name: &'static str,
-    /// The mount point (`disk.usage`), device (`disk.io` …) or interface (`network.*`) it is about;
-    /// `None` for host-wide metrics.
-    pub subject: Option<String>,
-    pub value: f64,
+/// A metric's name from the catalog, checked when compiling.
+const fn name(metric: &str) -> &'static str {
+    catalog::known(metric).name
 }
 
-/// `name`, as the `&'static str` in [`METRICS`]; a name missing from that list fails the build.
-const fn metric(name: &str) -> &'static str {
-    let mut i = 0;
-    while i < METRICS.len() {
-        if str_eq(METRICS[i], name) {
-            return METRICS[i];
-        }
-        i += 1;
-    }
-    panic!("not a metric name in config::model::METRICS")
-}
-
-const fn str_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-const CPU_USAGE: &str = metric("cpu.usage");
+const CPU_USAGE: &str = name("cpu.usage");
 /// `node_cpu_seconds_total` modes reported as their own metric.
 const CPU_MODES: [(&str, &str); 4] =
-    [("iowait", metric("cpu.iowait")), ("steal", metric("cpu.steal")), ("irq", metric("cpu.irq")), ("softirq", metric("cpu.softirq"))];
-const LOADS: [&str; 3] = [metric("load.1"), metric("load.5"), metric("load.15")];
-const MEMORY_USAGE: &str = metric("memory.usage");
-const MEMORY_AVAILABLE: &str = metric("memory.available");
-const SWAP_USAGE: &str = metric("swap.usage");
-const PAGE_FAULTS: &str = metric("memory.page_faults");
-const DISK_USAGE: &str = metric("disk.usage");
-const DISK_IO: &str = metric("disk.io");
-const DISK_IOPS: &str = metric("disk.iops");
-const DISK_READ_BPS: &str = metric("disk.read_bps");
-const DISK_WRITE_BPS: &str = metric("disk.write_bps");
-const DISK_QUEUE: &str = metric("disk.queue");
+    [("iowait", name("cpu.iowait")), ("steal", name("cpu.steal")), ("irq", name("cpu.irq")), ("softirq", name("cpu.softirq"))];
+const LOADS: [&str; 3] = [name("load.1"), name("load.5"), name("load.15")];
+const MEMORY_USAGE: &str = name("memory.usage");
+const MEMORY_AVAILABLE: &str = name("memory.available");
+const SWAP_USAGE: &str = name("swap.usage");
+const PAGE_FAULTS: &str = name("memory.page_faults");
+const DISK_USAGE: &str = name("disk.usage");
+const DISK_IO: &str = name("disk.io");
+const DISK_IOPS: &str = name("disk.iops");
+const DISK_READ_BPS: &str = name("disk.read_bps");
+const DISK_WRITE_BPS: &str = name("disk.write_bps");
+const DISK_QUEUE: &str = name("disk.queue");
 
 /// Per-device disk counters; [`Disk`] holds them in this order.
 const DISK_SERIES: [&str; 6] = [
@@ -111,14 +78,14 @@ const WRITTEN_BYTES: usize = 5;
 
 /// Per-interface network counters, each with the metric its rate becomes.
 const NETWORK_SERIES: [(&str, &str); 8] = [
-    ("node_network_receive_bytes_total", metric("network.in_bps")),
-    ("node_network_transmit_bytes_total", metric("network.out_bps")),
-    ("node_network_receive_packets_total", metric("network.in_pps")),
-    ("node_network_transmit_packets_total", metric("network.out_pps")),
-    ("node_network_receive_errs_total", metric("network.in_errors")),
-    ("node_network_transmit_errs_total", metric("network.out_errors")),
-    ("node_network_receive_drop_total", metric("network.in_drops")),
-    ("node_network_transmit_drop_total", metric("network.out_drops")),
+    ("node_network_receive_bytes_total", name("network.in_bps")),
+    ("node_network_transmit_bytes_total", name("network.out_bps")),
+    ("node_network_receive_packets_total", name("network.in_pps")),
+    ("node_network_transmit_packets_total", name("network.out_pps")),
+    ("node_network_receive_errs_total", name("network.in_errors")),
+    ("node_network_transmit_errs_total", name("network.out_errors")),
+    ("node_network_receive_drop_total", name("network.in_drops")),
+    ("node_network_transmit_drop_total", name("network.out_drops")),
 ];
 
 /// Filesystem types that hold no user data (or whose usage means nothing to an operator): kernel
@@ -675,8 +642,8 @@ node_network_transmit_bytes_total{device="lo"} 1e+09
     #[test]
     fn every_alert_policy_metric_comes_from_node_exporter() {
         let values = metrics(Some(&snapshot(SCRAPE_1, T1)), &snapshot(SCRAPE_2, T2));
-        for name in METRICS {
-            assert!(values.iter().any(|v| v.name == *name), "{name} is never produced");
+        for name in catalog::alertable() {
+            assert!(values.iter().any(|v| v.name == name), "{name} is never produced");
         }
     }
 

@@ -35,18 +35,19 @@ use tracing::Instrument;
 use super::node_exporter::{self, Snapshot};
 use super::prom::{self, Lenient};
 use super::writer::{Batch, Source};
-use crate::agent::host::{self, Report};
 use crate::config::Config;
+use crate::config::expand_env;
 use crate::config::raw::MetricsKind;
 use crate::config::values::{Cidr, Dur};
+use crate::errors::error_chain;
 use crate::metrics::Metrics;
-use crate::notify::{error_chain, expand_env};
 use crate::probe::{self, ErrorKind, MonitorKey};
+use crate::protocol::Report;
 
 /// How often each target is scraped in production.
 pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Overrides [`SCRAPE_INTERVAL`] (whole milliseconds) through [`interval_from_env`], so end-to-end
+/// Overrides [`SCRAPE_INTERVAL`] (whole milliseconds) through [`interval_from`], so end-to-end
 /// tests of the serve binary need not wait 15 s per scrape.
 pub const INTERVAL_ENV: &str = "WATCHKEEPER_SCRAPE_INTERVAL_MS";
 
@@ -58,14 +59,10 @@ pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// misconfigured one (textfile collector run wild), and is refused rather than buffered.
 pub const MAX_PAGE_BYTES: usize = 16 << 20;
 
-/// The scrape interval serve uses: [`INTERVAL_ENV`] when it holds a positive number of
-/// milliseconds, else [`SCRAPE_INTERVAL`] (anything else set there is logged and ignored).
-/// Read once, at start.
-pub fn interval_from_env() -> Duration {
-    interval_from(std::env::var(INTERVAL_ENV).ok().as_deref())
-}
-
-fn interval_from(value: Option<&str>) -> Duration {
+/// The scrape interval serve uses, from the value of [`INTERVAL_ENV`] (read once, at start): a
+/// positive number of milliseconds, else [`SCRAPE_INTERVAL`] (anything else set there is logged
+/// and ignored).
+pub fn interval_from(value: Option<&str>) -> Duration {
     let Some(text) = value else { return SCRAPE_INTERVAL };
     match text.trim().parse::<u64>() {
         Ok(ms) if ms > 0 => Duration::from_millis(ms),
@@ -77,7 +74,7 @@ fn interval_from(value: Option<&str>) -> Duration {
 }
 
 /// Scrape every node_exporter server of every project every `interval` (serve passes
-/// [`interval_from_env`]) and send each page's report into `batches`, until `cancel`. Follows
+/// [`interval_from`]) and send each page's report into `batches`, until `cancel`. Follows
 /// `config` as described in the module doc; when its sender is gone the last configuration keeps
 /// running. On cancellation every loop stops (an unfinished scrape is dropped) and is awaited.
 ///
@@ -382,12 +379,9 @@ impl Loop {
 
 /// The report for `current`; rates need `previous`.
 fn report(previous: Option<&Snapshot>, current: &Snapshot, at_ms: i64) -> Report {
-    let metrics = node_exporter::metrics(previous, current)
-        .into_iter()
-        .map(|v| host::MetricValue { name: v.name, subject: v.subject, value: v.value })
-        .collect();
+    let metrics = node_exporter::metrics(previous, current);
     // node_exporter lists no processes.
-    Report { facts: current.facts().clone(), metrics, processes: vec![], process_counts: BTreeMap::new(), at_ms }
+    Report { facts: current.facts().clone(), metrics, processes: vec![], process_counts: BTreeMap::new(), skipped_mounts: vec![], at_ms }
 }
 
 /// Fetch and parse `target`'s page within `timeout`; `started` is the loop's monotonic origin.

@@ -11,9 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::live::LiveServers;
-use super::wire::{CheckResult, LogHit};
-use crate::agent::host::Report;
 use crate::metrics::Metrics;
+use crate::protocol::{CheckResult, LogHit, Report};
 use crate::store::{Store, StoredReport};
 
 /// Where a batch came from (a label of `watchkeeper_ingest_reports_total`).

@@ -13,6 +13,7 @@ use super::model::*;
 use super::raw::{self, ChannelType, MemberRole, MetricsKind, Os, ProcessMatch, Severity, SmtpTls, Sp, SpStr, WebhookFormat};
 use super::suggest::did_you_mean;
 use super::values::{self, Cidr, Dur};
+use crate::catalog;
 
 /// Documents sorted by kind, in the order compile needs them.
 #[derive(Default)]
@@ -428,11 +429,7 @@ impl Ctx<'_> {
             return;
         }
         let kind = c.type_.value;
-        let type_name = match kind {
-            ChannelType::Email => "email",
-            ChannelType::Sms => "sms",
-            ChannelType::Webhook => "webhook",
-        };
+        let type_name = kind.as_str();
         let incomplete = |cx: &mut Self, what: &str| {
             cx.diags.error("channel-incomplete", doc.at(&c.type_), format!("{type_name} channel `{}` needs {what}", c.name.value));
         };
@@ -952,8 +949,8 @@ impl Ctx<'_> {
         let mut rules = Vec::new();
         for rule in &p.rules {
             let r = &rule.value;
-            if !METRICS.contains(&r.metric.value.as_str()) {
-                let hint = did_you_mean(&r.metric.value, METRICS.iter().copied());
+            if !catalog::lookup(&r.metric.value).is_some_and(|m| m.alertable) {
+                let hint = did_you_mean(&r.metric.value, catalog::alertable());
                 self.diags.error("unknown-metric", doc.at(&r.metric), format!("unknown metric `{}`", r.metric.value)).maybe_hint(hint);
             }
             self.thresholds(doc, doc.at(rule), r.warning.as_ref(), r.fatal.as_ref(), r.below);
@@ -1238,8 +1235,6 @@ const ALL_DAYS: [raw::Weekday; 7] = {
     use raw::Weekday::*;
     [Mon, Tue, Wed, Thu, Fri, Sat, Sun]
 };
-
-const DEFAULT_SMS_BODY: &str = r#"{"to":"{{phone}}","text":"{{text}}"}"#;
 
 /// Heuristic for secrets written inline: a value that is not `${…}` and looks like a
 /// password, a bearer credential, a Slack hook or a long random token.

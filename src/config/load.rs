@@ -20,7 +20,7 @@ use super::suggest::did_you_mean;
 /// Files larger than this are refused before they are read.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Every document kind, in the order SPEC lists them.
+/// Every document kind, in the order the README lists them.
 pub const KINDS: &[&str] = &[
     "User",
     "Group",

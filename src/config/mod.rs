@@ -1,9 +1,10 @@
 //! Configuration as code: raw YAML types, loading with positions, `compile` to the validated
-//! model, and the keyed diff between two models. No I/O beyond reading the tree; no async.
+//! model, and the object diff between two models (for `plan`). No I/O beyond reading the tree; no async.
 
 pub mod compile;
 pub mod diagnostic;
 pub mod diff;
+mod env;
 pub mod load;
 pub mod model;
 pub mod raw;
@@ -14,6 +15,7 @@ pub mod values;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Diagnostics, Level, Location, Sources};
+pub use env::{MissingEnv, expand_env};
 pub use model::Config;
 
 /// The built-in policy library, embedded from `policies/` at build time.
@@ -108,7 +110,7 @@ pub fn finish_cached(mut sources: Sources, library: &Library, mut diags: Diagnos
         }
         diags.items.push(d);
     }
-    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let now_ms = crate::clock::now_ms();
     let config = compile::compile(docs, library_docs, &sources, now_ms, &mut diags);
     Loaded { sources, config, diagnostics: diags.into_sorted() }
 }

@@ -299,32 +299,5 @@ impl Config {
     }
 }
 
-/// Metric names AlertPolicy rules may use (SPEC §2); the agent reports these.
-pub const METRICS: &[&str] = &[
-    "cpu.usage",
-    "cpu.iowait",
-    "cpu.steal",
-    "cpu.irq",
-    "cpu.softirq",
-    "load.1",
-    "load.5",
-    "load.15",
-    "memory.usage",
-    "memory.available",
-    "swap.usage",
-    "memory.page_faults",
-    "disk.usage",
-    "disk.io",
-    "disk.iops",
-    "disk.read_bps",
-    "disk.write_bps",
-    "disk.queue",
-    "network.in_bps",
-    "network.out_bps",
-    "network.in_pps",
-    "network.out_pps",
-    "network.in_errors",
-    "network.out_errors",
-    "network.in_drops",
-    "network.out_drops",
-];
+/// The request body of an SMS channel without `body`: JSON with the phone and the text.
+pub const DEFAULT_SMS_BODY: &str = r#"{"to":"{{phone}}","text":"{{text}}"}"#;

@@ -328,6 +328,8 @@ pub enum Severity {
     Fatal,
 }
 
+words!(Severity { Warning => "warning", Fatal => "fatal" });
+
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountRange {
@@ -381,6 +383,8 @@ pub enum ChannelType {
     Sms,
     Webhook,
 }
+
+words!(ChannelType { Email => "email", Sms => "sms", Webhook => "webhook" });
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,28 +1,31 @@
-//! The alert engine: the one writer of alert state. It turns probe results into observations
-//! for the pure state machine in [`crate::alert`], and writes each transition, the instance's
-//! new state and the notifications it causes to the store in one transaction; then wakes the
-//! outbox. Host reports, down-check results and log hits from the collector go the same way
-//! through the pure rules of [`host`]. It also resolves the alerts of monitors, servers and
-//! rules a new revision removed or paused.
+//! The alert engine: the one writer of alert state, a thin shell around [`alert::decide`]. It
+//! turns probe results, host reports, down-check results, log hits and silence into
+//! observations ([`alert::rules`]), asks [`alert::decide`] what they mean, and stores each
+//! decision — the instance's new state, the alert history change and the notifications — in one
+//! transaction; then wakes the outbox. A new revision retires the instances it no longer keeps
+//! alive ([`alert::retire`]).
+//!
+//! Error policy: state is kept in memory only once the store accepted it, so a failed write
+//! leaves the instance as it was and the next observation continues from there. Retirements
+//! that fail are kept in a queue and retried with backoff (1 s doubling to a minute) until they
+//! are recorded — a removed monitor's alert always resolves in the end.
 
-pub mod host;
-
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::host::Report;
-use crate::alert::{self, AlertState, Observation, RuleKind, Severity, Transition};
+use crate::alert::retire::{LiveInstances, monitor_active};
+use crate::alert::rules::{self, Observed};
+use crate::alert::{self, Decision, Instance, InstanceKey, RuleId, Scene, Severity, decide};
 use crate::clock::now_ms;
-use crate::collect::wire::{CheckResult, Verdict};
 use crate::collect::writer::HostInput;
-use crate::config::model::{Config, DownCheck, PortMonitor, Project, Server};
+use crate::config::model::{Config, DownCheck, Project, Server};
 use crate::metrics::Metrics;
-use crate::notify::{self, AlertMessage, MessageKind};
 use crate::probe::PortResult;
-use crate::store::{AlertChange, InstanceKey, ProbeRecord, Store, StoreError, StoredInstance};
+use crate::protocol::{CheckResult, Verdict};
+use crate::store::{ProbeRecord, Store, StoreError, StoredInstance};
 
 /// A new configuration for the engine, with the revision that brought it.
 #[derive(Debug, Clone)]
@@ -31,36 +34,27 @@ pub struct Applied {
     pub revision: String,
 }
 
-/// What the engine remembers per alert instance.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Instance {
-    state: AlertState,
-    open_alert_id: Option<i64>,
-}
-
-/// What a transition is about, for its alert row and messages.
-struct About<'a> {
-    /// The address concerned.
-    host: String,
-    what: String,
-    detail: String,
-    /// The port monitor, whose `notify` list adds recipients.
-    monitor: Option<&'a PortMonitor>,
-    /// The report behind a host observation: a fired alert's snapshot is taken from it.
-    report: Option<&'a Report>,
+/// A retirement that could not be recorded yet.
+#[derive(Debug, Clone, PartialEq)]
+struct Retiring {
+    reason: String,
+    attempts: u32,
+    next_try_ms: i64,
 }
 
 pub struct Engine {
     store: Store,
     metrics: Arc<Metrics>,
     /// Woken whenever notifications were enqueued.
-    outbox: Arc<Notify>,
+    outbox_wake: Arc<Notify>,
     config: Arc<Config>,
     revision: String,
     instances: HashMap<InstanceKey, Instance>,
     /// (project, server) → the (rule, subject) of its instances: a report asks which of its
     /// server's instances it no longer mentions, and must not scan every instance to know.
-    by_server: HashMap<(String, String), BTreeSet<(String, String)>>,
+    by_server: HashMap<(String, String), BTreeSet<(RuleId, String)>>,
+    /// Instances a revision retired whose resolution is not recorded yet, retried on every tick.
+    retiring: BTreeMap<InstanceKey, Retiring>,
     /// When serve last received a report of each (project, server); `no_data` counts from here.
     last_seen: HashMap<(String, String), i64>,
     /// The last boot time each server reported, to see restarts.
@@ -69,129 +63,32 @@ pub struct Engine {
     started_ms: i64,
 }
 
-/// How often silent servers are looked for (`no_data`).
+/// How often silent servers are looked for (`no_data`) and failed retirements retried.
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The rule id of a port monitor's instances.
-pub fn port_rule(monitor: &str) -> String {
-    format!("port:{monitor}")
-}
-
-/// Is this monitor probed? Not when the server it watches is paused.
-pub fn monitor_active(project: &Project, monitor: &PortMonitor) -> bool {
-    monitor.server.as_ref().is_none_or(|s| project.servers.get(s).is_none_or(|srv| !srv.paused))
-}
-
-/// Why a configuration retires a port-monitor alert instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retired {
-    /// The monitor or the port is gone (or the whole project).
-    Removed,
-    /// The monitor watches a paused server.
-    Paused,
-}
-
-impl Retired {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Retired::Removed => "removed",
-            Retired::Paused => "paused",
-        }
-    }
-}
-
-/// The alert instances a configuration keeps alive. The engine retires every other instance
-/// when it applies the configuration; `plan --against` uses the same rule to list the firing
-/// alerts a change would drop, so the two cannot disagree.
-#[derive(Debug)]
-pub struct LiveInstances<'a> {
-    config: &'a Config,
-    /// (project, rule, subject = port) of every port of every active monitor.
-    ports: BTreeSet<(String, String, String)>,
-    /// (project, rule) of the monitors whose server is paused.
-    paused_ports: BTreeSet<(String, String)>,
-}
-
-impl<'a> LiveInstances<'a> {
-    pub fn of(config: &'a Config) -> LiveInstances<'a> {
-        let mut out = LiveInstances { config, ports: BTreeSet::new(), paused_ports: BTreeSet::new() };
-        for project in config.projects.values() {
-            for monitor in project.port_monitors.values() {
-                if !monitor_active(project, monitor) {
-                    out.paused_ports.insert((project.name.clone(), port_rule(&monitor.name)));
-                    continue;
-                }
-                for port in &monitor.ports {
-                    out.ports.insert((project.name.clone(), port_rule(&monitor.name), port.to_string()));
-                }
-            }
-        }
-        out
-    }
-
-    /// Whether (and why) the instance is retired under this configuration; `None` when it
-    /// lives on.
-    pub fn retires(&self, project: &str, server: &str, rule: &str, subject: &str) -> Option<Retired> {
-        if rule.starts_with("port:") {
-            let key = (project.to_string(), rule.to_string(), subject.to_string());
-            if self.ports.contains(&key) {
-                return None;
-            }
-            return Some(if self.paused_ports.contains(&(key.0, key.1)) { Retired::Paused } else { Retired::Removed });
-        }
-        let Some(p) = self.config.projects.get(project) else { return Some(Retired::Removed) };
-        if let Some(name) = rule.strip_prefix("downcheck:") {
-            let Some(check) = p.down_checks.get(name).filter(|d| d.target == server && d.port.to_string() == subject) else {
-                return Some(Retired::Removed);
-            };
-            let paused = [&check.detector, &check.target].iter().any(|s| p.servers.get(s.as_str()).is_none_or(|s| s.paused));
-            return paused.then_some(Retired::Paused);
-        }
-        // Every other rule is about a server that must exist and not be paused.
-        let Some(srv) = p.servers.get(server) else { return Some(Retired::Removed) };
-        if srv.paused {
-            return Some(Retired::Paused);
-        }
-        let policy = host::server_policy(self.config, p, srv);
-        let kept = if let Some(metric) = rule.strip_prefix("metric:") {
-            policy.is_some_and(|pol| pol.rules.iter().any(|r| r.metric == metric))
-        } else if let Some(rest) = rule.strip_prefix("process:") {
-            let name = rest.rsplit_once(':').map_or(rest, |(n, _)| n);
-            p.process_policies.get(name).is_some_and(|pp| pp.applies_to(server))
-        } else if let Some(rest) = rule.strip_prefix("log:") {
-            let (name, index) = rest.rsplit_once(':').unwrap_or((rest, ""));
-            p.log_policies
-                .get(name)
-                .is_some_and(|lp| lp.servers.iter().any(|s| s == server) && index.parse::<usize>().is_ok_and(|i| i < lp.rules.len()))
-        } else if rule == host::NODATA_RULE {
-            policy.is_some_and(|pol| pol.no_data.is_some())
-        } else if rule == host::RESTART_RULE {
-            policy.is_some_and(|pol| pol.restart)
-        } else {
-            false // a rule this version does not know
-        };
-        (!kept).then_some(Retired::Removed)
-    }
-}
+/// The first retry of a failed retirement comes this long after it; each later one doubles,
+/// up to [`RETRY_MAX_MS`].
+const RETRY_FIRST_MS: i64 = 1_000;
+const RETRY_MAX_MS: i64 = 60_000;
 
 impl Engine {
     /// Resume from the store: every persisted instance, with its counters and open alert.
-    pub async fn load(store: Store, metrics: Arc<Metrics>, outbox: Arc<Notify>) -> Result<Engine, StoreError> {
+    pub async fn load(store: Store, metrics: Arc<Metrics>, outbox_wake: Arc<Notify>) -> Result<Engine, StoreError> {
         let stored = store.load_instances().await?;
         let mut engine = Engine {
             store,
             metrics,
-            outbox,
+            outbox_wake,
             config: Arc::new(Config::default()),
             revision: String::new(),
             by_server: HashMap::new(),
             instances: HashMap::new(),
+            retiring: BTreeMap::new(),
             last_seen: HashMap::new(),
             boot_times: HashMap::new(),
             started_ms: now_ms(),
         };
-        for StoredInstance { key, state, open_alert_id } in stored {
-            engine.remember(key, Instance { state, open_alert_id });
+        for StoredInstance { key, instance } in stored {
+            engine.remember(key, instance);
         }
         engine.update_firing_gauge();
         Ok(engine)
@@ -206,9 +103,8 @@ impl Engine {
     }
 
     /// Run until cancelled: configurations first (so results of a new monitor find it), then
-    /// probe results and host reports, and every [`TICK`] the `no_data` check. Store errors are
-    /// logged and the batch retried later by the next results; the state machine's state is
-    /// only kept in memory once the store accepted it.
+    /// probe results and host reports, and every [`TICK`] the `no_data` check and the retry of
+    /// failed retirements. Store errors are logged; see the module's error policy.
     pub async fn run(
         mut self,
         mut configs: mpsc::Receiver<Applied>,
@@ -222,11 +118,7 @@ impl Engine {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                Some(applied) = configs.recv() => {
-                    if let Err(e) = self.apply_config(applied).await {
-                        tracing::error!(error = %e, "could not record alerts resolved by the new revision");
-                    }
-                }
+                Some(applied) = configs.recv() => self.apply_config(applied).await,
                 Some(batch) = results.recv() => {
                     if let Err(e) = self.observe(batch).await {
                         tracing::error!(error = %e, "could not record probe results");
@@ -238,7 +130,9 @@ impl Engine {
                     }
                 }
                 _ = tick.tick() => {
-                    if let Err(e) = self.tick(now_ms()).await {
+                    let now = now_ms();
+                    self.retry_retirements(now).await;
+                    if let Err(e) = self.tick(now).await {
                         tracing::error!(error = %e, "could not record no-data alerts");
                     }
                 }
@@ -247,59 +141,64 @@ impl Engine {
         }
     }
 
-    /// Take a new configuration; resolve instances whose monitor or port is gone or paused.
-    pub async fn apply_config(&mut self, applied: Applied) -> Result<(), StoreError> {
+    /// Take a new configuration and retire the instances it no longer keeps alive. Retirements
+    /// the store refuses stay queued and are retried on every tick until they are recorded.
+    pub async fn apply_config(&mut self, applied: Applied) {
         self.config = applied.config;
         self.revision = applied.revision;
-        let now_ms = now_ms();
+        let now = now_ms();
         let config = Arc::clone(&self.config);
         let live = LiveInstances::of(&config);
-        let gone: Vec<(InstanceKey, Retired)> = self
-            .instances
-            .keys()
-            .filter_map(|k| live.retires(&k.project, &k.server, &k.rule, &k.subject).map(|why| (k.clone(), why)))
-            .collect();
-        for (key, why) in gone {
-            let reason = format!("{} in {}", why.as_str(), self.revision);
-            self.retire(&key, &reason, now_ms).await?;
+        // A revision that brings back what an earlier one removed saves it from retirement.
+        self.retiring.retain(|k, _| live.retires(&k.project, &k.server, &k.rule, &k.subject).is_some());
+        for key in self.instances.keys() {
+            if let Some(why) = live.retires(&key.project, &key.server, &key.rule, &key.subject) {
+                let reason = format!("{why} in {}", self.revision);
+                self.retiring.insert(key.clone(), Retiring { reason, attempts: 0, next_try_ms: now });
+            }
         }
-        self.update_firing_gauge();
-        Ok(())
+        self.retry_retirements(now).await;
     }
 
-    /// Close an instance for good: resolve its open alert (notifying, as a resolve) and forget it.
-    async fn retire(&mut self, key: &InstanceKey, reason: &str, now_ms: i64) -> Result<(), StoreError> {
-        let Some(instance) = self.instances.get(key).copied() else { return Ok(()) };
-        let (change, notifications) = match instance.state.phase {
-            alert::Phase::Firing { since_ms, severity } => {
-                let msg = AlertMessage {
-                    kind: MessageKind::Resolved,
-                    severity,
-                    project: key.project.clone(),
-                    server: (!key.server.is_empty()).then(|| key.server.clone()),
-                    host: String::new(),
-                    what: describe(key),
-                    detail: reason.to_string(),
-                    started_at_ms: since_ms,
-                    at_ms: now_ms,
-                    alert_id: instance.open_alert_id,
-                };
-                let notifications = if self.config.projects.contains_key(&key.project) {
-                    notify::build_notifications(&self.config, &key.project, &msg, None, None, now_ms)
-                } else {
-                    Vec::new()
-                };
-                (Some(AlertChange::Resolve { at_ms: now_ms, reason: reason.to_string() }), notifications)
-            }
-            _ => (None, Vec::new()),
-        };
-        self.store.apply_alert(key, &AlertState::default(), instance.open_alert_id, change.as_ref(), &notifications, now_ms).await?;
-        self.forget(key);
-        if !notifications.is_empty() {
-            self.outbox.notify_one();
+    /// Record every queued retirement that is due; the ones the store refuses wait longer.
+    async fn retry_retirements(&mut self, now_ms: i64) {
+        let due: Vec<InstanceKey> = self.retiring.iter().filter(|(_, r)| r.next_try_ms <= now_ms).map(|(k, _)| k.clone()).collect();
+        if due.is_empty() {
+            self.metrics.set_retirements_pending(self.retiring.len());
+            return;
         }
+        let mut notified = false;
+        for key in due {
+            let Some(retiring) = self.retiring.get(&key).cloned() else { continue };
+            match self.retire(&key, &retiring.reason, now_ms).await {
+                Ok(sent) => {
+                    notified |= sent;
+                    self.retiring.remove(&key);
+                }
+                Err(e) => {
+                    let attempts = retiring.attempts + 1;
+                    let delay = RETRY_FIRST_MS.saturating_mul(1 << attempts.min(16)).min(RETRY_MAX_MS);
+                    tracing::error!(project = %key.project, rule = %key.rule, subject = %key.subject, attempts, retry_in_ms = delay,
+                        error = %e, "could not record a retired alert instance; will retry");
+                    self.retiring.insert(key, Retiring { attempts, next_try_ms: now_ms + delay, ..retiring });
+                }
+            }
+        }
+        self.metrics.set_retirements_pending(self.retiring.len());
+        self.finish(notified);
+    }
+
+    /// Close an instance for good: resolve its open alert (notifying, as a resolve) and forget
+    /// it. Returns whether notifications were enqueued.
+    async fn retire(&mut self, key: &InstanceKey, reason: &str, now_ms: i64) -> Result<bool, StoreError> {
+        let Some(before) = self.instances.get(key).copied() else { return Ok(false) };
+        let decision = alert::decide::retire(&self.config, key, &before, reason, now_ms);
+        self.store
+            .apply_alert(key, &decision.state, before.open_alert_id, decision.change.as_ref(), &decision.notifications, now_ms)
+            .await?;
+        self.forget(key);
         tracing::info!(project = %key.project, rule = %key.rule, subject = %key.subject, reason, "alert instance retired");
-        Ok(())
+        Ok(!decision.notifications.is_empty())
     }
 
     /// Record a batch of probe results and advance their instances.
@@ -319,113 +218,56 @@ impl Engine {
             })
             .collect();
         self.store.insert_probe_results(&records).await?;
+        let config = Arc::clone(&self.config);
         let mut notified = false;
         for result in &batch {
             let kind = result.outcome.error.as_ref().map_or("ok", |e| e.kind.as_str());
             self.metrics.record_probe(&result.key.project, &result.key.name, kind, result.outcome.latency.as_secs_f64());
-            notified |= self.observe_one(result).await?;
+            let Some(project) = config.projects.get(&result.key.project) else { continue };
+            let Some(monitor) = project.port_monitors.get(&result.key.name) else { continue };
+            if !monitor.ports.contains(&result.port) || !monitor_active(project, monitor) {
+                continue; // a result from before the revision that removed it
+            }
+            let scene = Scene {
+                config: &config,
+                project,
+                server: monitor.server.as_deref().unwrap_or_default(),
+                host: &monitor.host,
+                monitor: Some(monitor),
+                report: None,
+            };
+            let error = result.outcome.error.as_ref().map(|e| e.message.as_str());
+            notified |= self.advance(&scene, rules::port_check(monitor, result.port, error), result.at_ms).await?;
         }
-        if notified {
-            self.outbox.notify_one();
-        }
-        self.update_firing_gauge();
+        self.finish(notified);
         Ok(())
     }
 
-    async fn observe_one(&mut self, result: &PortResult) -> Result<bool, StoreError> {
-        let config = Arc::clone(&self.config);
-        let Some(project) = config.projects.get(&result.key.project) else { return Ok(false) };
-        let Some(monitor) = project.port_monitors.get(&result.key.name) else { return Ok(false) };
-        if !monitor.ports.contains(&result.port) || !monitor_active(project, monitor) {
-            return Ok(false); // a result from before the revision that removed it
+    /// Decide one observation and store the decision. Returns whether notifications were enqueued.
+    async fn advance(&mut self, scene: &Scene<'_>, observed: Observed, at_ms: i64) -> Result<bool, StoreError> {
+        let key = scene.key(observed.rule.clone(), observed.subject.clone());
+        if self.retiring.contains_key(&key) {
+            return Ok(false); // a revision retired it; its resolution is being recorded
         }
-        let key = InstanceKey {
-            project: project.name.clone(),
-            server: monitor.server.clone().unwrap_or_default(),
-            rule: port_rule(&monitor.name),
-            subject: result.port.to_string(),
-        };
-        let rule = RuleKind::Counted { failures: monitor.failures, recoveries: monitor.recoveries };
-        let observation = Observation::Check((!result.outcome.ok).then_some(Severity::Fatal));
-        let about = About {
-            host: monitor.host.clone(),
-            what: format!("port {} of {} ({})", result.port, monitor.name, monitor.host),
-            detail: result.outcome.error.as_ref().map_or_else(|| "connection succeeded".to_string(), |e| e.message.clone()),
-            monitor: Some(monitor),
-            report: None,
-        };
-        self.advance(&config, key, rule, observation, result.at_ms, about).await
-    }
-
-    /// Step one instance by one observation; record and notify what changed. Returns whether
-    /// notifications were enqueued.
-    async fn advance(
-        &mut self,
-        config: &Config,
-        key: InstanceKey,
-        rule: RuleKind,
-        observation: Observation,
-        at_ms: i64,
-        about: About<'_>,
-    ) -> Result<bool, StoreError> {
-        let Some(project) = config.projects.get(&key.project) else { return Ok(false) };
-        let before = self.instances.get(&key).copied().unwrap_or(Instance { state: AlertState::default(), open_alert_id: None });
-        let (state, transition) = alert::step(before.state, rule, observation, at_ms);
-        if state == before.state && transition.is_none() {
+        let before = self.instances.get(&key).copied().unwrap_or_default();
+        let decision = decide(scene, observed, &before, at_ms, &|parent| self.parent_down(&scene.project.name, parent));
+        if !decision.changes(&before) {
             return Ok(false);
         }
-        let snapshot = || about.report.map_or_else(|| serde_json::json!({}), host::snapshot);
-        let change = match transition {
-            None => None,
-            Some(Transition::Fired { severity, since_ms }) => Some(AlertChange::Open {
-                severity,
-                started_at_ms: since_ms,
-                message: format!("{}: {}", about.what, about.detail),
-                host: about.host.clone(),
-                snapshot: snapshot(),
-            }),
-            Some(Transition::Escalated { to, .. }) => Some(AlertChange::Escalate { severity: to }),
-            Some(Transition::Resolved { .. }) => Some(AlertChange::Resolve { at_ms, reason: "recovered".into() }),
-            Some(Transition::Event { severity }) => Some(AlertChange::Event {
-                severity,
-                at_ms,
-                message: format!("{}: {}", about.what, about.detail),
-                host: about.host.clone(),
-                snapshot: snapshot(),
-            }),
-        };
-        let notifications = match transition {
-            None => Vec::new(),
-            Some(t) => {
-                let (kind, severity, mut started_at_ms) = MessageKind::of(&t, at_ms);
-                if kind == MessageKind::Escalated {
-                    started_at_ms = firing_since(&before.state);
-                }
-                let server = (!key.server.is_empty()).then(|| key.server.clone());
-                let msg = AlertMessage {
-                    kind,
-                    severity,
-                    project: project.name.clone(),
-                    server: server.clone(),
-                    host: about.host.clone(),
-                    what: about.what.clone(),
-                    detail: about.detail.clone(),
-                    started_at_ms,
-                    at_ms,
-                    alert_id: before.open_alert_id,
-                };
-                let suppressed = self.suppression(project, server.as_deref(), at_ms);
-                notify::build_notifications(config, &project.name, &msg, about.monitor, suppressed.as_deref(), at_ms)
-            }
-        };
+        self.record(decision, before, at_ms).await
+    }
+
+    /// Store a decision and only then take its state as the instance's.
+    async fn record(&mut self, decision: Decision, before: Instance, at_ms: i64) -> Result<bool, StoreError> {
+        let Decision { key, state, transition, change, notifications } = decision;
         let open_alert_id = self.store.apply_alert(&key, &state, before.open_alert_id, change.as_ref(), &notifications, at_ms).await?;
-        if state == AlertState::default() {
-            self.forget(&key);
-        } else {
-            self.remember(key.clone(), Instance { state, open_alert_id });
-        }
         if let Some(t) = transition {
             tracing::info!(project = %key.project, server = %key.server, rule = %key.rule, subject = %key.subject, transition = ?t, "alert transition");
+        }
+        if state == alert::AlertState::default() {
+            self.forget(&key);
+        } else {
+            self.remember(key, Instance { state, open_alert_id });
         }
         Ok(!notifications.is_empty())
     }
@@ -439,39 +281,30 @@ impl Engine {
         self.last_seen.insert(server_key.clone(), input.received_ms);
         let mut notified = false;
         if !server.paused {
-            let policy = host::server_policy(&config, project, server);
+            let policy = rules::server_policy(&config, project, server);
+            let scene = |report| Scene { config: &config, project, server: &server.name, host: &server.host, monitor: None, report };
             for report in &input.reports {
                 let previous_boot = self.boot_times.insert(server_key.clone(), report.facts.boot_time);
-                let existing: Vec<(String, String)> =
+                let existing: Vec<(RuleId, String)> =
                     self.by_server.get(&server_key).map(|s| s.iter().cloned().collect()).unwrap_or_default();
-                let existing = existing.iter().map(|(r, s)| (r.as_str(), s.as_str()));
-                for o in host::report_observations(project, policy, &server.name, report, existing, previous_boot) {
-                    let key = host_key(project, server, o.rule, o.subject);
-                    let about =
-                        About { host: server.host.clone(), what: o.what, detail: o.detail, monitor: None, report: Some(report.as_ref()) };
-                    notified |= self.advance(&config, key, o.kind, o.observation, report.at_ms, about).await?;
+                let existing = existing.iter().map(|(r, s)| (r, s.as_str()));
+                for o in rules::report_observations(project, policy, &server.name, report, existing, previous_boot) {
+                    notified |= self.advance(&scene(Some(report.as_ref())), o, report.at_ms).await?;
                 }
             }
             let newest = input.reports.iter().max_by_key(|r| r.at_ms).map(Arc::as_ref);
             for hit in &input.log_hits {
-                if let Some(o) = host::log_hit(project, &server.name, &hit.policy, hit.rule, &hit.file, &hit.line) {
-                    let key = host_key(project, server, o.rule, o.subject);
-                    let about = About { host: server.host.clone(), what: o.what, detail: o.detail, monitor: None, report: newest };
-                    notified |= self.advance(&config, key, o.kind, o.observation, hit.at_ms, about).await?;
+                if let Some(o) = rules::log_hit(project, &server.name, &hit.policy, hit.rule, &hit.file, &hit.line) {
+                    notified |= self.advance(&scene(newest), o, hit.at_ms).await?;
                 }
             }
             // "No data" ends with the first report.
-            if let Some(o) = host::no_data(policy, input.received_ms, input.received_ms) {
-                let key = host_key(project, server, o.rule, o.subject);
-                let about = About { host: server.host.clone(), what: o.what, detail: o.detail, monitor: None, report: newest };
-                notified |= self.advance(&config, key, o.kind, o.observation, input.received_ms, about).await?;
+            if let Some(o) = rules::no_data(policy, input.received_ms, input.received_ms) {
+                notified |= self.advance(&scene(newest), o, input.received_ms).await?;
             }
         }
         notified |= self.observe_checks(&config, project, server, &input.checks).await?;
-        if notified {
-            self.outbox.notify_one();
-        }
-        self.update_firing_gauge();
+        self.finish(notified);
         Ok(())
     }
 
@@ -528,26 +361,8 @@ impl Engine {
         let mut notified = false;
         for (c, d) in known {
             let Some(target) = project.servers.get(&d.target).filter(|t| !t.paused && !detector.paused) else { continue };
-            let verdict = Verdict::of(c);
-            let key = host_key(project, target, host::downcheck_rule_id(&d.name), d.port.to_string());
-            let detail = match verdict {
-                Verdict::Up => "port answers".to_string(),
-                Verdict::ServiceDown => format!("service down: port {} fails, liveness port {} answers", d.port, d.liveness_port),
-                _ => format!("host down: port {} and liveness port {} fail", d.port, d.liveness_port),
-            };
-            let detail = match &c.error {
-                Some(e) if verdict != Verdict::Up => format!("{detail} ({e})"),
-                _ => detail,
-            };
-            let about = About {
-                host: d.ip.clone(),
-                what: format!("port {} of {} ({}), checked from {}", d.port, target.name, d.ip, d.detector),
-                detail,
-                monitor: None,
-                report: None,
-            };
-            let rule = RuleKind::Counted { failures: d.failures, recoveries: 1 };
-            notified |= self.advance(config, key, rule, Observation::Check(verdict.severity()), c.at_ms, about).await?;
+            let scene = Scene { config, project, server: &target.name, host: &d.ip, monitor: None, report: None };
+            notified |= self.advance(&scene, rules::down_check(d, c), c.at_ms).await?;
         }
         Ok(notified)
     }
@@ -558,36 +373,40 @@ impl Engine {
         let mut notified = false;
         for project in config.projects.values() {
             for server in project.servers.values().filter(|s| !s.paused) {
-                let policy = host::server_policy(&config, project, server);
+                let policy = rules::server_policy(&config, project, server);
                 let seen = self.last_seen.get(&(project.name.clone(), server.name.clone())).copied().unwrap_or(self.started_ms);
-                let Some(o) = host::no_data(policy, seen, now_ms) else { continue };
-                if o.observation == Observation::Check(None) {
+                let Some(o) = rules::no_data(policy, seen, now_ms) else { continue };
+                if o.observation == alert::Observation::Check(None) {
                     continue; // reports clear it when they come
                 }
-                let key = host_key(project, server, o.rule, o.subject);
-                if self.instances.get(&key).is_some_and(|i| i.state.is_firing()) {
+                let scene = Scene { config: &config, project, server: &server.name, host: &server.host, monitor: None, report: None };
+                if self.instances.get(&scene.key(RuleId::NoData, String::new())).is_some_and(|i| i.state.is_firing()) {
                     continue; // already firing: counting more silent seconds would only rewrite its state
                 }
-                let about = About { host: server.host.clone(), what: o.what, detail: o.detail, monitor: None, report: None };
-                notified |= self.advance(&config, key, o.kind, o.observation, now_ms, about).await?;
+                notified |= self.advance(&scene, o, now_ms).await?;
             }
         }
-        if notified {
-            self.outbox.notify_one();
-        }
-        self.update_firing_gauge();
+        self.finish(notified);
         Ok(())
     }
 
-    /// Why notifications about `server` are held back now, if they are.
-    fn suppression(&self, project: &Project, server: Option<&str>, now_ms: i64) -> Option<String> {
-        alert::suppress::suppression(project, server, now_ms, |parent| {
-            self.instances.iter().any(|(k, i)| {
-                k.project == project.name
-                    && k.server == parent
-                    && matches!(i.state.phase, alert::Phase::Firing { severity: Severity::Fatal, .. })
+    /// Whether `parent` (a server of `project`) has a fatal alert firing.
+    fn parent_down(&self, project: &str, parent: &str) -> bool {
+        self.by_server.get(&(project.to_string(), parent.to_string())).is_some_and(|rules| {
+            rules.iter().any(|(rule, subject)| {
+                let key =
+                    InstanceKey { project: project.to_string(), server: parent.to_string(), rule: rule.clone(), subject: subject.clone() };
+                self.instances.get(&key).is_some_and(|i| matches!(i.state.phase, alert::Phase::Firing { severity: Severity::Fatal, .. }))
             })
         })
+    }
+
+    /// After a round of decisions: wake the outbox if something was enqueued; update the gauge.
+    fn finish(&self, notified: bool) {
+        if notified {
+            self.outbox_wake.notify_one();
+        }
+        self.update_firing_gauge();
     }
 
     fn update_firing_gauge(&self) {
@@ -600,25 +419,5 @@ impl Engine {
             }
         }
         self.metrics.set_alerts_firing(warning, fatal);
-    }
-}
-
-/// The key of a host instance of `server`.
-fn host_key(project: &Project, server: &Server, rule: String, subject: String) -> InstanceKey {
-    InstanceKey { project: project.name.clone(), server: server.name.clone(), rule, subject }
-}
-
-fn firing_since(state: &AlertState) -> i64 {
-    match state.phase {
-        alert::Phase::Firing { since_ms, .. } | alert::Phase::Pending { since_ms, .. } => since_ms,
-        alert::Phase::Inactive => 0,
-    }
-}
-
-/// A human description of an instance from its key alone (used when its monitor is gone).
-fn describe(key: &InstanceKey) -> String {
-    match key.rule.strip_prefix("port:") {
-        Some(monitor) => format!("port {} of {monitor}", key.subject),
-        None => format!("{} {}", key.rule, key.subject),
     }
 }

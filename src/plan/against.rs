@@ -9,10 +9,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::alert::RuleId;
+use crate::alert::retire::LiveInstances;
 use crate::api::ObjectsDoc;
 use crate::config::Config;
 use crate::config::diff::{self, Entry, ObjectKey};
-use crate::engine::LiveInstances;
 
 /// How long one request may take before the plan gives up on the server.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,7 +87,7 @@ pub struct Running {
 }
 
 impl Running {
-    /// The plan from what runs to `new`: the keyed diff — within the token's scope when it has
+    /// The plan from what runs to `new`: the object diff — within the token's scope when it has
     /// one, so objects it cannot see do not show as added — and the firing alerts it would drop.
     pub fn plan(&self, new: &Config) -> (Vec<Entry>, Vec<DroppedAlert>) {
         let mut after = diff::objects(new);
@@ -108,7 +109,6 @@ pub async fn fetch(base: &str, token: &str) -> Result<Running, FetchError> {
     if !(base.starts_with("http://") || base.starts_with("https://")) {
         return Err(FetchError::Url(base.to_string()));
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder().timeout(TIMEOUT).build().map_err(FetchError::Client)?;
     let doc: ObjectsDoc = get(&client, &format!("{base}/api/v1/objects"), token).await?;
     let objects: BTreeMap<ObjectKey, Value> = doc.objects.into_iter().map(|o| (o.key, o.value)).collect();
@@ -154,7 +154,7 @@ pub fn dropped_alerts(firing: &[FiringAlert], new: &Config) -> Vec<DroppedAlert>
     let mut out: Vec<DroppedAlert> = firing
         .iter()
         .filter_map(|a| {
-            live.retires(&a.project, a.server.as_deref().unwrap_or(""), &a.rule, &a.subject)
+            live.retires(&a.project, a.server.as_deref().unwrap_or(""), &RuleId::from_stored(&a.rule), &a.subject)
                 .map(|why| DroppedAlert { alert: a.clone(), reason: why.as_str() })
         })
         .collect();

@@ -1,6 +1,7 @@
 //! The prober against real sockets on 127.0.0.1, in real (short) time.
 
 use super::*;
+use crate::clock::now_ms;
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,10 +24,6 @@ fn spec(name: &str, ports: &[u16], interval_ms: u64, timeout_ms: u64) -> Monitor
 
 async fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 async fn next_batch(rx: &mut mpsc::Receiver<Vec<PortResult>>) -> Vec<PortResult> {

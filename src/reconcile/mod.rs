@@ -1,7 +1,14 @@
-//! The one place that wires configuration to running tasks: each new revision is validated
-//! as a whole, then applied as a keyed diff — monitors added, changed or removed in the prober,
-//! the engine told (it resolves what was removed), the API's view swapped. A rejected revision
-//! stops nothing: it is recorded with its diagnostics and the last good one keeps running.
+//! The one place that wires configuration to running tasks. Each new revision is compiled as a
+//! whole (only the files that changed are parsed again). A rejected revision stops nothing: it
+//! is recorded with its diagnostics and the last good one keeps running. An accepted one
+//! replaces the running configuration, and running state is lined up with it by identity — no
+//! separate diff is computed:
+//!
+//! - the engine gets it first and retires the alert instances it no longer keeps alive
+//!   ([`crate::alert::retire`]); every other instance keeps its counters and open alert;
+//! - the prober is given every active monitor: one whose spec is unchanged keeps its timer, a
+//!   changed one is rescheduled, one no longer wanted is stopped;
+//! - the API, the scraper and the outbox see the new configuration through a watch channel.
 
 pub mod source;
 
@@ -11,14 +18,15 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::retire::monitor_active;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::engine::{Applied, monitor_active};
+use crate::engine::Applied;
 use crate::lint;
 use crate::metrics::Metrics;
 use crate::probe::{MonitorKey, MonitorSpec, Prober};
 use crate::store::{RevisionRecord, Store};
-use source::Snapshot;
+use source::Revision;
 
 pub struct Reconciler {
     pub store: Store,
@@ -61,13 +69,13 @@ impl Reconciler {
         Reconciler { store, metrics, prober, engine, config, running: HashSet::new(), applied: None }
     }
 
-    /// Apply snapshots until cancelled, then stop the prober and wait for it.
-    pub async fn run(mut self, mut snapshots: mpsc::Receiver<Snapshot>, cancel: CancellationToken) {
+    /// Apply revisions until cancelled, then stop the prober and wait for it.
+    pub async fn run(mut self, mut revisions: mpsc::Receiver<Revision>, cancel: CancellationToken) {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                snapshot = snapshots.recv() => match snapshot {
-                    Some(snapshot) => self.apply(snapshot).await,
+                revision = revisions.recv() => match revision {
+                    Some(revision) => self.apply(revision).await,
                     None => break,
                 },
             }
@@ -76,8 +84,8 @@ impl Reconciler {
     }
 
     /// Validate and apply one revision.
-    pub async fn apply(&mut self, snapshot: Snapshot) {
-        let Snapshot { revision, loaded } = snapshot;
+    pub async fn apply(&mut self, revision: Revision) {
+        let Revision { id: revision, loaded } = revision;
         let at_ms = now_ms();
         let diagnostics = lint::to_json(&loaded.diagnostics, &loaded.sources, loaded.sources.tree_files);
         if loaded.has_errors() {

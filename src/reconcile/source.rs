@@ -1,5 +1,5 @@
 //! Where revisions come from: a local directory (watched, plus a periodic rescan) or a git
-//! branch (cloned into a work directory and polled). Each yields a [`Snapshot`]: the tree
+//! branch (cloned into a work directory and polled). Each yields a [`Revision`]: the tree
 //! loaded through the same path as lint, and its revision.
 
 use std::path::{Path, PathBuf};
@@ -23,9 +23,9 @@ pub enum SourceSpec {
 }
 
 /// A revision of the tree, loaded and compiled.
-pub struct Snapshot {
+pub struct Revision {
     /// The git commit, or `sha256:` and the first 16 hex digits of the tree's content hash.
-    pub revision: String,
+    pub id: String,
     pub loaded: Loaded,
 }
 
@@ -82,23 +82,23 @@ pub fn git_sync(url: &str, branch: &str, workdir: &Path) -> Result<String, Sourc
 
 /// Load the current revision once (blocking: file and git I/O). Only files changed since
 /// `cache` last saw them are parsed again.
-pub fn read_once(spec: &SourceSpec, library: &Library, cache: &mut ParseCache) -> Result<Snapshot, SourceError> {
+pub fn read_once(spec: &SourceSpec, library: &Library, cache: &mut ParseCache) -> Result<Revision, SourceError> {
     match spec {
         SourceSpec::Dir { dir, .. } => {
             let loaded = config::load_dir_cached(dir, library, cache);
-            Ok(Snapshot { revision: content_revision(&loaded), loaded })
+            Ok(Revision { id: content_revision(&loaded), loaded })
         }
         SourceSpec::Git { url, branch, workdir, subdir, .. } => {
             let commit = git_sync(url, branch, workdir)?;
             let tree = subdir.as_ref().map_or_else(|| workdir.clone(), |s| workdir.join(s));
-            Ok(Snapshot { revision: commit, loaded: config::load_dir_cached(&tree, library, cache) })
+            Ok(Revision { id: commit, loaded: config::load_dir_cached(&tree, library, cache) })
         }
     }
 }
 
 /// Follow the source until cancelled, sending each new revision (and the first) to `out`.
 /// A source that fails to read (git unreachable) is logged and retried on the next tick.
-pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Snapshot>, cancel: CancellationToken) {
+pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Revision>, cancel: CancellationToken) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
     // Keep the watcher alive for as long as we follow; dropping it stops watching.
     let _watcher = match &spec {
@@ -121,11 +121,11 @@ pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Snapsh
             cache = used;
             result
         }) {
-            Ok(Ok(snapshot)) => {
-                tracing::debug!(revision = %snapshot.revision, "configuration read");
-                if last.as_deref() != Some(snapshot.revision.as_str()) {
-                    last = Some(snapshot.revision.clone());
-                    if out.send(snapshot).await.is_err() {
+            Ok(Ok(revision)) => {
+                tracing::debug!(revision = %revision.id, "configuration read");
+                if last.as_deref() != Some(revision.id.as_str()) {
+                    last = Some(revision.id.clone());
+                    if out.send(revision).await.is_err() {
                         return;
                     }
                 }

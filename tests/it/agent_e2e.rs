@@ -380,7 +380,7 @@ async fn bad_ingest_requests_get_clear_errors_and_store_nothing() {
     let (status, body) = post(Some(KEY), report("web-99").as_bytes());
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("unknown server `web-99`"), "{body}");
-    let huge = vec![b' '; watchkeeper::collect::wire::MAX_BODY_BYTES + 1];
+    let huge = vec![b' '; watchkeeper::protocol::MAX_BODY_BYTES + 1];
     let (status, body) = post(Some(KEY), &huge);
     assert_eq!(status, 413, "{body}");
     let stale = report("web-01").replace(&now.to_string(), "1000");

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use watchkeeper::agent::host::{HostSampler, Report};
+use watchkeeper::agent::sampler::HostSampler;
+use watchkeeper::protocol::Report;
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use watchkeeper::agent::host::Report;
-use watchkeeper::collect::wire::{Assignments, CheckResult, DownCheckAssignment, IngestRequest, LogAssignment, LogHit};
+use watchkeeper::protocol::Report;
+use watchkeeper::protocol::{Assignments, CheckResult, DownCheckAssignment, IngestRequest, LogAssignment, LogHit};
 
 use crate::common;
 use crate::support::collector::{Collector, Mode, Received};

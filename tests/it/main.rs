@@ -6,6 +6,8 @@ mod agent_run;
 mod api;
 mod common;
 mod config_cli;
+mod engine;
+mod layout;
 mod lint_rules;
 mod node_exporter;
 mod notify;

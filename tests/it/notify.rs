@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
+use watchkeeper::alert::{AlertChange, InstanceKey};
 use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::config::model::{Channel, Config, SmtpSettings};
 use watchkeeper::config::raw::{ChannelType, Language, SmtpTls, WebhookFormat};
-use watchkeeper::notify::{AlertMessage, MessageKind, SendError, Senders, build_notifications, json_payload, render, run_outbox};
-use watchkeeper::store::{AlertChange, DeliveryStatus, InstanceKey, Medium, OutboxRow, Store};
+use watchkeeper::delivery::{SendError, Senders, run_outbox};
+use watchkeeper::notification::{AlertMessage, DeliveryStatus, Medium, MessageKind, build_notifications, json_payload, render};
+use watchkeeper::store::{OutboxRow, Store};
 
 use crate::support::http::{FAILURE_BODY, HttpServer};
 use crate::support::smtp::SmtpServer;
@@ -75,7 +77,7 @@ fn row(channel: &str, medium: Medium, recipient: &str, subject: &str, body: &str
         recipient: recipient.into(),
         subject: subject.into(),
         body: body.into(),
-        kind: "fired".into(),
+        kind: MessageKind::Fired,
         status: DeliveryStatus::Pending,
         attempts: 0,
         next_attempt_ms: 0,
@@ -300,7 +302,12 @@ async fn fire(store: &Store, config: &Config, port: u16) -> i64 {
     };
     let notifications = build_notifications(config, "shop", &msg, None, None, now);
     assert_eq!(notifications.len(), 3, "{notifications:#?}");
-    let key = InstanceKey { project: "shop".into(), server: String::new(), rule: "port:web-01-ports".into(), subject: port.to_string() };
+    let key = InstanceKey {
+        project: "shop".into(),
+        server: String::new(),
+        rule: "port:web-01-ports".parse().unwrap(),
+        subject: port.to_string(),
+    };
     let state = AlertState { phase: Phase::Firing { since_ms: now, severity: Severity::Fatal }, failures: 3, ..AlertState::default() };
     let open = AlertChange::Open {
         severity: Severity::Fatal,

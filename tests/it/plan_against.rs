@@ -10,13 +10,14 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+use watchkeeper::alert::retire::{LiveInstances, Retired};
+use watchkeeper::alert::{AlertChange, InstanceKey};
 use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::api::{ApiState, router};
 use watchkeeper::config::diff::{self, ObjectKey};
 use watchkeeper::config::{Config, Library};
-use watchkeeper::engine::{LiveInstances, Retired};
 use watchkeeper::metrics::Metrics;
-use watchkeeper::store::{AlertChange, InstanceKey, RevisionRecord, Store};
+use watchkeeper::store::{RevisionRecord, Store};
 
 use crate::common::{self, Run};
 
@@ -127,7 +128,7 @@ fn tree(root: &Path, t: &Tokens) {
 }
 
 fn key(project: &str, server: &str, rule: &str, subject: &str) -> InstanceKey {
-    InstanceKey { project: project.into(), server: server.into(), rule: rule.into(), subject: subject.into() }
+    InstanceKey { project: project.into(), server: server.into(), rule: rule.parse().unwrap(), subject: subject.into() }
 }
 
 /// Open a firing alert through the store, as the engine does.
@@ -216,6 +217,7 @@ impl Serve {
     }
 
     async fn objects(&self, token: &str) -> (StatusCode, Value) {
+        crate::support::install_crypto();
         let resp = reqwest::Client::new().get(format!("{}/api/v1/objects", self.base)).bearer_auth(token).send().await.unwrap();
         let status = resp.status();
         (status, resp.json().await.unwrap())
@@ -446,6 +448,7 @@ async fn the_objects_endpoint_shows_a_user_token_only_the_projects_it_administer
     assert!(!v.to_string().contains("alice@example.com"));
 
     // No token, an unknown token: 401; a query parameter: 400.
+    crate::support::install_crypto();
     let resp = reqwest::Client::new().get(format!("{}/api/v1/objects", serve.base)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let (status, _) = serve.objects("wk_unknown").await;
@@ -494,20 +497,32 @@ fn live_instances_follow_monitors_servers_policies_and_pauses() {
     let loaded = watchkeeper::config::load_dir(dir.path(), &Library::Builtin);
     assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
     let ports = LiveInstances::of(&loaded.config);
-    assert_eq!(ports.retires("shop", "", "port:web-01-ports", "22"), None);
-    assert_eq!(ports.retires("shop", "", "port:web-01-ports", "80"), Some(Retired::Removed));
-    assert_eq!(ports.retires("shop", "", "port:db-01-ports", "5432"), Some(Retired::Paused));
-    assert_eq!(ports.retires("shop", "", "port:gone", "1"), Some(Retired::Removed));
-    assert_eq!(ports.retires("gone", "", "port:pay-01-ports", "443"), Some(Retired::Removed));
-    assert_eq!(ports.retires("billing", "", "port:pay-01-ports", "443"), None);
+    assert_eq!(ports.retires("shop", "", &"port:web-01-ports".parse().unwrap(), "22"), None);
+    assert_eq!(ports.retires("shop", "", &"port:web-01-ports".parse().unwrap(), "80"), Some(Retired::Removed));
+    assert_eq!(ports.retires("shop", "", &"port:db-01-ports".parse().unwrap(), "5432"), Some(Retired::Paused));
+    assert_eq!(ports.retires("shop", "", &"port:gone".parse().unwrap(), "1"), Some(Retired::Removed));
+    assert_eq!(ports.retires("gone", "", &"port:pay-01-ports".parse().unwrap(), "443"), Some(Retired::Removed));
+    assert_eq!(ports.retires("billing", "", &"port:pay-01-ports".parse().unwrap(), "443"), None);
     // Host instances follow their server, its policy and the process/log policies.
-    assert_eq!(ports.retires("shop", "db-01", "downcheck:web-01-to-db-01-5432", "5432"), Some(Retired::Paused), "db-01 is paused");
-    assert_eq!(ports.retires("shop", "db-01", "downcheck:gone", "5432"), Some(Retired::Removed));
-    assert_eq!(ports.retires("shop", "web-01", "metric:cpu.usage", ""), None, "linux-default has cpu.usage");
-    assert_eq!(ports.retires("shop", "web-01", "metric:disk.usage", "/data"), None);
-    assert_eq!(ports.retires("shop", "web-01", "metric:load.15", ""), Some(Retired::Removed), "linux-default has no load.15 rule");
-    assert_eq!(ports.retires("shop", "web-01", "nodata", ""), None);
-    assert_eq!(ports.retires("shop", "db-01", "nodata", ""), Some(Retired::Paused));
-    assert_eq!(ports.retires("shop", "gone-01", "restart", ""), Some(Retired::Removed));
-    assert_eq!(ports.retires("shop", "web-01", "process:nginx:count", ""), Some(Retired::Removed), "no such ProcessPolicy");
+    assert_eq!(
+        ports.retires("shop", "db-01", &"downcheck:web-01-to-db-01-5432".parse().unwrap(), "5432"),
+        Some(Retired::Paused),
+        "db-01 is paused"
+    );
+    assert_eq!(ports.retires("shop", "db-01", &"downcheck:gone".parse().unwrap(), "5432"), Some(Retired::Removed));
+    assert_eq!(ports.retires("shop", "web-01", &"metric:cpu.usage".parse().unwrap(), ""), None, "linux-default has cpu.usage");
+    assert_eq!(ports.retires("shop", "web-01", &"metric:disk.usage".parse().unwrap(), "/data"), None);
+    assert_eq!(
+        ports.retires("shop", "web-01", &"metric:load.15".parse().unwrap(), ""),
+        Some(Retired::Removed),
+        "linux-default has no load.15 rule"
+    );
+    assert_eq!(ports.retires("shop", "web-01", &"nodata".parse().unwrap(), ""), None);
+    assert_eq!(ports.retires("shop", "db-01", &"nodata".parse().unwrap(), ""), Some(Retired::Paused));
+    assert_eq!(ports.retires("shop", "gone-01", &"restart".parse().unwrap(), ""), Some(Retired::Removed));
+    assert_eq!(
+        ports.retires("shop", "web-01", &"process:nginx:count".parse().unwrap(), ""),
+        Some(Retired::Removed),
+        "no such ProcessPolicy"
+    );
 }

@@ -3,7 +3,7 @@
 //! state and chart series.
 
 use sqlx::{Connection, PgConnection, SqliteConnection};
-use watchkeeper::agent::host::{Facts, MetricValue, ProcessInfo, Report};
+use watchkeeper::protocol::{Facts, MetricValue, ProcessInfo, Report};
 use watchkeeper::store::{GRACE_MS, Resolution, RollupStats, SampleRetention, SeriesPoint, Store, StoreError, StoredReport};
 
 use crate::store::{TestDb, both_backends};
@@ -50,6 +50,7 @@ fn report(at_ms: i64, metrics: Vec<MetricValue>) -> Report {
             rss_bytes: 4096,
         }],
         process_counts: [("nginx".to_string(), 1)].into(),
+        skipped_mounts: Vec::new(),
         at_ms,
     }
 }

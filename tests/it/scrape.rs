@@ -14,11 +14,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use watchkeeper::agent::host::Report;
 use watchkeeper::collect::scrape;
 use watchkeeper::collect::writer::{Batch, Source};
 use watchkeeper::config::{Config, Library};
 use watchkeeper::metrics::Metrics;
+use watchkeeper::protocol::Report;
 
 use crate::support::exporter::{self, Exporter};
 

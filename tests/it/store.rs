@@ -8,10 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use watchkeeper::alert::{AlertChange, Instance, InstanceKey};
 use watchkeeper::alert::{AlertState, Phase, Severity};
+use watchkeeper::notification::{DeliveryStatus, Medium, NewNotification};
 use watchkeeper::store::{
-    AlertChange, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, DeliveryStatus, InstanceKey, Medium, NewNotification,
-    ProbeBucket, ProbeRecord, RevisionRecord, SentCount, Store, StoreError, StoredInstance,
+    AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, RevisionRecord, SentCount, Store, StoreError,
+    StoredInstance,
 };
 
 /// 2026-03-01T00:00:00Z.
@@ -68,6 +70,14 @@ impl TestDb {
         }
         admin.close().await.expect("close admin connection");
         TestDb { url: with_database(&admin_url, &name), kind: Kind::Postgres { admin_url, name } }
+    }
+
+    /// The file of a SQLite database.
+    pub(crate) fn sqlite_path(&self) -> std::path::PathBuf {
+        match &self.kind {
+            Kind::Sqlite { _dir } => _dir.path().join("watchkeeper.db"),
+            Kind::Postgres { .. } => panic!("not a SQLite database"),
+        }
     }
 
     /// A new Store on this database (runs the migrations again, as a restart would).
@@ -148,7 +158,7 @@ both_backends!(
 // ---- helpers ----
 
 fn key(project: &str, server: &str, rule: &str, subject: &str) -> InstanceKey {
-    InstanceKey { project: project.into(), server: server.into(), rule: rule.into(), subject: subject.into() }
+    InstanceKey { project: project.into(), server: server.into(), rule: rule.parse().unwrap(), subject: subject.into() }
 }
 
 fn firing(severity: Severity, since_ms: i64) -> AlertState {
@@ -162,7 +172,7 @@ fn email(to: &str, kind: &str) -> NewNotification {
         recipient: to.into(),
         subject: format!("{kind}: web-01:443"),
         body: "web-01 port 443 is down".into(),
-        kind: kind.into(),
+        kind: kind.parse().unwrap(),
         status: DeliveryStatus::Pending,
         reason: None,
     }
@@ -312,7 +322,10 @@ async fn apply_alert_opens_escalates_and_resolves_with_notifications(db: TestDb)
     // Pending: state only, no alert, nothing to send.
     let pending = AlertState { phase: Phase::Pending { since_ms: T0, severity: Severity::Warning }, failures: 1, ..AlertState::default() };
     assert_eq!(store.apply_alert(&k, &pending, None, None, &[], T0).await.unwrap(), None);
-    assert_eq!(store.load_instances().await.unwrap(), vec![StoredInstance { key: k.clone(), state: pending, open_alert_id: None }]);
+    assert_eq!(
+        store.load_instances().await.unwrap(),
+        vec![StoredInstance { key: k.clone(), instance: Instance { state: pending, open_alert_id: None } }]
+    );
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
 
     // Fired: an alert row, the state pointing at it, a pending e-mail and a suppressed SMS.
@@ -348,7 +361,10 @@ async fn apply_alert_opens_escalates_and_resolves_with_notifications(db: TestDb)
             snapshot,
         }
     );
-    assert_eq!(store.load_instances().await.unwrap(), vec![StoredInstance { key: k.clone(), state, open_alert_id: Some(id) }]);
+    assert_eq!(
+        store.load_instances().await.unwrap(),
+        vec![StoredInstance { key: k.clone(), instance: Instance { state, open_alert_id: Some(id) } }]
+    );
     let notes = store.notifications_for_alert(id).await.unwrap();
     let statuses: Vec<_> = notes.iter().map(|(n, attempts)| (n.medium, n.status, n.kind.as_str(), attempts.len())).collect();
     assert_eq!(statuses, vec![(Medium::Email, DeliveryStatus::Pending, "fired", 0), (Medium::Sms, DeliveryStatus::NotSent, "fired", 0)]);
@@ -363,7 +379,7 @@ async fn apply_alert_opens_escalates_and_resolves_with_notifications(db: TestDb)
         store.apply_alert(&k, &fatal, Some(id), Some(&escalated), &[email("ops@example.com", "escalated")], T0 + 5 * MIN).await.unwrap();
     assert_eq!(after, Some(id));
     assert_eq!(store.get_alert(id).await.unwrap().unwrap().severity, Severity::Fatal);
-    assert_eq!(store.load_instances().await.unwrap()[0].state, fatal);
+    assert_eq!(store.load_instances().await.unwrap()[0].instance.state, fatal);
     assert_eq!(store.outbox_depth().await.unwrap(), 2);
 
     // Resolved: the alert closes, the instance row goes, the resolve notice links to the alert.
@@ -379,7 +395,7 @@ async fn apply_alert_opens_escalates_and_resolves_with_notifications(db: TestDb)
         (AlertStatus::Resolved, Some(T0 + 9 * MIN), Some("recovered"))
     );
     assert_eq!(store.load_instances().await.unwrap(), vec![]);
-    let kinds: Vec<_> = store.notifications_for_alert(id).await.unwrap().into_iter().map(|(n, _)| n.kind).collect();
+    let kinds: Vec<_> = store.notifications_for_alert(id).await.unwrap().into_iter().map(|(n, _)| n.kind.as_str()).collect();
     assert_eq!(kinds, ["fired", "fired", "escalated", "resolved"]);
     assert_eq!(store.outbox_depth().await.unwrap(), 3);
 }
@@ -405,7 +421,7 @@ async fn a_failed_apply_alert_changes_nothing(db: TestDb) {
 
 async fn a_firing_instance_survives_a_restart_with_its_start_time(db: TestDb) {
     let k = key("shop", "web-01", "port:web-ports", "443");
-    let event = key("shop", "web-01", "log:syslog", "oom-killer");
+    let event = key("shop", "web-01", "log:syslog:0", "oom-killer");
     let event_state = AlertState { last_event_ms: Some(T0 + 3 * MIN), ..AlertState::default() };
     let id = {
         let store = db.connect().await;
@@ -420,8 +436,8 @@ async fn a_firing_instance_survives_a_restart_with_its_start_time(db: TestDb) {
     assert_eq!(
         instances,
         vec![
-            StoredInstance { key: event, state: event_state, open_alert_id: None },
-            StoredInstance { key: k, state: firing(Severity::Fatal, T0), open_alert_id: Some(id) },
+            StoredInstance { key: event, instance: Instance { state: event_state, open_alert_id: None } },
+            StoredInstance { key: k, instance: Instance { state: firing(Severity::Fatal, T0), open_alert_id: Some(id) } },
         ]
     );
     assert_eq!(restarted.get_alert(id).await.unwrap().unwrap().started_at_ms, T0);

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use watchkeeper::collect::wire::{self, Assignments, IngestRequest, IngestResponse};
+use watchkeeper::protocol::{self as wire, Assignments, IngestRequest, IngestResponse};
 
 /// One request as received, and its answer.
 #[derive(Debug, Clone)]

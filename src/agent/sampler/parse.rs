@@ -346,16 +346,49 @@ pub fn is_pseudo_fs(fs_type: &str) -> bool {
     PSEUDO.contains(&fs_type) || fs_type.starts_with("cgroup")
 }
 
-/// The mounts whose space is reported: real filesystems, each mount point once, and each device
-/// once (a bind mount of the same device would report the same numbers twice).
-pub fn disk_mounts(mounts: Vec<Mount>) -> Vec<Mount> {
+/// Filesystems served over the network. statvfs on one of them blocks for as long as its server
+/// does not answer (a hard NFS mount: forever), so their space is not read; the report lists
+/// them as skipped instead.
+pub fn is_network_fs(fs_type: &str) -> bool {
+    const NETWORK: &[&str] = &[
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "ncpfs",
+        "9p",
+        "afs",
+        "ceph",
+        "glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "davfs",
+        "fuse.sshfs",
+        "fuse.s3fs",
+        "fuse.rclone",
+        "fuse.glusterfs",
+        "fuse.ceph",
+        "fuse.davfs2",
+        "fuse.gcsfuse",
+        "fuse.goofys",
+        "fuse.juicefs",
+    ];
+    NETWORK.contains(&fs_type)
+}
+
+/// The mounts whose space is read — local real filesystems, each mount point once, and each
+/// device once (a bind mount of the same device would report the same numbers twice) — and the
+/// network filesystems left out (see [`is_network_fs`]).
+pub fn disk_mounts(mounts: Vec<Mount>) -> (Vec<Mount>, Vec<Mount>) {
     let mut points = BTreeSet::new();
     let mut devices = BTreeSet::new();
     mounts
         .into_iter()
         .filter(|m| !is_pseudo_fs(&m.fs_type))
         .filter(|m| points.insert(m.mount_point.clone()) && (!m.device.starts_with('/') || devices.insert(m.device.clone())))
-        .collect()
+        .partition(|m| !is_network_fs(&m.fs_type))
 }
 
 /// PF_KTHREAD from include/linux/sched.h.
@@ -623,8 +656,10 @@ mod tests {
                     /dev/vda /var/lib/bind ext4 rw 0 0\n\
                     overlay /var/lib/docker/x overlay rw 0 0\n\
                     server:/export /mnt/nfs nfs4 rw 0 0\n";
-        let points: Vec<String> = disk_mounts(parse_mounts(text)).into_iter().map(|m| m.mount_point).collect();
-        assert_eq!(points, ["/", "/srv/my data", "/mnt/nfs"]);
+        let (local, network) = disk_mounts(parse_mounts(&format!("{text}remote:/share /mnt/ssh fuse.sshfs rw 0 0\n")));
+        let points = |mounts: Vec<Mount>| mounts.into_iter().map(|m| m.mount_point).collect::<Vec<_>>();
+        assert_eq!(points(local), ["/", "/srv/my data"]);
+        assert_eq!(points(network), ["/mnt/nfs", "/mnt/ssh"], "network filesystems are left out");
         assert!(is_pseudo_fs("cgroup") && is_pseudo_fs("squashfs") && !is_pseudo_fs("btrfs"));
     }
 

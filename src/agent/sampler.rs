@@ -1,5 +1,5 @@
 //! Host metrics: successive snapshots of /proc and /sys counters become a [`Report`] of facts,
-//! metric values (named as in [`METRICS`]), and processes.
+//! metric values (named as in [`crate::catalog`]), and processes.
 //!
 //! Three layers, so the arithmetic is testable without a machine:
 //! - [`parse`] turns the text of one /proc file into counters (pure);
@@ -14,100 +14,15 @@
 pub mod parse;
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::time::Instant;
 
-use serde::{Deserialize, Deserializer, Serialize};
-
-use crate::config::model::METRICS;
+use crate::catalog;
+use crate::protocol::{Facts, MetricValue, ProcessInfo, Report, SkippedMount};
 use parse::{CpuTimes, DiskStat, LoadAvg, MemInfo, NetDev, Stat};
-
-/// Metric names the agent reports for charts and reports that AlertPolicy rules cannot use
-/// (those are [`METRICS`]): the rest of the CPU split, free memory, and space in bytes.
-pub const EXTRA_METRICS: &[&str] = &["cpu.idle", "cpu.user", "cpu.system", "cpu.nice", "memory.free", "disk.used_bytes", "disk.free_bytes"];
-
-/// The `&'static str` for a metric name the agent knows, if it is one.
-pub fn metric_name(name: &str) -> Option<&'static str> {
-    METRICS.iter().chain(EXTRA_METRICS).copied().find(|m| *m == name)
-}
 
 /// A boot time that moved by more than this is a reboot. /proc/stat derives `btime` from the wall
 /// clock, so NTP adjustments move it by a second or so without a reboot.
 const BOOT_TIME_TOLERANCE_SECS: u64 = 2;
-
-/// What the machine is: shown in the server list and detail page.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Facts {
-    /// `PRETTY_NAME` from os-release, e.g. "Debian GNU/Linux 12 (bookworm)".
-    pub os: String,
-    pub kernel: String,
-    pub cpu_vendor: String,
-    pub cpu_model: String,
-    /// Online CPUs.
-    pub cpu_count: u32,
-    pub ram_total_bytes: u64,
-    /// Seconds since the Unix epoch; a change means the server restarted (AlertPolicy `restart`).
-    pub boot_time: u64,
-    pub uptime_secs: u64,
-    /// Global addresses: IPv4 without loopback, IPv6 without loopback and link-local.
-    pub ips: Vec<IpAddr>,
-}
-
-/// A metric name from [`METRICS`] or [`EXTRA_METRICS`]. (An alias rather than `&'static str`
-/// written out, because serde's derive borrows any field spelled `&str` from the input.)
-pub type MetricName = &'static str;
-
-/// One value of one metric, for one subject (mount point, device or interface) where the metric
-/// has several.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricValue {
-    /// One of [`METRICS`] or [`EXTRA_METRICS`]; any other name is refused when deserializing.
-    #[serde(deserialize_with = "known_metric")]
-    pub name: MetricName,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    pub value: f64,
-}
-
-fn known_metric<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
-    let name = String::deserialize(d)?;
-    metric_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown metric `{name}`")))
-}
-
-/// One process, as the server detail page and ProcessPolicy see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ProcessInfo {
-    pub pid: u32,
-    /// The executable name (`comm`, at most 15 bytes), which ProcessPolicy `process` matches.
-    pub name: String,
-    /// The effective user's name, or the uid as a number when /etc/passwd does not know it.
-    pub user: String,
-    /// % of one core over the last interval; none on a process's first sample.
-    pub cpu: Option<f64>,
-    /// % of RAM (resident set).
-    pub memory: f64,
-    pub rss_bytes: u64,
-}
-
-/// The body of `POST /ingest/v1/report`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub facts: Facts,
-    pub metrics: Vec<MetricValue>,
-    /// User processes (no kernel threads), busiest first.
-    pub processes: Vec<ProcessInfo>,
-    /// Number of processes per name.
-    pub process_counts: BTreeMap<String, u32>,
-    /// Wall-clock time of the sample, milliseconds since the Unix epoch.
-    pub at_ms: i64,
-}
-
-impl Report {
-    /// The value of `name` for `subject`, if this report has it.
-    pub fn value(&self, name: &str, subject: Option<&str>) -> Option<f64> {
-        self.metrics.iter().find(|m| m.name == name && m.subject.as_deref() == subject).map(|m| m.value)
-    }
-}
 
 /// Space on one mounted filesystem (statvfs), in bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,8 +61,10 @@ pub struct Snapshot {
     pub disks: Vec<DiskStat>,
     /// Interfaces without loopback.
     pub interfaces: Vec<NetDev>,
-    /// Real filesystems (see [`parse::disk_mounts`]).
+    /// Local real filesystems (see [`parse::disk_mounts`]).
     pub mounts: Vec<MountSpace>,
+    /// Network filesystems whose space was not read.
+    pub skipped_mounts: Vec<SkippedMount>,
     /// User processes.
     pub processes: Vec<ProcSample>,
 }
@@ -370,7 +287,7 @@ impl HostSampler {
             interfaces: snap.interfaces.into_iter().map(|n| (n.name.clone(), n)).collect(),
             processes: snap.processes.iter().map(|p| ((p.pid, p.start_ticks), p.cpu_ticks)).collect(),
         });
-        Report { facts: self.facts.clone(), metrics: m.0, processes, process_counts, at_ms }
+        Report { facts: self.facts.clone(), metrics: m.0, processes, process_counts, skipped_mounts: snap.skipped_mounts, at_ms }
     }
 }
 
@@ -379,7 +296,7 @@ struct Metrics(Vec<MetricValue>);
 
 impl Metrics {
     fn push(&mut self, name: &'static str, subject: Option<&str>, value: f64) {
-        debug_assert!(metric_name(name).is_some(), "`{name}` is in neither METRICS nor EXTRA_METRICS");
+        debug_assert!(catalog::lookup(name).is_some(), "`{name}` is not in the metric catalog");
         if value.is_finite() {
             self.0.push(MetricValue { name, subject: subject.map(str::to_string), value });
         }
@@ -479,7 +396,7 @@ mod live {
     use std::os::unix::fs::MetadataExt;
 
     use super::parse::{self, ParseError};
-    use super::{Facts, HostError, MountSpace, ProcSample, Snapshot, UserNames};
+    use super::{Facts, HostError, MountSpace, ProcSample, SkippedMount, Snapshot, UserNames};
 
     fn read(path: &str) -> Result<String, HostError> {
         std::fs::read_to_string(path).map_err(|source| HostError::Read { path: path.to_string(), source })
@@ -543,7 +460,7 @@ mod live {
             .ok()
             .map(|dir| dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect());
         let disks = read_optional("/proc/diskstats").and_then(|t| soft(parse::parse_diskstats(&t))).unwrap_or_default();
-        let mounts = read_optional("/proc/self/mounts").map(|t| parse::disk_mounts(parse::parse_mounts(&t))).unwrap_or_default();
+        let (mounts, network) = read_optional("/proc/self/mounts").map(|t| parse::disk_mounts(parse::parse_mounts(&t))).unwrap_or_default();
         Ok(Snapshot {
             stat: parse::parse_stat(&read("/proc/stat")?)?,
             memory: parse::parse_meminfo(&read("/proc/meminfo")?)?,
@@ -553,6 +470,7 @@ mod live {
             disks: parse::select_disks(disks, whole_disks.as_ref().filter(|w| !w.is_empty())),
             interfaces: read_optional("/proc/net/dev").and_then(|t| soft(parse::parse_net_dev(&t))).unwrap_or_default(),
             mounts: mounts.iter().filter_map(|m| fs_space(&m.mount_point)).collect(),
+            skipped_mounts: network.into_iter().map(|m| SkippedMount { mount_point: m.mount_point, fs_type: m.fs_type }).collect(),
             processes: read_processes(users, page_size),
         })
     }
@@ -786,8 +704,8 @@ mod tests {
         assert_eq!(r.value("disk.usage", Some("/")), Some(700.0 * 100.0 / 900.0));
     }
 
-    /// Every AlertPolicy metric is produced under the name lint accepts, so a rule can never
-    /// name a metric the agent does not send.
+    /// Every metric of the catalog is produced, so a rule can never name a metric the agent
+    /// does not send.
     #[test]
     fn a_full_sample_pair_produces_every_policy_metric() {
         let mut s = sampler();
@@ -801,12 +719,8 @@ mod tests {
         };
         s.observe(full(1), t0, 0);
         let r = s.observe(full(2), t0 + Duration::from_secs(1), 0);
-        for name in METRICS {
-            assert!(r.metrics.iter().any(|m| m.name == *name), "{name} is not reported");
-        }
-        for name in EXTRA_METRICS {
-            assert!(r.metrics.iter().any(|m| m.name == *name), "{name} is not reported");
-            assert!(!METRICS.contains(name), "{name} is listed twice");
+        for metric in catalog::METRICS {
+            assert!(r.metrics.iter().any(|m| m.name == metric.name), "{metric} is not reported");
         }
     }
 

@@ -12,7 +12,7 @@ use super::send::{SendError, Senders};
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{DeliveryOutcome, Medium, OutboxRow, Store};
+use crate::store::{DeliveryOutcome, OutboxRow, Store};
 
 /// Notifications claimed per round.
 pub const BATCH: u32 = 50;
@@ -46,7 +46,7 @@ pub fn backoff(attempts: u32, created_ms: i64, now_ms: i64) -> Option<i64> {
 /// record each attempt, then sleep until `wake` is notified (call `notify_one` after
 /// enqueueing) or a second passes. A full batch is followed at once by the next.
 ///
-/// Failures are retried by [`backoff`]. Decisions where the SPEC is silent:
+/// Failures are retried by [`backoff`]. Decisions made here (also in the README):
 /// - A row whose channel no longer exists in the config fails at once, without retry: the
 ///   channel was removed on purpose, and a renamed channel is a new destination.
 /// - A missing `${ENV}` is retried like any failure and logged at ERROR: serve's environment
@@ -162,12 +162,7 @@ async fn deliver(store: &Store, config: &Config, senders: &Senders, metrics: &Me
             Err(e) => failed(&row, &e, now_ms()),
         },
     };
-    let medium = match row.medium {
-        Medium::Email => "email",
-        Medium::Sms => "sms",
-        Medium::Webhook => "webhook",
-    };
-    metrics.notification(medium, outcome == DeliveryOutcome::Sent);
+    metrics.notification(row.medium.as_str(), outcome == DeliveryOutcome::Sent);
     match &outcome {
         DeliveryOutcome::Sent => tracing::info!(recipient = %row.recipient, "notification sent"),
         DeliveryOutcome::Failed { error, retry_at_ms: Some(at) } => {
@@ -198,7 +193,7 @@ fn process_env(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DeliveryStatus, Medium};
+    use crate::notification::{DeliveryStatus, Medium, MessageKind};
 
     const S: i64 = 1000;
     const M: i64 = 60 * S;
@@ -232,7 +227,7 @@ mod tests {
             recipient: "a@example.com".into(),
             subject: String::new(),
             body: String::new(),
-            kind: "fired".into(),
+            kind: MessageKind::Fired,
             status: DeliveryStatus::Pending,
             attempts,
             next_attempt_ms: 0,

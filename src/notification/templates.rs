@@ -6,8 +6,8 @@ use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 
 use super::{AlertMessage, MessageKind};
-use crate::alert::Severity;
 use crate::config::raw::Language;
+use crate::config::raw::Severity;
 
 /// An e-mail: subject line and plain-text body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,8 +42,8 @@ pub fn render(msg: &AlertMessage, language: Language, timezone: &str) -> Rendere
         rows.push((w.host, msg.host.clone()));
     }
     let severity = match language {
-        Language::En => severity_code(msg.severity).to_string(),
-        Language::Ko => format!("{} ({})", severity_word(msg.severity, language), severity_code(msg.severity)),
+        Language::En => msg.severity.as_str().to_string(),
+        Language::Ko => format!("{} ({})", severity_word(msg.severity, language), msg.severity.as_str()),
     };
     rows.push((w.severity, severity));
     if !msg.detail.is_empty() {
@@ -80,10 +80,10 @@ pub fn render(msg: &AlertMessage, language: Language, timezone: &str) -> Rendere
 pub fn render_sms(msg: &AlertMessage, language: Language, timezone: &str) -> String {
     let tz = zone(timezone);
     let tag = match (msg.kind, language) {
-        (MessageKind::Fired, Language::En) => severity_code(msg.severity).to_ascii_uppercase(),
-        (MessageKind::Escalated, Language::En) => format!("ESCALATED {}", severity_code(msg.severity).to_ascii_uppercase()),
+        (MessageKind::Fired, Language::En) => msg.severity.as_str().to_ascii_uppercase(),
+        (MessageKind::Escalated, Language::En) => format!("ESCALATED {}", msg.severity.as_str().to_ascii_uppercase()),
         (MessageKind::Resolved, Language::En) => "RESOLVED".to_string(),
-        (MessageKind::Event, Language::En) => format!("EVENT {}", severity_code(msg.severity).to_ascii_uppercase()),
+        (MessageKind::Event, Language::En) => format!("EVENT {}", msg.severity.as_str().to_ascii_uppercase()),
         (MessageKind::Fired, Language::Ko) => format!("장애({})", severity_word(msg.severity, language)),
         (MessageKind::Escalated, Language::Ko) => format!("상승({})", severity_word(msg.severity, language)),
         (MessageKind::Resolved, Language::Ko) => "복구".to_string(),
@@ -118,7 +118,7 @@ pub fn json_payload(msg: &AlertMessage, timezone: &str) -> Value {
     );
     json!({
         "kind": msg.kind.as_str(),
-        "severity": severity_code(msg.severity),
+        "severity": msg.severity.as_str(),
         "project": msg.project,
         "server": msg.server,
         "host": msg.host,
@@ -162,14 +162,7 @@ fn target(msg: &AlertMessage) -> String {
     }
 }
 
-fn severity_code(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Warning => "warning",
-        Severity::Fatal => "fatal",
-    }
-}
-
-/// The seed manual's words: Fatal(위험), Warning(경고).
+/// The words operators of Korean monitoring consoles know: Fatal(위험), Warning(경고).
 fn severity_word(severity: Severity, language: Language) -> &'static str {
     match (severity, language) {
         (Severity::Warning, Language::En) => "warning",

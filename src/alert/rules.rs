@@ -1,28 +1,19 @@
-//! Host reports → alert observations: which AlertPolicy, ProcessPolicy and LogPolicy rules a
-//! report or a log hit touches, at what level, for which instance. Pure — the engine and
-//! `watchkeeper test` feed the results to the same state machine ([`crate::alert::step`]).
-//!
-//! Instance identity (the rule and subject of [`crate::store::InstanceKey`]):
-//!
-//! | rule | subject | kind |
-//! |---|---|---|
-//! | `metric:<metric>` | mount point, device or interface; empty for host-wide metrics | threshold, `for` |
-//! | `restart` | empty | event |
-//! | `nodata` | empty | counted, fires on the first missed window |
-//! | `process:<policy>:count` / `:cpu` / `:memory` | empty | threshold, the policy's `for` |
-//! | `log:<policy>:<rule index>` | empty | event, rate-limited per rule |
-//! | `downcheck:<name>` | the service port (on the target server) | counted, the check's `failures` |
-//!
-//! Metric instances are keyed by the metric, not by the policy's name, so renaming a policy or
-//! moving a server to another policy with the same rule keeps an open alert open.
+//! What an observation means for which alert instance — pure, shared by the engine and
+//! `watchkeeper test`: a port check, a down-check verdict, a host report (AlertPolicy metric
+//! thresholds, ProcessPolicy limits, vanished subjects, restarts), a log hit, and silence
+//! (`no_data`). Each becomes an [`Observed`]: the instance's rule and subject, how the rule
+//! counts ([`RuleKind`]), the [`Observation`] for the state machine, and the words for messages.
 
 use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use crate::agent::host::{ProcessInfo, Report};
-use crate::alert::{Observation, RuleKind, Severity};
-use crate::config::model::{AlertPolicy, Config, Limits, LogRule, MetricRule, PolicyRef, ProcessPolicy, Project, Server};
+use super::rule::{ProcessAspect, RuleId};
+use super::{Observation, RuleKind, Severity};
+use crate::config::model::{
+    AlertPolicy, Config, DownCheck, Limits, LogRule, MetricRule, PolicyRef, PortMonitor, ProcessPolicy, Project, Server,
+};
+use crate::protocol::{CheckResult, ProcessInfo, Report, Verdict};
 
 /// Event rules (log keywords, restarts) notify at most once per rule in this window.
 pub const EVENT_RATE_LIMIT_MS: i64 = 5 * 60_000;
@@ -34,10 +25,10 @@ pub const BOOT_TIME_TOLERANCE_SECS: u64 = 2;
 /// How many processes a snapshot keeps, by CPU and by memory.
 const SNAPSHOT_TOP: usize = 5;
 
-/// What one report (or log hit) means for one alert instance of its server.
+/// What one check, report or log hit means for one alert instance.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HostObservation {
-    pub rule: String,
+pub struct Observed {
+    pub rule: RuleId,
     pub subject: String,
     pub kind: RuleKind,
     pub observation: Observation,
@@ -55,24 +46,41 @@ pub fn server_policy<'a>(config: &'a Config, project: &'a Project, server: &Serv
     }
 }
 
-pub fn metric_rule_id(metric: &str) -> String {
-    format!("metric:{metric}")
+/// A port monitor's check of `port`: passed, or failed with `error` (what the connect said).
+/// Counted: fires on the `failures`-th consecutive failure, resolves after `recoveries` passes.
+pub fn port_check(monitor: &PortMonitor, port: u16, error: Option<&str>) -> Observed {
+    Observed {
+        rule: RuleId::Port(monitor.name.clone()),
+        subject: port.to_string(),
+        kind: RuleKind::Counted { failures: monitor.failures, recoveries: monitor.recoveries },
+        observation: Observation::Check(error.is_some().then_some(Severity::Fatal)),
+        what: format!("port {port} of {} ({})", monitor.name, monitor.host),
+        detail: error.map_or_else(|| "connection succeeded".to_string(), str::to_string),
+    }
 }
 
-pub fn process_rule_id(policy: &str, aspect: &str) -> String {
-    format!("process:{policy}:{aspect}")
+/// A down-check result from its detector, as an observation of the target's instance: a
+/// warning when only the service port fails, fatal when the liveness port fails too.
+pub fn down_check(check: &DownCheck, result: &CheckResult) -> Observed {
+    let verdict = Verdict::of(result);
+    let detail = match verdict {
+        Verdict::Up => "port answers".to_string(),
+        Verdict::ServiceDown => format!("service down: port {} fails, liveness port {} answers", check.port, check.liveness_port),
+        _ => format!("host down: port {} and liveness port {} fail", check.port, check.liveness_port),
+    };
+    let detail = match &result.error {
+        Some(e) if verdict != Verdict::Up => format!("{detail} ({e})"),
+        _ => detail,
+    };
+    Observed {
+        rule: RuleId::DownCheck(check.name.clone()),
+        subject: check.port.to_string(),
+        kind: RuleKind::Counted { failures: check.failures, recoveries: 1 },
+        observation: Observation::Check(verdict.severity()),
+        what: format!("port {} of {} ({}), checked from {}", check.port, check.target, check.ip, check.detector),
+        detail,
+    }
 }
-
-pub fn log_rule_id(policy: &str, index: usize) -> String {
-    format!("log:{policy}:{index}")
-}
-
-pub fn downcheck_rule_id(name: &str) -> String {
-    format!("downcheck:{name}")
-}
-
-pub const RESTART_RULE: &str = "restart";
-pub const NODATA_RULE: &str = "nodata";
 
 /// The level `value` reaches under warning/fatal thresholds (`below`: lower is worse).
 pub fn level(value: f64, warning: Option<f64>, fatal: Option<f64>, below: bool) -> Option<Severity> {
@@ -103,7 +111,7 @@ fn show(value: f64) -> String {
 
 /// Every threshold observation of `report` for a server under `policy` and the process
 /// policies of its project. Subjects the report lacks produce nothing here; see [`vanished`].
-pub fn observe_report(project: &Project, policy: Option<&AlertPolicy>, server: &str, report: &Report) -> Vec<HostObservation> {
+pub fn observe_report(project: &Project, policy: Option<&AlertPolicy>, server: &str, report: &Report) -> Vec<Observed> {
     let mut out = Vec::new();
     if let Some(policy) = policy {
         for rule in &policy.rules {
@@ -116,12 +124,12 @@ pub fn observe_report(project: &Project, policy: Option<&AlertPolicy>, server: &
     out
 }
 
-fn metric_observations<'a>(rule: &'a MetricRule, report: &'a Report) -> impl Iterator<Item = HostObservation> + 'a {
+fn metric_observations<'a>(rule: &'a MetricRule, report: &'a Report) -> impl Iterator<Item = Observed> + 'a {
     report.metrics.iter().filter(move |m| m.name == rule.metric).map(move |m| {
         let subject = m.subject.clone().unwrap_or_default();
         let what = if subject.is_empty() { rule.metric.clone() } else { format!("{} of {subject}", rule.metric) };
-        HostObservation {
-            rule: metric_rule_id(&rule.metric),
+        Observed {
+            rule: RuleId::Metric(rule.metric.clone()),
             detail: format!("{what} is {} ({})", show(m.value), thresholds_text(rule.warning, rule.fatal, rule.below)),
             what,
             subject,
@@ -131,7 +139,7 @@ fn metric_observations<'a>(rule: &'a MetricRule, report: &'a Report) -> impl Ite
     })
 }
 
-fn process_observations(pp: &ProcessPolicy, report: &Report) -> Vec<HostObservation> {
+fn process_observations(pp: &ProcessPolicy, report: &Report) -> Vec<Observed> {
     let kind = RuleKind::Threshold { for_ms: pp.for_.0.as_millis() as i64 };
     let mut out = Vec::new();
     if pp.count_min.is_some() || pp.count_max.is_some() {
@@ -144,8 +152,8 @@ fn process_observations(pp: &ProcessPolicy, report: &Report) -> Vec<HostObservat
             (None, Some(hi)) => format!("expected at most {hi}"),
             (None, None) => String::new(),
         };
-        out.push(HostObservation {
-            rule: process_rule_id(&pp.name, "count"),
+        out.push(Observed {
+            rule: RuleId::Process { policy: pp.name.clone(), aspect: ProcessAspect::Count },
             subject: String::new(),
             kind,
             observation: Observation::Level((low || high).then_some(pp.severity)),
@@ -154,10 +162,10 @@ fn process_observations(pp: &ProcessPolicy, report: &Report) -> Vec<HostObservat
         });
     }
     let matching: Vec<&ProcessInfo> = report.processes.iter().filter(|p| pp.matches(&p.name)).collect();
-    let mut sum_of = |aspect: &str, limits: &Option<Limits>, value: f64, unit: &str| {
+    let mut sum_of = |aspect: ProcessAspect, limits: &Option<Limits>, value: f64, unit: &str| {
         if let Some(limits) = limits {
-            out.push(HostObservation {
-                rule: process_rule_id(&pp.name, aspect),
+            out.push(Observed {
+                rule: RuleId::Process { policy: pp.name.clone(), aspect },
                 subject: String::new(),
                 kind,
                 observation: Observation::Level(level(value, limits.warning, limits.fatal, false)),
@@ -168,21 +176,21 @@ fn process_observations(pp: &ProcessPolicy, report: &Report) -> Vec<HostObservat
     };
     let cpu: f64 = matching.iter().filter_map(|p| p.cpu).sum();
     let memory: f64 = matching.iter().map(|p| p.memory).sum();
-    sum_of("cpu", &pp.cpu, cpu, " % of one core");
-    sum_of("memory", &pp.memory, memory, " % of RAM");
+    sum_of(ProcessAspect::Cpu, &pp.cpu, cpu, " % of one core");
+    sum_of(ProcessAspect::Memory, &pp.memory, memory, " % of RAM");
     out
 }
 
 /// Instances of `server` that a report no longer mentions — a mount that was unmounted, an
 /// interface that went away, a rule removed from the policy: their condition is gone, so they
 /// observe "clear" (a pending one is dropped, a firing one resolves).
-pub fn vanished<'a>(existing: impl IntoIterator<Item = (&'a str, &'a str)>, observed: &[HostObservation]) -> Vec<(String, String)> {
-    let seen: BTreeSet<(&str, &str)> = observed.iter().map(|o| (o.rule.as_str(), o.subject.as_str())).collect();
+pub fn vanished<'a>(existing: impl IntoIterator<Item = (&'a RuleId, &'a str)>, observed: &[Observed]) -> Vec<(RuleId, String)> {
+    let seen: BTreeSet<(&RuleId, &str)> = observed.iter().map(|o| (&o.rule, o.subject.as_str())).collect();
     existing
         .into_iter()
-        .filter(|(rule, _)| rule.starts_with("metric:") || rule.starts_with("process:"))
+        .filter(|(rule, _)| rule.clears_when_unreported())
         .filter(|key| !seen.contains(key))
-        .map(|(r, s)| (r.to_string(), s.to_string()))
+        .map(|(r, s)| (r.clone(), s.to_string()))
         .collect()
 }
 
@@ -195,13 +203,13 @@ pub fn report_observations<'a>(
     policy: Option<&AlertPolicy>,
     server: &str,
     report: &Report,
-    existing: impl IntoIterator<Item = (&'a str, &'a str)>,
+    existing: impl IntoIterator<Item = (&'a RuleId, &'a str)>,
     previous_boot: Option<u64>,
-) -> Vec<HostObservation> {
+) -> Vec<Observed> {
     let mut observed = observe_report(project, policy, server, report);
     let cleared = vanished(existing, &observed);
-    observed.extend(cleared.into_iter().map(|(rule, subject)| HostObservation {
-        what: rule.clone(),
+    observed.extend(cleared.into_iter().map(|(rule, subject)| Observed {
+        what: rule.to_string(),
         rule,
         subject,
         // Only threshold rules vanish; clearing them is kind-independent.
@@ -214,15 +222,15 @@ pub fn report_observations<'a>(
 }
 
 /// A restart event when the boot time moved (AlertPolicy `restart: true`).
-pub fn restart(policy: Option<&AlertPolicy>, previous_boot: Option<u64>, report: &Report) -> Option<HostObservation> {
+pub fn restart(policy: Option<&AlertPolicy>, previous_boot: Option<u64>, report: &Report) -> Option<Observed> {
     let previous = previous_boot?;
     let now = report.facts.boot_time;
     if !policy.is_some_and(|p| p.restart) || previous == 0 || now == 0 || now.abs_diff(previous) <= BOOT_TIME_TOLERANCE_SECS {
         return None;
     }
     let at = |secs: u64| jiff::Timestamp::from_second(secs as i64).map(|t| t.to_string()).unwrap_or_else(|_| secs.to_string());
-    Some(HostObservation {
-        rule: RESTART_RULE.to_string(),
+    Some(Observed {
+        rule: RuleId::Restart,
         subject: String::new(),
         kind: RuleKind::Event { rate_limit_ms: EVENT_RATE_LIMIT_MS },
         observation: Observation::Event(Severity::Warning),
@@ -232,14 +240,14 @@ pub fn restart(policy: Option<&AlertPolicy>, previous_boot: Option<u64>, report:
 }
 
 /// The event a log hit raises, if the rule it names exists and is a file rule.
-pub fn log_hit(project: &Project, server: &str, policy: &str, index: usize, file: &str, line: &str) -> Option<HostObservation> {
+pub fn log_hit(project: &Project, server: &str, policy: &str, index: usize, file: &str, line: &str) -> Option<Observed> {
     let lp = project.log_policies.get(policy).filter(|lp| lp.servers.iter().any(|s| s == server))?;
     let LogRule::File { keyword, severity, .. } = lp.rules.get(index)? else { return None };
     if !line.contains(keyword.as_str()) {
         return None; // not what the rule asks for: an agent with stale rules, or a forged hit
     }
-    Some(HostObservation {
-        rule: log_rule_id(policy, index),
+    Some(Observed {
+        rule: RuleId::Log { policy: policy.to_string(), index },
         subject: String::new(),
         kind: RuleKind::Event { rate_limit_ms: EVENT_RATE_LIMIT_MS },
         observation: Observation::Event(*severity),
@@ -251,12 +259,12 @@ pub fn log_hit(project: &Project, server: &str, policy: &str, index: usize, file
 /// The "no data" observation for a server last heard from at `last_seen_ms`: failed (fatal)
 /// once the policy's `no_data` window has passed, good otherwise. `None` when the policy has no
 /// `no_data`.
-pub fn no_data(policy: Option<&AlertPolicy>, last_seen_ms: i64, now_ms: i64) -> Option<HostObservation> {
+pub fn no_data(policy: Option<&AlertPolicy>, last_seen_ms: i64, now_ms: i64) -> Option<Observed> {
     let window = policy?.no_data?.0.as_millis() as i64;
     let silent = now_ms - last_seen_ms;
     let failed = silent >= window;
-    Some(HostObservation {
-        rule: NODATA_RULE.to_string(),
+    Some(Observed {
+        rule: RuleId::NoData,
         subject: String::new(),
         kind: RuleKind::Counted { failures: 1, recoveries: 1 },
         observation: Observation::Check(failed.then_some(Severity::Fatal)),
@@ -296,8 +304,8 @@ pub fn snapshot(report: &Report) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::host::{Facts, MetricValue};
     use crate::config::values::Dur;
+    use crate::protocol::{Facts, MetricValue};
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -307,6 +315,7 @@ mod tests {
             metrics: metrics.iter().map(|&(name, s, value)| MetricValue { name, subject: s.map(str::to_string), value }).collect(),
             processes: Vec::new(),
             process_counts: BTreeMap::new(),
+            skipped_mounts: Vec::new(),
             at_ms: 0,
         }
     }
@@ -344,7 +353,7 @@ mod tests {
         let r = report(&[("disk.usage", Some("/"), 50.0), ("disk.usage", Some("/data"), 93.0), ("cpu.usage", None, 99.0)]);
         let project = Project::default();
         let got = observe_report(&project, Some(&p), "web-01", &r);
-        let got: Vec<(String, String, Observation)> = got.into_iter().map(|o| (o.rule, o.subject, o.observation)).collect();
+        let got: Vec<(String, String, Observation)> = got.into_iter().map(|o| (o.rule.to_string(), o.subject, o.observation)).collect();
         assert_eq!(
             got,
             vec![
@@ -356,19 +365,18 @@ mod tests {
 
     #[test]
     fn vanished_subjects_and_removed_rules_clear_but_events_stay() {
-        let observed = vec![HostObservation {
-            rule: "metric:disk.usage".into(),
+        let observed = vec![Observed {
+            rule: RuleId::Metric("disk.usage".into()),
             subject: "/".into(),
             kind: RuleKind::Threshold { for_ms: 0 },
             observation: Observation::Level(None),
             what: String::new(),
             detail: String::new(),
         }];
-        let existing = [("metric:disk.usage", "/"), ("metric:disk.usage", "/old"), ("restart", ""), ("process:x:count", "")];
-        assert_eq!(
-            vanished(existing, &observed),
-            vec![("metric:disk.usage".to_string(), "/old".to_string()), ("process:x:count".to_string(), String::new())]
-        );
+        let ids: Vec<RuleId> = ["metric:disk.usage", "metric:disk.usage", "restart", "process:x:count"].map(|r| r.parse().unwrap()).into();
+        let existing = ids.iter().zip(["/", "/old", "", ""]);
+        let cleared: Vec<(String, String)> = vanished(existing, &observed).into_iter().map(|(r, s)| (r.to_string(), s)).collect();
+        assert_eq!(cleared, vec![("metric:disk.usage".to_string(), "/old".to_string()), ("process:x:count".to_string(), String::new())]);
     }
 
     #[test]

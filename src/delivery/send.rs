@@ -14,11 +14,12 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde_json::Value;
 
-use super::templates::slack_payload;
-use super::{MissingEnv, expand_env};
-use crate::config::model::Channel;
-use crate::config::raw::{ChannelType, SmtpTls, WebhookFormat};
-use crate::store::{Medium, OutboxRow};
+use crate::config::model::{Channel, DEFAULT_SMS_BODY};
+use crate::config::raw::{SmtpTls, WebhookFormat};
+use crate::config::{MissingEnv, expand_env};
+use crate::errors::error_chain;
+use crate::notification::{Medium, slack_payload};
+use crate::store::OutboxRow;
 
 /// How long one network operation may take (connect, one SMTP command, one HTTP exchange).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -121,11 +122,6 @@ impl Senders {
     /// Never fails: should the HTTP client not build (no usable TLS roots), that is logged
     /// once at ERROR and every SMS and webhook attempt records it, while e-mail keeps working.
     pub fn with_timeout(timeout: Duration) -> Senders {
-        // serve installs the ring provider at startup; this only covers callers that forgot,
-        // since reqwest built without a provider panics otherwise. A no-op when one is set.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -145,7 +141,7 @@ impl Senders {
     /// Send one outbox row through `channel`, expanding `${ENV}` in the channel's settings
     /// through `env` (serve passes the process environment).
     pub async fn send(&self, channel: &Channel, row: &OutboxRow, env: Env<'_>) -> Result<(), SendError> {
-        let (actual, wanted) = (type_name(channel.type_), medium_name(row.medium));
+        let (actual, wanted) = (channel.type_.as_str(), row.medium.as_str());
         if actual != wanted {
             return Err(SendError::WrongMedium { channel: channel.name.clone(), actual, wanted });
         }
@@ -308,25 +304,6 @@ impl Senders {
     }
 }
 
-/// The same default compile gives an SMS channel without `body`.
-const DEFAULT_SMS_BODY: &str = r#"{"to":"{{phone}}","text":"{{text}}"}"#;
-
-fn type_name(t: ChannelType) -> &'static str {
-    match t {
-        ChannelType::Email => "email",
-        ChannelType::Sms => "sms",
-        ChannelType::Webhook => "webhook",
-    }
-}
-
-fn medium_name(m: Medium) -> &'static str {
-    match m {
-        Medium::Email => "email",
-        Medium::Sms => "sms",
-        Medium::Webhook => "webhook",
-    }
-}
-
 /// Replace `{{name}}` placeholders in one pass (a value containing `{{…}}` stays as it is);
 /// unknown names are kept.
 fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
@@ -374,21 +351,6 @@ fn excerpt(text: &str) -> String {
     let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() > EXCERPT_CHARS { format!("{}…", flat.chars().take(EXCERPT_CHARS).collect::<String>()) } else { flat }
-}
-
-/// An error and its sources, `: `-joined (reqwest's own message is only the outermost layer).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

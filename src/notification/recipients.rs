@@ -5,14 +5,13 @@ use std::collections::HashSet;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use super::AlertMessage;
 use super::templates::{Rendered, json_payload, render, render_sms};
+use super::{AlertMessage, DeliveryStatus, Medium, MessageKind, NewNotification};
 use crate::config::model::{Channel, Config, NotifyPrefs, PortMonitor, Project, User};
-use crate::config::raw::{ChannelType, Language, Weekday};
+use crate::config::raw::{Language, Weekday};
 use crate::config::values::normalize_phone;
-use crate::store::{DeliveryStatus, Medium, NewNotification};
 
-/// The notifications one alert transition produces, ready for the outbox (SPEC §4
+/// The notifications one alert transition produces, ready for the outbox (README,
 /// "Notifications"). For each of the project's channels, in the order the project lists them:
 ///
 /// - **email** channel: one row per address — every user with a role on the project (group
@@ -23,7 +22,7 @@ use crate::store::{DeliveryStatus, Medium, NewNotification};
 ///   (users without one get no row), then the channel's `to:` numbers.
 /// - **webhook** channel: one row, recipient = the channel name, body = [`json_payload`].
 ///
-/// Decisions where the SPEC is silent:
+/// Decisions made here (also in the README):
 /// - A monitor's `notify` list is an explicit subscription: its `email`/`sms` flags choose the
 ///   media for those users even when their own `notify.email`/`notify.sms` is off, but their
 ///   `hours` and `days` still apply — quiet hours are personal, and a pager at 3 a.m. that the
@@ -56,7 +55,7 @@ pub fn build_notifications(
     let role_users = role_users(config, p);
     let listed: Vec<&User> = monitor.map_or_else(Vec::new, |m| m.notify.iter().filter_map(|e| user(config, e)).collect());
     let texts = Texts::new(msg, &p.timezone);
-    let kind = msg.kind.as_str().to_string();
+    let kind = msg.kind;
 
     let status = |prefs: Option<&NotifyPrefs>| -> (DeliveryStatus, Option<String>) {
         if let Some(reason) = suppressed {
@@ -71,7 +70,7 @@ pub fn build_notifications(
     let mut out = Vec::new();
     for channel in p.channels.iter().filter_map(|name| config.channels.get(name)) {
         match channel.type_ {
-            ChannelType::Email => {
+            Medium::Email => {
                 let listed_email = monitor.is_some_and(|m| m.email);
                 let users = role_users.iter().filter(|u| u.notify.email).chain(listed.iter().filter(|_| listed_email));
                 let mut seen = HashSet::new();
@@ -79,18 +78,18 @@ pub fn build_notifications(
                     if seen.insert(u.email.to_ascii_lowercase()) {
                         let mail = texts.mail(u.language);
                         let (status, reason) = status(Some(&u.notify));
-                        out.push(row(channel, Medium::Email, &u.email, &mail.subject, &mail.text, &kind, status, reason));
+                        out.push(row(channel, Medium::Email, &u.email, &mail.subject, &mail.text, kind, status, reason));
                     }
                 }
                 for address in &channel.to {
                     if seen.insert(address.to_ascii_lowercase()) {
                         let mail = texts.mail(Language::En);
                         let (status, reason) = status(None);
-                        out.push(row(channel, Medium::Email, address, &mail.subject, &mail.text, &kind, status, reason));
+                        out.push(row(channel, Medium::Email, address, &mail.subject, &mail.text, kind, status, reason));
                     }
                 }
             }
-            ChannelType::Sms => {
+            Medium::Sms => {
                 let listed_sms = monitor.is_some_and(|m| m.sms);
                 let users = role_users.iter().filter(|u| u.notify.sms).chain(listed.iter().filter(|_| listed_sms));
                 let mut seen = HashSet::new();
@@ -99,7 +98,7 @@ pub fn build_notifications(
                     if seen.insert(phone.clone()) {
                         let (status, reason) = status(Some(&u.notify));
                         let subject = &texts.mail(u.language).subject;
-                        out.push(row(channel, Medium::Sms, phone, subject, texts.sms(u.language), &kind, status, reason));
+                        out.push(row(channel, Medium::Sms, phone, subject, texts.sms(u.language), kind, status, reason));
                     }
                 }
                 for number in &channel.to {
@@ -107,14 +106,14 @@ pub fn build_notifications(
                     if seen.insert(phone.clone()) {
                         let (status, reason) = status(None);
                         let subject = &texts.mail(Language::En).subject;
-                        out.push(row(channel, Medium::Sms, &phone, subject, texts.sms(Language::En), &kind, status, reason));
+                        out.push(row(channel, Medium::Sms, &phone, subject, texts.sms(Language::En), kind, status, reason));
                     }
                 }
             }
-            ChannelType::Webhook => {
+            Medium::Webhook => {
                 let (status, reason) = status(None);
                 let subject = &texts.mail(Language::En).subject;
-                out.push(row(channel, Medium::Webhook, &channel.name, subject, &texts.json, &kind, status, reason));
+                out.push(row(channel, Medium::Webhook, &channel.name, subject, &texts.json, kind, status, reason));
             }
         }
     }
@@ -128,7 +127,7 @@ fn row(
     recipient: &str,
     subject: &str,
     body: &str,
-    kind: &str,
+    kind: MessageKind,
     status: DeliveryStatus,
     reason: Option<String>,
 ) -> NewNotification {
@@ -138,7 +137,7 @@ fn row(
         recipient: recipient.to_string(),
         subject: subject.to_string(),
         body: body.to_string(),
-        kind: kind.to_string(),
+        kind,
         status,
         reason,
     }
@@ -258,9 +257,8 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::alert::Severity;
+    use crate::config::raw::Severity;
     use crate::config::{Diagnostics, Library, Sources, load};
-    use crate::notify::MessageKind;
 
     /// Compile an inline tree through the same path lint and serve use.
     fn compile_tree(yaml: &str) -> Config {
@@ -423,7 +421,7 @@ sms: true
                 row("ops-json", "ops-json", PENDING, None),
             ]
         );
-        assert!(rows.iter().all(|r| r.kind == "fired"));
+        assert!(rows.iter().all(|r| r.kind == MessageKind::Fired));
         assert_eq!(rows.iter().filter(|r| r.medium == Medium::Webhook).count(), 2, "one row per webhook channel");
     }
 

@@ -1,17 +1,105 @@
-//! The agent ↔ collector protocol: the body of `POST /ingest/v1/report` and its answer.
+//! The agent ↔ collector protocol, which both ends import: the body of
+//! `POST /ingest/v1/report` (host reports, down-check results, log keyword hits) and its answer
+//! (the server's assignments).
 //!
 //! An agent sends what it has gathered since its last accepted request — host reports (oldest
 //! first, several when it is catching up on a backlog), down-check results and log keyword hits —
 //! with `Authorization: Bearer <ingest key>`. The answer acknowledges the request (the agent may
 //! forget what it sent only then) and carries the server's *assignments*: the down-checks this
-//! server is the detector of, and the log rules of the LogPolicies that name it. Assignments come
-//! from the configuration serve has applied, so a merged change reaches agents on their next push.
+//! server is the detector of, and the log rules of the LogPolicies that name it.
 
-use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use crate::agent::host::Report;
-use crate::config::model::{Config, LogRule};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::catalog;
 use crate::config::raw::Severity;
+
+/// What the machine is: shown in the server list and detail page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// `PRETTY_NAME` from os-release, e.g. "Debian GNU/Linux 12 (bookworm)".
+    pub os: String,
+    pub kernel: String,
+    pub cpu_vendor: String,
+    pub cpu_model: String,
+    /// Online CPUs.
+    pub cpu_count: u32,
+    pub ram_total_bytes: u64,
+    /// Seconds since the Unix epoch; a change means the server restarted (AlertPolicy `restart`).
+    pub boot_time: u64,
+    pub uptime_secs: u64,
+    /// Global addresses: IPv4 without loopback, IPv6 without loopback and link-local.
+    pub ips: Vec<IpAddr>,
+}
+
+/// A metric name from [`catalog::METRICS`]. (An alias rather than `&'static str` written out,
+/// because serde's derive borrows any field spelled `&str` from the input.)
+pub type MetricName = &'static str;
+
+/// One value of one metric, for one subject (mount point, device or interface) where the metric
+/// has several.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricValue {
+    /// One of [`catalog::METRICS`]; any other name is refused when deserializing.
+    #[serde(deserialize_with = "known_metric")]
+    pub name: MetricName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub value: f64,
+}
+
+fn known_metric<'de, D: Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    let name = String::deserialize(d)?;
+    catalog::lookup(&name).map(|m| m.name).ok_or_else(|| serde::de::Error::custom(format!("unknown metric `{name}`")))
+}
+
+/// One process, as the server detail page and ProcessPolicy see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// The executable name (`comm`, at most 15 bytes), which ProcessPolicy `process` matches.
+    pub name: String,
+    /// The effective user's name, or the uid as a number when /etc/passwd does not know it.
+    pub user: String,
+    /// % of one core over the last interval; none on a process's first sample.
+    pub cpu: Option<f64>,
+    /// % of RAM (resident set).
+    pub memory: f64,
+    pub rss_bytes: u64,
+}
+
+/// One sample of one host: its facts, every metric value and its processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub facts: Facts,
+    pub metrics: Vec<MetricValue>,
+    /// User processes (no kernel threads), busiest first.
+    pub processes: Vec<ProcessInfo>,
+    /// Number of processes per name.
+    pub process_counts: BTreeMap<String, u32>,
+    /// Mounted network filesystems whose space the agent does not read (statvfs on one blocks
+    /// while its server is away).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_mounts: Vec<SkippedMount>,
+    /// Wall-clock time of the sample, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// A mount whose space was not read, and why: its filesystem type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedMount {
+    pub mount_point: String,
+    pub fs_type: String,
+}
+
+impl Report {
+    /// The value of `name` for `subject`, if this report has it.
+    pub fn value(&self, name: &str, subject: Option<&str>) -> Option<f64> {
+        self.metrics.iter().find(|m| m.name == name && m.subject.as_deref() == subject).map(|m| m.value)
+    }
+}
 
 /// The largest request body the collector reads (a full backlog batch of reports with processes).
 pub const MAX_BODY_BYTES: usize = 8 << 20;
@@ -165,42 +253,4 @@ pub struct LogAssignment {
 /// How long a down-check connect may take: a third of the interval, at most 5 s.
 pub fn downcheck_timeout_ms(interval_ms: u64) -> u64 {
     (interval_ms / 3).clamp(100, 5_000)
-}
-
-/// The assignments of `server` in `project` under `config`: none for an unknown or paused server.
-pub fn assignments(config: &Config, project: &str, server: &str) -> Assignments {
-    let Some(p) = config.projects.get(project) else { return Assignments::default() };
-    if p.servers.get(server).is_none_or(|s| s.paused) {
-        return Assignments::default();
-    }
-    let down_checks = p
-        .down_checks
-        .values()
-        .filter(|d| d.detector == server && p.servers.get(&d.target).is_some_and(|t| !t.paused))
-        .map(|d| {
-            let interval_ms = d.interval.0.as_millis() as u64;
-            DownCheckAssignment {
-                name: d.name.clone(),
-                ip: d.ip.clone(),
-                port: d.port,
-                liveness_port: d.liveness_port,
-                interval_ms,
-                timeout_ms: downcheck_timeout_ms(interval_ms),
-            }
-        })
-        .collect();
-    let log_rules = p
-        .log_policies
-        .values()
-        .filter(|lp| lp.servers.iter().any(|s| s == server))
-        .flat_map(|lp| {
-            lp.rules.iter().enumerate().filter_map(|(rule, r)| match r {
-                LogRule::File { file, keyword, .. } => {
-                    Some(LogAssignment { policy: lp.name.clone(), rule, file: file.clone(), keyword: keyword.clone() })
-                }
-                LogRule::EventLog { .. } => None, // Windows event logs: not read by the Linux agent
-            })
-        })
-        .collect();
-    Assignments { down_checks, log_rules }
 }

@@ -1,0 +1,178 @@
+//! `GET /api/v1/projects/{p}/servers/{s}`: one server — configuration, facts, the latest value
+//! of every metric, processes, alerts.
+
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::super::alerts::AlertView;
+use super::super::auth::Access;
+use super::super::params::Params;
+use super::super::projects::Firing;
+use super::super::{ALL, ApiError, ApiState, project_tz};
+use super::{Columns, Per, ServerView, desc, fits, per, server_of};
+use crate::clock::now_ms;
+use crate::config::raw::MetricsKind;
+use crate::protocol::{Facts, MAX_PROCESSES_PER_REPORT, ProcessInfo, Report};
+use crate::store::{AlertFilter, AlertStatus};
+
+/// The newest value of every metric, grouped by what it is per; names as in the configuration.
+#[derive(Serialize, Default)]
+struct Latest<'a> {
+    host: BTreeMap<&'a str, f64>,
+    mounts: BTreeMap<&'a str, BTreeMap<&'a str, f64>>,
+    devices: BTreeMap<&'a str, BTreeMap<&'a str, f64>>,
+    interfaces: BTreeMap<&'a str, BTreeMap<&'a str, f64>>,
+}
+
+impl<'a> Latest<'a> {
+    fn of(report: &'a Report) -> Self {
+        let mut latest = Latest::default();
+        for m in report.metrics.iter().filter(|m| fits(m)) {
+            let subject = m.subject.as_deref().unwrap_or_default();
+            let group = match per(m.name) {
+                Per::Host => {
+                    latest.host.insert(m.name, m.value);
+                    continue;
+                }
+                Per::Mount => &mut latest.mounts,
+                Per::Device => &mut latest.devices,
+                Per::Interface => &mut latest.interfaces,
+            };
+            group.entry(subject).or_default().insert(m.name, m.value);
+        }
+        latest
+    }
+}
+
+/// Processes with the same name together (`?sort=count`).
+#[derive(Serialize)]
+struct ProcessGroup<'a> {
+    name: &'a str,
+    /// Every process of the name on the machine (the report lists the busiest only).
+    count: u32,
+    /// Sums over the listed processes of the name.
+    cpu: f64,
+    memory: f64,
+    rss_bytes: u64,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ProcessItems<'a> {
+    Each(Vec<&'a ProcessInfo>),
+    ByName(Vec<ProcessGroup<'a>>),
+}
+
+#[derive(Serialize)]
+struct Processes<'a> {
+    sort: &'static str,
+    /// Every process on the machine, listed or not.
+    total: u64,
+    items: ProcessItems<'a>,
+}
+
+impl<'a> Processes<'a> {
+    fn of(report: &'a Report, sort: &'static str, limit: usize) -> Self {
+        let total = report.process_counts.values().map(|&n| u64::from(n)).sum();
+        let items = if sort == "count" {
+            let mut groups: Vec<ProcessGroup> = report
+                .process_counts
+                .iter()
+                .map(|(name, &count)| ProcessGroup { name, count, cpu: 0.0, memory: 0.0, rss_bytes: 0 })
+                .collect();
+            for p in &report.processes {
+                if let Ok(i) = groups.binary_search_by(|g| g.name.cmp(p.name.as_str())) {
+                    groups[i].cpu += p.cpu.unwrap_or(0.0);
+                    groups[i].memory += p.memory;
+                    groups[i].rss_bytes += p.rss_bytes;
+                }
+            }
+            // From the name order of `process_counts`; the stable sort keeps it among equal counts.
+            groups.sort_by_key(|g| Reverse(g.count));
+            groups.truncate(limit);
+            ProcessItems::ByName(groups)
+        } else {
+            let mut each: Vec<&ProcessInfo> = report.processes.iter().collect();
+            match sort {
+                "memory" => each.sort_by(|a, b| b.memory.total_cmp(&a.memory).then(a.pid.cmp(&b.pid))),
+                "name" => each.sort_by(|a, b| a.name.cmp(&b.name).then(a.pid.cmp(&b.pid))),
+                _ => each.sort_by(|a, b| desc(a.cpu, b.cpu).then(b.rss_bytes.cmp(&a.rss_bytes)).then(a.pid.cmp(&b.pid))),
+            }
+            each.truncate(limit);
+            ProcessItems::Each(each)
+        };
+        Processes { sort, total, items }
+    }
+}
+
+#[derive(Serialize)]
+struct ServerDetail<'a> {
+    #[serde(flatten)]
+    row: ServerView<'a>,
+    timezone: &'a str,
+    metrics_source: MetricsKind,
+    /// The node_exporter endpoint serve scrapes, for `metrics_source: node_exporter`; admins and
+    /// up only, since a URL may carry credentials.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_url: Option<&'a str>,
+    facts: Option<&'a Facts>,
+    /// The sample time of the newest report (the agent's clock).
+    report_at_ms: Option<i64>,
+    latest: Option<Latest<'a>>,
+    processes: Option<Processes<'a>>,
+    firing_alerts: Vec<AlertView>,
+    /// The newest 20, firing or resolved.
+    recent_alerts: Vec<AlertView>,
+}
+
+const RECENT_ALERTS: u32 = 20;
+const DEFAULT_PROCESSES: i64 = 20;
+
+/// `?sort=cpu|memory|name|count&limit=` for the process list.
+pub async fn detail(
+    State(state): State<ApiState>,
+    access: Access,
+    Path((project, server)): Path<(String, String)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.allow(&["sort", "limit"])?;
+    let (p, role) = access.project(&project)?;
+    let s = server_of(p, &server)?;
+    let sort = params.one_of("sort", &["cpu", "memory", "name", "count"])?.unwrap_or("cpu");
+    let limit = params.int("limit", 1, MAX_PROCESSES_PER_REPORT as i64)?.unwrap_or(DEFAULT_PROCESSES) as usize;
+    let tz = project_tz(&p.timezone);
+    let filter = |status, limit| AlertFilter {
+        project: Some(p.name.clone()),
+        server: Some(s.name.clone()),
+        status,
+        limit,
+        ..AlertFilter::default()
+    };
+    let firing_rows = state.store.list_alerts(&filter(Some(AlertStatus::Firing), ALL)).await?;
+    let recent_rows = state.store.list_alerts(&filter(None, RECENT_ALERTS)).await?;
+    let mut firing = Firing::default();
+    for row in &firing_rows {
+        firing.add(row.severity);
+    }
+    let live = state.live.get(&p.name, &s.name);
+    let report = live.as_ref().map(|l| l.report.as_ref());
+    let columns = report.map(Columns::of);
+    let body = ServerDetail {
+        row: ServerView::new(s, firing, live.as_deref(), columns.as_ref(), now_ms(), &tz),
+        timezone: &p.timezone,
+        metrics_source: s.metrics,
+        metrics_url: s.metrics_url.as_deref().filter(|_| role.sees_contacts()),
+        facts: report.map(|r| &r.facts),
+        report_at_ms: report.map(|r| r.at_ms),
+        latest: report.map(Latest::of),
+        processes: report.map(|r| Processes::of(r, sort, limit)),
+        firing_alerts: firing_rows.into_iter().map(|row| AlertView::new(row, &tz, false)).collect(),
+        recent_alerts: recent_rows.into_iter().map(|row| AlertView::new(row, &tz, false)).collect(),
+    };
+    Ok(Json(body).into_response())
+}

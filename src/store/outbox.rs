@@ -1,0 +1,225 @@
+//! The notification outbox and its delivery log: rows claimed with leases, every attempt
+//! recorded, yearly counts of what was sent.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::rows::{Columns, narrow, text};
+use super::{Backend, BeginWrite, Result, Store, year_range_ms};
+use crate::notification::{DeliveryStatus, Medium, MessageKind};
+
+// The column list shared by several queries (a macro, so `concat!` can splice it into SQL text).
+macro_rules! outbox_columns {
+    () => {
+        "id, alert_id, channel, medium, recipient, subject, body, kind, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms"
+    };
+}
+
+/// Claim due notifications: pick them, lease them to a holder, return them. `$lock` is the one
+/// dialect difference: PostgreSQL locks the picked rows and skips rows another replica is
+/// claiming right now; SQLite needs nothing, since the single UPDATE holds the write lock.
+macro_rules! claim_sql {
+    ($lock:literal) => {
+        concat!(
+            "WITH due AS (SELECT id FROM outbox",
+            " WHERE status = 'pending' AND next_attempt_ms <= $1 AND (claimed_until_ms IS NULL OR claimed_until_ms <= $1)",
+            " ORDER BY id LIMIT $2 ",
+            $lock,
+            ") UPDATE outbox SET claimed_by = $3, claimed_until_ms = $4 WHERE id IN (SELECT id FROM due) RETURNING ",
+            outbox_columns!()
+        )
+    };
+}
+const CLAIM_SQLITE: &str = claim_sql!("");
+const CLAIM_POSTGRES: &str = claim_sql!("FOR UPDATE SKIP LOCKED");
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub alert_id: Option<i64>,
+    pub channel: String,
+    pub medium: Medium,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub kind: MessageKind,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_ms: i64,
+    pub last_error: Option<String>,
+    pub created_ms: i64,
+    pub sent_ms: Option<i64>,
+}
+
+/// One try to send one notification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    pub at_ms: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// The result of one send attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    Sent,
+    /// Failed; retry at `retry_at_ms`, or give up (status `failed`) when `None`.
+    Failed {
+        error: String,
+        retry_at_ms: Option<i64>,
+    },
+}
+
+/// Notifications sent per host and medium in a year (the port-monitoring manual's statistics).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SentCount {
+    pub host: String,
+    pub medium: Medium,
+    pub count: i64,
+}
+
+impl Store {
+    /// Claim up to `limit` pending notifications due at `now_ms` for `holder` for `lease_ms`
+    /// (so two serve replicas never send the same one); oldest first.
+    pub async fn claim_due_notifications(&self, now_ms: i64, limit: u32, holder: &str, lease_ms: i64) -> Result<Vec<OutboxRow>> {
+        let sql = match self.backend {
+            Backend::Sqlite(_) => CLAIM_SQLITE,
+            Backend::Postgres(_) => CLAIM_POSTGRES,
+        };
+        let mut claimed: Vec<OutboxRow> = on_pool!(self, pool => {
+            let found = sqlx::query(sql)
+                .bind(now_ms)
+                .bind(i64::from(limit))
+                .bind(holder)
+                .bind(now_ms.saturating_add(lease_ms))
+                .fetch_all(pool)
+                .await?;
+            found.iter().map(outbox).collect::<Result<_>>()?
+        });
+        // RETURNING promises no order.
+        claimed.sort_by_key(|row| row.id);
+        Ok(claimed)
+    }
+
+    /// Log an attempt and move the notification to sent, pending (retry) or failed; either way
+    /// the claim on it is released. An unknown `id` is `sqlx::Error::RowNotFound`.
+    pub async fn record_delivery(&self, id: i64, at_ms: i64, outcome: &DeliveryOutcome) -> Result<()> {
+        const SENT: &str = "UPDATE outbox SET status = 'sent', sent_ms = $1, attempts = attempts + 1,
+            claimed_by = NULL, claimed_until_ms = NULL WHERE id = $2";
+        const RETRY: &str = "UPDATE outbox SET status = 'pending', next_attempt_ms = $1, attempts = attempts + 1, last_error = $2,
+            claimed_by = NULL, claimed_until_ms = NULL WHERE id = $3";
+        const GIVE_UP: &str = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1,
+            claimed_by = NULL, claimed_until_ms = NULL WHERE id = $2";
+        const LOG: &str = "INSERT INTO delivery_attempts (outbox_id, at_ms, ok, error) VALUES ($1, $2, $3, $4)";
+
+        let (ok, error) = match outcome {
+            DeliveryOutcome::Sent => (true, None),
+            DeliveryOutcome::Failed { error, .. } => (false, Some(error)),
+        };
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let update = match outcome {
+                DeliveryOutcome::Sent => sqlx::query(SENT).bind(at_ms).bind(id),
+                DeliveryOutcome::Failed { error, retry_at_ms: Some(retry_at_ms) } => sqlx::query(RETRY).bind(retry_at_ms).bind(error).bind(id),
+                DeliveryOutcome::Failed { error, retry_at_ms: None } => sqlx::query(GIVE_UP).bind(error).bind(id),
+            };
+            if update.execute(&mut *tx).await?.rows_affected() == 0 {
+                return Err(sqlx::Error::RowNotFound.into());
+            }
+            sqlx::query(LOG).bind(id).bind(at_ms).bind(ok).bind(error).execute(&mut *tx).await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// An alert's notifications with every attempt.
+    pub async fn notifications_for_alert(&self, alert_id: i64) -> Result<Vec<(OutboxRow, Vec<Attempt>)>> {
+        const NOTIFICATIONS: &str = concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE alert_id = $1 ORDER BY id");
+        const ATTEMPTS: &str = "SELECT a.outbox_id, a.at_ms, a.ok, a.error FROM delivery_attempts a JOIN outbox o ON o.id = a.outbox_id
+            WHERE o.alert_id = $1 ORDER BY a.at_ms, a.id";
+        let (notifications, attempts) = on_pool!(self, pool => {
+            // One snapshot for both reads, so no attempt names a notification we did not read.
+            let mut tx = pool.begin().await?;
+            let notifications = sqlx::query(NOTIFICATIONS).bind(alert_id).fetch_all(&mut *tx).await?;
+            let attempts = sqlx::query(ATTEMPTS).bind(alert_id).fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            (
+                notifications.iter().map(outbox).collect::<Result<Vec<_>>>()?,
+                attempts.iter().map(attempt).collect::<Result<Vec<_>>>()?,
+            )
+        });
+        let mut by_notification: BTreeMap<i64, Vec<Attempt>> = BTreeMap::new();
+        for (outbox_id, attempt) in attempts {
+            by_notification.entry(outbox_id).or_default().push(attempt);
+        }
+        Ok(notifications
+            .into_iter()
+            .map(|row| {
+                let attempts = by_notification.remove(&row.id).unwrap_or_default();
+                (row, attempts)
+            })
+            .collect())
+    }
+
+    /// Notifications not yet sent or failed.
+    pub async fn outbox_depth(&self) -> Result<i64> {
+        on_pool!(self, pool => {
+            let row = sqlx::query("SELECT COUNT(*) AS depth FROM outbox WHERE status = 'pending'").fetch_one(pool).await?;
+            row.col("depth")
+        })
+    }
+
+    /// Sent notifications per host and medium for a project in a calendar year (UTC).
+    pub async fn sent_counts(&self, project: &str, year: i32) -> Result<Vec<SentCount>> {
+        const COUNTS: &str = "SELECT a.host, o.medium, COUNT(*) AS sent FROM outbox o JOIN alerts a ON a.id = o.alert_id
+            WHERE a.project = $1 AND o.status IN ('sent', 'delivered')
+              AND COALESCE(o.sent_ms, o.created_ms) >= $2 AND COALESCE(o.sent_ms, o.created_ms) < $3
+            GROUP BY a.host, o.medium ORDER BY a.host, o.medium";
+        let Some((start_ms, end_ms)) = year_range_ms(year) else {
+            return Ok(Vec::new());
+        };
+        on_pool!(self, pool => {
+            let found = sqlx::query(COUNTS).bind(project).bind(start_ms).bind(end_ms).fetch_all(pool).await?;
+            found.iter().map(sent_count).collect()
+        })
+    }
+}
+
+fn outbox(row: &impl Columns) -> Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: row.col("id")?,
+        alert_id: row.col("alert_id")?,
+        channel: row.col("channel")?,
+        medium: text(row, "medium")?,
+        recipient: row.col("recipient")?,
+        subject: row.col("subject")?,
+        body: row.col("body")?,
+        kind: text(row, "kind")?,
+        status: text(row, "status")?,
+        attempts: narrow(row, "attempts")?,
+        next_attempt_ms: row.col("next_attempt_ms")?,
+        last_error: row.col("last_error")?,
+        created_ms: row.col("created_ms")?,
+        sent_ms: row.col("sent_ms")?,
+    })
+}
+
+/// A delivery attempt with the notification it belongs to.
+fn attempt(row: &impl Columns) -> Result<(i64, Attempt)> {
+    Ok((row.col("outbox_id")?, Attempt { at_ms: row.col("at_ms")?, ok: row.col("ok")?, error: row.col("error")? }))
+}
+
+fn sent_count(row: &impl Columns) -> Result<SentCount> {
+    Ok(SentCount { host: row.col("host")?, medium: text(row, "medium")?, count: row.col("sent")? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_claim_differs_between_backends_only_in_row_locking() {
+        assert_eq!(CLAIM_POSTGRES.replace("FOR UPDATE SKIP LOCKED", ""), CLAIM_SQLITE);
+    }
+}

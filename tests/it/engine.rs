@@ -1,0 +1,193 @@
+//! The alert engine as serve runs it — its task, fed through its channels, writing to a real
+//! store — and its error policy: a retirement the database refuses is retried until it lands.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use watchkeeper::clock::now_ms;
+use watchkeeper::collect::writer::HostInput;
+use watchkeeper::config::{self, Config, Library};
+use watchkeeper::engine::{Applied, Engine};
+use watchkeeper::metrics::Metrics;
+use watchkeeper::notification::{DeliveryStatus, MessageKind};
+use watchkeeper::probe::{ErrorKind, MonitorKey, Outcome, PortResult, ProbeError};
+use watchkeeper::store::{AlertFilter, AlertRow, AlertStatus, Store};
+
+use crate::store::TestDb;
+
+/// A tree with the files given (path, YAML), compiled; panics on errors.
+pub(crate) fn compile(files: &[(&str, &str)]) -> Arc<Config> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let loaded = config::load_dir(dir.path(), &Library::Builtin);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    Arc::new(loaded.config)
+}
+
+/// The engine task of a serve, with its channels.
+pub(crate) struct Running {
+    pub(crate) store: Store,
+    pub(crate) metrics: Arc<Metrics>,
+    configs: mpsc::Sender<Applied>,
+    results: mpsc::Sender<Vec<PortResult>>,
+    /// Held so the engine keeps waiting for host input (nothing here sends any yet).
+    _hosts: mpsc::Sender<HostInput>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub(crate) async fn start(store: Store) -> Running {
+        let metrics = Arc::new(Metrics::new());
+        let engine = Engine::load(store.clone(), Arc::clone(&metrics), Arc::new(Notify::new())).await.expect("load the engine");
+        let (configs, configs_rx) = mpsc::channel(4);
+        let (results, results_rx) = mpsc::channel(16);
+        let (hosts, hosts_rx) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(engine.run(configs_rx, results_rx, hosts_rx, cancel.clone()));
+        Running { store, metrics, configs, results, _hosts: hosts, cancel, task }
+    }
+
+    pub(crate) async fn apply(&self, config: &Arc<Config>, revision: &str) {
+        self.configs.send(Applied { config: Arc::clone(config), revision: revision.into() }).await.expect("engine running");
+    }
+
+    /// One check of `project/monitor` `port` at `at_ms`: passed, or refused.
+    pub(crate) async fn check(&self, project: &str, monitor: &str, port: u16, at_ms: i64, ok: bool) {
+        let outcome = Outcome {
+            ok,
+            latency: Duration::from_millis(1),
+            error: (!ok).then(|| ProbeError { kind: ErrorKind::Refused, message: "connection refused".into() }),
+        };
+        let result = PortResult {
+            key: MonitorKey { project: project.into(), name: monitor.into() },
+            host: "127.0.0.1".into(),
+            port,
+            at_ms,
+            due_ms: at_ms,
+            outcome,
+        };
+        self.results.send(vec![result]).await.expect("engine running");
+    }
+
+    /// Wait until `/metrics` shows `line` (e.g. `watchkeeper_alert_retirements_pending 1`).
+    pub(crate) async fn wait_for_metric(&self, line: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.metrics.render().lines().any(|l| l == line) {
+            assert!(tokio::time::Instant::now() < deadline, "no `{line}` within {within:?}:\n{}", self.metrics.render());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) async fn stop(self) -> Store {
+        self.cancel.cancel();
+        self.task.await.expect("engine task");
+        self.store
+    }
+}
+
+/// Poll the store until `pick` finds what it wants among the project's alerts, or panic after
+/// `within` (a bound a loaded machine meets; the condition usually holds within a second).
+pub(crate) async fn wait_for_alert(store: &Store, within: Duration, pick: impl Fn(&AlertRow) -> bool) -> AlertRow {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let alerts = store.list_alerts(&AlertFilter::default()).await.expect("list alerts");
+        if let Some(found) = alerts.into_iter().find(|a| pick(a)) {
+            return found;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no such alert within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const PEOPLE: &str = "kind: User\nemail: alice@example.com\nname: Alice\n";
+const PROJECT: &str = "kind: Project\nname: shop\nmembers: [{ user: alice@example.com, role: admin }]\nchannels: [mail]\n";
+const CHANNEL: &str = "kind: Channel\nname: mail\ntype: email\nsmtp: { host: 127.0.0.1, port: 2525, tls: none }\nfrom: wk@example.com\n";
+const MONITOR: &str =
+    "kind: PortMonitor\nname: demo\nproject: shop\nhost: 127.0.0.1\nports: [9000]\ninterval: 10s\ntimeout: 2s\nfailures: 1\n";
+
+/// Make the alert history refuse updates, as a database that fails would: every `UPDATE alerts`
+/// aborts until [`heal`] drops the trigger. (A real SQLite error through a second connection.)
+async fn break_alert_updates(db_path: &Path) -> SqliteConnection {
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", db_path.display())).await.expect("second connection");
+    sqlx::query("CREATE TRIGGER refuse_alert_updates BEFORE UPDATE ON alerts BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
+        .execute(&mut conn)
+        .await
+        .expect("create trigger");
+    conn
+}
+
+async fn heal(conn: &mut SqliteConnection) {
+    sqlx::query("DROP TRIGGER refuse_alert_updates").execute(conn).await.expect("drop trigger");
+}
+
+#[tokio::test]
+async fn a_retirement_the_store_refuses_is_retried_until_the_removed_monitors_alert_resolves() {
+    let db = TestDb::sqlite();
+    let running = Running::start(db.connect().await).await;
+    let with_monitor = compile(&[("people.yaml", PEOPLE), ("project.yaml", PROJECT), ("channel.yaml", CHANNEL), ("checks.yaml", MONITOR)]);
+    let without = compile(&[("people.yaml", PEOPLE), ("project.yaml", PROJECT), ("channel.yaml", CHANNEL)]);
+    running.apply(&with_monitor, "rev-1").await;
+    let t0 = now_ms();
+    running.check("shop", "demo", 9000, t0, false).await;
+    let fired = wait_for_alert(&running.store, Duration::from_secs(10), |a| a.status == AlertStatus::Firing).await;
+
+    // The database refuses the retirement's write: the alert stays firing, nothing is lost.
+    let mut broken = break_alert_updates(&db.sqlite_path()).await;
+    running.apply(&without, "rev-2").await;
+    running.wait_for_metric("watchkeeper_alert_retirements_pending 1", Duration::from_secs(10)).await;
+    let still = running.store.get_alert(fired.id).await.unwrap().unwrap();
+    assert_eq!(still.status, AlertStatus::Firing, "a refused write changes nothing");
+
+    // Once the database takes writes again, the queued retirement lands with its reason and
+    // its resolve notification.
+    heal(&mut broken).await;
+    let resolved = wait_for_alert(&running.store, Duration::from_secs(30), |a| a.id == fired.id && a.status == AlertStatus::Resolved).await;
+    assert_eq!(resolved.resolve_reason.as_deref(), Some("removed in rev-2"));
+    let notes = running.store.notifications_for_alert(fired.id).await.unwrap();
+    let kinds: Vec<(MessageKind, DeliveryStatus)> = notes.iter().map(|(n, _)| (n.kind, n.status)).collect();
+    assert_eq!(kinds, [(MessageKind::Fired, DeliveryStatus::Pending), (MessageKind::Resolved, DeliveryStatus::Pending)]);
+    running.wait_for_metric("watchkeeper_alert_retirements_pending 0", Duration::from_secs(10)).await;
+    let store = running.stop().await;
+    assert!(store.load_instances().await.unwrap().is_empty(), "the retired instance is forgotten");
+}
+
+#[tokio::test]
+async fn a_revision_that_brings_a_monitor_back_cancels_its_pending_retirement() {
+    let db = TestDb::sqlite();
+    let running = Running::start(db.connect().await).await;
+    let with_monitor = compile(&[("people.yaml", PEOPLE), ("project.yaml", PROJECT), ("channel.yaml", CHANNEL), ("checks.yaml", MONITOR)]);
+    let without = compile(&[("people.yaml", PEOPLE), ("project.yaml", PROJECT), ("channel.yaml", CHANNEL)]);
+    running.apply(&with_monitor, "rev-1").await;
+    running.check("shop", "demo", 9000, now_ms(), false).await;
+    let fired = wait_for_alert(&running.store, Duration::from_secs(10), |a| a.status == AlertStatus::Firing).await;
+    let mut broken = break_alert_updates(&db.sqlite_path()).await;
+    running.apply(&without, "rev-2").await;
+    running.wait_for_metric("watchkeeper_alert_retirements_pending 1", Duration::from_secs(10)).await;
+    running.apply(&with_monitor, "rev-3").await;
+    running.wait_for_metric("watchkeeper_alert_retirements_pending 0", Duration::from_secs(10)).await;
+    heal(&mut broken).await;
+    // A failed check after rev-3 is counted on the same instance (the store takes it: only
+    // the alert history refused writes), so the engine has seen rev-3 when it is in.
+    running.check("shop", "demo", 9000, now_ms(), false).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while running.store.load_instances().await.unwrap().first().is_none_or(|s| s.instance.state.failures < 2) {
+        assert!(tokio::time::Instant::now() < deadline, "the second failure was not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let alert = running.store.get_alert(fired.id).await.unwrap().unwrap();
+    assert_eq!(alert.status, AlertStatus::Firing, "rev-3 keeps the monitor, so its alert stays open: {alert:?}");
+    // And it goes on as before: the next good check resolves it as recovered.
+    running.check("shop", "demo", 9000, now_ms(), true).await;
+    let resolved = wait_for_alert(&running.store, Duration::from_secs(10), |a| a.id == fired.id && a.status == AlertStatus::Resolved).await;
+    assert_eq!(resolved.resolve_reason.as_deref(), Some("recovered"));
+    running.stop().await;
+}
