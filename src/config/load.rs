@@ -213,7 +213,13 @@ pub fn read_git(dir: &Path, rev: &str, diags: &mut Diagnostics) -> Result<Source
     let prefix = git(dir, &["rev-parse", "--show-prefix"])?;
     let prefix = prefix.trim().to_string();
     let commit = git(dir, &["rev-parse", "--verify", &format!("{rev}^{{commit}}")])?;
-    let listing = git(dir, &["ls-tree", "-r", "-z", "--full-tree", commit.trim(), "--", &prefix])?;
+    // At the repository's root the prefix is empty: list the whole tree (git refuses an empty pathspec).
+    let mut ls_tree = vec!["ls-tree", "-r", "-z", "--full-tree", commit.trim()];
+    let pathspec = format!(":(literal){prefix}");
+    if !prefix.is_empty() {
+        ls_tree.extend(["--", &pathspec]);
+    }
+    let listing = git(dir, &ls_tree)?;
     let mut sources = Sources { root: dir.to_path_buf(), ..Sources::default() };
     let mut entries: Vec<(String, String)> = Vec::new();
     for entry in listing.split('\0').filter(|e| !e.is_empty()) {

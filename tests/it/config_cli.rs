@@ -247,3 +247,42 @@ fn a_parse_cache_gives_the_same_result_as_a_fresh_load() {
     assert!(diff::diff(&cached.config, &fresh.config).is_empty());
     assert!(cached.config.users.contains_key("zed@example.com"));
 }
+
+/// `plan --base REV .` exactly as the README and the CI templates run it: from the tree's own
+/// directory, with the tree at the repository root, one folder down and two folders down, and
+/// the base named as a branch, a tag and a remote-tracking branch (`origin/main` in a pull
+/// request). A regression: at the root, the empty path prefix reached git as a pathspec.
+#[test]
+fn plan_base_reads_a_git_revision_at_the_root_and_in_subfolders() {
+    for depth in ["", "monitoring", "infra/monitoring"] {
+        let repo = tempfile::tempdir().unwrap();
+        let tree = repo.path().join(depth);
+        copy_tree(&repo_root().join("examples/quickstart"), &tree);
+        git(repo.path(), &["init", "-q", "-b", "main"]);
+        git(repo.path(), &["add", "-A"]);
+        git(repo.path(), &["commit", "-qm", "base"]);
+        git(repo.path(), &["tag", "v1"]);
+        git(repo.path(), &["update-ref", "refs/remotes/origin/main", "HEAD"]);
+        git(repo.path(), &["checkout", "-qb", "change"]);
+        let project = tree.join("project.yaml");
+        let text = fs::read_to_string(&project).unwrap();
+        fs::write(&project, format!("{text}---\nkind: Server\nname: web-02\nproject: shop\nhost: 203.0.113.11\npolicy: web-server\n"))
+            .unwrap();
+        git(repo.path(), &["commit", "-qam", "add web-02"]);
+
+        for base in ["main", "v1", "origin/main"] {
+            let out = bin().args(["plan", "--base", base, "."]).current_dir(&tree).output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "tree at `{depth}`, --base {base}: {}", stderr(&out));
+            assert!(
+                stdout(&out).starts_with("Plan: 1 to add, 0 to change, 0 to remove.\n"),
+                "tree at `{depth}`, --base {base}: {}",
+                stdout(&out)
+            );
+            assert!(stdout(&out).contains("  + Server web-02\n"), "{}", stdout(&out));
+        }
+        // The same tree named from outside it.
+        let out = bin().args(["plan", "--base", "main"]).arg(&tree).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "tree at `{depth}` from outside: {}", stderr(&out));
+        assert!(stdout(&out).contains("  + Server web-02\n"), "{}", stdout(&out));
+    }
+}
