@@ -4,6 +4,7 @@ mod agent_e2e;
 mod agent_host;
 mod agent_run;
 mod api;
+mod ci_templates;
 mod common;
 mod config_cli;
 mod engine;
