@@ -63,8 +63,9 @@ enum Cmd {
         /// http://127.0.0.1:8080) and list the firing alerts the change would drop.
         #[arg(long, value_name = "URL")]
         against: Option<String>,
-        /// The status API token for --against (ignored with --base).
-        #[arg(long, env = "WATCHKEEPER_TOKEN", hide_env_values = true)]
+        /// The status API token for --against (the operator's or a user's; ignored with --base).
+        /// WATCHKEEPER_ADMIN_TOKEN, its old name, is read too.
+        #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
         token: Option<String>,
         /// The tree after the change.
         #[arg(default_value = ".")]
@@ -166,6 +167,22 @@ struct ServeArgs {
     log_format: LogFormat,
     #[command(flatten)]
     library: LibraryArgs,
+    /// The operator token: reads every project through the status API (serve keeps only its
+    /// SHA-256). Make one with `watchkeeper token`. Prefer the environment variable: arguments
+    /// show in `ps`. WATCHKEEPER_ADMIN_TOKEN, its old name, is read too.
+    #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// The one name of the status API token, for serve (the operator token) and `plan --against`.
+const TOKEN_ENV: &str = "WATCHKEEPER_TOKEN";
+/// Its old name, still read when [`TOKEN_ENV`] is not set.
+const TOKEN_ENV_ALIAS: &str = "WATCHKEEPER_ADMIN_TOKEN";
+
+/// The token given with `--token` or [`TOKEN_ENV`], else the one in [`TOKEN_ENV_ALIAS`].
+fn api_token(given: Option<String>) -> Option<String> {
+    let set = |t: &String| !t.is_empty();
+    given.filter(set).or_else(|| std::env::var(TOKEN_ENV_ALIAS).ok().filter(set))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -230,8 +247,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             if report_errors("change", &new) {
                 return Ok(ExitCode::from(1));
             }
-            let token =
-                token.filter(|t| !t.is_empty()).context("--against needs a status API token: give --token or set WATCHKEEPER_TOKEN")?;
+            let token = api_token(token).context("--against needs a status API token: give --token or set WATCHKEEPER_TOKEN")?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
             let running = runtime.block_on(plan::against::fetch(&url, &token))?;
             if let Some(scope) = &running.scope {
@@ -328,7 +344,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         (None, Some(url)) => SourceSpec::Git { url, branch: args.branch, workdir: args.workdir, subdir: args.path, poll: args.poll.0 },
         (None, None) => bail!("give --config DIR or --git URL"),
     };
-    let admin_token_sha256 = std::env::var("WATCHKEEPER_ADMIN_TOKEN").ok().filter(|t| !t.is_empty()).map(|t| token::sha256_hex(&t));
+    let admin_token_sha256 = api_token(args.token).map(|t| token::sha256_hex(&t));
     let holder = format!("{}-{}", hostname(), std::process::id());
     let options = watchkeeper::serve::ServeOptions {
         source,

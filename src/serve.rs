@@ -2,6 +2,7 @@
 //! prober), alert engine, collector writer, outbox, status API, rollups and retention — wire them with channels, and on
 //! shutdown signal them all and wait for each.
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ pub struct ServeOptions {
     pub max_in_flight: usize,
     /// How long raw probe results are kept.
     pub retention: Duration,
-    /// SHA-256 of the operator token (from `WATCHKEEPER_ADMIN_TOKEN`), if set.
+    /// SHA-256 of the operator token (from `WATCHKEEPER_TOKEN`), if set.
     pub admin_token_sha256: Option<String>,
     /// This replica's name, for outbox leases.
     pub holder: String,
@@ -87,6 +88,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         cancel.clone(),
     ));
 
+    let locked_out = no_way_in_notice(config_rx.clone(), options.admin_token_sha256.is_some(), cancel.clone());
     let state = ApiState {
         store: store.clone(),
         config: config_rx,
@@ -99,7 +101,8 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     let api_cancel = cancel.clone();
     tasks.spawn(async move {
         let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(api_cancel.cancelled_owned());
-        if let Err(e) = server.await {
+        let (served, ()) = tokio::join!(server.into_future(), locked_out);
+        if let Err(e) = served {
             tracing::error!(error = %e, "status API stopped");
         }
     });
@@ -151,4 +154,23 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     }
     tracing::info!("serve stopped");
     Ok(())
+}
+
+/// Once the first revision is applied, say so if nobody can read the status API — no operator
+/// token and no User with a `token_sha256` — and how to make a token. Said once: a later
+/// revision does not repeat it.
+async fn no_way_in_notice(mut config: watch::Receiver<Arc<Config>>, operator_token: bool, cancel: CancellationToken) {
+    if operator_token {
+        return;
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        changed = config.changed() => if changed.is_err() { return },
+    }
+    if config.borrow().users.values().all(|u| u.token_sha256.is_none()) {
+        tracing::warn!(
+            "nobody can read the status API: no operator token and no User with a token_sha256; make a token with \
+             `watchkeeper token`, then restart serve with WATCHKEEPER_TOKEN=<token>, or put its token_sha256 line on a User"
+        );
+    }
 }

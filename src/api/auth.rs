@@ -1,6 +1,6 @@
 //! Bearer tokens and scopes: who is asking, which projects they may see, and with which role.
 //!
-//! The operator token (`WATCHKEEPER_ADMIN_TOKEN`, given to serve as its SHA-256) sees every
+//! The operator token (`WATCHKEEPER_TOKEN`, given to serve as its SHA-256) sees every
 //! project. A user token is matched against every User's `token_sha256`; its scope is the
 //! projects of the user's groups (as owner, admin or user) and the projects naming the user as a
 //! member. Roles decide what is shown: contact details and delivery logs need admin or more.

@@ -41,7 +41,7 @@ pub struct ApiState {
     /// The applied configuration; the reconciler sends each new revision it applies.
     pub config: watch::Receiver<Arc<Config>>,
     pub metrics: Arc<Metrics>,
-    /// SHA-256 (hex) of the operator token (`WATCHKEEPER_ADMIN_TOKEN`); `None` disables it.
+    /// SHA-256 (hex) of the operator token (`WATCHKEEPER_TOKEN`); `None` disables it.
     pub admin_token_sha256: Option<String>,
     /// When serve started (epoch ms), for `/api/v1/status`.
     pub started_at_ms: i64,

@@ -17,5 +17,6 @@ mod policy_tests;
 mod samples;
 mod scrape;
 mod serve_e2e;
+mod serve_start;
 mod store;
 mod support;

@@ -227,13 +227,18 @@ impl Serve {
 /// `watchkeeper ARGS…` with `WATCHKEEPER_TOKEN` set to `env_token` (or unset), off the runtime's
 /// threads so the API it talks to keeps serving.
 async fn watchkeeper(args: &[&str], env_token: Option<&str>) -> Run {
+    watchkeeper_with(args, "WATCHKEEPER_TOKEN", env_token).await
+}
+
+/// Like [`watchkeeper`], with the token in the environment variable `var`.
+async fn watchkeeper_with(args: &[&str], var: &'static str, env_token: Option<&str>) -> Run {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let env_token = env_token.map(str::to_string);
     let run = tokio::task::spawn_blocking(move || {
         let mut command = Command::new(common::bin_path());
-        command.args(&args).stdin(Stdio::null()).env_remove("WATCHKEEPER_TOKEN");
+        command.args(&args).stdin(Stdio::null()).env_remove("WATCHKEEPER_TOKEN").env_remove("WATCHKEEPER_ADMIN_TOKEN");
         if let Some(token) = &env_token {
-            command.env("WATCHKEEPER_TOKEN", token);
+            command.env(var, token);
         }
         let out = command.output().expect("run watchkeeper");
         Run {
@@ -276,6 +281,10 @@ async fn plan_against_a_running_serve_lists_the_diff_and_the_firing_alerts_it_wo
     assert_eq!(section.matches("  ! #").count(), 1, "only the removed monitor's firing alert: {section}");
     assert!(run.stderr.contains(&format!("revision {REVISION}")), "{}", run.stderr);
     assert!(!run.stdout.contains(&serve.tokens.operator) && !run.stderr.contains(&serve.tokens.operator), "the token is never printed");
+
+    // The token's old name is read too.
+    let run = watchkeeper_with(&["plan", "--against", &serve.base, dir], "WATCHKEEPER_ADMIN_TOKEN", Some(&serve.tokens.operator)).await;
+    assert_eq!(run.code, Some(0), "{}", run.output());
 
     // JSON, with the token from the environment.
     let run = watchkeeper(&["plan", "--format", "json", "--against", &serve.base, dir], Some(&serve.tokens.operator)).await;

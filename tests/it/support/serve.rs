@@ -81,7 +81,7 @@ impl Serve {
             .arg("serve")
             .args(args)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("WATCHKEEPER_ADMIN_TOKEN", OPERATOR)
+            .env("WATCHKEEPER_TOKEN", OPERATOR)
             .env("WATCHKEEPER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

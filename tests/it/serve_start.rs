@@ -1,0 +1,93 @@
+//! `watchkeeper serve` as an operator starts and stops it: the operator token's name, what the
+//! start-up log says (and that a log file holds no colour codes), where the database goes, and
+//! that a clean shutdown leaves only the database file.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::{repo_root, run};
+use crate::support::serve::Serve;
+
+/// A small tree: one user without a token, one project, no channels.
+fn write_tree(dir: &Path, user_token_sha256: Option<&str>) {
+    fs::create_dir_all(dir).unwrap();
+    let token = user_token_sha256.map(|h| format!("token_sha256: {h}\n")).unwrap_or_default();
+    fs::write(
+        dir.join("tree.yaml"),
+        format!(
+            "kind: User\nemail: alice@example.com\nname: Alice\n{token}---\n\
+             kind: Project\nname: shop\nmembers: [{{ user: alice@example.com, role: admin }}]\nchannels: []\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn dir_args(tree: &Path, db: &Path) -> Vec<String> {
+    vec!["--config".into(), tree.display().to_string(), "--db".into(), format!("sqlite://{}", db.display())]
+}
+
+fn status_with(serve: &Serve, token: &str) -> u16 {
+    serve.request("GET", "/api/v1/status", &[("Authorization", &format!("Bearer {token}"))], b"").0
+}
+
+const NO_WAY_IN: &str = "nobody can read the status API";
+
+#[test]
+fn serve_takes_the_operator_token_from_watchkeeper_token_or_its_old_name() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    write_tree(&tree, None);
+    for (name, other) in [("WATCHKEEPER_TOKEN", "WATCHKEEPER_ADMIN_TOKEN"), ("WATCHKEEPER_ADMIN_TOKEN", "WATCHKEEPER_TOKEN")] {
+        let env = [(name, "one-operator-token".to_string()), (other, String::new())];
+        let log = work.path().join(format!("{name}.log"));
+        let serve = Serve::start(&dir_args(&tree, &work.path().join(format!("{name}.db"))), &env, &log);
+        assert_eq!(status_with(&serve, "one-operator-token"), 200, "{name} is the operator token\n{}", serve.log());
+        assert_eq!(status_with(&serve, "another-token"), 401);
+        serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.log().contains("revision applied"));
+        assert!(!serve.log().contains(NO_WAY_IN), "{}", serve.log());
+    }
+}
+
+#[test]
+fn serve_without_any_token_says_once_that_nobody_can_read_the_api_and_how_to_fix_it() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    write_tree(&tree, None);
+    let env = [("WATCHKEEPER_TOKEN", String::new()), ("WATCHKEEPER_ADMIN_TOKEN", String::new())];
+    let serve = Serve::start(&dir_args(&tree, &work.path().join("wk.db")), &env, &work.path().join("serve.log"));
+    serve.wait_until("the warning is logged", Duration::from_secs(30), || serve.log().contains(NO_WAY_IN));
+    let log = serve.log();
+    let line = log.lines().find(|l| l.contains(NO_WAY_IN)).unwrap();
+    assert!(line.contains("WATCHKEEPER_TOKEN") && line.contains("watchkeeper token") && line.contains("token_sha256"), "{line}");
+    // A second revision does not repeat it.
+    let first = log.matches("revision applied").count();
+    write_tree(&tree, None);
+    fs::write(tree.join("more.yaml"), "kind: User\nemail: bob@example.com\nname: Bob\n").unwrap();
+    serve.wait_until("the edit is applied", Duration::from_secs(30), || serve.log().matches("revision applied").count() > first);
+    assert_eq!(serve.log().matches(NO_WAY_IN).count(), 1, "{}", serve.log());
+
+    // A user with a token is a way in: nothing to say.
+    let tree = work.path().join("with-user-token");
+    write_tree(&tree, Some(&watchkeeper::token::sha256_hex("alice-token")));
+    let serve = Serve::start(&dir_args(&tree, &work.path().join("wk2.db")), &env, &work.path().join("serve2.log"));
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.log().contains("revision applied"));
+    assert_eq!(status_with(&serve, "alice-token"), 200);
+    assert!(!serve.log().contains(NO_WAY_IN), "{}", serve.log());
+}
+
+#[test]
+fn serve_help_names_the_token_variable() {
+    let help = run(&["serve", "--help"]);
+    assert_eq!(help.code, Some(0));
+    assert!(help.stdout.contains("--token <TOKEN>") && help.stdout.contains("[env: WATCHKEEPER_TOKEN"), "{}", help.stdout);
+}
+
+#[test]
+fn readme_quick_start_exports_the_token_before_starting_serve() {
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let export = readme.find("export WATCHKEEPER_TOKEN=").expect("the quick start exports WATCHKEEPER_TOKEN");
+    let serve = readme.find(" serve --config examples/quickstart").expect("the quick start starts serve");
+    assert!(export < serve, "the quick start must export the token before the serve command that reads it");
+    assert!(!readme.contains("$WATCHKEEPER_ADMIN_TOKEN"), "one name for the operator token");
+}
