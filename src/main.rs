@@ -446,10 +446,13 @@ fn hostname() -> String {
 
 /// Logs go to stderr: human-readable by default, JSON lines with `--log-format json`.
 /// `WATCHKEEPER_LOG` (e.g. `debug`, `watchkeeper=debug`) sets the filter; default `info`.
+/// Colour only on a terminal, and not when `NO_COLOR` is set (to anything but "").
 fn init_tracing(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("WATCHKEEPER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -91,3 +91,62 @@ fn readme_quick_start_exports_the_token_before_starting_serve() {
     assert!(export < serve, "the quick start must export the token before the serve command that reads it");
     assert!(!readme.contains("$WATCHKEEPER_ADMIN_TOKEN"), "one name for the operator token");
 }
+
+/// Run `serve` on a pseudo-terminal (util-linux `script`) until it logs "serve started", and
+/// return what the terminal showed.
+fn serve_on_a_terminal(tree: &Path, db: &Path, no_color: Option<&str>) -> String {
+    use std::io::Read;
+    let command = format!(
+        "exec timeout 60 '{}' serve --config '{}' --db 'sqlite://{}' --listen 127.0.0.1:0",
+        crate::common::bin_path().display(),
+        tree.display(),
+        db.display()
+    );
+    let mut script = std::process::Command::new("script");
+    script.args(["-qefc", &command, "/dev/null"]).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped());
+    script.env_remove("NO_COLOR").env("WATCHKEEPER_TOKEN", "t").env("WATCHKEEPER_LOG", "info");
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    let mut child = script.spawn().expect("util-linux `script` runs a command on a pseudo-terminal");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen).contains("serve started") && std::time::Instant::now() < deadline {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(100)) {
+            seen.extend(chunk);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(text.contains("serve started"), "serve did not start on the terminal:\n{text}");
+    text
+}
+
+#[test]
+fn logs_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    write_tree(&tree, None);
+    // Into a file: plain text.
+    let serve =
+        Serve::start(&dir_args(&tree, &work.path().join("file.db")), &[("NO_COLOR", String::new())], &work.path().join("serve.log"));
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.log().contains("revision applied"));
+    assert!(!serve.log().contains('\u{1b}'), "a log file holds no escape codes:\n{:?}", serve.log());
+    drop(serve);
+    // On a terminal: colour, unless NO_COLOR is set to anything but the empty string.
+    let shown = serve_on_a_terminal(&tree, &work.path().join("tty.db"), None);
+    assert!(shown.contains("\u{1b}["), "a terminal gets colour: {shown:?}");
+    let shown = serve_on_a_terminal(&tree, &work.path().join("tty-no-color.db"), Some("1"));
+    assert!(!shown.contains("\u{1b}["), "NO_COLOR=1 turns colour off: {shown:?}");
+}
