@@ -73,25 +73,36 @@ struct Revision {
     revision: String,
     at_ms: i64,
     at: Option<String>,
+    /// How many diagnostics it had, and of them errors and warnings (for every caller).
     diagnostic_count: usize,
+    errors: usize,
+    warnings: usize,
     /// The operator only: diagnostics name files and objects of every project.
     #[serde(skip_serializing_if = "Option::is_none")]
-    diagnostics: Option<serde_json::Value>,
+    diagnostics: Option<Vec<serde_json::Value>>,
 }
 
 impl Revision {
     fn new(rec: RevisionRecord, operator: bool) -> Revision {
-        let diagnostic_count = match &rec.diagnostics {
-            serde_json::Value::Array(items) => items.len(),
-            serde_json::Value::Null => 0,
-            _ => 1,
+        // Stored as lint's JSON report (`{diagnostics: [...], errors, warnings, files}`); older
+        // rows may hold the bare list.
+        let list = match rec.diagnostics {
+            serde_json::Value::Array(items) => items,
+            serde_json::Value::Object(mut report) => match report.remove("diagnostics") {
+                Some(serde_json::Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
         };
+        let count = |severity: &str| list.iter().filter(|d| d["severity"] == severity).count();
         Revision {
             at: rfc3339(rec.at_ms, &jiff::tz::TimeZone::UTC),
             revision: rec.revision,
             at_ms: rec.at_ms,
-            diagnostic_count,
-            diagnostics: operator.then_some(rec.diagnostics),
+            diagnostic_count: list.len(),
+            errors: count("error"),
+            warnings: count("warning"),
+            diagnostics: operator.then_some(list),
         }
     }
 }

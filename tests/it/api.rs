@@ -431,8 +431,9 @@ async fn fill(store: &Store, now: i64) -> Ids {
     // Revisions: one applied, then a newer one rejected.
     let applied = RevisionRecord { revision: "aaaa111".into(), at_ms: now - 60 * MIN, applied: true, diagnostics: json!([]) };
     store.record_revision(&applied).await.unwrap();
-    let diagnostic = json!([{"level": "error", "rule": "unknown-reference", "file": "projects/billing/project.yaml", "line": 3, "column": 8,
-        "message": "group `paymnts` is not defined"}]);
+    // As the reconciler stores it: lint's JSON report.
+    let diagnostic = json!({"diagnostics": [{"severity": "error", "rule": "unknown-reference", "file": "projects/billing/project.yaml",
+        "line": 3, "column": 8, "message": "group `paymnts` is not defined", "hint": null}], "errors": 1, "warnings": 0, "files": 4});
     let rejected = RevisionRecord { revision: "bbbb222".into(), at_ms: now - 5 * MIN, applied: false, diagnostics: diagnostic };
     store.record_revision(&rejected).await.unwrap();
 
@@ -589,6 +590,8 @@ async fn status_shows_revisions_and_counts_for_the_callers_scope() {
     assert_eq!(s["applied"]["at_ms"], api.now_ms - 60 * MIN);
     assert_eq!(s["rejected"]["revision"], "bbbb222");
     assert_eq!(s["rejected"]["diagnostic_count"], 1);
+    assert_eq!((&s["rejected"]["errors"], &s["rejected"]["warnings"]), (&json!(1), &json!(0)));
+    assert_eq!(s["applied"]["diagnostic_count"], 0);
     // Diagnostics name files and objects of every project: the operator's only.
     assert!(s["rejected"].get("diagnostics").is_none(), "{s}");
     assert_eq!(

@@ -219,6 +219,20 @@ async fn serve_follows_a_directory_and_rejects_a_bad_revision_without_stopping()
     fs::write(dir.join("project.yaml"), "kind: Project\nname: shop\nchannels: [nope]\n").unwrap();
     serve.wait_until("the broken edit is rejected", Duration::from_secs(20), || !serve.get("/api/v1/status")["rejected"].is_null());
     assert_eq!(serve.applied(), Some(good));
+    // The counts are the lists' lengths (a regression: lint's JSON object was counted as one).
+    let status = serve.get("/api/v1/status");
+    let applied = &status["applied"];
+    assert_eq!(applied["diagnostics"], serde_json::json!([]), "{status}");
+    assert_eq!(applied["diagnostic_count"], 0, "{status}");
+    let rejected = &status["rejected"];
+    let listed = rejected["diagnostics"].as_array().unwrap_or_else(|| panic!("a list of diagnostics: {status}"));
+    assert!(listed.len() >= 2, "{status}");
+    assert_eq!(rejected["diagnostic_count"], listed.len(), "{status}");
+    assert_eq!(rejected["errors"], listed.iter().filter(|d| d["severity"] == "error").count(), "{status}");
+    assert!(
+        listed.iter().any(|d| d["rule"] == "unknown-reference" && d["file"].as_str().is_some_and(|f| f.ends_with("project.yaml"))),
+        "{status}"
+    );
     let metrics = serve.text("/metrics");
     assert!(metrics.contains("watchkeeper_reconcile_status 0"), "{metrics}");
 }
