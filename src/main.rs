@@ -82,10 +82,11 @@ enum Cmd {
         #[command(flatten)]
         library: LibraryArgs,
     },
-    /// Write JSON Schema for every kind.
+    /// Print the JSON Schema that accepts any document; with --out, write one file per kind too.
     Schema {
-        #[arg(long, default_value = "schema")]
-        out: PathBuf,
+        /// Write `watchkeeper.json` and one schema per kind into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Print a CODEOWNERS file derived from group and project roles.
     Codeowners {
@@ -287,7 +288,13 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Schema { out } => {
+        Cmd::Schema { out: None } => {
+            let files = config::schema::files();
+            let combined = files.iter().find(|(name, _)| name == config::schema::COMBINED).map(|(_, text)| text.as_str());
+            out(combined.context("the combined schema is missing")?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Schema { out: Some(out) } => {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for (name, text) in config::schema::files() {
                 let path = out.join(&name);

@@ -17,7 +17,10 @@ fn pin_kind(schema: &mut Value, kind: &str) {
     schema["properties"]["kind"] = json!({ "const": kind });
 }
 
-/// One schema per kind, as (file name, schema), plus `watchkeeper.json` accepting any kind.
+/// The file name of the schema that accepts any kind.
+pub const COMBINED: &str = "watchkeeper.json";
+
+/// One schema per kind, as (file name, schema), plus [`COMBINED`] accepting any kind.
 pub fn all() -> Vec<(String, Value)> {
     let mut out = vec![
         ("user.json".to_string(), kind_schema::<raw::User>("User")),
@@ -57,7 +60,7 @@ pub fn all() -> Vec<(String, Value)> {
         "oneOf": refs,
         "$defs": defs,
     });
-    out.push(("watchkeeper.json".to_string(), combined));
+    out.push((COMBINED.to_string(), combined));
     out
 }
 

@@ -286,3 +286,13 @@ fn plan_base_reads_a_git_revision_at_the_root_and_in_subfolders() {
         assert!(stdout(&out).contains("  + Server web-02\n"), "{}", stdout(&out));
     }
 }
+
+/// `schema` with no flag prints the combined schema and writes nothing where it runs.
+#[test]
+fn schema_without_out_prints_the_combined_schema_and_writes_no_files() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = bin().arg("schema").current_dir(cwd.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), fs::read_to_string(repo_root().join("schema/watchkeeper.json")).unwrap());
+    assert_eq!(fs::read_dir(cwd.path()).unwrap().count(), 0, "nothing is written to the working directory");
+}
