@@ -92,6 +92,10 @@ enum Cmd {
     Codeowners {
         #[arg(default_value = ".")]
         dir: PathBuf,
+        /// Who owns what no project or group does (users, channels, shared policies, other files):
+        /// a @handle, @org/team or e-mail; repeatable. Default: every group's owner.
+        #[arg(long, value_name = "OWNER")]
+        default_owner: Vec<String>,
         #[command(flatten)]
         library: LibraryArgs,
     },
@@ -303,15 +307,18 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             eprintln!("wrote JSON Schema for every kind to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Codeowners { dir, library } => {
+        Cmd::Codeowners { dir, default_owner, library } => {
             require_dir(&dir)?;
             let loaded = config::load_dir(&dir, &library.library());
             if report_errors("tree", &loaded) {
                 return Ok(ExitCode::from(1));
             }
             let prefix = git_prefix(&dir);
-            let owners = codeowners::generate(&loaded.config, &loaded.sources, &prefix);
+            let owners = codeowners::generate(&loaded.config, &loaded.sources, &prefix, &default_owner);
             out(&owners.text);
+            if owners.no_default_owner {
+                eprintln!("warning: no group owner has a `github` handle; give --default-owner so every file has an owner");
+            }
             if !owners.missing_handles.is_empty() {
                 let names: Vec<_> = owners.missing_handles.into_iter().collect();
                 eprintln!("warning: no `github` handle for {}; they own files but cannot be named in CODEOWNERS", names.join(", "));

@@ -296,3 +296,101 @@ fn schema_without_out_prints_the_combined_schema_and_writes_no_files() {
     assert_eq!(stdout(&out), fs::read_to_string(repo_root().join("schema/watchkeeper.json")).unwrap());
     assert_eq!(fs::read_dir(cwd.path()).unwrap().count(), 0, "nothing is written to the working directory");
 }
+
+/// The owners GitHub would ask for `file`: the last matching line wins. Handles the three pattern
+/// forms `codeowners` writes: `*`, `/dir/` and `/file`.
+fn owners_of<'a>(codeowners: &'a str, file: &str) -> Vec<&'a str> {
+    let mut found = Vec::new();
+    for line in codeowners.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        let mut words = line.split_whitespace();
+        let pattern = words.next().unwrap();
+        let matches = match pattern {
+            "*" => true,
+            p if p.ends_with('/') => format!("/{file}").starts_with(p),
+            p => format!("/{file}") == p,
+        };
+        if matches {
+            found = words.collect();
+        }
+    }
+    found
+}
+
+/// Every file of the tree has an owner: users and channels (contacts, token hashes) fall to a
+/// catch-all owned by the top owners or `--default-owner`, and a file is owned by the objects
+/// it holds — a project's policies in a file outside its folder belong to that project's admins.
+#[test]
+fn codeowners_owns_every_file_by_what_it_holds() {
+    for prefix in ["", "monitoring/"] {
+        let repo = tempfile::tempdir().unwrap();
+        git(repo.path(), &["init", "-q", "-b", "main"]);
+        let root = repo.path().join(prefix);
+        for dir in ["users", "channels", "groups", "projects/shop"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        let user = |email: &str, handle: &str| format!("kind: User\nemail: {email}@example.com\nname: {email}\ngithub: {handle}\n");
+        fs::write(
+            root.join("users/people.yaml"),
+            [user("alice", "alice"), user("bob", "bob"), user("carol", "carol"), user("dave", "dave"), user("erin", "erin")].join("---\n"),
+        )
+        .unwrap();
+        fs::write(
+            root.join("channels/mail.yaml"),
+            "kind: Channel\nname: mail\ntype: email\nsmtp: { host: smtp.example.com }\nfrom: alerts@example.com\n",
+        )
+        .unwrap();
+        fs::write(root.join("groups/platform.yaml"), "kind: Group\nname: platform\nowner: alice@example.com\nadmins: [bob@example.com]\n")
+            .unwrap();
+        fs::write(
+            root.join("projects/shop/project.yaml"),
+            "kind: Project\nname: shop\ngroup: platform\nchannels: [mail]\nmembers: [{ user: dave@example.com, role: admin }]\n---\n\
+             kind: Server\nname: web-01\nproject: shop\nhost: 203.0.113.10\npolicy: shop-hosts\n",
+        )
+        .unwrap();
+        // The quickstart's layout: a project's policy in a file of its own at the root.
+        fs::write(
+            root.join("host-policies.yaml"),
+            "kind: AlertPolicy\nname: shop-hosts\nproject: shop\nrules:\n  - { metric: cpu.usage, warning: 80, fatal: 95, for: 5m }\n",
+        )
+        .unwrap();
+        // A project without a group, at the root.
+        fs::write(
+            root.join("blog.yaml"),
+            "kind: Project\nname: blog\nchannels: [mail]\nmembers: [{ user: carol@example.com, role: admin }]\n",
+        )
+        .unwrap();
+
+        // Objects of two projects whose owners share nobody: the catch-all's owners.
+        fs::write(
+            root.join("mixed.yaml"),
+            "kind: PortMonitor\nname: blog-web\nproject: blog\nhost: 203.0.113.20\nports: [80]\n---\n\
+             kind: PortMonitor\nname: shop-web\nproject: shop\nhost: 203.0.113.21\nports: [80]\n",
+        )
+        .unwrap();
+
+        let out = bin().arg("codeowners").arg(&root).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let at = |file: &str| owners_of(&text, &format!("{prefix}{file}"));
+        // The catch-all: the group's owner and the admin of the project in no group.
+        assert_eq!(at("users/people.yaml"), ["@alice", "@carol"], "users belong to the top owners:\n{text}");
+        assert_eq!(at("channels/mail.yaml"), ["@alice", "@carol"], "{text}");
+        assert_eq!(at("README.md"), ["@alice", "@carol"], "the catch-all covers every other file:\n{text}");
+        assert_eq!(at("groups/platform.yaml"), ["@alice", "@bob"], "{text}");
+        assert_eq!(at("projects/shop/project.yaml"), ["@alice", "@bob", "@dave"], "{text}");
+        assert_eq!(at("projects/shop/new-file.yaml"), ["@alice", "@bob", "@dave"], "a new file in the project's folder:\n{text}");
+        assert_eq!(at("host-policies.yaml"), ["@alice", "@bob", "@dave"], "a project's policies outside its folder:\n{text}");
+        assert_eq!(at("blog.yaml"), ["@carol"], "{text}");
+        assert_eq!(at("mixed.yaml"), ["@alice", "@carol"], "{text}");
+        if !prefix.is_empty() {
+            assert_eq!(owners_of(&text, "other-team/x.yaml"), Vec::<&str>::new(), "only the tree is claimed:\n{text}");
+        }
+
+        // An explicit default owner for the catch-all.
+        let out = bin().args(["codeowners", "--default-owner", "@example/sre"]).arg(&root).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert_eq!(owners_of(&text, &format!("{prefix}users/people.yaml")), ["@example/sre"], "{text}");
+        assert_eq!(owners_of(&text, &format!("{prefix}host-policies.yaml")), ["@alice", "@bob", "@dave"], "{text}");
+    }
+}
