@@ -136,9 +136,13 @@ struct AgentArgs {
 }
 
 #[derive(clap::Args)]
+#[command(
+    group(clap::ArgGroup::new("source").required(true).args(["config", "git"])),
+    override_usage = "watchkeeper serve <--config <DIR>|--git <URL>> [--listen <ADDR>] [--db <URL>] [OPTIONS]"
+)]
 struct ServeArgs {
     /// Follow a local directory (watched, plus a periodic rescan).
-    #[arg(long, value_name = "DIR", required_unless_present = "git", conflicts_with = "git")]
+    #[arg(long, value_name = "DIR")]
     config: Option<PathBuf>,
     /// Follow a git repository (URL, file:// or a local path), polled.
     #[arg(long, value_name = "URL")]
@@ -149,7 +153,7 @@ struct ServeArgs {
     #[arg(long, value_name = "DIR", requires = "git")]
     path: Option<PathBuf>,
     /// Where the git checkout is kept.
-    #[arg(long, value_name = "DIR", default_value = ".watchkeeper/checkout")]
+    #[arg(long, value_name = "DIR", default_value = "data/checkout")]
     workdir: PathBuf,
     /// How often to fetch the git branch.
     #[arg(long, default_value = "30s", value_parser = duration)]
@@ -157,10 +161,11 @@ struct ServeArgs {
     /// How often to rescan the directory even without change events.
     #[arg(long, default_value = "30s", value_parser = duration)]
     rescan: Dur,
-    /// sqlite://PATH (created on first run) or postgres://…
-    #[arg(long, env = "WATCHKEEPER_DB", default_value = "sqlite://watchkeeper.db")]
+    /// sqlite://PATH (created on first run, with its directory) or postgres://…
+    #[arg(long, value_name = "URL", env = "WATCHKEEPER_DB", default_value = "sqlite://data/watchkeeper.db")]
     db: String,
-    #[arg(long, env = "WATCHKEEPER_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Where the status API and the agents' ingest endpoint listen.
+    #[arg(long, value_name = "ADDR", env = "WATCHKEEPER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
     /// Cap on TCP connects in flight.
     #[arg(long, default_value_t = 256)]
@@ -225,10 +230,12 @@ fn main() -> ExitCode {
 }
 
 fn require_dir(dir: &Path) -> Result<()> {
-    if !dir.is_dir() {
-        bail!("{} is not a directory", dir.display());
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => bail!("{} is not a directory", dir.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{} does not exist", dir.display()),
+        Err(e) => bail!("cannot read {}: {e}", dir.display()),
     }
-    Ok(())
 }
 
 fn run(cmd: Cmd) -> Result<ExitCode> {

@@ -109,7 +109,9 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
 
     let retention = options.retention;
     let upkeep_cancel = cancel.clone();
+    let upkeep_store = store.clone();
     tasks.spawn(async move {
+        let store = upkeep_store;
         // Roll host samples up every minute; prune what is past retention every hour.
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         for minute in 0u64.. {
@@ -152,6 +154,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
             tracing::error!(error = %e, "serve task failed");
         }
     }
+    store.close().await;
     tracing::info!("serve stopped");
     Ok(())
 }

@@ -36,6 +36,17 @@ struct Ctx<'a> {
     diags: &'a mut Diagnostics,
     /// Epoch milliseconds "now", for windows already in the past.
     now_ms: i64,
+    /// Owners of `networks` (see [`network_owner`]) with a range that did not parse: the range
+    /// meant is unknown, so their addresses are not checked against the rest.
+    dropped_networks: BTreeSet<String>,
+}
+
+/// Who approves a project's networks: its group, or the project itself when it has none.
+fn network_owner(group: Option<&str>, project: &str) -> String {
+    match group {
+        Some(g) => format!("group `{g}`"),
+        None => format!("project `{project}`"),
+    }
 }
 
 /// Compile a tree. `library` holds the built-in (or `--policies`) shared AlertPolicies;
@@ -58,7 +69,7 @@ pub fn compile(docs: Vec<Doc<RawObject>>, library: Vec<Doc<RawObject>>, sources:
             RawObject::Maintenance(value) => by.maintenance.push(Doc { file, first_line, value }),
         }
     }
-    let mut cx = Ctx { sources, diags, now_ms };
+    let mut cx = Ctx { sources, diags, now_ms, dropped_networks: BTreeSet::new() };
     let mut config = Config::default();
     for doc in &by.users {
         cx.user(doc, &mut config);
@@ -274,28 +285,32 @@ impl Ctx<'_> {
         self.key_reference(doc, email, "user", &config.users)
     }
 
-    fn networks<T>(&mut self, doc: &Doc<T>, list: &[SpStr]) -> Vec<Cidr> {
-        list.iter()
-            .filter_map(|n| match Cidr::parse(&n.value) {
-                Ok(c) => Some(c),
+    /// The `networks` of `owner` (see [`network_owner`]); a range that does not parse is
+    /// reported and dropped.
+    fn networks<T>(&mut self, doc: &Doc<T>, list: &[SpStr], owner: String) -> Vec<Cidr> {
+        let mut ranges = Vec::new();
+        for n in list {
+            match Cidr::parse(&n.value) {
+                Ok(c) => ranges.push(c),
                 Err(e) => {
-                    self.diags.error("bad-address", doc.at(n), e);
-                    None
+                    let why = format!(
+                        "{e}; the range is dropped, so addresses are not checked against the networks of {owner} until it is fixed"
+                    );
+                    self.diags.error("bad-address", doc.at(n), why);
+                    self.dropped_networks.insert(owner.clone());
                 }
-            })
-            .collect()
+            }
+        }
+        ranges
     }
 
     /// An IP literal that will be monitored must fall inside the approved networks, if any.
     fn approved<T>(&mut self, doc: &Doc<T>, at: &SpStr, ip: IpAddr, project: &Project, config: &Config) {
         let approved = config.approved_networks(project);
-        if approved.is_empty() || approved.iter().any(|c| c.contains(ip)) {
+        let owner = network_owner(project.group.as_deref(), &project.name);
+        if approved.is_empty() || approved.iter().any(|c| c.contains(ip)) || self.dropped_networks.contains(&owner) {
             return;
         }
-        let owner = match &project.group {
-            Some(g) => format!("group `{g}`"),
-            None => format!("project `{}`", project.name),
-        };
         let ranges: Vec<String> = approved.iter().map(ToString::to_string).collect();
         self.diags
             .error("unapproved-network", doc.at(at), format!("{ip} is outside the approved networks of {owner}"))
@@ -394,7 +409,7 @@ impl Ctx<'_> {
                 roles.insert(key, role);
             }
         }
-        let networks = self.networks(doc, &g.networks);
+        let networks = self.networks(doc, &g.networks, network_owner(Some(&g.name.value), ""));
         let lower = |v: &[SpStr]| v.iter().map(|e| e.value.to_ascii_lowercase()).collect();
         config.groups.insert(
             g.name.value.clone(),
@@ -617,7 +632,7 @@ impl Ctx<'_> {
                 .warning("no-channel", doc.at(&p.name), format!("project `{}` has no channel: its alerts notify nobody", p.name.value))
                 .with_hint("list Channel names under `channels`");
         }
-        let networks = self.networks(doc, &p.networks);
+        let networks = self.networks(doc, &p.networks, network_owner(None, &p.name.value));
         config.projects.insert(
             p.name.value.clone(),
             Project {

@@ -161,6 +161,10 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
+            // The file is created on demand, and so is its directory (the default is data/…).
+            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(sqlx::Error::Io(e)))?;
+            }
             let pool = SqlitePoolOptions::new().connect_with(options).await?;
             migrator(SQLITE_MIGRATIONS).run(&pool).await?;
             Backend::Sqlite(pool)
@@ -179,6 +183,13 @@ impl Store {
             return Err(StoreError::Url(redact(url)));
         };
         Ok(Store { backend })
+    }
+
+    /// Close every connection, waiting for those in use. On SQLite the last connection to close
+    /// checkpoints the write-ahead log into the database file and removes the `-wal` and `-shm`
+    /// files, so a cleanly stopped serve leaves one file.
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
     }
 
     /// `sqlite` or `postgres`.

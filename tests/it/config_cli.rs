@@ -394,3 +394,32 @@ fn codeowners_owns_every_file_by_what_it_holds() {
         assert_eq!(owners_of(&text, &format!("{prefix}host-policies.yaml")), ["@alice", "@bob", "@dave"], "{text}");
     }
 }
+
+/// A path that does not exist is named as such, not as "not a directory" (and a file is).
+#[test]
+fn commands_say_when_the_tree_does_not_exist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such-tree");
+    for command in ["lint", "test", "codeowners"] {
+        let out = bin().arg(command).arg(&missing).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert_eq!(stderr(&out), format!("error: {} does not exist\n", missing.display()), "{command}");
+    }
+    let file = tmp.path().join("file.yaml");
+    fs::write(&file, "kind: User\n").unwrap();
+    let out = bin().arg("lint").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr(&out), format!("error: {} is not a directory\n", file.display()));
+}
+
+/// serve's usage line shows which flags are needed (a source) and that the rest are optional.
+#[test]
+fn serve_usage_shows_the_source_as_required_and_listen_as_optional() {
+    let help = bin().args(["serve", "--help"]).output().unwrap();
+    let usage = stdout(&help).lines().find(|l| l.starts_with("Usage:")).unwrap_or_default().to_string();
+    assert!(usage.contains("<--config <DIR>|--git <URL>>"), "{usage}");
+    assert!(usage.contains("[--listen <ADDR>]"), "{usage}");
+    let out = bin().arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--config <DIR>|--git <URL>"), "{}", stderr(&out));
+}

@@ -591,3 +591,32 @@ fn expect_lines_parse() {
     );
     assert!(parse_expect("servers.yaml:12 unknown-reference").is_err());
 }
+
+/// A malformed range in `networks` is one error that says the range was dropped; the servers it
+/// would have approved are not blamed with `unapproved-network` errors of their own.
+#[test]
+fn an_invalid_network_range_is_reported_once_not_as_unapproved_servers() {
+    let tmp = base_tree();
+    write(
+        tmp.path(),
+        "project.yaml",
+        PROJECT.replace("channels: [ops-mail]", "channels: [ops-mail]\nnetworks: [203.0.113.0/25, 203.0.113.128/33]")
+            + "---\nkind: Server\nname: web-02\nproject: shop\nhost: 203.0.113.130\npolicy: linux-default\n\
+               ---\nkind: PortMonitor\nname: web-02-ports\nproject: shop\nhost: 203.0.113.140\nports: [80]\n",
+    );
+    let run = lint_json(tmp.path(), false);
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert_eq!(diagnostics(&run), vec![diag("project.yaml", 7, 28, "bad-address")], "{}", run.output());
+    let message = run.json()["diagnostics"][0]["message"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("203.0.113.128/33") && message.contains("dropped"), "{message}");
+
+    // Fixed, the addresses are checked against the ranges again.
+    write(
+        tmp.path(),
+        "project.yaml",
+        PROJECT.replace("channels: [ops-mail]", "channels: [ops-mail]\nnetworks: [203.0.113.0/28]")
+            + "---\nkind: Server\nname: web-02\nproject: shop\nhost: 203.0.113.130\npolicy: linux-default\n",
+    );
+    let run = lint_json(tmp.path(), false);
+    assert_eq!(rules_of(&diagnostics(&run)), ["unapproved-network"], "{}", run.output());
+}

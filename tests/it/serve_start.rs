@@ -150,3 +150,38 @@ fn logs_are_coloured_only_on_a_terminal_and_never_with_no_color() {
     let shown = serve_on_a_terminal(&tree, &work.path().join("tty-no-color.db"), Some("1"));
     assert!(!shown.contains("\u{1b}["), "NO_COLOR=1 turns colour off: {shown:?}");
 }
+
+/// Without `--db`, serve keeps its SQLite database in `data/` under its working directory
+/// (created on demand, ignored by git in this repository), and a clean shutdown checkpoints it:
+/// no `-wal` or `-shm` file is left beside it.
+#[test]
+fn serve_keeps_its_database_in_data_and_leaves_no_wal_files_after_a_clean_shutdown() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    write_tree(&tree, None);
+    let args = vec!["--config".to_string(), tree.display().to_string()];
+    let mut serve = Serve::start_in(&args, &[], &work.path().join("serve.log"), work.path());
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
+    let revision = serve.applied().unwrap();
+    let db = work.path().join("data/watchkeeper.db");
+    assert!(db.is_file(), "the default database is data/watchkeeper.db\n{}", serve.log());
+    let status = serve.terminate();
+    assert!(status.success(), "{status}\n{}", serve.log());
+    let mut left: Vec<String> =
+        fs::read_dir(work.path().join("data")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["watchkeeper.db"], "only the database is left after a clean shutdown");
+
+    // Everything was checkpointed into the file: a store opened on it finds the revision.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (applied, _) = runtime.block_on(async {
+        let store = watchkeeper::store::Store::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        store.latest_revisions().await.unwrap()
+    });
+    assert_eq!(applied.map(|r| r.revision), Some(revision));
+
+    // This repository ignores the default database.
+    let ignored =
+        std::process::Command::new("git").args(["check-ignore", "-q", "data/watchkeeper.db"]).current_dir(repo_root()).status().unwrap();
+    assert!(ignored.success(), "data/ is in .gitignore");
+}

@@ -75,8 +75,22 @@ impl Serve {
 
     /// Start on a given port: a restart where agents keep pushing to the same address.
     pub fn start_on(args: &[String], env: &[(&str, String)], log: &Path, port: u16) -> Serve {
+        Serve::spawn(args, env, log, port, None)
+    }
+
+    /// Start in the working directory `cwd`, where serve keeps what it keeps by default.
+    pub fn start_in(args: &[String], env: &[(&str, String)], log: &Path, cwd: &Path) -> Serve {
+        Serve::spawn(args, env, log, free_port(), Some(cwd))
+    }
+
+    fn spawn(args: &[String], env: &[(&str, String)], log: &Path, port: u16, cwd: Option<&Path>) -> Serve {
         let log_file = fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_watchkeeper"));
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        // Only what a test gives: not a database named in the environment that runs the tests.
+        command.env_remove("WATCHKEEPER_DB");
         command
             .arg("serve")
             .args(args)
