@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use watchkeeper::reconcile::source::SourceSpec;
 
@@ -105,6 +105,17 @@ enum Cmd {
     Serve(ServeArgs),
     /// Run on a monitored server: report host metrics to serve, run assigned down-checks and log rules.
     Agent(AgentArgs),
+    /// Print shell completions, e.g. `watchkeeper completions bash > /etc/bash_completion.d/watchkeeper`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page (roff): `watchkeeper man > watchkeeper.1`, `watchkeeper man serve > watchkeeper-serve.1`.
+    Man {
+        /// A command's own page, with all its options.
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -344,6 +355,32 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             out(&report.text);
             Ok(if report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
+        Cmd::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "watchkeeper", &mut text);
+            out(&String::from_utf8_lossy(&text));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { command } => {
+            let cli = Cli::command();
+            let (man, environment) = match command {
+                None => (clap_mangen::Man::new(cli.clone()), man_environment(&cli)),
+                Some(name) => {
+                    let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                    let sub = cli.find_subcommand(&name).with_context(|| format!("no command `{name}`; commands: {}", names.join(", ")))?;
+                    let page = format!("watchkeeper-{name}");
+                    let environment = man_environment(sub);
+                    let sub =
+                        sub.clone().bin_name(format!("watchkeeper {name}")).display_name(page.clone()).version(env!("CARGO_PKG_VERSION"));
+                    (clap_mangen::Man::new(sub).title(page), environment)
+                }
+            };
+            let mut text = Vec::new();
+            man.render(&mut text).context("rendering the man page")?;
+            out(&String::from_utf8_lossy(&text));
+            out(&environment);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Token => {
             let token = token::generate().context("reading the system's random source")?;
             out(&format!("{token}\ntoken_sha256: {}\n", token::sha256_hex(&token)));
@@ -478,6 +515,44 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// A man page's ENVIRONMENT section: every variable an option of `command` (or of its
+/// subcommands) reads, and the logging ones for the commands that log.
+fn man_environment(command: &clap::Command) -> String {
+    fn collect(command: &clap::Command, vars: &mut std::collections::BTreeMap<String, String>, logs: &mut bool) {
+        *logs |= matches!(command.get_name(), "serve" | "agent");
+        for arg in command.get_arguments() {
+            if let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) {
+                vars.insert(env.to_string_lossy().into_owned(), format!("the --{long} option"));
+            }
+        }
+        for sub in command.get_subcommands() {
+            collect(sub, vars, logs);
+        }
+    }
+    let mut vars = std::collections::BTreeMap::new();
+    let mut logs = false;
+    collect(command, &mut vars, &mut logs);
+    if vars.contains_key(TOKEN_ENV) {
+        vars.insert(TOKEN_ENV_ALIAS.to_string(), format!("the old name of {TOKEN_ENV}, read when that is not set"));
+    }
+    if logs {
+        vars.insert("WATCHKEEPER_LOG".into(), "the log filter, e.g. debug or watchkeeper=debug (default info)".into());
+        vars.insert(
+            "NO_COLOR".into(),
+            "set to anything but the empty string: no colour in logs (colour is only used on a terminal)".into(),
+        );
+    }
+    if vars.is_empty() {
+        return String::new();
+    }
+    let roff = |s: &str| s.replace('\\', "\\\\").replace('-', "\\-");
+    let mut text = String::from(".SH ENVIRONMENT\n");
+    for (name, meaning) in vars {
+        text.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", roff(&name), roff(&meaning)));
+    }
+    text
 }
 
 /// Write to stdout; a closed pipe (`watchkeeper lint | head`) is not an error worth a panic.

@@ -48,7 +48,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     let store = Store::connect(&options.db_url).await.context("opening the database")?;
     let listener = tokio::net::TcpListener::bind(&options.listen).await.with_context(|| format!("listening on {}", options.listen))?;
     let address = listener.local_addr().context("reading the listen address")?;
-    tracing::info!(listen = %address, db = store.backend(), "serve started");
+    tracing::info!(listen = %address, db = store.backend(), "serve started: status API at {}", status_url(address));
 
     let metrics = Arc::new(Metrics::new());
     let outbox_wake = Arc::new(Notify::new());
@@ -175,5 +175,34 @@ async fn no_way_in_notice(mut config: watch::Receiver<Arc<Config>>, operator_tok
             "nobody can read the status API: no operator token and no User with a token_sha256; make a token with \
              `watchkeeper token`, then restart serve with WATCHKEEPER_TOKEN=<token>, or put its token_sha256 line on a User"
         );
+    }
+}
+
+/// The URL to open for the status API listening on `address`: an unspecified address (all
+/// interfaces) is reached as `localhost`.
+fn status_url(address: std::net::SocketAddr) -> String {
+    let host = match address.ip() {
+        ip if ip.is_unspecified() => "localhost".to_string(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    format!("http://{host}:{}/api/v1/status", address.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_url;
+
+    #[test]
+    fn the_status_url_is_one_a_browser_on_this_machine_can_open() {
+        for (listen, url) in [
+            ("127.0.0.1:8080", "http://127.0.0.1:8080/api/v1/status"),
+            ("0.0.0.0:9000", "http://localhost:9000/api/v1/status"),
+            ("[::]:8080", "http://localhost:8080/api/v1/status"),
+            ("[::1]:8080", "http://[::1]:8080/api/v1/status"),
+            ("192.0.2.7:80", "http://192.0.2.7:80/api/v1/status"),
+        ] {
+            assert_eq!(status_url(listen.parse().unwrap()), url, "{listen}");
+        }
     }
 }

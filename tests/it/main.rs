@@ -12,6 +12,7 @@ mod layout;
 mod lint_rules;
 mod node_exporter;
 mod notify;
+mod packaging;
 mod plan_against;
 mod policy_tests;
 mod samples;

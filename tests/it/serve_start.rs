@@ -185,3 +185,15 @@ fn serve_keeps_its_database_in_data_and_leaves_no_wal_files_after_a_clean_shutdo
         std::process::Command::new("git").args(["check-ignore", "-q", "data/watchkeeper.db"]).current_dir(repo_root()).status().unwrap();
     assert!(ignored.success(), "data/ is in .gitignore");
 }
+
+#[test]
+fn serve_logs_the_url_to_open_at_start_up() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    write_tree(&tree, None);
+    let serve = Serve::start(&dir_args(&tree, &work.path().join("wk.db")), &[], &work.path().join("serve.log"));
+    serve.wait_until("serve logs that it started", Duration::from_secs(30), || serve.log().contains("serve started"));
+    let url = format!("http://127.0.0.1:{}/api/v1/status", serve.port);
+    let line = serve.log().lines().find(|l| l.contains("serve started")).unwrap().to_string();
+    assert!(line.contains(&format!("status API at {url}")), "{line}");
+}

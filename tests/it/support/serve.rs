@@ -1,6 +1,7 @@
 //! A `watchkeeper serve` child process and a TCP port that can be opened and closed, for the
 //! end-to-end tests.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -81,6 +82,26 @@ impl Serve {
     /// Start in the working directory `cwd`, where serve keeps what it keeps by default.
     pub fn start_in(args: &[String], env: &[(&str, String)], log: &Path, cwd: &Path) -> Serve {
         Serve::spawn(args, env, log, free_port(), Some(cwd))
+    }
+
+    /// Run `program ARGS` exactly, in `cwd`, with only `env` and systemd's default PATH — as a
+    /// service manager starts it — and wait until port `port` answers.
+    pub fn run_exact(program: &str, args: &[String], env: &BTreeMap<String, String>, cwd: &Path, log: &Path, port: u16) -> Serve {
+        let log_file = fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn the service");
+        let serve = Serve { child: Some(child), port, log: log.to_path_buf() };
+        serve.wait_until("the API answers", Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
+        serve
     }
 
     fn spawn(args: &[String], env: &[(&str, String)], log: &Path, port: u16, cwd: Option<&Path>) -> Serve {
