@@ -14,7 +14,9 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 # The registry and the target directory are cache mounts: a rebuild after a source change
-# compiles watchkeeper, not its dependencies. The binary is copied out of the mount.
+# compiles watchkeeper, not its dependencies. The binary is copied out of the mount. Debug
+# line tables are stripped (symbols stay, for backtraces): about 26 MB instead of 127 MB.
+ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin watchkeeper \
