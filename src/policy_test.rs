@@ -58,11 +58,14 @@ use crate::alert::rule::ProcessAspect;
 use crate::alert::rules::{self, Observed};
 use crate::alert::{AlertState, Decision, Instance, Observation, RuleId, Scene, Severity, decide};
 use crate::catalog;
-use crate::config::load::{self, is_test_file};
+use crate::config::diagnostic::FileId;
+use crate::config::load::{self, Doc, is_test_file};
 use crate::config::model::{AlertPolicy, Config, LogRule, PortMonitor, Project, Server};
+use crate::config::raw::Sp;
 use crate::config::suggest::did_you_mean;
 use crate::config::values::Dur;
 use crate::config::{Diagnostics, Sources};
+use crate::lint;
 use crate::notification::MessageKind;
 use crate::protocol::{Facts, MetricValue, ProcessInfo, Report as HostReport};
 
@@ -75,7 +78,7 @@ struct TestFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestCase {
-    name: String,
+    name: Sp<String>,
     /// `project/name` of a port monitor …
     monitor: Option<String>,
     /// … or of a server.
@@ -195,41 +198,52 @@ pub struct Report {
     pub failed: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum TestError {
-    #[error("{file}: {message}")]
-    Invalid { file: String, message: String },
-}
-
-/// Run every `*.test.yaml` under `dir` against `config` (the tree already compiled).
-pub fn run(dir: &Path, config: &Config) -> Result<Report, TestError> {
-    let mut diags = Diagnostics::default();
-    let sources: Sources = load::read_matching(dir, is_test_file, &mut diags);
-    if let Some(d) = diags.items.first() {
-        let file = d.location.map(|l| sources.display(l.file)).unwrap_or_default();
-        return Err(TestError::Invalid { file, message: d.message.clone() });
-    }
+/// Run every `*.test.yaml` under `dir` against `config` (the tree already compiled). A file or a
+/// test that cannot run is reported as lint reports a problem (`file:line:col: error[rule]`, the
+/// line, a hint), counts as one failure, and the other files and tests still run.
+pub fn run(dir: &Path, config: &Config) -> Report {
     let mut report = Report { text: String::new(), passed: 0, failed: 0 };
+    let mut problems = Diagnostics::default();
+    let sources: Sources = load::read_matching(dir, is_test_file, &mut problems);
+    // Files that could not be read (unreadable, too large, not UTF-8) are reported and skipped.
+    let unreadable: BTreeSet<FileId> = problems.items.iter().filter_map(|d| d.location.map(|l| l.file)).collect();
+    report.failed += problems.items.len();
+    report.text.push_str(&lint::human_diagnostics(&problems.items, &sources));
     for (index, source) in sources.files.iter().enumerate() {
-        let shown = sources.display(crate::config::diagnostic::FileId(index as u32));
-        let file: TestFile = serde_saphyr::from_str(&source.text)
-            .map_err(|e| TestError::Invalid { file: shown.clone(), message: e.without_snippet().to_string() })?;
+        let id = FileId(index as u32);
+        if unreadable.contains(&id) {
+            continue;
+        }
+        let shown = sources.display(id);
+        let doc = Doc { file: id, first_line: 1, value: () };
+        let mut problems = Diagnostics::default();
+        let Some(file) = load::deserialize::<TestFile>(&doc, &source.text, &mut problems) else {
+            report.failed += 1;
+            report.text.push_str(&lint::human_diagnostics(&problems.items, &sources));
+            continue;
+        };
         for case in &file.tests {
-            let invalid = |message: String| TestError::Invalid { file: shown.clone(), message: format!("test `{}`: {message}", case.name) };
-            match run_case(case, config).map_err(invalid)? {
-                None => {
+            let name = &case.name.value;
+            match run_case(case, config) {
+                Ok(None) => {
                     report.passed += 1;
-                    let _ = writeln!(report.text, "PASS {} ({shown})", case.name);
+                    let _ = writeln!(report.text, "PASS {name} ({shown})");
                 }
-                Some(failure) => {
+                Ok(Some(failure)) => {
                     report.failed += 1;
-                    let _ = writeln!(report.text, "FAIL {} ({shown})\n{failure}", case.name);
+                    let _ = writeln!(report.text, "FAIL {name} ({shown})\n{failure}");
+                }
+                Err(message) => {
+                    report.failed += 1;
+                    let mut problem = Diagnostics::default();
+                    problem.error("bad-test", doc.at(&case.name), format!("test `{name}`: {message}"));
+                    report.text.push_str(&lint::human_diagnostics(&problem.items, &sources));
                 }
             }
         }
     }
     let _ = writeln!(report.text, "{} passed, {} failed", report.passed, report.failed);
-    Ok(report)
+    report
 }
 
 /// A series like `ok down*3 .` as one boolean (ok) per check.

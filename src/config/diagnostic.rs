@@ -189,4 +189,9 @@ pub const RULES: &[Rule] = &[
     rule("unused-policy", Level::Warning, "a policy nothing uses"),
     rule("inline-secret", Level::Warning, "a value looks like a secret written inline instead of ${ENV}"),
     rule("maintenance-past", Level::Warning, "a maintenance window has already ended"),
+    rule(
+        "bad-test",
+        Level::Error,
+        "a policy test (`watchkeeper test`) cannot run: an unknown target, a bad series, a rule it cannot raise",
+    ),
 ];

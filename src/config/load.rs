@@ -473,42 +473,41 @@ fn find_kind(text: &str) -> Option<(String, u32, u32)> {
 fn parse_document(doc: &Doc<()>, text: &str, diags: &mut Diagnostics) -> Option<RawObject> {
     let (kind, line, col) = match find_kind(text) {
         Some(found) => found,
-        None => match serde_saphyr::from_str_with_options::<KindProbe>(text, options()) {
-            Ok(KindProbe { kind: Some(k), .. }) => (k.value, k.line, k.col),
-            Ok(KindProbe { kind: None, .. }) => {
+        None => match deserialize::<KindProbe>(doc, text, diags)? {
+            KindProbe { kind: Some(k), .. } => (k.value, k.line, k.col),
+            KindProbe { kind: None, .. } => {
                 diags.error("missing-kind", doc.start(), "document has no `kind`").with_hint(format!("add one of: {}", KINDS.join(", ")));
-                return None;
-            }
-            Err(e) => {
-                report_yaml_error(doc, text, &e, diags);
                 return None;
             }
         },
     };
-    fn de<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, serde_saphyr::Error> {
-        serde_saphyr::from_str_with_options(text, options())
-    }
-    let result = match kind.as_str() {
-        "User" => de(text).map(RawObject::User),
-        "Group" => de(text).map(RawObject::Group),
-        "Project" => de(text).map(RawObject::Project),
-        "Server" => de(text).map(RawObject::Server),
-        "PortMonitor" => de(text).map(RawObject::PortMonitor),
-        "DownCheck" => de(text).map(RawObject::DownCheck),
-        "AlertPolicy" => de(text).map(RawObject::AlertPolicy),
-        "ProcessPolicy" => de(text).map(RawObject::ProcessPolicy),
-        "LogPolicy" => de(text).map(RawObject::LogPolicy),
-        "Channel" => de(text).map(RawObject::Channel),
-        "Maintenance" => de(text).map(RawObject::Maintenance),
+    match kind.as_str() {
+        "User" => deserialize(doc, text, diags).map(RawObject::User),
+        "Group" => deserialize(doc, text, diags).map(RawObject::Group),
+        "Project" => deserialize(doc, text, diags).map(RawObject::Project),
+        "Server" => deserialize(doc, text, diags).map(RawObject::Server),
+        "PortMonitor" => deserialize(doc, text, diags).map(RawObject::PortMonitor),
+        "DownCheck" => deserialize(doc, text, diags).map(RawObject::DownCheck),
+        "AlertPolicy" => deserialize(doc, text, diags).map(RawObject::AlertPolicy),
+        "ProcessPolicy" => deserialize(doc, text, diags).map(RawObject::ProcessPolicy),
+        "LogPolicy" => deserialize(doc, text, diags).map(RawObject::LogPolicy),
+        "Channel" => deserialize(doc, text, diags).map(RawObject::Channel),
+        "Maintenance" => deserialize(doc, text, diags).map(RawObject::Maintenance),
         other => {
             diags
                 .error("unknown-kind", Some(doc.loc(line, col)), format!("unknown kind `{other}`"))
                 .with_hint(did_you_mean(other, KINDS.iter().copied()).unwrap_or_else(|| format!("expected one of: {}", KINDS.join(", "))));
-            return None;
+            None
         }
-    };
-    match result {
-        Ok(obj) => Some(obj),
+    }
+}
+
+/// Deserialize one YAML document with lint's budgets against hostile input; a failure becomes
+/// a diagnostic with its rule id and position, as lint reports it. Policy test files are read
+/// with it too.
+pub fn deserialize<T: for<'de> Deserialize<'de>>(doc: &Doc<()>, text: &str, diags: &mut Diagnostics) -> Option<T> {
+    match serde_saphyr::from_str_with_options(text, options()) {
+        Ok(value) => Some(value),
         Err(e) => {
             report_yaml_error(doc, text, &e, diags);
             None

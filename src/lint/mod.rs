@@ -44,6 +44,14 @@ fn place(d: &Diagnostic, sources: &Sources) -> String {
 }
 
 fn human(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String {
+    let mut out = human_diagnostics(diagnostics, sources);
+    out.push_str(&summary(diagnostics, files));
+    out
+}
+
+/// Each diagnostic as `file:line:col: level[rule]: message`, the line with a caret under the
+/// value, and the hint; without the closing count (`watchkeeper test` reports this way too).
+pub fn human_diagnostics(diagnostics: &[Diagnostic], sources: &Sources) -> String {
     let mut out = String::new();
     for d in diagnostics {
         let _ = writeln!(out, "{}: {}[{}]: {}", place(d, sources), d.level.as_str(), d.rule, d.message);
@@ -61,7 +69,6 @@ fn human(diagnostics: &[Diagnostic], sources: &Sources, files: usize) -> String 
         }
         out.push('\n');
     }
-    out.push_str(&summary(diagnostics, files));
     out
 }
 

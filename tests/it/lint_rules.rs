@@ -17,7 +17,7 @@ use watchkeeper::config::load::MAX_FILE_BYTES;
 use crate::common::{self, Run};
 
 /// Rules whose input cannot be committed sensibly; the tests below generate it.
-const GENERATED: &[&str] = &["io-error", "file-too-large", "empty-tree"];
+const GENERATED: &[&str] = &["io-error", "file-too-large", "empty-tree", "bad-test"];
 
 fn fixtures() -> PathBuf {
     common::repo_root().join("tests/fixtures/invalid")

@@ -62,18 +62,36 @@ fn maintenance_suppresses_notifications_but_not_the_alert() {
     assert!(run.stdout.contains("PASS silenced"), "{}", run.output());
 }
 
+/// A malformed test file is reported as lint reports a problem — `file:line:column`, rule,
+/// the line with a caret, a hint — and the other files and tests still run; the run exits 1.
 #[test]
-fn a_malformed_test_file_or_unknown_monitor_is_a_usage_error() {
+fn a_malformed_test_is_reported_at_its_position_and_the_others_still_run() {
     let tmp = tempfile::tempdir().unwrap();
     copy_quickstart(tmp.path());
-    fs::write(tmp.path().join("checks.test.yaml"), "tests:\n  - name: x\n    monitr: shop/demo\n    ports: {}\n").unwrap();
+    for name in ["checks.test.yaml", "host.test.yaml"] {
+        fs::copy(repo_root().join("examples/quickstart").join(name), tmp.path().join(name)).unwrap();
+    }
+    fs::write(tmp.path().join("broken.test.yaml"), "tests:\n  - name: x\n    monitr: shop/demo\n    ports: {}\n").unwrap();
+    fs::write(
+        tmp.path().join("unknown.test.yaml"),
+        "tests:\n  - name: points nowhere\n    monitor: shop/nope\n    ports: {}\n\
+         \x20 - name: fine\n    monitor: shop/demo\n    ports: { 9000: ok }\n    expect: []\n",
+    )
+    .unwrap();
     let run = common::run_in(&["test", "."], Some(tmp.path()));
-    assert_eq!(run.code, Some(2), "{}", run.output());
-    assert!(run.stderr.contains("checks.test.yaml") && run.stderr.contains("monitr"), "{}", run.output());
-    fs::write(tmp.path().join("checks.test.yaml"), "tests:\n  - name: x\n    monitor: shop/nope\n    ports: {}\n").unwrap();
-    let run = common::run_in(&["test", "."], Some(tmp.path()));
-    assert_eq!(run.code, Some(2), "{}", run.output());
-    assert!(run.stderr.contains("no port monitor `nope`"), "{}", run.output());
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    let out = &run.stdout;
+    assert!(out.contains("broken.test.yaml:3:5: error[unknown-field]: unknown field `monitr`\n"), "{}", run.output());
+    assert!(out.contains("3 |     monitr: shop/demo\n"), "the line is shown: {}", run.output());
+    assert!(out.contains("  = hint: did you mean `monitor`?\n"), "{}", run.output());
+    assert!(
+        out.contains("unknown.test.yaml:2:11: error[bad-test]: test `points nowhere`: no port monitor `nope` in `shop`\n"),
+        "{}",
+        run.output()
+    );
+    assert!(out.contains("PASS fine (unknown.test.yaml)\n"), "the file's other test runs: {}", run.output());
+    assert!(out.contains("(host.test.yaml)"), "the files after the broken one run: {}", run.output());
+    assert!(out.ends_with("10 passed, 2 failed\n"), "{}", run.output());
 }
 
 /// Servers and policies for the host tests, added to the quickstart tree.
@@ -141,12 +159,13 @@ fn assert_host_tests_pass(tests: &str, count: usize) {
     assert!(run.stdout.ends_with(&format!("{count} passed, 0 failed\n")), "{}", run.output());
 }
 
-/// Run `tests`; it must be refused as malformed with all of `needles` in the message.
+/// Run `tests`; it must be reported as malformed with all of `needles` in the report.
 fn assert_host_tests_refused(tests: &str, needles: &[&str]) {
     let run = run_host_tests(tests);
-    assert_eq!(run.code, Some(2), "{}", run.output());
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert!(run.stdout.contains("host.test.yaml:") && run.stdout.contains(": error["), "{}", run.output());
     for needle in needles {
-        assert!(run.stderr.contains(needle), "missing {needle:?}:\n{}", run.output());
+        assert!(run.stdout.contains(needle), "missing {needle:?}:\n{}", run.output());
     }
 }
 
@@ -356,7 +375,7 @@ tests:
 }
 
 #[test]
-fn malformed_host_tests_are_usage_errors_naming_file_test_and_token() {
+fn malformed_host_tests_are_reported_naming_file_test_and_token() {
     let case = |body: &str| format!("tests:\n  - name: bad\n    server: shop/batch-01\n{body}");
     assert_host_tests_refused(
         &case("    series: { cpu.usage: \"10 9z 10\" }\n"),
