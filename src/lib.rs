@@ -27,7 +27,8 @@
 //! - [`alert`] — the pure alert core: the state machine, rule identities, what each observation
 //!   means, suppression, retirement, and [`alert::decide`] — the one decision serve and
 //!   `watchkeeper test` share.
-//! - [`policy_test`] — `watchkeeper test`: policy unit tests through that decision.
+//! - [`policy_test`] — `watchkeeper test`: policy unit tests through that decision; a test that
+//!   cannot run is reported as `lint` reports a problem.
 //! - [`store`] — SQLite / PostgreSQL, one file per table group: revisions, probe results, alert
 //!   state and history, outbox, host samples with their rollups.
 //! - [`delivery`] — SMTP / SMS / webhook senders and the outbox worker.
@@ -67,7 +68,7 @@
 //! | `notification` | `config` |
 //! | `probe` | `clock`, `config` |
 //! | `alert` | `config`, `notification`, `protocol` |
-//! | `policy_test` | `alert`, `catalog`, `config`, `notification`, `protocol` |
+//! | `policy_test` | `alert`, `catalog`, `config`, `lint`, `notification`, `protocol` |
 //! | `store` | `alert`, `catalog`, `errors`, `notification`, `protocol` |
 //! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store` |
 //! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
