@@ -17,7 +17,8 @@
 //! the failed check that fired it (when its notification was queued), and when the outbox sent it.
 //!
 //! Environment: `WK_BENCH_INTERVAL_MS` (1000), `WK_BENCH_FAILURES` (3), `WK_BENCH_ROUNDS` (5),
-//! `WK_BENCH_BIN` (a prebuilt `watchkeeper`: skips the cargo build).
+//! `WK_BENCH_BIN` (a prebuilt `watchkeeper`: skips the cargo build), `WATCHKEEPER_TEST_PYTHON`
+//! (the Python that imports aiosmtpd, as for the tests; default `python3`).
 
 mod common;
 
@@ -48,14 +49,15 @@ struct Smtp {
 impl Smtp {
     fn start(port: u16, maildir: &Path, log: &Path) -> Smtp {
         let log = fs::File::create(log).expect("aiosmtpd log");
-        let mut child = Command::new("python3")
+        let python = std::env::var_os("WATCHKEEPER_TEST_PYTHON").unwrap_or_else(|| "python3".into());
+        let mut child = Command::new(&python)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
+            .unwrap_or_else(|e| panic!("{} -m aiosmtpd: {e}", python.to_string_lossy()));
         let started = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {

@@ -48,7 +48,7 @@ impl Agent {
 
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            crate::support::sigterm(&child);
             let deadline = Instant::now() + Duration::from_secs(10);
             while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
                 thread::sleep(Duration::from_millis(50));
@@ -411,10 +411,8 @@ async fn bad_ingest_requests_get_clear_errors_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_exporter_server_is_scraped_stored_and_alerted_on_like_an_agent() {
     install_crypto();
-    if !crate::support::exporter::installed() {
-        return;
-    }
-    let exporter = crate::support::exporter::start(&reqwest::Client::new()).await;
+    let Some(binary) = crate::support::exporter::required() else { return };
+    let exporter = crate::support::exporter::start(&reqwest::Client::new(), &binary).await;
     let work = tempfile::tempdir().unwrap();
     let work = work.path();
     let dir = work.join("tree");

@@ -71,8 +71,7 @@ impl Agent {
     /// SIGTERM, and its exit status (killed after [`WAIT`]).
     async fn terminate(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        crate::support::sigterm(&child);
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {

@@ -39,13 +39,11 @@ fn load1() -> f64 {
 
 #[tokio::test]
 async fn two_scrapes_of_a_real_node_exporter_map_to_sane_host_metrics() {
-    if !exporter::installed() {
-        return;
-    }
+    let Some(binary) = exporter::required() else { return };
     let _ = rustls::crypto::ring::default_provider().install_default();
     crate::support::install_crypto();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
-    let exporter = start(&client).await;
+    let exporter = start(&client, &binary).await;
     let started = Instant::now();
 
     let first = scrape(&client, &exporter, started).await;

@@ -1,6 +1,7 @@
 //! The node_exporter scraper against Debian's real `prometheus-node-exporter` on 127.0.0.1, with
 //! a channel in place of the collector's writer: reports like an agent's, rates from the second
-//! scrape, failing and refused targets, and configuration changes applied loop by loop.
+//! scrape, failing and refused targets, and configuration changes applied loop by loop. The
+//! approved-network test needs no exporter: a local HTTP server serves it a fixed page.
 //!
 //! Time is real (the exporter is a real process), so nothing here asserts a duration: "a loop
 //! has stopped" is judged by another target of the same interval scraping several times more.
@@ -21,6 +22,7 @@ use watchkeeper::metrics::Metrics;
 use watchkeeper::protocol::Report;
 
 use crate::support::exporter::{self, Exporter};
+use crate::support::http::HttpServer;
 
 /// Short enough for a quick test, long enough that a node_exporter on a busy machine answers
 /// within it (it is also the scrape timeout).
@@ -184,15 +186,14 @@ impl Drop for Listener {
     }
 }
 
+/// `N` real exporters; `None` when node_exporter is missing and its tests are skipped on purpose.
 async fn exporters<const N: usize>() -> Option<[Exporter; N]> {
-    if !exporter::installed() {
-        return None;
-    }
+    let binary = exporter::required()?;
     crate::support::install_crypto();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     let mut started = Vec::new();
     for _ in 0..N {
-        started.push(exporter::start(&client).await);
+        started.push(exporter::start(&client, &binary).await);
     }
     started.try_into().ok()
 }
@@ -274,13 +275,24 @@ async fn a_stopped_exporter_produces_nothing_and_the_others_go_on() {
     scraper.stop().await;
 }
 
+/// A page in node_exporter's format, just enough for a report: boot time and memory.
+const FIXED_PAGE: &str = "\
+# HELP node_boot_time_seconds Node boot time, in unixtime.
+# TYPE node_boot_time_seconds gauge
+node_boot_time_seconds 1.7e+09
+# TYPE node_memory_MemTotal_bytes gauge
+node_memory_MemTotal_bytes 8e+09
+# TYPE node_memory_MemAvailable_bytes gauge
+node_memory_MemAvailable_bytes 2e+09
+";
+
 #[tokio::test]
 async fn targets_outside_the_approved_networks_are_never_fetched() {
-    let Some([a]) = exporters().await else { return };
+    let page = HttpServer::serving(FIXED_PAGE).await;
     let listener = Listener::start().await;
     let port = listener.port;
     let (scraper, mut received) = Scraper::start(&[
-        scraped("web-01", &a.url),
+        scraped("web-01", &page.url("/metrics")),
         // Project vault's group approves 10.9.9.0/24 only: neither the IP literal nor the name
         // (which resolves to loopback) may be fetched.
         server("vault", "db-01", "10.9.9.5", Some(&format!("http://127.0.0.1:{port}/metrics")), false),
@@ -288,7 +300,12 @@ async fn targets_outside_the_approved_networks_are_never_fetched() {
         // Paused: not scraped at all.
         server("shop", "idle", "127.0.0.1", Some(&format!("http://127.0.0.1:{port}/metrics")), true),
     ]);
-    received.wait_on("web-01", 3).await;
+    let report = received.next("web-01").await;
+    assert_eq!(report.facts.boot_time, 1_700_000_000, "the report is made of the page served");
+    let memory = report.value("memory.usage", None).expect("memory.usage");
+    assert!((memory - 75.0).abs() < 1e-9, "memory.usage {memory}: 2 GB of 8 GB available");
+    received.wait_on("web-01", 2).await;
+    assert!(page.requests().len() >= 3, "web-01 is scraped from the page server");
     assert_eq!(listener.connections(), 0, "nothing connected to the refused URL");
     assert!(scraper.rejected("unapproved") >= 2, "each refused target is counted");
     assert_eq!(scraper.rejected("scrape"), 0);

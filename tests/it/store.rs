@@ -1,6 +1,6 @@
 //! The store on both backends: every test listed in `both_backends!` runs once on a SQLite file
 //! (`store::sqlite::…`) and once on a fresh PostgreSQL database (`store::postgres::…`; server
-//! from `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+//! from `DATABASE_URL`, which `scripts/test.sh` sets; default `postgres://postgres@127.0.0.1:5432/test`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,8 +53,9 @@ impl TestDb {
         let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string());
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let name = format!("wk_store_{}_{}_{nanos}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
-        let mut admin =
-            PgConnection::connect(&admin_url).await.unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} (set DATABASE_URL): {e}"));
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url}: {e} (run the tests with `bash scripts/test.sh`, or set DATABASE_URL)"));
         // Concurrent CREATE DATABASE can trip over the template being busy; try a few times.
         let mut tries = 0;
         loop {

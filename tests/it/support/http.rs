@@ -1,5 +1,5 @@
 //! A real HTTP server (axum on 127.0.0.1:0) that records every request and can answer 500 to
-//! the first N, for SMS gateway and webhook tests.
+//! the first N, for SMS gateway and webhook tests, or serve one page (a metrics page to scrape).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,10 +27,11 @@ impl Recorded {
     }
 }
 
-#[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
     fail_first: usize,
+    /// What a request that is not failed gets, with 200.
+    body: String,
 }
 
 /// The server; stops on drop.
@@ -49,9 +50,18 @@ impl HttpServer {
         HttpServer::failing_first(0).await
     }
 
-    /// Answer 500 with [`FAILURE_BODY`] to the first `n` requests, then 200.
+    /// Answer 500 with [`FAILURE_BODY`] to the first `n` requests, then 200 `ok`.
     pub async fn failing_first(n: usize) -> HttpServer {
-        let shared = Arc::new(Shared { fail_first: n, ..Shared::default() });
+        HttpServer::with(n, "ok").await
+    }
+
+    /// Answer 200 with `body` to everything.
+    pub async fn serving(body: &str) -> HttpServer {
+        HttpServer::with(0, body).await
+    }
+
+    async fn with(fail_first: usize, body: &str) -> HttpServer {
+        let shared = Arc::new(Shared { requests: Mutex::default(), fail_first, body: body.to_owned() });
         let app = axum::Router::new().fallback(record).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
@@ -104,6 +114,6 @@ async fn record(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     if requests.len() <= shared.fail_first {
         (StatusCode::INTERNAL_SERVER_ERROR, FAILURE_BODY.to_string())
     } else {
-        (StatusCode::OK, "ok".to_string())
+        (StatusCode::OK, shared.body.clone())
     }
 }

@@ -1,5 +1,6 @@
-//! Real servers for the integration tests: an SMTP server (aiosmtpd, writing a Maildir) and a
-//! recording HTTP server (axum) that can fail on purpose. No mocks.
+//! Real servers and programs for the integration tests: an SMTP server (aiosmtpd, writing a
+//! Maildir), a recording HTTP server (axum) that can fail on purpose or serve a page, Debian's
+//! node_exporter, the serve binary and a stand-in collector. No mocks.
 
 // Not every test module uses every helper.
 #![allow(dead_code)]
@@ -11,6 +12,7 @@ pub mod serve;
 pub mod smtp;
 
 use std::net::TcpListener;
+use std::process::Child;
 use std::sync::Once;
 
 /// Install rustls' ring provider, as serve does at startup; reqwest panics without one.
@@ -25,4 +27,10 @@ pub fn install_crypto() {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
+}
+
+/// Ask a child process to stop, as an operator or systemd would: SIGTERM.
+pub fn sigterm(child: &Child) {
+    // SAFETY: kill(2) on our own child, which is not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
 }

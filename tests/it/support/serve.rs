@@ -182,7 +182,7 @@ impl Serve {
     /// SIGTERM, and the exit status once it stopped.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        super::sigterm(&child);
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {

@@ -1,4 +1,6 @@
 //! A real SMTP server: `python3 -m aiosmtpd` with its Mailbox handler, delivering into a Maildir.
+//! The Python is `$WATCHKEEPER_TEST_PYTHON` (`scripts/test.sh` sets it to one that imports
+//! aiosmtpd), else `python3`.
 
 use std::fs::File;
 use std::net::TcpStream;
@@ -51,18 +53,23 @@ impl SmtpServer {
     pub fn resume(&mut self) {
         assert!(self.child.is_none(), "SMTP server already running");
         let log = File::create(self.dir.path().join("aiosmtpd.log")).expect("log file");
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python())
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port), "-c", "aiosmtpd.handlers.Mailbox"])
             .arg(self.maildir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawn python3 -m aiosmtpd (pip install aiosmtpd)");
+            .unwrap_or_else(|e| {
+                panic!("spawn {} -m aiosmtpd: {e} (run the tests with `bash scripts/test.sh`)", python().to_string_lossy())
+            });
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait for aiosmtpd") {
-                panic!("aiosmtpd exited with {status} before accepting connections:\n{}", self.log());
+                panic!(
+                    "aiosmtpd exited with {status} before accepting connections (run the tests with `bash scripts/test.sh`):\n{}",
+                    self.log()
+                );
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 break;
@@ -118,6 +125,11 @@ impl SmtpServer {
     }
 }
 
+/// The Python that runs aiosmtpd and parses the messages.
+fn python() -> std::ffi::OsString {
+    std::env::var_os("WATCHKEEPER_TEST_PYTHON").unwrap_or_else(|| "python3".into())
+}
+
 impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
@@ -137,7 +149,7 @@ print(json.dumps({
     "body": m.get_content(),
 }))
 "#;
-    let out = Command::new("python3").args(["-c", SCRIPT]).arg(path).output().expect("run python3");
+    let out = Command::new(python()).args(["-c", SCRIPT]).arg(path).output().expect("run python");
     assert!(out.status.success(), "python could not parse {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("parser output is JSON")
 }
