@@ -88,13 +88,27 @@ check() {
     have script || missing+=(bsdutils)
 }
 
+# Say what is missing and how to get it, and stop.
+fail_missing() {
+    say "missing: ${missing[*]}"
+    say "$1"
+    say "    sudo apt-get install -y ${missing[*]}"
+    if [[ " ${missing[*]} " == *" python3-aiosmtpd "* ]]; then
+        say "(aiosmtpd may come from pip instead: set WATCHKEEPER_TEST_PYTHON to a python that imports it)"
+    fi
+    if [[ " ${missing[*]} " == *" prometheus-node-exporter "* ]]; then
+        say "(where node_exporter cannot be installed, WATCHKEEPER_SKIP_NODE_EXPORTER=1 skips its tests)"
+    fi
+    exit 1
+}
+
 check
 if [ ${#missing[@]} -gt 0 ] && is_root && have apt-get; then
     say "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     check
-    [ ${#missing[@]} -eq 0 ] || die "still missing after apt-get install: ${missing[*]}"
+    [ ${#missing[@]} -eq 0 ] || fail_missing "still missing after apt-get install (installed, but the program removed? add --reinstall):"
 elif [[ " ${missing[*]} " == *" python3-aiosmtpd "* ]] && have python3; then
     # aiosmtpd into a virtual environment of our own: Debian's python3 refuses a system-wide
     # `pip install` (and `python3 -m venv` needs its python3-venv package).
@@ -105,18 +119,7 @@ elif [[ " ${missing[*]} " == *" python3-aiosmtpd "* ]] && have python3; then
         rm -rf "$venv"
     fi
 fi
-if [ ${#missing[@]} -gt 0 ]; then
-    say "missing: ${missing[*]}"
-    say "as root this script installs them with apt-get; or install them yourself:"
-    say "    sudo apt-get install -y ${missing[*]}"
-    if [[ " ${missing[*]} " == *" python3-aiosmtpd "* ]]; then
-        say "(aiosmtpd may come from pip instead: set WATCHKEEPER_TEST_PYTHON to a python that imports it)"
-    fi
-    if [[ " ${missing[*]} " == *" prometheus-node-exporter "* ]]; then
-        say "(where node_exporter cannot be installed, WATCHKEEPER_SKIP_NODE_EXPORTER=1 skips its tests)"
-    fi
-    exit 1
-fi
+[ ${#missing[@]} -eq 0 ] || fail_missing "as root on Debian or Ubuntu this script installs them with apt-get; or install them yourself:"
 export WATCHKEEPER_TEST_PYTHON=$python
 
 # The tests' own PostgreSQL cluster; exports DATABASE_URL.

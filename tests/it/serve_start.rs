@@ -86,8 +86,9 @@ fn serve_help_names_the_token_variable() {
 #[test]
 fn readme_quick_start_exports_the_token_before_starting_serve() {
     let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let export = readme.find("export WATCHKEEPER_TOKEN=").expect("the quick start exports WATCHKEEPER_TOKEN");
-    let serve = readme.find(" serve --config examples/quickstart").expect("the quick start starts serve");
+    let quick_start = &readme[readme.find("### Quick start").expect("a quick start section")..];
+    let export = quick_start.find("export WATCHKEEPER_TOKEN=").expect("the quick start exports WATCHKEEPER_TOKEN");
+    let serve = quick_start.find(" serve --config examples/quickstart").expect("the quick start starts serve");
     assert!(export < serve, "the quick start must export the token before the serve command that reads it");
     assert!(!readme.contains("$WATCHKEEPER_ADMIN_TOKEN"), "one name for the operator token");
 }
