@@ -113,9 +113,10 @@ elif [[ " ${missing[*]} " == *" python3-aiosmtpd "* ]] && have python3; then
     # aiosmtpd into a virtual environment of our own: Debian's python3 refuses a system-wide
     # `pip install` (and `python3 -m venv` needs its python3-venv package).
     say "installing aiosmtpd into $venv"
-    if python3 -m venv "$venv" >/dev/null && "$venv/bin/python3" -m pip install --quiet aiosmtpd; then
+    if python3 -m venv "$venv" && "$venv/bin/python3" -m pip install --quiet aiosmtpd; then
         check
     else
+        say "could not install aiosmtpd into a venv (see above)"
         rm -rf "$venv"
     fi
 fi
