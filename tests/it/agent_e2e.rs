@@ -433,6 +433,7 @@ async fn a_node_exporter_server_is_scraped_stored_and_alerted_on_like_an_agent()
     .unwrap();
     let env = [("WATCHKEEPER_SCRAPE_INTERVAL_MS", "500".to_string())];
     let serve = Serve::start(&serve_args(&dir, work), &env, &work.join("serve.log"));
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
     serve.wait_until("metal-01 is scraped", Duration::from_secs(30), || {
         serve.get("/api/v1/projects/shop/servers/metal-01")["facts"]["boot_time"].as_u64() == Some(proc_boot_time())
     });
