@@ -154,6 +154,12 @@ start_postgres() {
             as_owner "$pg_bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 -o "-p $port" restart >/dev/null ||
                 die "PostgreSQL did not restart; its log: $dir/server.log"
         fi
+    elif "$pg_bindir/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+        # Something else holds the port: fine if it is a test cluster too (another checkout's).
+        "$pg_bindir/psql" -XqtA "$url/postgres" -c 'SELECT 1' >/dev/null 2>&1 ||
+            die "127.0.0.1:$port is taken by a PostgreSQL that refuses user postgres without a password; set WATCHKEEPER_TEST_PG_PORT to a free port"
+        say "using the PostgreSQL already on 127.0.0.1:$port (not this checkout's cluster)"
+        stop="(not ours)"
     else
         local major
         major=$("$pg_bindir/postgres" --version | sed -E 's/^[^0-9]*([0-9]+).*/\1/')
@@ -174,19 +180,11 @@ synchronous_commit = off
 full_page_writes = off
 EOF
         fi
-        if "$pg_bindir/pg_isready" -q -h 127.0.0.1 -p "$port"; then
-            # Something else holds the port: fine if it is a test cluster too (another checkout's).
-            "$pg_bindir/psql" -XqtA "$url/postgres" -c 'SELECT 1' >/dev/null 2>&1 ||
-                die "127.0.0.1:$port is taken by a PostgreSQL that refuses user postgres without a password; set WATCHKEEPER_TEST_PG_PORT to a free port"
-            say "using the PostgreSQL already on 127.0.0.1:$port (not this checkout's cluster)"
-            stop="(not ours)"
-        else
-            say "starting the tests' PostgreSQL on 127.0.0.1:$port"
-            as_owner "$pg_bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 -o "-p $port" start >/dev/null || {
-                tail -n 20 "$dir/server.log" >&2 || true
-                die "PostgreSQL did not start (log above: $dir/server.log); if port $port is taken, set WATCHKEEPER_TEST_PG_PORT"
-            }
-        fi
+        say "starting the tests' PostgreSQL on 127.0.0.1:$port"
+        as_owner "$pg_bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 -o "-p $port" start >/dev/null || {
+            tail -n 20 "$dir/server.log" >&2 || true
+            die "PostgreSQL did not start (log above: $dir/server.log); if port $port is taken, set WATCHKEEPER_TEST_PG_PORT"
+        }
     fi
     local exists
     exists=$("$pg_bindir/psql" -XqtA "$url/postgres" -c "SELECT 1 FROM pg_database WHERE datname = 'test'")
