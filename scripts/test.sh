@@ -106,7 +106,8 @@ check
 if [ ${#missing[@]} -gt 0 ] && is_root && have apt-get; then
     say "installing ${missing[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # A fresh machine may still be running its unattended upgrades: wait for the lock.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null
     check
     [ ${#missing[@]} -eq 0 ] || fail_missing "still missing after apt-get install (installed, but the program removed? add --reinstall):"
 elif [[ " ${missing[*]} " == *" python3-aiosmtpd "* ]] && have python3; then
