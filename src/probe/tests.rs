@@ -1,4 +1,7 @@
-//! The prober against real sockets on 127.0.0.1, in real (short) time.
+//! The prober against real sockets on 127.0.0.1, in real (short) time. A loaded machine may run
+//! a check late or skip runs it fell behind on, so these tests assert the schedule (runs are due
+//! on the interval's grid) and wait on conditions with generous bounds; how late checks start
+//! under load is measured by the benchmarks, not asserted here.
 
 use super::*;
 use crate::clock::now_ms;
@@ -39,6 +42,7 @@ async fn every_port_of_a_monitor_reports_in_one_batch() {
     let prober = Prober::start(8, tx, CancellationToken::new());
     let before = now_ms();
     assert_eq!(prober.upsert(spec("web", &[open, closed], 200, 1000)), Upsert::Added);
+    let after = now_ms();
     assert_eq!(prober.len(), 1);
 
     let batch = next_batch(&mut rx).await;
@@ -46,7 +50,7 @@ async fn every_port_of_a_monitor_reports_in_one_batch() {
     assert_eq!(ports, vec![open, closed], "one batch, in the spec's port order");
     for r in &batch {
         assert_eq!((&r.key, r.host.as_str()), (&key("web"), "127.0.0.1"));
-        assert!(r.due_ms >= before - 1 && r.due_ms <= before + 250, "due within the first interval: {r:?}");
+        assert!(r.due_ms >= before - 1 && r.due_ms <= after + 201, "due within the first interval: {r:?}");
         assert!(r.at_ms >= r.due_ms - 1, "a check never starts before it is due: {r:?}");
     }
     assert!(batch[0].outcome.ok, "{:?}", batch[0]);
@@ -63,11 +67,15 @@ async fn runs_repeat_on_the_interval_keeping_their_phase() {
     let mut due = Vec::new();
     for _ in 0..5 {
         let batch = next_batch(&mut rx).await;
-        assert!(batch[0].at_ms - batch[0].due_ms < 500, "{batch:?}");
+        assert!(batch[0].at_ms >= batch[0].due_ms - 1, "a check never starts before it is due: {batch:?}");
         due.push(batch[0].due_ms);
     }
+    // Runs stay on the 100 ms grid of the first one (a run missed under load is skipped, so a
+    // gap may be several intervals, never a fraction of one); ±1 ms of rounding to milliseconds.
     for pair in due.windows(2) {
-        assert!((99..=101).contains(&(pair[1] - pair[0])), "runs 100 ms apart: {due:?}");
+        let gap = pair[1] - pair[0];
+        let off_grid = (gap + 1) % 100;
+        assert!(gap >= 99 && off_grid <= 2, "runs a whole number of 100 ms intervals apart: {due:?}");
     }
     prober.shutdown().await;
 }
@@ -123,19 +131,22 @@ async fn removed_monitor_stops_reporting() {
     while seen.len() < 2 {
         seen.insert(next_batch(&mut rx).await[0].key.name.clone());
     }
+    let removed_ms = now_ms();
     assert!(prober.remove(&key("drop")));
     assert!(!prober.remove(&key("drop")));
     assert_eq!(prober.len(), 1);
-    // Let anything already in the channel drain, then watch for half a second.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    while rx.try_recv().is_ok() {}
-    let until = Instant::now() + Duration::from_millis(500);
+    // A run of `drop` due before its removal may still be in the channel; none due after it may
+    // arrive, while `keep` goes on: wait for five of its runs due after the removal.
     let mut kept = 0;
-    while let Ok(Some(batch)) = tokio::time::timeout_at(until, rx.recv()).await {
-        assert_eq!(batch[0].key, key("keep"), "a removed monitor reported");
-        kept += 1;
+    while kept < 5 {
+        let batch = next_batch(&mut rx).await;
+        let r = &batch[0];
+        if r.key == key("drop") {
+            assert!(r.due_ms <= removed_ms, "a removed monitor reported a run due after its removal: {r:?}");
+        } else if r.due_ms > removed_ms {
+            kept += 1;
+        }
     }
-    assert!(kept >= 5, "the other monitor keeps running ({kept} runs in 500 ms at a 50 ms interval)");
     prober.shutdown().await;
 }
 
@@ -144,18 +155,18 @@ async fn a_full_results_channel_delays_results_and_never_drops_them() {
     let closed = closed_port().await;
     let (tx, mut rx) = mpsc::channel(1);
     let prober = Prober::start(2, tx, CancellationToken::new());
-    let start_ms = now_ms();
     for name in ["a", "b", "c"] {
         prober.upsert(spec(name, &[closed], 50, 40));
     }
+    let upserted_ms = now_ms();
     // Nobody reads for a while: the scheduler stalls on the channel instead of discarding.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let mut first_due = HashMap::new();
     let mut last_due: HashMap<String, i64> = HashMap::new();
     let stall_end = now_ms();
     let mut after_stall = 0;
-    let until = Instant::now() + Duration::from_millis(400);
-    while let Ok(Some(batch)) = tokio::time::timeout_at(until, rx.recv()).await {
+    while first_due.len() < 3 || after_stall == 0 {
+        let batch = next_batch(&mut rx).await;
         let r = &batch[0];
         first_due.entry(r.key.name.clone()).or_insert(r.due_ms);
         if let Some(previous) = last_due.insert(r.key.name.clone(), r.due_ms) {
@@ -168,7 +179,7 @@ async fn a_full_results_channel_delays_results_and_never_drops_them() {
     // The first run of each monitor (due within its first interval) was kept through the stall.
     assert_eq!(first_due.len(), 3, "{first_due:?}");
     for (name, due) in &first_due {
-        assert!(*due <= start_ms + 60, "{name}: first result delivered is due at {due}, start {start_ms}");
+        assert!(*due <= upserted_ms + 51, "{name}: first result delivered is due at {due}, added by {upserted_ms}");
     }
     assert!(after_stall > 0, "checks resume once the channel drains");
     prober.shutdown().await;

@@ -66,22 +66,33 @@ impl Drop for Agent {
 }
 
 /// A process named `wk-burner` spinning on one core (a copy of /bin/sh, so its name is ours).
-struct Burner(Child);
+/// Processes named `wk-burner` spinning on the CPU. Several, because a ProcessPolicy sums the
+/// CPU of every process of its name, and on a machine loaded by other builds one spinning
+/// process may get only a small share of a core.
+struct Burner(Vec<Child>);
 
 impl Burner {
+    const PROCESSES: usize = 4;
+
     fn start(work: &Path) -> Burner {
         let exe = work.join("wk-burner");
         if !exe.exists() {
             fs::copy("/bin/sh", &exe).unwrap();
         }
-        Burner(Command::new(&exe).args(["-c", "while :; do :; done"]).spawn().expect("spawn the burner"))
+        Burner(
+            (0..Self::PROCESSES)
+                .map(|_| Command::new(&exe).args(["-c", "while :; do :; done"]).spawn().expect("spawn the burner"))
+                .collect(),
+        )
     }
 }
 
 impl Drop for Burner {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -114,7 +125,7 @@ fn write_tree(dir: &Path, t: &Tree) {
                  kind: AlertPolicy\nname: host\nproject: shop\nno_data: 4s\nrestart: true\n\
                  rules:\n  - {{ metric: disk.usage, fatal: 100 }}\n---\n\
                  kind: ProcessPolicy\nname: burner\nproject: shop\nprocess: wk-burner\nservers: [web-01]\n\
-                 cpu: {{ warning: 40 }}\nfor: 2s\n---\n\
+                 cpu: {{ warning: 20 }}\nfor: 2s\n---\n\
                  kind: LogPolicy\nname: app-errors\nproject: shop\nservers: [web-01]\n\
                  rules:\n  - {{ file: {}, keyword: OutOfMemoryError, severity: fatal }}\n---\n\
                  kind: DownCheck\nproject: shop\ndetector: web-01\ntarget: db-01\nip: 127.0.0.1\nport: {}\nliveness_port: {}\n\
@@ -219,8 +230,7 @@ async fn an_agent_reports_this_machine_and_its_policies_fire_and_resolve() {
     let (mem_total, mem_usage) = proc_memory();
     assert_eq!(detail["facts"]["ram_total_bytes"].as_u64(), Some(mem_total), "{detail:#}");
     assert_eq!(detail["facts"]["boot_time"].as_u64(), Some(proc_boot_time()));
-    let cpus = thread::available_parallelism().unwrap().get() as u64;
-    assert_eq!(detail["facts"]["cpu_count"].as_u64(), Some(cpus));
+    assert_eq!(detail["facts"]["cpu_count"].as_u64(), Some(crate::common::proc_stat_cpu_count() as u64));
     let reported = serve.get("/api/v1/projects/shop/servers/web-01/metrics?name=memory.usage")["points"]
         .as_array()
         .and_then(|p| p.last())
@@ -236,7 +246,7 @@ async fn an_agent_reports_this_machine_and_its_policies_fire_and_resolve() {
     let row = list["servers"].as_array().unwrap().iter().find(|s| s["name"] == "web-01").unwrap().clone();
     assert!(row["cpu_percent"].as_f64().is_some() && row["memory_percent"].as_f64().is_some(), "server list columns: {row:#}");
 
-    // 2. A CPU-burning process fires the ProcessPolicy (cpu ≥ 40 % for 2 s) and resolves when it stops,
+    // 2. CPU-burning processes fire the ProcessPolicy (cpu ≥ 20 % for 2 s) and resolve when they stop,
     //    with a snapshot that names it.
     let burner = Burner::start(work);
     wait(&serve, &agent, "the process cpu alert fires", Duration::from_secs(40), || {
@@ -315,7 +325,7 @@ async fn reports_survive_a_serve_restart_within_the_agents_backlog() {
     let port = serve.port;
     serve.kill();
     let killed_at = watchkeeper::clock::now_ms();
-    thread::sleep(Duration::from_secs(3)); // ~12 reports wait in the agent's backlog
+    thread::sleep(Duration::from_secs(4)); // ~16 reports wait in the agent's backlog
     let mut serve = Serve::start_on(&args, &[], &work.join("serve.log"), port);
     serve.wait_until("the tree is applied again", Duration::from_secs(30), || serve.applied().is_some());
     let restarted_at = watchkeeper::clock::now_ms();
@@ -327,14 +337,16 @@ async fn reports_survive_a_serve_restart_within_the_agents_backlog() {
     drop(agent);
     serve.terminate();
 
-    // Every 250 ms a report: no gap in the stored series longer than the agent's own jitter.
+    // Every 250 ms a report, and serve was away for more than 4 s: the reports sampled meanwhile
+    // were stored. A loaded machine may delay a sample, so the bound is not the interval but the
+    // outage: losing the backlog leaves a gap at least as long as serve was away.
     let store = watchkeeper::store::Store::connect(&format!("sqlite://{}", work.join("wk.db").display())).await.unwrap();
     let rows = store.raw_samples("shop", "web-01", 0, i64::MAX).await.unwrap();
     let during = rows.iter().filter(|(at, _)| (killed_at..restarted_at).contains(at)).count();
-    assert!(during >= 8, "{during} of the reports sampled while serve was down were stored ({} in all)", rows.len());
+    assert!(during >= 2, "{during} of the reports sampled while serve was down were stored ({} in all)", rows.len());
     let times: Vec<i64> = rows.iter().map(|(at, _)| *at).collect();
     let worst = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(worst < 1_000, "a gap of {worst} ms in the stored reports: some were lost across the restart");
+    assert!(worst < 3_000, "a gap of {worst} ms in the stored reports: some were lost across the restart");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

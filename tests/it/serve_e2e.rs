@@ -66,6 +66,29 @@ fn fired_mails(smtp: &SmtpServer) -> usize {
     smtp.messages().iter().filter(|m| m.subject.contains("fired")).count()
 }
 
+/// Failed checks of the `web` monitor this serve process made (its counter starts at zero).
+fn refused_checks(serve: &Serve) -> f64 {
+    serve.metric(r#"watchkeeper_probes_total{project="shop",monitor="web",result="refused"}"#).unwrap_or(0.0)
+}
+
+/// The port is still down and `alert_id` fires: once this serve has made more failed checks than
+/// the monitor's `failures` (3) — enough to fire again had it lost the alert — the alert is
+/// still the one firing, with its start, its three `fired` notifications (mail, SMS, webhook)
+/// and nothing else; and once the outbox is empty, one `fired` mail arrived in all.
+fn assert_fires_once_more_than(serve: &Serve, smtp: &SmtpServer, alert_id: &serde_json::Value, started: &serde_json::Value, when: &str) {
+    let from = refused_checks(serve);
+    serve.wait_until("four more failed checks", Duration::from_secs(60), || refused_checks(serve) >= from + 4.0);
+    let firing = serve.firing();
+    assert_eq!((firing.len(), &firing[0]["id"], &firing[0]["started_at_ms"]), (1, alert_id, started), "{when}");
+    let all = serve.get("/api/v1/projects/shop/alerts")["alerts"].as_array().unwrap().len();
+    assert_eq!(all, 1, "no other alert {when}");
+    let alert = serve.get(&format!("/api/v1/projects/shop/alerts/{alert_id}"));
+    let fired = alert["notifications"].as_array().unwrap().iter().filter(|n| n["kind"] == "fired").count();
+    assert_eq!(fired, 3, "one `fired` notification per medium {when}: {alert:#}");
+    serve.wait_until("the outbox is empty", Duration::from_secs(60), || serve.metric("watchkeeper_outbox_depth") == Some(0.0));
+    assert_eq!(fired_mails(smtp), 1, "no second mail {when}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_down_mails_once_through_reloads_a_crash_and_an_smtp_outage() {
     install_crypto();
@@ -124,25 +147,19 @@ async fn a_port_down_mails_once_through_reloads_a_crash_and_an_smtp_outage() {
     assert_eq!(status["applied"]["revision"].as_str(), Some(first.as_str()));
     let diagnostics = status["rejected"]["diagnostics"].to_string();
     assert!(diagnostics.contains("unknown-reference") && diagnostics.contains("project.yaml"), "{diagnostics}");
-    assert!(serve.text("/metrics").contains("watchkeeper_reconcile_rejected_total"), "metrics name rejections");
+    assert_eq!(serve.metric("watchkeeper_reconcile_rejected_total"), Some(1.0), "one revision rejected, counted once");
 
     // A commit changing only the other monitor leaves this alert alone.
     let third = commit(&repo, &tree(&ports, "2s", "linux-default"), "slower other");
     serve.wait_until("the fix is applied", Duration::from_secs(30), || serve.applied().as_deref() == Some(third.as_str()));
-    thread::sleep(Duration::from_secs(2));
-    let firing = serve.firing();
-    assert_eq!((firing.len(), &firing[0]["id"], &firing[0]["started_at_ms"]), (1, &alert_id, &started));
-    assert_eq!(fired_mails(&smtp), 1, "no second mail after reloads");
+    assert_fires_once_more_than(&serve, &smtp, &alert_id, &started, "after reloads");
 
     // serve crashes and restarts during the outage: still firing, same start, no second mail.
     serve.kill();
     let mut serve = Serve::start(&args, &env, &log);
     serve
         .wait_until("the restarted serve applies the tree", Duration::from_secs(30), || serve.applied().as_deref() == Some(third.as_str()));
-    thread::sleep(Duration::from_secs(4));
-    let firing = serve.firing();
-    assert_eq!((firing.len(), &firing[0]["id"], &firing[0]["started_at_ms"]), (1, &alert_id, &started));
-    assert_eq!(fired_mails(&smtp), 1, "no second `fired` mail after a restart");
+    assert_fires_once_more_than(&serve, &smtp, &alert_id, &started, "after a restart");
 
     // SMTP goes down, then the port recovers: the resolve mail waits in the outbox and is
     // delivered once SMTP is back — exactly once.
@@ -162,7 +179,7 @@ async fn a_port_down_mails_once_through_reloads_a_crash_and_an_smtp_outage() {
     smtp.resume();
     let mails = smtp.wait_for(2, Duration::from_secs(60));
     assert!(mails[1].subject.to_lowercase().contains("resolved"), "{:?}", mails[1]);
-    thread::sleep(Duration::from_secs(3));
+    serve.wait_until("the outbox is empty", Duration::from_secs(60), || serve.metric("watchkeeper_outbox_depth") == Some(0.0));
     assert_eq!(smtp.messages().len(), 2, "nothing lost, nothing doubled");
 
     // SIGTERM stops serve cleanly.

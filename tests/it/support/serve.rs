@@ -164,6 +164,13 @@ impl Serve {
         response
     }
 
+    /// The value of one sample of `/metrics`, e.g. `watchkeeper_reconcile_rejected_total`, or
+    /// `None` when serve does not show it.
+    pub fn metric(&self, sample: &str) -> Option<f64> {
+        let prefix = format!("{sample} ");
+        self.text("/metrics").lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.trim().parse().expect("a number"))
+    }
+
     pub fn applied(&self) -> Option<String> {
         self.get("/api/v1/status")["applied"]["revision"].as_str().map(str::to_string)
     }
