@@ -30,12 +30,13 @@
 //! - [`policy_test`] — `watchkeeper test`: policy unit tests through that decision; a test that
 //!   cannot run is reported as `lint` reports a problem.
 //! - [`store`] — SQLite / PostgreSQL, one file per table group: revisions, probe results, alert
-//!   state and history, outbox, host samples with their rollups.
+//!   state, history and acknowledgements, outbox, host samples with their rollups.
 //! - [`delivery`] — SMTP / SMS / webhook senders and the outbox worker.
 //! - [`collect`] — host metrics into serve: the group-committing `writer`, the `live` view of each
 //!   server's newest report, agents' assignments, the node_exporter `scrape`r.
 //! - [`engine`] — the one writer of alert state: observations → [`alert::decide`] → store + outbox.
-//! - [`api`] — the read-only status API and its token scopes; the agents' ingest endpoint.
+//! - [`api`] — the status API and its token scopes (read-only but for acknowledgement notes);
+//!   the agents' ingest endpoint.
 //! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running
 //!   serve's objects and firing alerts through its status API.
 //! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.

@@ -1,12 +1,15 @@
 //! `/api/v1/projects/{p}/alerts` (history, filtered) and `/alerts/{id}` (detail with snapshot,
 //! the server's metrics around the alert, top processes and, for admins, the notifications and
-//! their delivery attempts).
+//! their delivery attempts); `POST /alerts/{id}/acks`, the one write a person makes: an
+//! acknowledgement note, recorded with who wrote it.
 
 use std::collections::BTreeMap;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use serde::Serialize;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
 
 use super::auth::Access;
 use super::params::Params;
@@ -14,7 +17,7 @@ use super::{ApiError, ApiState, project_tz, rfc3339};
 use crate::alert::{RuleId, Severity};
 use crate::clock::now_ms;
 use crate::notification::{DeliveryStatus, Medium, MessageKind};
-use crate::store::{AlertFilter, AlertRow, AlertStatus, Attempt, OutboxRow, Store};
+use crate::store::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, OutboxRow, Store};
 
 /// One alert as the API shows it; times in epoch ms and RFC 3339 in the project's timezone.
 #[derive(Serialize)]
@@ -35,11 +38,34 @@ pub struct AlertView {
     host: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     snapshot: Option<serde_json::Value>,
+    /// Someone acknowledged it (reminders and escalation stop).
+    acknowledged: bool,
+    /// Its acknowledgement notes, oldest first.
+    acks: Vec<AckView>,
+}
+
+/// One acknowledgement note as the API shows it.
+#[derive(Serialize)]
+pub struct AckView {
+    at_ms: i64,
+    at: Option<String>,
+    /// The user's e-mail, or `operator`.
+    by: String,
+    note: String,
+}
+
+impl AckView {
+    fn new(ack: Ack, tz: &jiff::tz::TimeZone) -> AckView {
+        AckView { at_ms: ack.at_ms, at: rfc3339(ack.at_ms, tz), by: ack.by, note: ack.note }
+    }
 }
 
 impl AlertView {
-    pub(super) fn new(row: AlertRow, tz: &jiff::tz::TimeZone, with_snapshot: bool) -> AlertView {
+    /// `acks`: the alert's acknowledgements, oldest first.
+    fn new(row: AlertRow, acks: Vec<Ack>, tz: &jiff::tz::TimeZone, with_snapshot: bool) -> AlertView {
         AlertView {
+            acknowledged: row.acknowledged_at_ms.is_some(),
+            acks: acks.into_iter().map(|a| AckView::new(a, tz)).collect(),
             id: row.id,
             server: Some(row.key.server).filter(|s| !s.is_empty()),
             rule: row.key.rule,
@@ -87,8 +113,25 @@ pub async fn list(
         limit: limit as u32,
     };
     let tz = project_tz(&p.timezone);
-    let alerts: Vec<AlertView> = state.store.list_alerts(&filter).await?.into_iter().map(|row| AlertView::new(row, &tz, false)).collect();
+    let rows = state.store.list_alerts(&filter).await?;
+    let alerts = with_acks(&state.store, rows, &tz).await?;
     Ok(Json(serde_json::json!({ "timezone": p.timezone, "alerts": alerts })))
+}
+
+/// Alert rows as the API shows them, with their acknowledgements (one query for all).
+pub(super) async fn with_acks(store: &Store, rows: Vec<AlertRow>, tz: &jiff::tz::TimeZone) -> Result<Vec<AlertView>, ApiError> {
+    let acked: Vec<i64> = rows.iter().filter(|r| r.acknowledged_at_ms.is_some()).map(|r| r.id).collect();
+    let mut acks: BTreeMap<i64, Vec<Ack>> = BTreeMap::new();
+    for ack in store.acks_for(&acked).await? {
+        acks.entry(ack.alert_id).or_default().push(ack);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let notes = acks.remove(&row.id).unwrap_or_default();
+            AlertView::new(row, notes, tz, false)
+        })
+        .collect())
 }
 
 #[derive(Serialize)]
@@ -211,6 +254,62 @@ pub async fn detail(
     };
     let metrics = around(&state.store, &row, now_ms()).await?;
     let top_processes = row.snapshot.get("top_processes").cloned();
-    let body = AlertDetail { alert: AlertView::new(row, &project_tz(&p.timezone), true), metrics, top_processes, notifications };
+    let acks = state.store.acks_for(&[id]).await?;
+    let body = AlertDetail { alert: AlertView::new(row, acks, &project_tz(&p.timezone), true), metrics, top_processes, notifications };
     Ok(Json(serde_json::to_value(body).unwrap_or_default()))
+}
+
+/// The longest acknowledgement note, in characters.
+pub const MAX_NOTE_CHARS: usize = 2000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    note: String,
+}
+
+/// The note of `{"note": "…"}`: an object only (serde would also take `["…"]` for the struct).
+fn ack_body(body: &[u8]) -> Result<AckBody, ApiError> {
+    const SHAPE: &str = r#"the body must be a JSON object {"note": "…"}"#;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{SHAPE}: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(SHAPE));
+    }
+    serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("{SHAPE}: {e}")))
+}
+
+/// `POST …/alerts/{id}/acks` with `{"note": "…"}`: any role on the project may acknowledge a
+/// firing alert; 201 with the stored note; 404 outside the scope or for an unknown alert; 409 on
+/// a resolved one; 400 on a body that is not that JSON object, or an empty or too long note.
+pub async fn acknowledge(
+    State(state): State<ApiState>,
+    access: Access,
+    Path((project, id)): Path<(String, String)>,
+    params: Params,
+    body: Bytes,
+) -> Result<(StatusCode, Json<AckView>), ApiError> {
+    params.allow(&[])?;
+    let (p, _role) = access.project(&project)?;
+    let not_found = || ApiError::not_found(format!("alert `{id}` not found in project `{}`", p.name));
+    let alert_id: i64 = id.parse().map_err(|_| not_found())?;
+    let AckBody { note } = ack_body(&body)?;
+    let note = note.trim();
+    if note.is_empty() {
+        return Err(ApiError::bad_request("`note` is empty: say what was done about the alert"));
+    }
+    let chars = note.chars().count();
+    if chars > MAX_NOTE_CHARS {
+        return Err(ApiError::bad_request(format!("`note` has {chars} characters; at most {MAX_NOTE_CHARS} are allowed")));
+    }
+    match state.store.acknowledge(&p.name, alert_id, access.who(), note, now_ms()).await? {
+        Ok(ack) => {
+            tracing::info!(project = %p.name, alert = alert_id, by = %ack.by, "alert acknowledged");
+            Ok((StatusCode::CREATED, Json(AckView::new(ack, &project_tz(&p.timezone)))))
+        }
+        Err(AckRefused::NotFound) => Err(not_found()),
+        Err(AckRefused::Resolved) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("alert `{alert_id}` has resolved; if it fires again, acknowledge the new alert"),
+        )),
+    }
 }

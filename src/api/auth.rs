@@ -94,6 +94,14 @@ fn identify(config: &Config, admin_sha256: Option<&str>, token: &str) -> Option<
 }
 
 impl Access {
+    /// Who is asking, as recorded with what they write: the user's e-mail, or `operator`.
+    pub fn who(&self) -> &str {
+        match &self.caller {
+            Caller::Operator => "operator",
+            Caller::User(email) => email,
+        }
+    }
+
     pub fn is_operator(&self) -> bool {
         matches!(self.caller, Caller::Operator)
     }

@@ -1,8 +1,9 @@
 //! The read-only status API (axum), and the agents' ingest endpoint ([`ingest`]): token auth and scopes, JSON endpoints, /healthz, /metrics.
 //!
 //! Everything under `/api/v1` needs `Authorization: Bearer <token>` ([`auth`]); a project outside
-//! the token's scope answers 404 exactly like a project that does not exist. Nothing is written
-//! through this API. Each request reads one snapshot of the configuration (`Arc<Config>` from the
+//! the token's scope answers 404 exactly like a project that does not exist. The one thing a
+//! person writes through it is an acknowledgement note on a firing alert, recorded with who wrote
+//! it; nothing touches the configuration, which lives in git. Each request reads one snapshot of the configuration (`Arc<Config>` from the
 //! reconciler's watch channel) and the store; handlers never hold the watch borrow across `.await`.
 
 mod alerts;
@@ -52,7 +53,8 @@ pub struct ApiState {
 }
 
 /// Every route. Unknown paths answer 404 and other methods than GET/HEAD 405, both as JSON.
-/// The one write is agents' ingest, authenticated by the project's ingest key, not a user token.
+/// Two writes: agents' ingest, authenticated by the project's ingest key, and acknowledgements,
+/// by a user token (or the operator's).
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/ingest/v1/report", post(ingest::report).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
@@ -67,6 +69,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/projects/{project}/servers/{server}/metrics", get(servers::metrics))
         .route("/api/v1/projects/{project}/alerts", get(alerts::list))
         .route("/api/v1/projects/{project}/alerts/{id}", get(alerts::detail))
+        .route("/api/v1/projects/{project}/alerts/{id}/acks", post(alerts::acknowledge).layer(DefaultBodyLimit::max(ACK_BODY_BYTES)))
         .route("/api/v1/projects/{project}/monitors", get(monitors::list))
         // A static segment wins over `{name}` in axum's router, and `stats` has no `/log`
         // suffix, so a monitor named `stats` still has its log at `/monitors/stats/log`.
@@ -77,6 +80,9 @@ pub fn router(state: ApiState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
+
+/// An acknowledgement body: 2 000 characters of up to 4 bytes each, escaped, with room to spare.
+const ACK_BODY_BYTES: usize = 64 * 1024;
 
 async fn healthz() -> &'static str {
     "ok"
@@ -97,7 +103,10 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: the status API is read-only (GET)")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed: the status API is read-only (GET), apart from acknowledging an alert (POST …/alerts/{id}/acks)",
+    )
 }
 
 /// An error answer: the status and `{"error": "…"}`; a 401 also carries `WWW-Authenticate`.

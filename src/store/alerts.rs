@@ -1,5 +1,6 @@
 //! Alert instances (the state machine's persisted state) and the alert history: both written
-//! in one transaction with the notifications a transition causes.
+//! in one transaction with the notifications a transition causes. Acknowledgements: the notes
+//! people add to a firing alert.
 
 use serde::Serialize;
 
@@ -11,7 +12,8 @@ use crate::notification::NewNotification;
 // The column list shared by several queries (a macro, so `concat!` can splice it into SQL text).
 macro_rules! alert_columns {
     () => {
-        "id, project, server, rule, subject, severity, status, started_at_ms, resolved_at_ms, resolve_reason, message, host, snapshot"
+        "id, project, server, rule, subject, severity, status, started_at_ms, resolved_at_ms, resolve_reason, message, host, snapshot, \
+         acknowledged_at_ms"
     };
 }
 
@@ -59,6 +61,27 @@ pub struct AlertRow {
     pub host: String,
     /// CPU, memory, disk, network, top processes at firing time (JSON; empty object for probes).
     pub snapshot: serde_json::Value,
+    /// When someone first acknowledged it; `None` while nobody has.
+    pub acknowledged_at_ms: Option<i64>,
+}
+
+/// One acknowledgement note on an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ack {
+    pub alert_id: i64,
+    pub at_ms: i64,
+    /// The user's e-mail, or `operator` for the operator token.
+    pub by: String,
+    pub note: String,
+}
+
+/// Why an acknowledgement was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckRefused {
+    /// No such alert in the project.
+    NotFound,
+    /// The alert has resolved: there is nothing left to acknowledge.
+    Resolved,
 }
 
 /// An alert firing now, without its message and snapshot: what state colours and counters need.
@@ -277,6 +300,54 @@ impl Store {
         Ok(firing)
     }
 
+    /// Record `by`'s note on firing alert `alert_id` of `project`, in one transaction with the
+    /// alert's first-acknowledgement time. A resolved alert refuses it: a later firing is a new
+    /// alert that needs its own acknowledgement.
+    pub async fn acknowledge(
+        &self,
+        project: &str,
+        alert_id: i64,
+        by: &str,
+        note: &str,
+        at_ms: i64,
+    ) -> Result<std::result::Result<Ack, AckRefused>> {
+        const MARK: &str = "UPDATE alerts SET acknowledged_at_ms = COALESCE(acknowledged_at_ms, $1)
+            WHERE id = $2 AND project = $3 AND status = 'firing'";
+        const EXISTS: &str = "SELECT status FROM alerts WHERE id = $1 AND project = $2";
+        const INSERT: &str = "INSERT INTO alert_acks (alert_id, at_ms, by_user, note) VALUES ($1, $2, $3, $4)";
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let marked = sqlx::query(MARK).bind(at_ms).bind(alert_id).bind(project).execute(&mut *tx).await?.rows_affected();
+            if marked == 0 {
+                let found = sqlx::query(EXISTS).bind(alert_id).bind(project).fetch_optional(&mut *tx).await?;
+                return Ok(Err(if found.is_some() { AckRefused::Resolved } else { AckRefused::NotFound }));
+            }
+            sqlx::query(INSERT).bind(alert_id).bind(at_ms).bind(by).bind(note).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Ok(Ack { alert_id, at_ms, by: by.to_string(), note: note.to_string() }))
+        })
+    }
+
+    /// The acknowledgements of `alert_ids`, oldest first per alert (one query for a whole page).
+    pub async fn acks_for(&self, alert_ids: &[i64]) -> Result<Vec<Ack>> {
+        const SQLITE: &str = "SELECT alert_id, at_ms, by_user, note FROM alert_acks
+            WHERE alert_id IN (SELECT value FROM json_each($1)) ORDER BY alert_id, id";
+        const POSTGRES: &str = "SELECT alert_id, at_ms, by_user, note FROM alert_acks
+            WHERE alert_id IN (SELECT value::bigint FROM json_array_elements_text($1::json)) ORDER BY alert_id, id";
+        if alert_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = to_json(&alert_ids)?;
+        let sql = match self.backend {
+            Backend::Sqlite(_) => SQLITE,
+            Backend::Postgres(_) => POSTGRES,
+        };
+        on_pool!(self, pool => {
+            let found = sqlx::query(sql).bind(&ids).fetch_all(pool).await?;
+            found.iter().map(ack).collect()
+        })
+    }
+
     pub async fn get_alert(&self, id: i64) -> Result<Option<AlertRow>> {
         const GET: &str = concat!("SELECT ", alert_columns!(), " FROM alerts WHERE id = $1");
         on_pool!(self, pool => {
@@ -311,7 +382,12 @@ fn alert(row: &impl Columns) -> Result<AlertRow> {
         message: row.col("message")?,
         host: row.col("host")?,
         snapshot: json(row, "snapshot")?,
+        acknowledged_at_ms: row.col("acknowledged_at_ms")?,
     })
+}
+
+fn ack(row: &impl Columns) -> Result<Ack> {
+    Ok(Ack { alert_id: row.col("alert_id")?, at_ms: row.col("at_ms")?, by: row.col("by_user")?, note: row.col("note")? })
 }
 
 /// The `alerts` column of the firing-alert query: a JSON array of

@@ -3,7 +3,7 @@
 //!
 //! - [`revisions`] — revisions applied or rejected, with their diagnostics;
 //! - [`probes`] — probe results (port monitors, down-checks): logs, latest, availability;
-//! - [`alerts`] — alert instance state and the alert history;
+//! - [`alerts`] — alert instance state, the alert history and its acknowledgements;
 //! - [`outbox`] — the notification outbox and its delivery log;
 //! - [`samples`] — host reports and their 5-minute and hourly rollups.
 //!
@@ -19,7 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, SqlSafeStr, Sqlite, Transaction};
 
-pub use self::alerts::{AlertFilter, AlertRow, AlertStatus, FiringAlert, StoredInstance};
+pub use self::alerts::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, FiringAlert, StoredInstance};
 pub use self::outbox::{Attempt, DeliveryOutcome, OutboxRow, SentCount};
 pub use self::probes::{ProbeBucket, ProbeRecord};
 pub use self::revisions::RevisionRecord;
@@ -77,12 +77,14 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "samples", include_str!("migrations/sqlite/0002_samples.sql")),
     (3, "alerts_firing", include_str!("migrations/sqlite/0003_alerts_firing.sql")),
     (4, "alerts_by_server", include_str!("migrations/sqlite/0004_alerts_by_server.sql")),
+    (5, "alert_acks", include_str!("migrations/sqlite/0005_alert_acks.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
     (2, "samples", include_str!("migrations/postgres/0002_samples.sql")),
     (3, "alerts_firing", include_str!("migrations/postgres/0003_alerts_firing.sql")),
     (4, "alerts_by_server", include_str!("migrations/postgres/0004_alerts_by_server.sql")),
+    (5, "alert_acks", include_str!("migrations/postgres/0005_alert_acks.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

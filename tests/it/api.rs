@@ -306,7 +306,11 @@ impl Api {
     }
 
     async fn request(&self, method: reqwest::Method, path: &str, auth: Option<&str>) -> Reply {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        self.send(self.client.request(method, format!("{}{path}", self.base)), path, auth).await
+    }
+
+    /// Send `req` with an optional `Authorization` value.
+    async fn send(&self, mut req: reqwest::RequestBuilder, path: &str, auth: Option<&str>) -> Reply {
         if let Some(value) = auth {
             req = req.header("authorization", value);
         }
@@ -713,6 +717,125 @@ async fn an_alert_of_another_project_is_404() {
     );
     assert_eq!(a["notifications"][0]["status"], "pending");
     assert_eq!(a["notifications"][0]["attempts"], json!([]));
+    api.stop().await;
+}
+
+impl Api {
+    /// POST a body to `path` with an optional `Authorization` value.
+    async fn post(&self, path: &str, auth: Option<&str>, body: &str) -> Reply {
+        let req = self.client.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(body.to_string());
+        self.send(req, path, auth).await
+    }
+
+    /// POST an acknowledgement note with `Bearer <token>`.
+    async fn ack(&self, project: &str, alert: impl std::fmt::Display, token: &str, body: &str) -> Reply {
+        self.post(&format!("/api/v1/projects/{project}/alerts/{alert}/acks"), Some(&format!("Bearer {token}")), body).await
+    }
+}
+
+#[tokio::test]
+async fn any_role_acknowledges_a_firing_alert_and_later_notes_append_with_who_and_when() {
+    let api = Api::start().await;
+    let t = &api.tokens;
+    let path = format!("/api/v1/projects/shop/alerts/{}", api.ids.port_down);
+    let before = api.ok(&path, &t.user).await;
+    assert_eq!((&before["acknowledged"], &before["acks"]), (&json!(false), &json!([])));
+
+    // carol is a plain user of the project's group: enough to acknowledge.
+    let r = api.ack("shop", api.ids.port_down, &t.user, r#"{"note": "  restarted nginx on web-01  "}"#).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!((&r.body["by"], &r.body["note"]), (&json!("carol@example.com"), &json!("restarted nginx on web-01")));
+    let first_at = r.body["at_ms"].as_i64().unwrap();
+    assert!(first_at >= api.now_ms, "{}", r.body);
+    assert!(r.body["at"].as_str().unwrap().ends_with("+09:00"), "in the project's timezone: {}", r.body);
+
+    // A later note appends; the operator is recorded as `operator`; 2 000 characters of Hangul fit.
+    let long = "가".repeat(2000);
+    let r = api.ack("shop", api.ids.port_down, &t.operator, &json!({ "note": long }).to_string()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let after = api.ok(&path, &t.user).await;
+    assert_eq!(after["acknowledged"], true);
+    let acks: Vec<(&str, &str)> =
+        after["acks"].as_array().unwrap().iter().map(|a| (a["by"].as_str().unwrap(), a["note"].as_str().unwrap())).collect();
+    assert_eq!(acks, [("carol@example.com", "restarted nginx on web-01"), ("operator", long.as_str())]);
+    assert_eq!(after["acks"][0]["at_ms"], first_at);
+
+    // The list shows it too, and only on that alert.
+    let list = api.ok("/api/v1/projects/shop/alerts?status=firing", &t.user).await;
+    let shown: Vec<(i64, bool, usize)> = list["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_i64().unwrap(), a["acknowledged"].as_bool().unwrap(), a["acks"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(shown, [(api.ids.port_down, true, 2), (api.ids.downcheck, false, 0)]);
+    // dave, a `user` member of billing (no group), acknowledges billing's alert.
+    let r = api.ack("billing", api.ids.billing, &t.member, r#"{"note":"looking"}"#).await;
+    assert_eq!((r.status, &r.body["by"]), (StatusCode::CREATED, &json!("dave@example.com")));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn acknowledging_refuses_resolved_alerts_bad_bodies_and_callers_outside_the_scope_and_records_nothing() {
+    let api = Api::start().await;
+    let t = &api.tokens;
+    let port = api.ids.port_down;
+    let good = r#"{"note": "on it"}"#;
+
+    // A resolved alert: 409, and nothing recorded.
+    let r = api.ack("shop", api.ids.resolved, &t.owner, good).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.body);
+    assert!(error_of(&r).contains("resolved"), "{}", r.body);
+
+    // Outside the scope or not in the project: the same 404 as for a missing project or alert.
+    for (project, alert, token, error) in [
+        ("shop", port.to_string(), &t.other, "project `shop` not found"),
+        ("shop", port.to_string(), &t.member, "project `shop` not found"),
+        ("billing", api.ids.billing.to_string(), &t.user, "project `billing` not found"),
+        ("nowhere", port.to_string(), &t.operator, "project `nowhere` not found"),
+        ("shop", api.ids.billing.to_string(), &t.operator, &*format!("alert `{}` not found in project `shop`", api.ids.billing)),
+        ("shop", "999999".to_string(), &t.operator, "alert `999999` not found in project `shop`"),
+        ("shop", "abc".to_string(), &t.operator, "alert `abc` not found in project `shop`"),
+    ] {
+        let r = api.ack(project, &alert, token, good).await;
+        assert_eq!((r.status, error_of(&r)), (StatusCode::NOT_FOUND, error), "{project}/{alert}");
+    }
+
+    // Bad bodies: 400, saying what is wrong.
+    let too_long = json!({ "note": "x".repeat(2001) }).to_string();
+    for (body, says) in [
+        ("", "JSON object"),
+        ("note=on+it", "JSON object"),
+        ("[\"on it\"]", "JSON object"),
+        ("{}", "missing field `note`"),
+        (r#"{"note": 5}"#, "invalid type"),
+        (r#"{"note": "on it", "by": "mallory@example.com"}"#, "unknown field `by`"),
+        (r#"{"note": "   "}"#, "`note` is empty"),
+        (too_long.as_str(), "`note` has 2001 characters; at most 2000"),
+    ] {
+        let r = api.ack("shop", port, &t.user, body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body:.40}: {}", r.body);
+        assert!(error_of(&r).contains(says), "{body:.40}: {}", r.body);
+    }
+
+    // No token, a malformed or unknown one, a token's hash as the token: 401.
+    let path = format!("/api/v1/projects/shop/alerts/{port}/acks");
+    let hash_as_token = format!("Bearer {}", watchkeeper::token::sha256_hex(&t.user));
+    for auth in [None, Some("Basic Y2Fyb2w6c2VjcmV0"), Some("Bearer"), Some("Bearer wk_not-a-token"), Some(hash_as_token.as_str())] {
+        let r = api.post(&path, auth, good).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}: {}", r.body);
+        assert_eq!(r.headers["www-authenticate"], "Bearer");
+    }
+    // Reading the note list is GET on the alert; the acks path itself takes POST only.
+    let r = api.get(&path, &t.user).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.body);
+
+    // None of that left a trace.
+    for id in [port, api.ids.resolved, api.ids.billing] {
+        let a = api.store.get_alert(id).await.unwrap().unwrap();
+        assert_eq!(a.acknowledged_at_ms, None, "alert {id}");
+    }
+    assert!(api.store.acks_for(&[port, api.ids.resolved, api.ids.billing]).await.unwrap().is_empty());
     api.stop().await;
 }
 

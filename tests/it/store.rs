@@ -12,8 +12,8 @@ use watchkeeper::alert::{AlertChange, Instance, InstanceKey};
 use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::notification::{DeliveryStatus, Medium, NewNotification};
 use watchkeeper::store::{
-    AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, RevisionRecord, SentCount, Store, StoreError,
-    StoredInstance,
+    AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, RevisionRecord, SentCount, Store,
+    StoreError, StoredInstance,
 };
 
 /// 2026-03-01T00:00:00Z.
@@ -154,6 +154,7 @@ both_backends!(
     outbox_depth_counts_only_pending_notifications,
     sent_counts_are_per_host_medium_and_utc_year,
     list_alerts_applies_every_filter,
+    acknowledgements_append_to_a_firing_alert_only,
 );
 
 // ---- helpers ----
@@ -360,6 +361,7 @@ async fn apply_alert_opens_escalates_and_resolves_with_notifications(db: TestDb)
             message: "port 443 refused".into(),
             host: "10.0.0.1".into(),
             snapshot,
+            acknowledged_at_ms: None,
         }
     );
     assert_eq!(
@@ -399,6 +401,49 @@ async fn apply_alert_opens_escalates_and_resolves_with_notifications(db: TestDb)
     let kinds: Vec<_> = store.notifications_for_alert(id).await.unwrap().into_iter().map(|(n, _)| n.kind.as_str()).collect();
     assert_eq!(kinds, ["fired", "fired", "escalated", "resolved"]);
     assert_eq!(store.outbox_depth().await.unwrap(), 3);
+}
+
+async fn acknowledgements_append_to_a_firing_alert_only(db: TestDb) {
+    let store = db.connect().await;
+    let k = key("shop", "web-01", "port:web-ports", "443");
+    let open = |at| AlertChange::Open {
+        severity: Severity::Fatal,
+        started_at_ms: at,
+        message: "down".into(),
+        host: "h".into(),
+        snapshot: json!({}),
+    };
+    let first = store.apply_alert(&k, &firing(Severity::Fatal, T0), None, Some(&open(T0)), &[], T0).await.unwrap().unwrap();
+
+    let ack = store.acknowledge("shop", first, "carol@example.com", "on it", T0 + MIN).await.unwrap().unwrap();
+    assert_eq!(ack.by, "carol@example.com");
+    store.acknowledge("shop", first, "operator", "fixed the firewall", T0 + 2 * MIN).await.unwrap().unwrap();
+    // Another project's path to it, or an id that does not exist: not found, nothing written.
+    assert_eq!(store.acknowledge("billing", first, "erin@example.com", "x", T0).await.unwrap(), Err(AckRefused::NotFound));
+    assert_eq!(store.acknowledge("shop", first + 100, "operator", "x", T0).await.unwrap(), Err(AckRefused::NotFound));
+    let notes: Vec<(i64, String, String)> = store.acks_for(&[first]).await.unwrap().into_iter().map(|a| (a.at_ms, a.by, a.note)).collect();
+    assert_eq!(
+        notes,
+        [
+            (T0 + MIN, "carol@example.com".to_string(), "on it".to_string()),
+            (T0 + 2 * MIN, "operator".to_string(), "fixed the firewall".to_string())
+        ]
+    );
+    // The alert keeps the time of the first one.
+    assert_eq!(store.get_alert(first).await.unwrap().unwrap().acknowledged_at_ms, Some(T0 + MIN));
+
+    // Resolved: refused. Firing again is a new alert, not acknowledged.
+    let resolve = AlertChange::Resolve { at_ms: T0 + 3 * MIN, reason: "recovered".into() };
+    store.apply_alert(&k, &AlertState::default(), Some(first), Some(&resolve), &[], T0 + 3 * MIN).await.unwrap();
+    assert_eq!(store.acknowledge("shop", first, "operator", "late", T0 + 4 * MIN).await.unwrap(), Err(AckRefused::Resolved));
+    let second = store
+        .apply_alert(&k, &firing(Severity::Fatal, T0 + 5 * MIN), None, Some(&open(T0 + 5 * MIN)), &[], T0 + 5 * MIN)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.get_alert(second).await.unwrap().unwrap().acknowledged_at_ms, None);
+    assert_eq!(store.acks_for(&[first, second]).await.unwrap().len(), 2);
+    assert_eq!(store.acks_for(&[]).await.unwrap(), []);
 }
 
 async fn a_failed_apply_alert_changes_nothing(db: TestDb) {

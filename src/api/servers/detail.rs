@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::super::alerts::AlertView;
+use super::super::alerts::{AlertView, with_acks};
 use super::super::auth::Access;
 use super::super::params::Params;
 use super::super::projects::Firing;
@@ -162,6 +162,8 @@ pub async fn detail(
     let live = state.live.get(&p.name, &s.name);
     let report = live.as_ref().map(|l| l.report.as_ref());
     let columns = report.map(Columns::of);
+    let firing_alerts = with_acks(&state.store, firing_rows, &tz).await?;
+    let recent_alerts = with_acks(&state.store, recent_rows, &tz).await?;
     let body = ServerDetail {
         row: ServerView::new(s, firing, live.as_deref(), columns.as_ref(), now_ms(), &tz),
         timezone: &p.timezone,
@@ -171,8 +173,8 @@ pub async fn detail(
         report_at_ms: report.map(|r| r.at_ms),
         latest: report.map(Latest::of),
         processes: report.map(|r| Processes::of(r, sort, limit)),
-        firing_alerts: firing_rows.into_iter().map(|row| AlertView::new(row, &tz, false)).collect(),
-        recent_alerts: recent_rows.into_iter().map(|row| AlertView::new(row, &tz, false)).collect(),
+        firing_alerts,
+        recent_alerts,
     };
     Ok(Json(body).into_response())
 }
