@@ -31,6 +31,8 @@
 //!   cannot run is reported as `lint` reports a problem.
 //! - [`store`] — SQLite / PostgreSQL, one file per table group: revisions, probe results, alert
 //!   state, history and acknowledgements, outbox, host samples with their rollups.
+//! - [`report`] — daily, weekly and monthly reports from the stored samples and alert history,
+//!   in the project's days; as JSON, text tables and CSV.
 //! - [`delivery`] — SMTP / SMS / webhook senders and the outbox worker.
 //! - [`collect`] — host metrics into serve: the group-committing `writer`, the `live` view of each
 //!   server's newest report, agents' assignments, the node_exporter `scrape`r.
@@ -71,6 +73,7 @@
 //! | `alert` | `config`, `notification`, `protocol` |
 //! | `policy_test` | `alert`, `catalog`, `config`, `lint`, `notification`, `protocol` |
 //! | `store` | `alert`, `catalog`, `errors`, `notification`, `protocol` |
+//! | `report` | `config`, `store` |
 //! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store` |
 //! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
 //! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `probe`, `protocol`, `store` |
@@ -135,6 +138,7 @@ pub mod policy_test;
 pub mod probe;
 pub mod protocol;
 pub mod reconcile;
+pub mod report;
 pub mod serve;
 pub mod store;
 pub mod token;

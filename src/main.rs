@@ -13,7 +13,7 @@ use watchkeeper::reconcile::source::SourceSpec;
 use watchkeeper::config::values::Dur;
 use watchkeeper::config::{self, Library, Loaded, load};
 use watchkeeper::lint::{self, Format};
-use watchkeeper::{codeowners, plan, token};
+use watchkeeper::{codeowners, plan, report, token};
 
 #[derive(Parser)]
 #[command(name = "watchkeeper", version, about = "Infrastructure monitoring as code")]
@@ -103,6 +103,8 @@ enum Cmd {
     Token,
     /// Run the service: follow the configuration, probe, alert, notify, serve the status API.
     Serve(ServeArgs),
+    /// Print or export a daily, weekly or monthly report from the database serve writes.
+    Report(ReportArgs),
     /// Run on a monitored server: report host metrics to serve, run assigned down-checks and log rules.
     Agent(AgentArgs),
     /// Print shell completions, e.g. `watchkeeper completions bash > /etc/bash_completion.d/watchkeeper`.
@@ -116,6 +118,48 @@ enum Cmd {
         #[arg(value_name = "COMMAND")]
         command: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// daily, weekly or monthly.
+    #[arg(value_parser = word::<report::Period>)]
+    period: report::Period,
+    /// The database serve writes: sqlite://PATH or postgres://… (read only).
+    #[arg(long, value_name = "URL", env = "WATCHKEEPER_DB", default_value = DEFAULT_DB)]
+    db: String,
+    /// The configuration tree, for the projects' names, servers and timezones.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    config: PathBuf,
+    /// The project to report on. Default: every project of the tree.
+    #[arg(long, value_name = "P")]
+    project: Option<String>,
+    /// The period's first day, YYYY-MM-DD in the project's timezone. Default: the last complete
+    /// period (yesterday; last week, Monday to Sunday; last month).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    date: Option<String>,
+    /// summary, disk or app.
+    #[arg(long, default_value = "summary", value_parser = word::<report::Kind>)]
+    kind: report::Kind,
+    #[arg(long, value_enum, default_value = "text")]
+    format: ReportFormat,
+    /// Write to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    library: LibraryArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+/// A word of one of the library's fixed vocabularies.
+fn word<T: std::str::FromStr<Err = watchkeeper::errors::UnknownWord>>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|e: watchkeeper::errors::UnknownWord| e.to_string())
 }
 
 #[derive(clap::Args)]
@@ -173,7 +217,7 @@ struct ServeArgs {
     #[arg(long, default_value = "30s", value_parser = duration)]
     rescan: Dur,
     /// sqlite://PATH (created on first run, with its directory) or postgres://…
-    #[arg(long, value_name = "URL", env = "WATCHKEEPER_DB", default_value = "sqlite://data/watchkeeper.db")]
+    #[arg(long, value_name = "URL", env = "WATCHKEEPER_DB", default_value = DEFAULT_DB)]
     db: String,
     /// Where the status API and the agents' ingest endpoint listen.
     #[arg(long, value_name = "ADDR", env = "WATCHKEEPER_LISTEN", default_value = "127.0.0.1:8080")]
@@ -194,6 +238,9 @@ struct ServeArgs {
     #[arg(long, env = TOKEN_ENV, hide_env_values = true)]
     token: Option<String>,
 }
+
+/// Where serve keeps its database unless told otherwise; `report` reads the same.
+const DEFAULT_DB: &str = "sqlite://data/watchkeeper.db";
 
 /// The one name of the status API token, for serve (the operator token) and `plan --against`.
 const TOKEN_ENV: &str = "WATCHKEEPER_TOKEN";
@@ -344,6 +391,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve(args) => serve(args),
+        Cmd::Report(args) => report(args),
         Cmd::Agent(args) => agent(args),
         Cmd::Test { dir, library } => {
             require_dir(&dir)?;
@@ -389,6 +437,72 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn report(args: ReportArgs) -> Result<ExitCode> {
+    require_dir(&args.config)?;
+    let loaded = config::load_dir(&args.config, &args.library.library());
+    if report_errors("tree", &loaded) {
+        return Ok(ExitCode::from(1));
+    }
+    let projects: Vec<&config::model::Project> =
+        match &args.project {
+            Some(name) => {
+                let known: Vec<&str> = loaded.config.projects.keys().map(String::as_str).collect();
+                vec![loaded.config.projects.get(name).with_context(|| {
+                    format!("unknown project `{name}`: the tree in {} has {}", args.config.display(), list_or_none(&known))
+                })?]
+            }
+            None => loaded.config.projects.values().collect(),
+        };
+    if projects.is_empty() {
+        bail!("the tree in {} has no project", args.config.display());
+    }
+    if args.format == ReportFormat::Csv && args.project.is_none() {
+        bail!("--format csv makes one file per project: give --project");
+    }
+    let date = args.date.as_deref().map(report::parse_date).transpose()?;
+    if let Some(path) = sqlite_path(&args.db).filter(|path| !path.exists()) {
+        bail!("there is no database at {}: give --db with the URL serve uses (or run where serve keeps data/)", path.display());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    let reports = runtime.block_on(async {
+        let store = watchkeeper::store::Store::connect(&args.db).await?;
+        if !store.holds_data().await? {
+            bail!("the database holds no host metrics and no alerts yet: is it the one serve writes, and have agents reported?");
+        }
+        let mut reports = Vec::new();
+        let now_ms = watchkeeper::clock::now_ms();
+        for project in projects {
+            let request = report::Request { project, period: args.period, kind: args.kind, date, now_ms };
+            reports.push(report::build(&store, request).await.with_context(|| format!("project `{}`", project.name))?);
+        }
+        store.close().await;
+        Ok(reports)
+    })?;
+    let text = match args.format {
+        ReportFormat::Text => reports.iter().map(report::render::to_text).collect::<Vec<_>>().join("\n"),
+        ReportFormat::Csv => reports.iter().map(report::render::to_csv).collect(),
+        ReportFormat::Json if args.project.is_some() => format!("{}\n", serde_json::to_string_pretty(&reports[0])?),
+        ReportFormat::Json => format!("{}\n", serde_json::to_string_pretty(&reports)?),
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        None => out(&text),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `a, b` or `no projects`.
+fn list_or_none(names: &[&str]) -> String {
+    if names.is_empty() { "no projects".to_string() } else { format!("projects {}", names.join(", ")) }
+}
+
+/// The file of a `sqlite:` URL.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {

@@ -23,7 +23,9 @@ pub use self::alerts::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, Firi
 pub use self::outbox::{Attempt, DeliveryOutcome, OutboxRow, SentCount};
 pub use self::probes::{ProbeBucket, ProbeRecord};
 pub use self::revisions::RevisionRecord;
-pub use self::samples::{GRACE_MS, Resolution, RollupStats, SampleRetention, SeriesPoint, ServerStateRow, StoredReport};
+pub use self::samples::{
+    GRACE_MS, PeriodSeries, PeriodStats, Resolution, RollupStats, SampleRetention, SeriesPoint, ServerStateRow, StoredReport,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

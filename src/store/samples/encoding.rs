@@ -67,10 +67,10 @@ pub(super) fn decode<'a, T: Deserialize<'a>>(what: &str, text: &'a str) -> Resul
 /// Count, sum, min and max of some values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Agg {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
+    pub(super) count: u64,
+    pub(super) sum: f64,
+    pub(super) min: f64,
+    pub(super) max: f64,
 }
 
 impl Agg {
@@ -78,7 +78,7 @@ impl Agg {
         Agg { count: 1, sum: value, min: value, max: value }
     }
 
-    fn merge(&mut self, other: Agg) {
+    pub(super) fn merge(&mut self, other: Agg) {
         self.count += other.count;
         // Finite inputs keep the sum finite: it saturates rather than becoming infinite, which
         // JSON could not hold.
@@ -87,7 +87,7 @@ impl Agg {
         self.max = self.max.max(other.max);
     }
 
-    fn avg(&self) -> f64 {
+    pub(super) fn avg(&self) -> f64 {
         self.sum / self.count.max(1) as f64
     }
 }
@@ -160,6 +160,22 @@ pub(super) fn point(at_ms: i64, aggs: &SubjectAggs) -> Option<SeriesPoint> {
     })
 }
 
+/// Where [`fold`] puts the entries of a `vals` array it is asked for.
+pub(super) trait Sink {
+    /// Whether the entry of `name` and `subject` is wanted (the others are skipped unparsed).
+    fn wants(&self, name: &str, subject: Option<&str>) -> bool;
+    fn add(&mut self, name: &str, subject: Option<&str>, agg: Agg);
+}
+
+/// Fold the wanted entries of a raw (`rollup` false) or rollup row's `vals` into `sink`.
+pub(super) fn fold(sink: &mut dyn Sink, vals: &str, rollup: bool) -> Result<()> {
+    let corrupt =
+        |e: serde_json::Error| StoreError::Corrupt(format!("{}.vals: {e}", if rollup { "metric_rollups" } else { "metric_samples" }));
+    let mut de = serde_json::Deserializer::from_str(vals);
+    (&mut de).deserialize_seq(Pick { sink, rollup }).map_err(corrupt)?;
+    de.end().map_err(corrupt)
+}
+
 /// Which series of a metric a chart wants.
 #[derive(Clone, Copy)]
 pub(super) struct Wanted<'a> {
@@ -169,40 +185,43 @@ pub(super) struct Wanted<'a> {
 }
 
 impl Wanted<'_> {
-    fn matches(&self, name: &str, subject: Option<&str>) -> bool {
-        name == self.name && (self.subject.is_none() || self.subject == subject)
-    }
-
-    fn merge(&self, aggs: &mut SubjectAggs, subject: Option<&str>, agg: Agg) {
-        match aggs.get_mut(&subject.map(str::to_owned)) {
-            Some(total) => total.merge(agg),
-            None => {
-                aggs.insert(subject.map(str::to_owned), agg);
-            }
-        }
-    }
-
     /// Fold the wanted entries of a raw (`rollup` false) or rollup row's `vals` into `aggs`.
     pub(super) fn fold(self, aggs: &mut SubjectAggs, vals: &str, rollup: bool) -> Result<()> {
-        let corrupt =
-            |e: serde_json::Error| StoreError::Corrupt(format!("{}.vals: {e}", if rollup { "metric_rollups" } else { "metric_samples" }));
-        let mut de = serde_json::Deserializer::from_str(vals);
-        (&mut de).deserialize_seq(Pick { wanted: self, aggs, rollup }).map_err(corrupt)?;
-        de.end().map_err(corrupt)
+        fold(&mut ChartSink { wanted: self, aggs }, vals, rollup)
     }
 }
 
-/// Reads one `vals` array, folding the entries a chart wants into `aggs` and skipping the others
-/// without parsing their numbers: a row holds every metric of a server, a chart wants one, and
-/// parsing numbers is most of the cost of reading a row.
-pub(super) struct Pick<'a, 'w> {
+/// A chart's [`Sink`]: one metric, per subject.
+struct ChartSink<'a, 'w> {
     wanted: Wanted<'w>,
     aggs: &'a mut SubjectAggs,
+}
+
+impl Sink for ChartSink<'_, '_> {
+    fn wants(&self, name: &str, subject: Option<&str>) -> bool {
+        name == self.wanted.name && (self.wanted.subject.is_none() || self.wanted.subject == subject)
+    }
+
+    fn add(&mut self, _name: &str, subject: Option<&str>, agg: Agg) {
+        match self.aggs.get_mut(&subject.map(str::to_owned)) {
+            Some(total) => total.merge(agg),
+            None => {
+                self.aggs.insert(subject.map(str::to_owned), agg);
+            }
+        }
+    }
+}
+
+/// Reads one `vals` array, folding the entries the sink wants and skipping the others without
+/// parsing their numbers: a row holds every metric of a server, a chart or a report wants a
+/// few, and parsing numbers is most of the cost of reading a row.
+struct Pick<'a> {
+    sink: &'a mut dyn Sink,
     /// Rollup entries (`[name, subject, count, sum, min, max]`) rather than raw ones.
     rollup: bool,
 }
 
-impl<'de> Visitor<'de> for Pick<'_, '_> {
+impl<'de> Visitor<'de> for Pick<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -210,15 +229,15 @@ impl<'de> Visitor<'de> for Pick<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
-        while seq.next_element_seed(PickEntry(Pick { wanted: self.wanted, aggs: &mut *self.aggs, rollup: self.rollup }))?.is_some() {}
+        while seq.next_element_seed(PickEntry(Pick { sink: &mut *self.sink, rollup: self.rollup }))?.is_some() {}
         Ok(())
     }
 }
 
 /// One entry of the array [`Pick`] reads.
-pub(super) struct PickEntry<'a, 'w>(Pick<'a, 'w>);
+struct PickEntry<'a>(Pick<'a>);
 
-impl<'de> DeserializeSeed<'de> for PickEntry<'_, '_> {
+impl<'de> DeserializeSeed<'de> for PickEntry<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
@@ -226,7 +245,7 @@ impl<'de> DeserializeSeed<'de> for PickEntry<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for PickEntry<'_, '_> {
+impl<'de> Visitor<'de> for PickEntry<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -244,7 +263,7 @@ impl<'de> Visitor<'de> for PickEntry<'_, '_> {
         let name: Str = next(&mut seq, 0, &self)?;
         let subject: Option<Str> = next(&mut seq, 1, &self)?;
         let subject = subject.as_ref().map(|s| &*s.0);
-        if self.0.wanted.matches(&name.0, subject) {
+        if self.0.sink.wants(&name.0, subject) {
             let agg = if self.0.rollup {
                 Agg {
                     count: next(&mut seq, 2, &self)?,
@@ -255,7 +274,7 @@ impl<'de> Visitor<'de> for PickEntry<'_, '_> {
             } else {
                 Agg::one(next(&mut seq, 2, &self)?)
             };
-            self.0.wanted.merge(self.0.aggs, subject, agg);
+            self.0.sink.add(&name.0, subject, agg);
         }
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(())

@@ -28,11 +28,13 @@
 //! longer be aggregated whole.
 
 mod encoding;
+mod period;
 mod rollup;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use encoding::*;
+pub use period::{PeriodSeries, PeriodStats};
 
 use serde::Serialize;
 use sqlx::postgres::PgPool;
