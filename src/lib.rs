@@ -77,7 +77,7 @@
 //! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store` |
 //! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
 //! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `probe`, `protocol`, `store` |
-//! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `metrics`, `notification`, `protocol`, `store`, `token` |
+//! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
 //! | `plan` | `alert`, `api`, `config` |
 //! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |
 //! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `probe`, `reconcile`, `store` |

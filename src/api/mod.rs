@@ -13,6 +13,7 @@ mod monitors;
 mod objects;
 mod params;
 mod projects;
+mod reports;
 mod servers;
 
 use std::sync::Arc;
@@ -76,6 +77,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/projects/{project}/monitors/stats", get(monitors::stats))
         .route("/api/v1/projects/{project}/monitors/{name}/log", get(monitors::log))
         .route("/api/v1/projects/{project}/availability", get(monitors::availability))
+        .route("/api/v1/projects/{project}/reports/{period}", get(reports::get))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -323,3 +323,91 @@ fn report_command_errors_are_clear() {
     runtime.block_on(async { Store::connect(&empty).await.unwrap().close().await });
     fails(&["report", "daily", "--db", &empty, "--config", tree], "the database holds no host metrics and no alerts yet");
 }
+
+// ---- the API ----
+
+/// The fixture tree with API tokens: alice (an admin of shop) and eve (in no project).
+fn tree_with_tokens(root: &Path, alice: &str, eve: &str) {
+    let sha = watchkeeper::token::sha256_hex;
+    let text = std::fs::read_to_string(fixture().join("tree.yaml")).unwrap().replace(
+        "email: alice@example.com\nname: Alice Kim\n",
+        &format!("email: alice@example.com\nname: Alice Kim\ntoken_sha256: {}\n", sha(alice)),
+    );
+    let eve = format!("---\nkind: User\nemail: eve@example.com\nname: Eve Outside\ntoken_sha256: {}\n", sha(eve));
+    std::fs::write(root.join("tree.yaml"), text + &eve).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_api_answers_json_and_csv_within_the_token_scope() {
+    use std::sync::Arc;
+    use watchkeeper::api::{ApiState, router};
+
+    crate::support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, eve) = (watchkeeper::token::generate().unwrap(), watchkeeper::token::generate().unwrap());
+    tree_with_tokens(dir.path(), &alice, &eve);
+    let loaded = config::load_dir(dir.path(), &Library::Builtin);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let shop = loaded.config.projects["shop"].clone();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("wk.db").display())).await.unwrap();
+    write_samples(&store).await;
+    write_alerts(&store).await;
+    store.roll_up(later()).await.unwrap();
+    let (_config, config_rx) = tokio::sync::watch::channel(Arc::new(loaded.config));
+    let state = ApiState {
+        store: store.clone(),
+        config: config_rx,
+        metrics: Arc::new(watchkeeper::metrics::Metrics::new()),
+        admin_token_sha256: None,
+        started_at_ms: 0,
+        live: Default::default(),
+        collector: None,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api/v1/projects", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let client = reqwest::Client::new();
+    let get = |path: &str, token: &str| client.get(format!("{base}{path}")).bearer_auth(token).send();
+
+    let answer = get("/shop/reports/daily?date=2026-03-29", &alice).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    // The same report the command and the e-mail compute.
+    let now = watchkeeper::clock::now_ms();
+    let expected =
+        report::build(&store, Request { now_ms: now, ..request(&shop, Period::Daily, Kind::Summary, "2026-03-29") }).await.unwrap();
+    assert_eq!(body, serde_json::to_value(&expected).unwrap());
+    assert_eq!(body["servers"][2], json!({ "server": "web-01", "paused": false, "cpu_avg": 31.0, "memory_avg": 41.0, "alerts": 2 }));
+
+    let answer = get("/shop/reports/daily?date=2026-03-29&format=csv", &alice).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(answer.headers()["content-disposition"], "attachment; filename=\"shop-daily-2026-03-29.csv\"");
+    assert_eq!(answer.text().await.unwrap(), std::fs::read_to_string(fixture().join("daily-2026-03-29.csv")).unwrap());
+
+    let disk: serde_json::Value = get("/shop/reports/weekly?date=2026-03-23&kind=disk", &alice).await.unwrap().json().await.unwrap();
+    assert_eq!(disk["disks"][3]["usage_avg"], json!(70.21));
+    let answer = get("/shop/reports/monthly?date=2026-03-01&kind=app&format=csv", &alice).await.unwrap();
+    assert_eq!(answer.headers()["content-disposition"], "attachment; filename=\"shop-monthly-app-2026-03-01.csv\"");
+
+    // Outside the token's scope a project does not exist; without a token nothing does.
+    let outside = get("/shop/reports/daily?date=2026-03-29", &eve).await.unwrap();
+    assert_eq!(outside.status(), 404);
+    assert!(!outside.text().await.unwrap().contains("web-01"));
+    assert_eq!(client.get(format!("{base}/shop/reports/daily")).send().await.unwrap().status(), 401);
+
+    for (path, status, says) in [
+        ("/shop/reports/hourly", 404, "no report `hourly`"),
+        ("/shop/reports/daily?date=29.03.2026", 400, "invalid `date`"),
+        ("/shop/reports/daily?date=2999-01-01", 400, "is in the future"),
+        ("/shop/reports/daily?kind=cpu", 400, "invalid `kind`"),
+        ("/shop/reports/daily?format=xlsx", 400, "invalid `format`"),
+        ("/shop/reports/daily?day=1", 400, "unknown query parameter `day`"),
+    ] {
+        let answer = get(path, &alice).await.unwrap();
+        assert_eq!(answer.status(), status, "{path}");
+        let text = answer.text().await.unwrap();
+        assert!(text.contains(says), "{path}: {text}");
+    }
+    server.abort();
+}
