@@ -72,7 +72,7 @@
 //! | `probe` | `clock`, `config` |
 //! | `alert` | `config`, `notification`, `protocol` |
 //! | `policy_test` | `alert`, `catalog`, `config`, `lint`, `notification`, `protocol` |
-//! | `store` | `alert`, `catalog`, `errors`, `notification`, `protocol` |
+//! | `store` | `alert`, `catalog`, `clock`, `errors`, `notification`, `protocol` |
 //! | `report` | `config`, `store` |
 //! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store` |
 //! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -13,6 +14,7 @@ use watchkeeper::reconcile::source::SourceSpec;
 use watchkeeper::config::values::Dur;
 use watchkeeper::config::{self, Library, Loaded, load};
 use watchkeeper::lint::{self, Format};
+use watchkeeper::store::ProbeRetention;
 use watchkeeper::{codeowners, plan, report, token};
 
 #[derive(Parser)]
@@ -225,9 +227,15 @@ struct ServeArgs {
     /// Cap on TCP connects in flight.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
-    /// How long raw probe results are kept.
-    #[arg(long, default_value = "35d", value_parser = duration)]
-    retention: Dur,
+    /// How long port failures and recoveries (the monitors' disconnect log) are kept: 30d, 5y, …
+    #[arg(long, default_value = "5y", value_parser = retention, value_name = "AGE")]
+    retention_events: Duration,
+    /// How long hourly probe rollups (with their 5-minute counts) are kept.
+    #[arg(long, alias = "retention", default_value = "35d", value_parser = retention, value_name = "AGE")]
+    retention_hours: Duration,
+    /// How long daily probe rollups are kept.
+    #[arg(long, default_value = "5y", value_parser = retention, value_name = "AGE")]
+    retention_days: Duration,
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
     #[command(flatten)]
@@ -261,6 +269,26 @@ enum LogFormat {
 
 fn duration(s: &str) -> Result<Dur, String> {
     Dur::parse(s)
+}
+
+/// A retention: a whole number of hours (`h`), days (`d`) or years of 365 days (`y`), at least
+/// an hour and at most 100 years.
+fn retention(s: &str) -> Result<Duration, String> {
+    let err = || format!("`{s}` is not a retention like 36h, 35d or 5y");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    let hours = match unit {
+        "h" => 1,
+        "d" => 24,
+        "y" => 365 * 24,
+        _ => return Err(err()),
+    };
+    match n.checked_mul(hours) {
+        Some(0) => Err(format!("`{s}`: a retention is at least 1h")),
+        Some(h) if h <= 100 * 365 * 24 => Ok(Duration::from_secs(h * 3600)),
+        _ => Err(format!("`{s}` is longer than 100 years")),
+    }
 }
 
 fn slug(s: &str) -> Result<String, String> {
@@ -524,7 +552,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         db_url: args.db,
         listen: args.listen,
         max_in_flight: args.max_in_flight.max(1),
-        retention: args.retention.0,
+        probe_retention: ProbeRetention {
+            events_ms: args.retention_events.as_millis() as i64,
+            hours_ms: args.retention_hours.as_millis() as i64,
+            days_ms: args.retention_days.as_millis() as i64,
+        },
         admin_token_sha256,
         holder,
         scrape_interval: watchkeeper::collect::scrape::interval_from(

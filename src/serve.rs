@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 use crate::probe::Prober;
 use crate::reconcile::Reconciler;
 use crate::reconcile::source::{self, SourceSpec};
-use crate::store::{SampleRetention, Store};
+use crate::store::{ProbeRetention, SampleRetention, Store};
 
 pub struct ServeOptions {
     pub source: SourceSpec,
@@ -32,8 +32,8 @@ pub struct ServeOptions {
     pub listen: String,
     /// Cap on TCP connects in flight.
     pub max_in_flight: usize,
-    /// How long raw probe results are kept.
-    pub retention: Duration,
+    /// How long probe events and rollups are kept.
+    pub probe_retention: ProbeRetention,
     /// SHA-256 of the operator token (from `WATCHKEEPER_TOKEN`), if set.
     pub admin_token_sha256: Option<String>,
     /// This replica's name, for outbox leases.
@@ -107,12 +107,12 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         }
     });
 
-    let retention = options.retention;
+    tasks.spawn(probe_upkeep(store.clone(), options.probe_retention, cancel.clone()));
     let upkeep_cancel = cancel.clone();
     let upkeep_store = store.clone();
     tasks.spawn(async move {
         let store = upkeep_store;
-        // Roll host samples up every minute; prune what is past retention every hour.
+        // Roll host samples up every minute; prune what is past their retention every hour.
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         for minute in 0u64.. {
             tokio::select! {
@@ -126,11 +126,6 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
 
             if minute % 60 != 0 {
                 continue;
-            }
-            match store.prune_probe_results(now - retention.as_millis() as i64).await {
-                Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned raw probe results past retention"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot prune probe results"),
             }
             match store.prune_samples(now, &SampleRetention::default()).await {
                 Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned host samples and rollups past retention"),
@@ -157,6 +152,56 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     store.close().await;
     tracing::info!("serve stopped");
     Ok(())
+}
+
+/// Rows of a database from before events and rollups converted per transaction.
+const CONVERT_CHUNK: u32 = 5_000;
+
+/// Convert old per-check probe rows (if any) while serve runs, then every hour roll finished
+/// days up and prune probe data past its retention. Runs until cancelled.
+async fn probe_upkeep(store: Store, retention: ProbeRetention, cancel: CancellationToken) {
+    let mut converted = 0u64;
+    loop {
+        let chunk = tokio::select! {
+            _ = cancel.cancelled() => return,
+            chunk = store.convert_probe_results(CONVERT_CHUNK) => chunk,
+        };
+        match chunk {
+            Ok(0) => break,
+            Ok(n) => {
+                converted += n;
+                if converted % (100 * u64::from(CONVERT_CHUNK)) < n {
+                    tracing::info!(converted, "converting old probe results into events and rollups");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot convert old probe results; will try again in a minute");
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+            }
+        }
+    }
+    if converted > 0 {
+        tracing::info!(converted, "old probe results converted into events and rollups");
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = now_ms();
+        if let Err(e) = store.roll_up_probe_days(now).await {
+            tracing::warn!(error = %e, "cannot roll up probe results per day; will try again in an hour");
+        }
+        match store.prune_probes(now, &retention).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned probe events and rollups past retention"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune probe events and rollups"),
+        }
+    }
 }
 
 /// Once the first revision is applied, say so if nobody can read the status API — no operator

@@ -16,7 +16,7 @@ use crate::clock::now_ms;
 use crate::config::values::Dur;
 use crate::notification::Medium;
 use crate::protocol::Verdict;
-use crate::store::ProbeRecord;
+use crate::store::{LatencySummary, ProbeRecord};
 
 /// The alert rule of a port monitor, as the engine keys it (`InstanceKey::rule`); the subject
 /// is the port.
@@ -318,11 +318,14 @@ struct TargetView<'a> {
     failed: i64,
     /// ok / (ok + failed) × 100, three decimals; `null` without checks.
     uptime_percent: Option<f64>,
+    /// The good checks' latency over the window; `null` without any.
+    latency_ms: Option<LatencySummary>,
     /// Only buckets with checks, oldest first; gaps mean no data.
     buckets: Vec<BucketView>,
 }
 
-/// `?days=1|7|30` (default 1): 5-minute buckets for a day, hourly for 7 and 30 days.
+/// `?days=1|7|30|90|365` (default 1): 5-minute buckets for a day, hourly for 7 and 30 days, daily
+/// (UTC) for 90 and 365.
 pub async fn availability(
     State(state): State<ApiState>,
     access: Access,
@@ -331,12 +334,18 @@ pub async fn availability(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     params.allow(&["days"])?;
     let (p, _role) = access.project(&project)?;
-    let days: i64 = match params.one_of("days", &["1", "7", "30"])?.unwrap_or("1") {
+    let days: i64 = match params.one_of("days", &["1", "7", "30", "90", "365"])?.unwrap_or("1") {
         "7" => 7,
         "30" => 30,
+        "90" => 90,
+        "365" => 365,
         _ => 1,
     };
-    let bucket_ms = if days == 1 { 5 * 60_000 } else { 3_600_000 };
+    let bucket_ms = match days {
+        1 => 5 * 60_000,
+        7 | 30 => 3_600_000,
+        _ => DAY_MS,
+    };
     // Whole buckets: the window ends at the end of the current one.
     let to_ms = (now_ms() / bucket_ms + 1) * bucket_ms;
     let from_ms = to_ms - days * DAY_MS;
@@ -349,6 +358,10 @@ pub async fn availability(
         };
         by_port.entry((b.monitor, b.port)).or_default().push(BucketView { start_ms: b.bucket_start_ms, ok: b.ok, failed: b.failed, state });
     }
+    let mut latency: HashMap<(String, u16), LatencySummary> = HashMap::new();
+    for l in state.store.probe_latency(&p.name, from_ms, to_ms).await? {
+        latency.insert((l.monitor, l.port), l.latency);
+    }
     let mut targets = Vec::new();
     for m in p.port_monitors.values() {
         for &port in &m.ports {
@@ -357,7 +370,8 @@ pub async fn availability(
             let ok: i64 = buckets.iter().map(|b| b.ok).sum();
             let failed: i64 = buckets.iter().map(|b| b.failed).sum();
             let uptime_percent = (ok + failed > 0).then(|| (ok as f64 * 100_000.0 / (ok + failed) as f64).round() / 1000.0);
-            targets.push(TargetView { monitor: &m.name, host: &m.host, port, ok, failed, uptime_percent, buckets });
+            let latency_ms = latency.remove(&(m.name.clone(), port));
+            targets.push(TargetView { monitor: &m.name, host: &m.host, port, ok, failed, uptime_percent, latency_ms, buckets });
         }
     }
     Ok(Json(serde_json::json!({

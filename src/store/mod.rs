@@ -2,7 +2,8 @@
 //! per table group:
 //!
 //! - [`revisions`] — revisions applied or rejected, with their diagnostics;
-//! - [`probes`] — probe results (port monitors, down-checks): logs, latest, availability;
+//! - [`probes`] — probe results (port monitors, down-checks) as events and hourly/daily rollups:
+//!   disconnect logs, latest, availability, latency;
 //! - [`alerts`] — alert instance state, the alert history and its acknowledgements;
 //! - [`outbox`] — the notification outbox and its delivery log;
 //! - [`samples`] — host reports and their 5-minute and hourly rollups.
@@ -21,7 +22,7 @@ use sqlx::{Connection, PgConnection, Postgres, SqlSafeStr, Sqlite, Transaction};
 
 pub use self::alerts::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, FiringAlert, StoredInstance};
 pub use self::outbox::{Attempt, DeliveryOutcome, OutboxRow, SentCount};
-pub use self::probes::{ProbeBucket, ProbeRecord};
+pub use self::probes::{LatencySummary, ProbeBucket, ProbeDay, ProbeLatency, ProbeRecord, ProbeRetention};
 pub use self::revisions::RevisionRecord;
 pub use self::samples::{
     GRACE_MS, PeriodSeries, PeriodStats, Resolution, RollupStats, SampleRetention, SeriesPoint, ServerStateRow, StoredReport,
@@ -47,6 +48,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// What this process wrote of the probe tables lately (see [`probes`]).
+    probes: std::sync::Arc<tokio::sync::Mutex<probes::ProbeCache>>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +83,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "alerts_firing", include_str!("migrations/sqlite/0003_alerts_firing.sql")),
     (4, "alerts_by_server", include_str!("migrations/sqlite/0004_alerts_by_server.sql")),
     (5, "alert_acks", include_str!("migrations/sqlite/0005_alert_acks.sql")),
+    (6, "probe_rollups", include_str!("migrations/sqlite/0006_probe_rollups.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -87,6 +91,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "alerts_firing", include_str!("migrations/postgres/0003_alerts_firing.sql")),
     (4, "alerts_by_server", include_str!("migrations/postgres/0004_alerts_by_server.sql")),
     (5, "alert_acks", include_str!("migrations/postgres/0005_alert_acks.sql")),
+    (6, "probe_rollups", include_str!("migrations/postgres/0006_probe_rollups.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".
@@ -186,7 +191,8 @@ impl Store {
         } else {
             return Err(StoreError::Url(redact(url)));
         };
-        Ok(Store { backend })
+        let probes = probes::ProbeCache::new(crate::clock::now_ms());
+        Ok(Store { backend, probes: std::sync::Arc::new(tokio::sync::Mutex::new(probes)) })
     }
 
     /// Close every connection, waiting for those in use. On SQLite the last connection to close

@@ -953,6 +953,7 @@ async fn availability_has_a_timeline_and_uptime_per_port() {
     let row = |monitor: &str, port: u16| targets.iter().find(|t| t["monitor"] == monitor && t["port"] == port).unwrap();
     let p22 = row("web-01-ports", 22);
     assert_eq!((&p22["ok"], &p22["failed"], &p22["uptime_percent"]), (&json!(3), &json!(0), &json!(100.0)));
+    assert_eq!(p22["latency_ms"], json!({"min_ms": 3, "avg_ms": 3.0, "max_ms": 3, "p50_ms": 3, "p95_ms": 3, "p99_ms": 3}));
     let p80 = row("web-01-ports", 80);
     assert_eq!((&p80["ok"], &p80["failed"], &p80["uptime_percent"]), (&json!(1), &json!(3), &json!(25.0)));
     let buckets = p80["buckets"].as_array().unwrap();
@@ -966,6 +967,12 @@ async fn availability_has_a_timeline_and_uptime_per_port() {
     let week = api.ok("/api/v1/projects/shop/availability?days=7", token).await;
     assert_eq!((&week["bucket_ms"], &week["days"]), (&json!(3_600_000), &json!(7)));
     assert_eq!(api.ok("/api/v1/projects/shop/availability?days=30", token).await["bucket_ms"], 3_600_000);
+    // A year in UTC days: the days not rolled up yet come from the hourly rollups.
+    let year = api.ok("/api/v1/projects/shop/availability?days=365", token).await;
+    assert_eq!(year["bucket_ms"], 86_400_000);
+    assert_eq!(year["to_ms"].as_i64().unwrap() % 86_400_000, 0);
+    let p80 = year["targets"].as_array().unwrap().iter().find(|t| t["monitor"] == "web-01-ports" && t["port"] == 80).unwrap();
+    assert_eq!((&p80["ok"], &p80["failed"]), (&json!(1), &json!(3)), "{p80}");
     let r = api.get("/api/v1/projects/shop/availability?days=2", token).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(error_of(&r).starts_with("invalid `days`"));

@@ -15,6 +15,7 @@ mod notify;
 mod packaging;
 mod plan_against;
 mod policy_tests;
+mod probe_store;
 mod reports;
 mod samples;
 mod scrape;

@@ -84,6 +84,25 @@ fn serve_help_names_the_token_variable() {
 }
 
 #[test]
+fn serve_refuses_a_retention_it_cannot_read_and_names_it() {
+    let tree = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        ("--retention-events", "5 years", "is not a retention like 36h, 35d or 5y"),
+        ("--retention-hours", "0d", "a retention is at least 1h"),
+        ("--retention-days", "101y", "is longer than 100 years"),
+        ("--retention", "30m", "is not a retention like 36h, 35d or 5y"),
+    ] {
+        let out = run(&["serve", "--config", tree.path().to_str().unwrap(), flag, value]);
+        assert_eq!(out.code, Some(2), "{flag} {value}: {}", out.stderr);
+        assert!(out.stderr.contains(says) && out.stderr.contains(value), "{flag} {value}: {}", out.stderr);
+    }
+    let help = run(&["serve", "--help"]);
+    for default in ["--retention-events <AGE>", "[default: 5y]", "--retention-hours <AGE>", "[default: 35d]", "--retention-days <AGE>"] {
+        assert!(help.stdout.contains(default), "{default}: {}", help.stdout);
+    }
+}
+
+#[test]
 fn readme_quick_start_exports_the_token_before_starting_serve() {
     let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
     let quick_start = &readme[readme.find("### Quick start").expect("a quick start section")..];

@@ -12,14 +12,16 @@ use watchkeeper::alert::{AlertChange, Instance, InstanceKey};
 use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::notification::{DeliveryStatus, Medium, NewNotification};
 use watchkeeper::store::{
-    AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, RevisionRecord, SentCount, Store,
-    StoreError, StoredInstance,
+    AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, ProbeRetention, RevisionRecord,
+    SentCount, Store, StoreError, StoredInstance,
 };
 
 /// 2026-03-01T00:00:00Z.
 const T0: i64 = 1_772_323_200_000;
 const SEC: i64 = 1_000;
 const MIN: i64 = 60 * SEC;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -267,16 +269,15 @@ async fn probe_results_history_latest_buckets_and_prune(db: TestDb) {
     batch.push(ProbeRecord { project: "other".into(), ..probe("web", 80, T0 + 20 * MIN, false) });
     store.insert_probe_results(&batch).await.unwrap();
 
+    // The events: two failures and the recovery at minute 5, newest first.
+    let recovered = ProbeRecord { latency_ms: None, ..probe("web", 443, T0 + 5 * MIN, true) };
+    let failures = vec![probe("web", 443, T0 + 4 * MIN, false), probe("web", 443, T0 + 3 * MIN, false)];
     let all = store.probe_history("shop", "web", T0, T0 + 10 * MIN, false, 0).await.unwrap();
-    assert_eq!(all.len(), 20);
-    assert!(all.windows(2).all(|w| w[0].at_ms >= w[1].at_ms), "newest first");
-    assert_eq!(all[0].at_ms, T0 + 9 * MIN);
-
-    let failures = store.probe_history("shop", "web", T0, T0 + 10 * MIN, true, 0).await.unwrap();
-    assert_eq!(failures, vec![probe("web", 443, T0 + 4 * MIN, false), probe("web", 443, T0 + 3 * MIN, false)]);
-    assert_eq!(store.probe_history("shop", "web", T0, T0 + 10 * MIN, false, 3).await.unwrap().len(), 3);
+    assert_eq!(all, [vec![recovered], failures.clone()].concat());
+    assert_eq!(store.probe_history("shop", "web", T0, T0 + 10 * MIN, true, 0).await.unwrap(), failures);
+    assert_eq!(store.probe_history("shop", "web", T0, T0 + 10 * MIN, false, 2).await.unwrap().len(), 2);
     // [from, to): the check at `to` is not included.
-    assert_eq!(store.probe_history("shop", "web", T0 + 3 * MIN, T0 + 4 * MIN, false, 0).await.unwrap().len(), 2);
+    assert_eq!(store.probe_history("shop", "web", T0 + 3 * MIN, T0 + 4 * MIN, false, 0).await.unwrap().len(), 1);
 
     let latest = store.latest_probes("shop").await.unwrap();
     assert_eq!(
@@ -303,18 +304,37 @@ async fn probe_results_history_latest_buckets_and_prune(db: TestDb) {
             bucket("web", 443, T0 + 5 * MIN, 5, 0),
         ]
     );
+    let latency = store.probe_latency("shop", T0, T0 + 10 * MIN).await.unwrap();
+    assert_eq!(latency.len(), 3);
+    assert_eq!((latency[2].port, latency[2].latency.min_ms, latency[2].latency.max_ms, latency[2].latency.p99_ms), (443, 12, 12, 12));
 
-    // Retention: everything before minute 5 goes, in `shop` and elsewhere alike.
-    assert_eq!(store.prune_probe_results(T0 + 5 * MIN).await.unwrap(), 11);
-    assert_eq!(store.probe_history("shop", "web", T0, T0 + 10 * MIN, false, 0).await.unwrap().len(), 10);
-    assert_eq!(store.probe_history("other", "web", T0, T0 + 30 * MIN, false, 0).await.unwrap().len(), 1);
+    // Days roll up once over (an hour of grace); then the hours and events past retention go.
+    assert_eq!(store.roll_up_probe_days(T0 + 24 * HOUR).await.unwrap(), 0);
+    assert_eq!(store.roll_up_probe_days(T0 + 25 * HOUR).await.unwrap(), 1);
+    assert_eq!(store.roll_up_probe_days(T0 + 25 * HOUR).await.unwrap(), 0);
+    let days = store.probe_days("shop", T0, T0 + DAY).await.unwrap();
+    assert_eq!(days.iter().map(|d| (d.port, d.ok, d.failed)).collect::<Vec<_>>(), vec![(u16::MAX, 1, 0), (80, 10, 0), (443, 8, 2)]);
+    let daily = store.probe_buckets("shop", T0, T0 + DAY, DAY).await.unwrap();
+    assert_eq!(daily.iter().map(|b| (b.port, b.ok, b.failed)).collect::<Vec<_>>(), vec![(u16::MAX, 1, 0), (80, 10, 0), (443, 8, 2)]);
+
+    let retention = ProbeRetention { events_ms: 10 * DAY, hours_ms: DAY, days_ms: 20 * DAY };
+    // 4 hour rows (db, 80, 443, other's 80) go after a day; the 4 events after ten; the days after twenty.
+    assert_eq!(store.prune_probes(T0 + 2 * DAY, &retention).await.unwrap(), 4);
+    assert_eq!(store.probe_buckets("shop", T0, T0 + 10 * MIN, 5 * MIN).await.unwrap(), vec![]);
+    assert_eq!(store.probe_buckets("shop", T0, T0 + DAY, DAY).await.unwrap(), daily, "the days outlive the hours");
+    assert_eq!(store.prune_probes(T0 + 11 * DAY, &retention).await.unwrap(), 4);
+    assert_eq!(store.probe_history("shop", "web", T0, T0 + 10 * MIN, false, 0).await.unwrap(), vec![]);
+    assert_eq!(store.prune_probes(T0 + 21 * DAY, &retention).await.unwrap(), 4);
+    // The newest check of each port stays.
+    assert_eq!(store.latest_probes("shop").await.unwrap(), latest);
 
     // A batch bigger than one multi-row INSERT is stored whole.
     let big: Vec<ProbeRecord> = (0..2_500).map(|i| probe("big", 8080, T0 + i, i % 10 != 0)).collect();
     store.insert_probe_results(&big).await.unwrap();
-    let stored = store.probe_history("shop", "big", T0, T0 + 2_500, false, 0).await.unwrap();
-    assert_eq!(stored.len(), 2_500);
     assert_eq!(store.probe_history("shop", "big", T0, T0 + 2_500, true, 0).await.unwrap().len(), 250);
+    assert_eq!(store.probe_history("shop", "big", T0, T0 + 2_500, false, 0).await.unwrap().len(), 500);
+    let big_buckets = store.probe_buckets("shop", T0, T0 + 5 * MIN, 5 * MIN).await.unwrap();
+    assert_eq!(big_buckets.iter().map(|b| (b.ok, b.failed)).collect::<Vec<_>>(), vec![(2_250, 250)]);
 }
 
 async fn apply_alert_opens_escalates_and_resolves_with_notifications(db: TestDb) {

@@ -1,0 +1,304 @@
+//! Probe results as events and rollups, held to the old one-row-per-check table on both backends
+//! (`probe_store::sqlite::…`, `probe_store::postgres::…`): one synthetic check stream goes into
+//! the old `probe_results` rows, read with the queries serve used before, and through the new
+//! store; the disconnect log, the newest checks and the availability buckets (uptime) must be
+//! the same. An old database's rows are converted in chunks, interrupted and resumed, and must
+//! give the same answers as the rows did.
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row, SqliteConnection};
+use watchkeeper::store::{ProbeBucket, ProbeRecord, Store};
+
+use crate::store::{TestDb, both_backends};
+
+/// 2026-03-01T00:00:00Z.
+const T0: i64 = 1_772_323_200_000;
+const MIN: i64 = 60_000;
+const HOUR: i64 = 60 * MIN;
+const DAY: i64 = 24 * HOUR;
+/// The stream covers three days from T0.
+const END: i64 = T0 + 3 * DAY;
+
+both_backends!(old_and_new_give_the_same_answers, old_rows_convert_resumably_without_losing_history);
+
+/// A deterministic stream: four monitors (one changes host halfway, one is a down-check without
+/// latencies), checked every 3 minutes with a few seconds of jitter, failing in short outages
+/// and alone, with two checks of one port at the same millisecond.
+fn stream() -> Vec<ProbeRecord> {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let targets: [(&str, &str, u16, bool); 6] = [
+        ("web", "10.0.0.1", 22, true),
+        ("web", "10.0.0.1", 80, true),
+        ("web", "10.0.0.1", 443, true),
+        ("db", "10.0.0.2", 5432, true),
+        ("edge", "10.0.0.3", 443, true),
+        ("down-web", "10.0.0.1", 80, false),
+    ];
+    let errors = [("refused", "connection refused"), ("timeout", "timed out after 5s"), ("unreachable", "no route to host")];
+    let mut out = Vec::new();
+    for (i, &(monitor, host, port, timed)) in targets.iter().enumerate() {
+        let mut at = T0 + 17_000 + i as i64 * 7_000;
+        let mut outage = 0;
+        while at < END {
+            if outage == 0 && next() % 1000 < 4 {
+                outage = 1 + next() % 12; // up to 36 minutes down
+            }
+            let failed = outage > 0 || next() % 1000 < 10;
+            outage = outage.saturating_sub(1);
+            let host = if monitor == "edge" && at > T0 + 36 * HOUR { "10.0.0.4" } else { host };
+            let error = failed.then(|| errors[(next() % 3) as usize]);
+            out.push(ProbeRecord {
+                project: "shop".into(),
+                monitor: monitor.into(),
+                host: host.into(),
+                port,
+                at_ms: at,
+                ok: !failed,
+                latency_ms: (!failed && timed).then(|| (next() % 40) as u32),
+                error_kind: error.map(|e| e.0.to_string()),
+                error: error.map(|e| e.1.to_string()),
+            });
+            at += 3 * MIN - 4_000 + (next() % 8_000) as i64;
+        }
+    }
+    // The same port checked twice in one millisecond, failing both times.
+    let twin =
+        ProbeRecord { ok: false, latency_ms: None, error_kind: Some("other".into()), error: Some("reset".into()), ..out[100].clone() };
+    out.push(twin.clone());
+    out.push(ProbeRecord { error: Some("reset again".into()), ..twin });
+    out.sort_by_key(|r| r.at_ms);
+    out
+}
+
+/// A plain connection to the test database, for the old table and its queries.
+enum Raw {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+macro_rules! on_raw {
+    ($raw:expr, $c:ident => $body:expr) => {
+        match $raw {
+            Raw::Sqlite($c) => $body,
+            Raw::Postgres($c) => $body,
+        }
+    };
+}
+
+fn quote(s: &Option<String>) -> String {
+    s.as_ref().map_or("NULL".into(), |s| format!("'{}'", s.replace('\'', "''")))
+}
+
+impl Raw {
+    async fn connect(db: &TestDb) -> Raw {
+        if db.url.starts_with("sqlite:") {
+            Raw::Sqlite(SqliteConnection::connect(&db.url).await.unwrap())
+        } else {
+            Raw::Postgres(PgConnection::connect(&db.url).await.unwrap())
+        }
+    }
+
+    /// The rows as the old store wrote them, in order.
+    async fn insert_old(&mut self, records: &[ProbeRecord]) {
+        for chunk in records.chunks(500) {
+            let values: Vec<String> = chunk
+                .iter()
+                .map(|r| {
+                    format!(
+                        "('{}', '{}', '{}', {}, {}, {}, {}, {}, {})",
+                        r.project,
+                        r.monitor,
+                        r.host,
+                        r.port,
+                        r.at_ms,
+                        r.ok,
+                        r.latency_ms.map_or("NULL".into(), |l| l.to_string()),
+                        quote(&r.error_kind),
+                        quote(&r.error)
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO probe_results (project, monitor, host, port, at_ms, ok, latency_ms, error_kind, error) VALUES {}",
+                values.join(", ")
+            );
+            on_raw!(self, c => {
+                sqlx::query(AssertSqlSafe(sql)).execute(&mut *c).await.unwrap();
+            });
+        }
+    }
+
+    async fn count_old(&mut self) -> i64 {
+        on_raw!(self, c => sqlx::query("SELECT COUNT(*) AS n FROM probe_results").fetch_one(&mut *c).await.unwrap().get::<i64, _>("n"))
+    }
+
+    /// The old store's queries, word for word.
+    async fn old_answers(&mut self) -> Answers {
+        const HISTORY: &str = "SELECT project, monitor, host, port, at_ms, ok, latency_ms, error_kind, error FROM probe_results
+            WHERE project = $1 AND monitor = $2 AND at_ms >= $3 AND at_ms < $4 AND (NOT $5 OR NOT ok) ORDER BY at_ms DESC, id DESC LIMIT $6";
+        const LATEST: &str = "SELECT project, monitor, host, port, at_ms, ok, latency_ms, error_kind, error
+            FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY monitor, port ORDER BY at_ms DESC, id DESC) AS newest
+            FROM probe_results WHERE project = $1) AS ranked WHERE newest = 1 ORDER BY monitor, port";
+        const BUCKETS: &str = "SELECT monitor, host, port, (at_ms - $2) / $4 AS bucket,
+                SUM(CASE WHEN ok THEN 1 ELSE 0 END) AS ok, SUM(CASE WHEN ok THEN 0 ELSE 1 END) AS failed
+            FROM probe_results WHERE project = $1 AND at_ms >= $2 AND at_ms < $3
+            GROUP BY monitor, host, port, bucket ORDER BY monitor, host, port, bucket";
+        let mut answers = Answers::default();
+        on_raw!(self, c => {
+            for monitor in MONITORS {
+                let rows = sqlx::query(HISTORY).bind("shop").bind(monitor).bind(T0).bind(END).bind(true).bind(i64::MAX)
+                    .fetch_all(&mut *c).await.unwrap();
+                answers.logs.push(rows.iter().map(|row| ProbeRecord {
+                    project: row.get("project"),
+                    monitor: row.get("monitor"),
+                    host: row.get("host"),
+                    port: row.get::<i64, _>("port") as u16,
+                    at_ms: row.get("at_ms"),
+                    ok: row.get("ok"),
+                    latency_ms: row.get::<Option<i64>, _>("latency_ms").map(|l| l as u32),
+                    error_kind: row.get("error_kind"),
+                    error: row.get("error"),
+                }).collect());
+            }
+            let rows = sqlx::query(LATEST).bind("shop").fetch_all(&mut *c).await.unwrap();
+            answers.latest = rows.iter().map(|row| (row.get("monitor"), row.get::<i64, _>("port") as u16, row.get("at_ms"), row.get("ok"))).collect();
+            for (from, to, bucket) in WINDOWS {
+                let rows = sqlx::query(BUCKETS).bind("shop").bind(from).bind(to).bind(bucket).fetch_all(&mut *c).await.unwrap();
+                answers.buckets.push(rows.iter().map(|row| ProbeBucket {
+                    monitor: row.get("monitor"),
+                    host: row.get("host"),
+                    port: row.get::<i64, _>("port") as u16,
+                    bucket_start_ms: from + row.get::<i64, _>("bucket") * bucket,
+                    ok: row.get("ok"),
+                    failed: row.get("failed"),
+                }).collect());
+            }
+        });
+        answers
+    }
+}
+
+const MONITORS: [&str; 4] = ["web", "db", "edge", "down-web"];
+/// (from, to, bucket): the availability windows the API asks for — a day in 5-minute buckets,
+/// a week in hours (reaching before the data), and whole days.
+const WINDOWS: [(i64, i64, i64); 3] = [(END - DAY, END, 5 * MIN), (END - 7 * DAY, END, HOUR), (T0, END, DAY)];
+
+#[derive(Debug, Default, PartialEq)]
+struct Answers {
+    /// Each monitor's failures, newest first.
+    logs: Vec<Vec<ProbeRecord>>,
+    /// (monitor, port, at_ms, ok) of each (monitor, port)'s newest check.
+    latest: Vec<(String, u16, i64, bool)>,
+    buckets: Vec<Vec<ProbeBucket>>,
+}
+
+async fn new_answers(store: &Store) -> Answers {
+    let mut answers = Answers::default();
+    for monitor in MONITORS {
+        answers.logs.push(store.probe_history("shop", monitor, T0, END, true, 0).await.unwrap());
+    }
+    answers.latest = store.latest_probes("shop").await.unwrap().into_iter().map(|r| (r.monitor, r.port, r.at_ms, r.ok)).collect();
+    for (from, to, bucket) in WINDOWS {
+        answers.buckets.push(store.probe_buckets("shop", from, to, bucket).await.unwrap());
+    }
+    answers
+}
+
+/// Uptime % per (monitor, host, port) over a window's buckets.
+fn uptimes(buckets: &[ProbeBucket]) -> Vec<((String, String, u16), f64)> {
+    let mut sums: std::collections::BTreeMap<(String, String, u16), (i64, i64)> = Default::default();
+    for b in buckets {
+        let s = sums.entry((b.monitor.clone(), b.host.clone(), b.port)).or_default();
+        s.0 += b.ok;
+        s.1 += b.failed;
+    }
+    sums.into_iter().map(|(k, (ok, failed))| (k, ok as f64 * 100.0 / (ok + failed) as f64)).collect()
+}
+
+fn assert_same(old: &Answers, new: &Answers) {
+    assert!(old.logs.iter().map(Vec::len).sum::<usize>() > 100, "the stream has failures to compare");
+    for (i, monitor) in MONITORS.iter().enumerate() {
+        assert_eq!(old.logs[i], new.logs[i], "the disconnect log of {monitor}");
+    }
+    assert_eq!(old.latest, new.latest, "the newest checks");
+    for (i, window) in WINDOWS.iter().enumerate() {
+        let (old_up, new_up) = (uptimes(&old.buckets[i]), uptimes(&new.buckets[i]));
+        assert_eq!(old_up.len(), new_up.len(), "targets in {window:?}");
+        for ((k, a), (_, b)) in old_up.iter().zip(&new_up) {
+            assert!((a - b).abs() < 0.01, "uptime of {k:?} in {window:?}: old {a} %, new {b} %");
+        }
+        let differ = old.buckets[i].iter().zip(&new.buckets[i]).find(|(a, b)| a != b);
+        assert_eq!(differ, None, "the first bucket that differs in {window:?}");
+        assert_eq!(old.buckets[i].len(), new.buckets[i].len(), "buckets in {window:?}");
+    }
+}
+
+async fn old_and_new_give_the_same_answers(db: TestDb) {
+    let store = db.connect().await;
+    let checks = stream();
+    let mut raw = Raw::connect(&db).await;
+    raw.insert_old(&checks).await;
+    let old = raw.old_answers().await;
+    on_raw!(&mut raw, c => {
+        sqlx::query("DELETE FROM probe_results").execute(&mut *c).await.unwrap();
+    });
+
+    // As the engine writes them: a few results per transaction.
+    for batch in checks.chunks(7) {
+        store.insert_probe_results(batch).await.unwrap();
+    }
+    store.roll_up_probe_days(END + DAY).await.unwrap();
+    assert_same(&old, &new_answers(&store).await);
+    // A restarted store (an empty cache) answers the same.
+    drop(store);
+    assert_same(&old, &new_answers(&db.connect().await).await);
+}
+
+async fn old_rows_convert_resumably_without_losing_history(db: TestDb) {
+    let store = db.connect().await;
+    let checks = stream();
+    let mut raw = Raw::connect(&db).await;
+    raw.insert_old(&checks).await;
+    let old = raw.old_answers().await;
+    let total = raw.count_old().await;
+    assert_eq!(total as usize, checks.len());
+
+    // Three chunks, then the process "stops".
+    for _ in 0..3 {
+        assert_eq!(store.convert_probe_results(1_000).await.unwrap(), 1_000);
+    }
+    assert_eq!(raw.count_old().await, total - 3_000);
+    drop(store);
+
+    // A conversion cut off anywhere in its transaction leaves either all of its chunk or none.
+    let store = db.connect().await;
+    let cut = {
+        let store = store.clone();
+        tokio::spawn(async move { store.convert_probe_results(2_000).await })
+    };
+    tokio::task::yield_now().await;
+    cut.abort();
+    let _ = cut.await;
+    let left = raw.count_old().await;
+    assert!(left == total - 3_000 || left == total - 5_000, "{left} rows left");
+    drop(store);
+
+    // Resumed by a new process until nothing is left.
+    let store = db.connect().await;
+    let mut converted = 0;
+    loop {
+        match store.convert_probe_results(1_000).await.unwrap() {
+            0 => break,
+            n => converted += n as i64,
+        }
+    }
+    assert_eq!(converted, left);
+    assert_eq!(raw.count_old().await, 0);
+    store.roll_up_probe_days(END + DAY).await.unwrap();
+    assert_same(&old, &new_answers(&store).await);
+}
