@@ -29,6 +29,8 @@
 //!     silent: [{ from: 6m, to: 9m }]       # optional: no report at the steps in [from, to)
 //!     logs:                                # optional: log hits, at any time
 //!       - { at: 3m, policy: app-errors, rule: 0, line: "java.lang.OutOfMemoryError" }
+//!     parents_down:                        # optional (either kind of test): servers of the project
+//!       - { server: db-01, from: 2m, to: 5m } #   with a fatal alert firing in [from, to) (`to`: the end)
 //!     expect:                              # every transition: rule id, `subject` when the rule has one
 //!       - { at: 4m, rule: "metric:cpu.usage", alert: fired, severity: fatal }
 //!       - { at: 6m, rule: "metric:cpu.usage", alert: resolved }
@@ -44,6 +46,10 @@
 //! - a log hit whose line lacks the rule's keyword is ignored; events are rate-limited per rule
 //!   ([`crate::alert::rules::EVENT_RATE_LIMIT_MS`]);
 //! - a paused server produces nothing.
+//!
+//! `parents_down` stands in for the rest of the project, which a test does not simulate: while a
+//! server listed there is down, notifications of a server that `depends_on` it (directly or
+//! through other parents) are held back as serve holds them back.
 //!
 //! Transitions are compared in time order (at one instant, by instance), notifications in the
 //! order they were made.
@@ -96,6 +102,8 @@ struct TestCase {
     #[serde(default)]
     logs: Vec<LogLine>,
     #[serde(default)]
+    parents_down: Vec<ParentDown>,
+    #[serde(default)]
     expect: Vec<ExpectAlert>,
     notifications: Option<Vec<ExpectNotification>>,
 }
@@ -116,6 +124,15 @@ struct ProcessSeries {
 struct Silence {
     from: String,
     to: String,
+}
+
+/// A server of the project with a fatal alert firing at `from` ≤ t < `to` (no `to`: to the end).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParentDown {
+    server: String,
+    from: String,
+    to: Option<String>,
 }
 
 /// A line an agent's log rule matched.
@@ -330,6 +347,8 @@ struct Recorder<'a> {
     config: &'a Config,
     project: &'a Project,
     start_ms: i64,
+    /// (server, from, to) in epoch ms: when a server stands for a parent that is down.
+    down: Vec<(&'a str, i64, i64)>,
     alerts: Vec<GotAlert>,
     notes: Vec<GotNotification>,
 }
@@ -339,8 +358,9 @@ impl<'a> Recorder<'a> {
     /// the transition and its notifications.
     fn decide(&mut self, scene: &Scene, observed: Observed, states: &mut BTreeMap<Watched, AlertState>, watched: Watched, at_ms: i64) {
         let before = Instance { state: states.get(&watched).copied().unwrap_or_default(), open_alert_id: None };
-        // One server or monitor is simulated, so no `depends_on` parent is ever down here.
-        let Decision { state, transition, notifications, .. } = decide(scene, observed, &before, at_ms, &|_| false);
+        // One server or monitor is simulated; its parents are down when the test says so.
+        let parent_down = |server: &str| self.down.iter().any(|&(s, from, to)| s == server && (from..to).contains(&at_ms));
+        let Decision { state, transition, notifications, .. } = decide(scene, observed, &before, at_ms, &parent_down);
         if state == AlertState::default() {
             states.remove(&watched);
         } else {
@@ -378,7 +398,17 @@ fn run_case(case: &TestCase, config: &Config) -> Result<Option<String>, String> 
     };
     let (project_name, name) = target.split_once('/').ok_or_else(|| format!("`{target}` must be `project/name`"))?;
     let project = config.projects.get(project_name).ok_or_else(|| format!("no project `{project_name}`"))?;
-    let mut recorder = Recorder { config, project, start_ms, alerts: Vec::new(), notes: Vec::new() };
+    let mut down = Vec::new();
+    for d in &case.parents_down {
+        if !project.servers.contains_key(&d.server) {
+            let hint = did_you_mean(&d.server, project.servers.keys().map(String::as_str)).map_or(String::new(), |h| format!("; {h}"));
+            return Err(format!("parents_down: no server `{}` in `{project_name}`{hint}", d.server));
+        }
+        let from = offset(&d.from).map_err(|e| format!("parents_down: {e}"))?;
+        let to = d.to.as_deref().map(offset).transpose().map_err(|e| format!("parents_down: {e}"))?;
+        down.push((d.server.as_str(), start_ms + from, to.map_or(i64::MAX, |to| start_ms + to)));
+    }
+    let mut recorder = Recorder { config, project, start_ms, down, alerts: Vec::new(), notes: Vec::new() };
     let expected = if is_server {
         let server = project.servers.get(name).ok_or_else(|| {
             let hint = did_you_mean(name, project.servers.keys().map(String::as_str)).map_or(String::new(), |h| format!("; {h}"));

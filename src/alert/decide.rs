@@ -92,7 +92,7 @@ impl Decision {
 /// Advance one instance by one observation at `at_ms`. `parent_down` tells whether a server of
 /// the project has a fatal alert firing (for `depends_on` suppression).
 pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, parent_down: &dyn Fn(&str) -> bool) -> Decision {
-    let (state, transition) = step(before.state, observed.kind, observed.observation, at_ms);
+    let (mut state, transition) = step(before.state, observed.kind, observed.observation, at_ms);
     let key = scene.key(observed.rule, observed.subject);
     let snapshot = || scene.report.map_or_else(|| serde_json::json!({}), snapshot);
     let message = || format!("{}: {}", observed.what, observed.detail);
@@ -127,7 +127,16 @@ pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, 
                 at_ms,
                 alert_id: before.open_alert_id,
             };
-            let suppressed = suppression(scene.project, server, at_ms, parent_down);
+            // Whoever heard that it fired hears that it resolved.
+            let suppressed = match t {
+                Transition::Resolved { .. } if before.state.announced => None,
+                _ => suppression(scene.project, server, at_ms, parent_down),
+            };
+            state.announced = match t {
+                Transition::Fired { .. } => suppressed.is_none(),
+                Transition::Escalated { .. } => state.announced || suppressed.is_none(),
+                Transition::Resolved { .. } | Transition::Event { .. } => false,
+            };
             build_notifications(scene.config, &scene.project.name, &msg, scene.monitor, suppressed.as_deref(), at_ms)
         }
     };

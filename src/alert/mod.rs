@@ -75,6 +75,10 @@ pub struct AlertState {
     pub recoveries: u32,
     /// When the last event was notified (event rules), for rate limiting.
     pub last_event_ms: Option<i64>,
+    /// While firing: its `fired` (or a later `escalated`) notification went out, not held back
+    /// by maintenance or a parent that is down — so its resolve is never held back either.
+    #[serde(default)]
+    pub announced: bool,
 }
 
 /// What changed, for the caller to record and, unless suppressed, notify.

@@ -6,13 +6,31 @@ use crate::config::model::{Maintenance, MaintenanceScope, Project, Window};
 use crate::config::raw::Weekday;
 
 /// Why notifications about `server` (or the whole project) are suppressed at `now_ms`, if
-/// they are. `parent_down` tells whether a server has a fatal alert firing.
+/// they are. `parent_down` tells whether a server has a fatal alert firing; parents are
+/// followed up the `depends_on` chain (a grandparent that is down suppresses too), nearest
+/// first.
 pub fn suppression(project: &Project, server: Option<&str>, now_ms: i64, parent_down: impl Fn(&str) -> bool) -> Option<String> {
     if let Some(window) = active_window(project, server, now_ms) {
         return Some(format!("maintenance `{}`", window.name));
     }
     let server = project.servers.get(server?)?;
-    server.depends_on.iter().find(|parent| parent_down(parent)).map(|parent| format!("parent `{parent}` is down"))
+    let mut seen: Vec<&str> = vec![&server.name];
+    let mut next: Vec<&str> = server.depends_on.iter().map(String::as_str).collect();
+    while !next.is_empty() {
+        let mut further = Vec::new();
+        for parent in next {
+            if seen.contains(&parent) {
+                continue; // a cycle (lint rejects those) or a parent reached twice
+            }
+            seen.push(parent);
+            if parent_down(parent) {
+                return Some(format!("parent `{parent}` is down"));
+            }
+            further.extend(project.servers.get(parent).iter().flat_map(|p| p.depends_on.iter().map(String::as_str)));
+        }
+        next = further;
+    }
+    None
 }
 
 /// The first window of `project` covering `server` (or the whole project when `server` is

@@ -145,6 +145,9 @@ struct NotificationView {
     kind: MessageKind,
     /// `pending`, `sent`, `not_sent`, `failed`, `delivered`.
     status: DeliveryStatus,
+    /// Why a `not_sent` notification was not sent: "maintenance `name`", "parent `db-01` is
+    /// down", "outside notify hours".
+    reason: Option<String>,
     last_error: Option<String>,
     created_ms: i64,
     sent_ms: Option<i64>,
@@ -161,6 +164,7 @@ impl NotificationView {
             subject: row.subject,
             kind: row.kind,
             status: row.status,
+            reason: row.reason,
             last_error: row.last_error,
             created_ms: row.created_ms,
             sent_ms: row.sent_ms,

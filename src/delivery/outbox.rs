@@ -231,6 +231,7 @@ mod tests {
             status: DeliveryStatus::Pending,
             attempts,
             next_attempt_ms: 0,
+            reason: None,
             last_error: None,
             created_ms,
             sent_ms: None,

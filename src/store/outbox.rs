@@ -12,7 +12,7 @@ use crate::notification::{DeliveryStatus, Medium, MessageKind};
 // The column list shared by several queries (a macro, so `concat!` can splice it into SQL text).
 macro_rules! outbox_columns {
     () => {
-        "id, alert_id, channel, medium, recipient, subject, body, kind, status, attempts, next_attempt_ms, last_error, created_ms, sent_ms"
+        "id, alert_id, channel, medium, recipient, subject, body, kind, status, reason, attempts, next_attempt_ms, last_error, created_ms, sent_ms"
     };
 }
 
@@ -45,6 +45,8 @@ pub struct OutboxRow {
     pub body: String,
     pub kind: MessageKind,
     pub status: DeliveryStatus,
+    /// Why a `not_sent` notification was not sent (maintenance, a parent down, notify hours).
+    pub reason: Option<String>,
     pub attempts: u32,
     pub next_attempt_ms: i64,
     pub last_error: Option<String>,
@@ -199,6 +201,7 @@ fn outbox(row: &impl Columns) -> Result<OutboxRow> {
         status: text(row, "status")?,
         attempts: narrow(row, "attempts")?,
         next_attempt_ms: row.col("next_attempt_ms")?,
+        reason: row.col("reason")?,
         last_error: row.col("last_error")?,
         created_ms: row.col("created_ms")?,
         sent_ms: row.col("sent_ms")?,

@@ -42,7 +42,7 @@ struct Ids {
     resolved: i64,
     /// shop, db-01, the down-check: warning, firing.
     downcheck: i64,
-    /// billing, pay-01: fatal, firing, one notification still pending.
+    /// billing, pay-01: fatal, firing, one notification still pending and one held back.
     billing: i64,
 }
 
@@ -220,7 +220,7 @@ ports: [443]
 }
 
 fn firing(severity: Severity, since_ms: i64) -> AlertState {
-    AlertState { phase: Phase::Firing { since_ms, severity }, failures: 3, recoveries: 0, last_event_ms: None }
+    AlertState { phase: Phase::Firing { since_ms, severity }, failures: 3, ..AlertState::default() }
 }
 
 fn key(project: &str, server: &str, rule: &str, subject: &str) -> InstanceKey {
@@ -410,7 +410,14 @@ async fn fill(store: &Store, now: i64) -> Ids {
             &firing(Severity::Fatal, started),
             None,
             Some(&open(Severity::Fatal, started, "port 443 of pay-01-ports: timed out", "198.51.100.10")),
-            &[note("ops-mail", Medium::Email, "erin@example.com")],
+            &[
+                note("ops-mail", Medium::Email, "erin@example.com"),
+                NewNotification {
+                    status: DeliveryStatus::NotSent,
+                    reason: Some("parent `core-01` is down".into()),
+                    ..note("ops-mail", Medium::Email, "dave@example.com")
+                },
+            ],
             started,
         )
         .await
@@ -717,6 +724,13 @@ async fn an_alert_of_another_project_is_404() {
     );
     assert_eq!(a["notifications"][0]["status"], "pending");
     assert_eq!(a["notifications"][0]["attempts"], json!([]));
+    assert_eq!(a["notifications"][0]["reason"], Value::Null);
+    // A notification held back says why.
+    let held = &a["notifications"][1];
+    assert_eq!(
+        (&held["recipient"], &held["status"], &held["reason"]),
+        (&json!("dave@example.com"), &json!("not_sent"), &json!("parent `core-01` is down"))
+    );
     api.stop().await;
 }
 

@@ -191,3 +191,155 @@ async fn a_revision_that_brings_a_monitor_back_cancels_its_pending_retirement() 
     assert_eq!(resolved.resolve_reason.as_deref(), Some("recovered"));
     running.stop().await;
 }
+
+/// Every notification of an alert as (kind, status, reason).
+async fn notes(store: &Store, alert_id: i64) -> Vec<(MessageKind, DeliveryStatus, Option<String>)> {
+    store.notifications_for_alert(alert_id).await.unwrap().into_iter().map(|(n, _)| (n.kind, n.status, n.reason)).collect()
+}
+
+/// The alert of `rule` (e.g. `port:web`) in `status`, waiting for it.
+async fn alert_of(store: &Store, rule: &str, status: AlertStatus) -> AlertRow {
+    wait_for_alert(store, Duration::from_secs(10), |a| a.key.rule.to_string() == rule && a.status == status).await
+}
+
+const FATAL_PARENT: &str = "parent `core-01` is down";
+
+/// Servers of project shop, each `(name, a line of YAML of its own, port)`, each with a port
+/// monitor named after it without `-01` (`failures: 1`).
+fn servers_with_monitors(servers: &[(&str, &str, u16)]) -> String {
+    let mut yaml = String::new();
+    for (name, extra, port) in servers {
+        let monitor = name.trim_end_matches("-01");
+        yaml.push_str(&format!(
+            "---\nkind: Server\nname: {name}\nproject: shop\nhost: 127.0.0.1\n{extra}\n\
+             ---\nkind: PortMonitor\nname: {monitor}\nproject: shop\nserver: {name}\nports: [{port}]\ninterval: 10s\nfailures: 1\n"
+        ));
+    }
+    yaml
+}
+
+/// web-01 depends on db-01, which depends on core-01; one port monitor on each (`failures: 1`).
+fn chain() -> Arc<Config> {
+    let servers = servers_with_monitors(&[
+        ("core-01", "depends_on: []", 9001),
+        ("db-01", "depends_on: [core-01]", 9002),
+        ("web-01", "depends_on: [db-01]", 9003),
+    ]);
+    compile(&[("people.yaml", PEOPLE), ("project.yaml", PROJECT), ("channel.yaml", CHANNEL), ("servers.yaml", &servers)])
+}
+
+#[tokio::test]
+async fn a_grandparent_down_holds_back_a_childs_notifications_but_not_its_alert_nor_a_resolve_whose_fire_went_out() {
+    let db = TestDb::sqlite();
+    let running = Running::start(db.connect().await).await;
+    running.apply(&chain(), "rev-1").await;
+    let t0 = now_ms();
+    let pending = |kind| (kind, DeliveryStatus::Pending, None);
+
+    // core-01 goes down (fatal): its own alert notifies.
+    running.check("shop", "core", 9001, t0, false).await;
+    let core = alert_of(&running.store, "port:core", AlertStatus::Firing).await;
+    assert_eq!(notes(&running.store, core.id).await, [pending(MessageKind::Fired)]);
+
+    // web-01's port fails: the alert is recorded, its notification is not sent and names the
+    // grandparent (db-01, in between, is up).
+    running.check("shop", "web", 9003, t0 + 1_000, false).await;
+    let web = alert_of(&running.store, "port:web", AlertStatus::Firing).await;
+    assert_eq!((web.key.server.as_str(), web.started_at_ms), ("web-01", t0 + 1_000));
+    let held = (MessageKind::Fired, DeliveryStatus::NotSent, Some(FATAL_PARENT.to_string()));
+    assert_eq!(notes(&running.store, web.id).await, std::slice::from_ref(&held));
+    let instances = running.store.load_instances().await.unwrap();
+    assert!(instances.iter().any(|i| i.key.rule.to_string() == "port:web" && i.instance.state.is_firing()), "{instances:?}");
+
+    // core-01 recovers; then web-01 does: its resolve goes out (nothing suppresses it now).
+    running.check("shop", "core", 9001, t0 + 2_000, true).await;
+    alert_of(&running.store, "port:core", AlertStatus::Resolved).await;
+    running.check("shop", "web", 9003, t0 + 3_000, true).await;
+    let resolved = alert_of(&running.store, "port:web", AlertStatus::Resolved).await;
+    assert_eq!(resolved.id, web.id);
+    assert_eq!(notes(&running.store, web.id).await, [held, pending(MessageKind::Resolved)]);
+
+    // With every parent up, web-01 fires and notifies; core-01 then goes down; web-01's resolve
+    // still goes out, since the people told it fired must hear it resolved.
+    running.check("shop", "web", 9003, t0 + 4_000, false).await;
+    let again = wait_for_alert(&running.store, Duration::from_secs(10), |a| a.key.rule.to_string() == "port:web" && a.id != web.id).await;
+    running.check("shop", "core", 9001, t0 + 5_000, false).await;
+    wait_for_alert(&running.store, Duration::from_secs(10), |a| a.key.rule.to_string() == "port:core" && a.id != core.id).await;
+    running.check("shop", "web", 9003, t0 + 6_000, true).await;
+    wait_for_alert(&running.store, Duration::from_secs(10), |a| a.id == again.id && a.status == AlertStatus::Resolved).await;
+    assert_eq!(notes(&running.store, again.id).await, [pending(MessageKind::Fired), pending(MessageKind::Resolved)]);
+
+    // And while core-01 is down, a new failure of db-01 (its direct child) is held back too.
+    running.check("shop", "db", 9002, t0 + 7_000, false).await;
+    let db_alert = alert_of(&running.store, "port:db", AlertStatus::Firing).await;
+    assert_eq!(notes(&running.store, db_alert.id).await, [(MessageKind::Fired, DeliveryStatus::NotSent, Some(FATAL_PARENT.into()))]);
+    running.stop().await;
+}
+
+/// 2026-12-06 is a Sunday. `local` is a time in Seoul (+09:00).
+fn seoul(local: &str) -> i64 {
+    format!("2026-12-{local}+09:00").parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
+#[tokio::test]
+async fn weekly_maintenance_by_tag_and_by_server_crosses_midnight_in_the_projects_timezone() {
+    let project = PROJECT.replace("channels: [mail]", "channels: [mail]\ntimezone: Asia/Seoul");
+    let servers = servers_with_monitors(&[("web-01", "tags: [web]", 9003), ("db-01", "tags: [db]", 9002), ("app-01", "tags: []", 9004)]);
+    let windows = "kind: Maintenance\nname: nightly\nproject: shop\ntags: [web]\nschedule: { days: [sun], from: \"23:00\", to: \"01:00\" }\n\
+                   ---\nkind: Maintenance\nname: db-upgrade\nproject: shop\nservers: [db-01]\nschedule: { days: [sun], from: \"23:30\", to: \"00:45\" }\n";
+    let config = compile(&[
+        ("people.yaml", PEOPLE),
+        ("project.yaml", &project),
+        ("channel.yaml", CHANNEL),
+        ("servers.yaml", &servers),
+        ("maintenance.yaml", windows),
+    ]);
+    let db = TestDb::sqlite();
+    let running = Running::start(db.connect().await).await;
+    running.apply(&config, "rev-1").await;
+    let sent = |kind| (kind, DeliveryStatus::Pending, None);
+    let held = |window: &str| (MessageKind::Fired, DeliveryStatus::NotSent, Some(format!("maintenance `{window}`")));
+
+    // Sunday 23:30 UTC is Monday 08:30 in Seoul: outside the window, web-01's alert notifies.
+    let monday_morning = "2026-12-06T23:30:00Z".parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    running.check("shop", "web", 9003, monday_morning, false).await;
+    let web = alert_of(&running.store, "port:web", AlertStatus::Firing).await;
+    running.check("shop", "web", 9003, monday_morning + 10_000, true).await;
+    alert_of(&running.store, "port:web", AlertStatus::Resolved).await;
+    assert_eq!(notes(&running.store, web.id).await, [sent(MessageKind::Fired), sent(MessageKind::Resolved)]);
+
+    // Monday 00:30 in Seoul, after midnight within Sunday's windows: web-01 (tag `web`) and
+    // db-01 (listed) are silenced, each by its window; app-01 is in neither and notifies.
+    let after_midnight = seoul("07T00:30:00");
+    running.check("shop", "web", 9003, after_midnight, false).await;
+    running.check("shop", "db", 9002, after_midnight, false).await;
+    running.check("shop", "app", 9004, after_midnight, false).await;
+    let web = wait_for_alert(&running.store, Duration::from_secs(10), |a| {
+        a.key.rule.to_string() == "port:web" && a.status == AlertStatus::Firing
+    })
+    .await;
+    let db_alert = alert_of(&running.store, "port:db", AlertStatus::Firing).await;
+    let app = alert_of(&running.store, "port:app", AlertStatus::Firing).await;
+    assert_eq!(notes(&running.store, web.id).await, [held("nightly")]);
+    assert_eq!(notes(&running.store, db_alert.id).await, [held("db-upgrade")]);
+    assert_eq!(notes(&running.store, app.id).await, [sent(MessageKind::Fired)]);
+
+    // 00:50: db-01's window ended at 00:45 and web-01's runs to 01:00. db-01 recovers and its
+    // resolve goes out; web-01's would be held back, so it recovers at 01:00 exactly, when
+    // the window is over (the end is exclusive).
+    running.check("shop", "db", 9002, seoul("07T00:50:00"), true).await;
+    alert_of(&running.store, "port:db", AlertStatus::Resolved).await;
+    assert_eq!(notes(&running.store, db_alert.id).await, [held("db-upgrade"), sent(MessageKind::Resolved)]);
+    running.check("shop", "web", 9003, seoul("07T01:00:00"), true).await;
+    wait_for_alert(&running.store, Duration::from_secs(10), |a| a.id == web.id && a.status == AlertStatus::Resolved).await;
+    assert_eq!(notes(&running.store, web.id).await, [held("nightly"), sent(MessageKind::Resolved)]);
+
+    // The same clock time a week day later (Monday night into Tuesday) is not in a Sunday window.
+    running.check("shop", "web", 9003, seoul("08T00:30:00"), false).await;
+    let tuesday = wait_for_alert(&running.store, Duration::from_secs(10), |a| {
+        a.key.rule.to_string() == "port:web" && a.status == AlertStatus::Firing
+    })
+    .await;
+    assert_eq!(notes(&running.store, tuesday.id).await, [sent(MessageKind::Fired)]);
+    running.stop().await;
+}

@@ -81,6 +81,7 @@ fn row(channel: &str, medium: Medium, recipient: &str, subject: &str, body: &str
         status: DeliveryStatus::Pending,
         attempts: 0,
         next_attempt_ms: 0,
+        reason: None,
         last_error: None,
         created_ms: 1234,
         sent_ms: None,

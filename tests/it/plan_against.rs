@@ -133,7 +133,7 @@ fn key(project: &str, server: &str, rule: &str, subject: &str) -> InstanceKey {
 
 /// Open a firing alert through the store, as the engine does.
 async fn fire(store: &Store, key: &InstanceKey, severity: Severity, started_at_ms: i64, message: &str) -> i64 {
-    let state = AlertState { phase: Phase::Firing { since_ms: started_at_ms, severity }, failures: 3, recoveries: 0, last_event_ms: None };
+    let state = AlertState { phase: Phase::Firing { since_ms: started_at_ms, severity }, failures: 3, ..AlertState::default() };
     let open = AlertChange::Open { severity, started_at_ms, message: message.into(), host: "203.0.113.10".into(), snapshot: json!({}) };
     store.apply_alert(key, &state, None, Some(&open), &[], started_at_ms).await.unwrap().unwrap()
 }

@@ -62,6 +62,58 @@ fn maintenance_suppresses_notifications_but_not_the_alert() {
     assert!(run.stdout.contains("PASS silenced"), "{}", run.output());
 }
 
+#[test]
+fn a_test_file_can_say_a_parent_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_quickstart(tmp.path());
+    // app-02 depends on db-01, which depends on web-01.
+    fs::write(
+        tmp.path().join("app.yaml"),
+        "kind: Server\nname: app-02\nproject: shop\nhost: 127.0.0.1\ndepends_on: [db-01]\n---\n\
+         kind: PortMonitor\nname: app-port\nproject: shop\nserver: app-02\nports: [7000]\ninterval: 10s\nfailures: 3\n",
+    )
+    .unwrap();
+    let mail = |at: &str, to: &str, kind: &str, status: &str| {
+        format!("      - {{ at: {at}, to: {to}, medium: email, kind: {kind}, status: {status} }}\n")
+    };
+    let case = |name: &str, down: &str, fired: &str, resolved: &str| {
+        format!(
+            "  - name: {name}\n    monitor: shop/app-port\n    ports: {{ 7000: \"down*3 ok\" }}\n    parents_down: [{down}]\n\
+             \x20   expect:\n      - {{ at: 20s, port: 7000, alert: fired }}\n      - {{ at: 30s, port: 7000, alert: resolved }}\n\
+             \x20   notifications:\n{}{}{}{}",
+            mail("20s", "alice@example.com", "fired", fired),
+            mail("20s", "bob@example.com", "fired", fired),
+            mail("30s", "alice@example.com", "resolved", resolved),
+            mail("30s", "bob@example.com", "resolved", resolved),
+        )
+    };
+    let tests = [
+        // The grandparent is down when the alert fires, and up again when it resolves.
+        case("held back while the grandparent is down", "{ server: web-01, from: 0s, to: 25s }", "not_sent", "pending"),
+        // The parent goes down after the fire went out: the resolve still goes out.
+        case("a resolve follows a fire that went out", "{ server: db-01, from: 25s }", "pending", "pending"),
+        // Nothing is down then: the parent being down later changes nothing.
+        case("a parent down later changes nothing", "{ server: db-01, from: 40s }", "pending", "pending"),
+    ];
+    fs::write(tmp.path().join("app.test.yaml"), format!("tests:\n{}", tests.concat())).unwrap();
+    let run = common::run_in(&["test", "."], Some(tmp.path()));
+    assert_eq!(run.code, Some(0), "{}", run.output());
+    assert!(run.stdout.ends_with("3 passed, 0 failed\n"), "{}", run.output());
+
+    // Without the parent down, the first test's expectations are wrong.
+    fs::write(tmp.path().join("app.test.yaml"), format!("tests:\n{}", tests[0].replace("web-01, from: 0s, to: 25s", "web-01, from: 40s")))
+        .unwrap();
+    let run = common::run_in(&["test", "."], Some(tmp.path()));
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert!(run.stdout.contains("FAIL held back while the grandparent is down"), "{}", run.output());
+
+    // A server the project does not have is named, with a suggestion.
+    fs::write(tmp.path().join("app.test.yaml"), format!("tests:\n{}", tests[0].replace("server: web-01", "server: web-1"))).unwrap();
+    let run = common::run_in(&["test", "."], Some(tmp.path()));
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert!(run.output().contains("parents_down: no server `web-1` in `shop`"), "{}", run.output());
+}
+
 /// A malformed test file is reported as lint reports a problem — `file:line:column`, rule,
 /// the line with a caret, a hint — and the other files and tests still run; the run exits 1.
 #[test]

@@ -166,7 +166,7 @@ fn key(project: &str, server: &str, rule: &str, subject: &str) -> InstanceKey {
 }
 
 fn firing(severity: Severity, since_ms: i64) -> AlertState {
-    AlertState { phase: Phase::Firing { since_ms, severity }, failures: 3, recoveries: 0, last_event_ms: None }
+    AlertState { phase: Phase::Firing { since_ms, severity }, failures: 3, ..AlertState::default() }
 }
 
 fn email(to: &str, kind: &str) -> NewNotification {
