@@ -343,3 +343,61 @@ async fn weekly_maintenance_by_tag_and_by_server_crosses_midnight_in_the_project
     assert_eq!(notes(&running.store, tuesday.id).await, [sent(MessageKind::Fired)]);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_revision_resolves_what_it_removes_or_pauses_and_tells_whoever_heard_it_fired() {
+    let lab = "kind: Project\nname: lab\nmembers: [{ user: alice@example.com, role: admin }]\nchannels: [mail]\n---\n\
+               kind: PortMonitor\nname: bench\nproject: lab\nhost: 127.0.0.1\nports: [9005]\ninterval: 10s\nfailures: 1\n";
+    let tree = |servers: &[(&str, &str, u16)], with_lab: bool| {
+        let servers = servers_with_monitors(servers);
+        let mut files = vec![("people.yaml", PEOPLE), ("project.yaml", PROJECT), ("channel.yaml", CHANNEL), ("servers.yaml", &servers)];
+        if with_lab {
+            files.push(("lab.yaml", lab));
+        }
+        compile(&files)
+    };
+    let before = tree(&[("web-01", "", 9003), ("db-01", "", 9002), ("app-01", "", 9004)], true);
+    // rev-2: web-01 stays without its monitor; db-01 is paused; app-01 and project lab are gone.
+    let web_only = "kind: Server\nname: web-01\nproject: shop\nhost: 127.0.0.1\n";
+    let db_paused = servers_with_monitors(&[("db-01", "paused: true", 9002)]);
+    let after = compile(&[
+        ("people.yaml", PEOPLE),
+        ("project.yaml", PROJECT),
+        ("channel.yaml", CHANNEL),
+        ("web.yaml", web_only),
+        ("db.yaml", &db_paused),
+    ]);
+
+    let db = TestDb::sqlite();
+    let running = Running::start(db.connect().await).await;
+    running.apply(&before, "rev-1").await;
+    let t0 = now_ms();
+    for (project, monitor, port) in [("shop", "web", 9003), ("shop", "db", 9002), ("shop", "app", 9004), ("lab", "bench", 9005)] {
+        running.check(project, monitor, port, t0, false).await;
+    }
+    let mut firing = Vec::new();
+    for rule in ["port:web", "port:db", "port:app", "port:bench"] {
+        firing.push(alert_of(&running.store, rule, AlertStatus::Firing).await);
+    }
+
+    running.apply(&after, "rev-2").await;
+    let sent = |kind| (kind, DeliveryStatus::Pending, None);
+    for (alert, reason, told) in [
+        (&firing[0], "removed in rev-2", true),
+        (&firing[1], "paused in rev-2", true),
+        (&firing[2], "removed in rev-2", true),
+        // A project that is gone has nobody left to tell.
+        (&firing[3], "removed in rev-2", false),
+    ] {
+        let resolved =
+            wait_for_alert(&running.store, Duration::from_secs(10), |a| a.id == alert.id && a.status == AlertStatus::Resolved).await;
+        assert_eq!(resolved.resolve_reason.as_deref(), Some(reason), "{resolved:?}");
+        let expected = if told { vec![sent(MessageKind::Fired), sent(MessageKind::Resolved)] } else { vec![sent(MessageKind::Fired)] };
+        assert_eq!(notes(&running.store, alert.id).await, expected, "{resolved:?}");
+    }
+    running.wait_for_metric("watchkeeper_alert_retirements_pending 0", Duration::from_secs(10)).await;
+    let store = running.stop().await;
+    assert!(store.load_instances().await.unwrap().is_empty(), "every retired instance is forgotten");
+    let open = store.list_alerts(&AlertFilter { status: Some(AlertStatus::Firing), ..AlertFilter::default() }).await.unwrap();
+    assert!(open.is_empty(), "{open:?}");
+}

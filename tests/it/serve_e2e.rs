@@ -253,3 +253,39 @@ async fn serve_follows_a_directory_and_rejects_a_bad_revision_without_stopping()
     let metrics = serve.text("/metrics");
     assert!(metrics.contains("watchkeeper_reconcile_status 0"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_the_new_networks_no_longer_approve_is_refused_at_probe_time_and_shown_as_unapproved() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("tree");
+    fs::create_dir_all(&dir).unwrap();
+    let open = Listener::open(free_port());
+    let token_hash = watchkeeper::token::sha256_hex(OPERATOR);
+    fs::write(dir.join("users.yaml"), format!("kind: User\nemail: alice@example.com\nname: Alice\ntoken_sha256: {token_hash}\n")).unwrap();
+    // `localhost` is a name: lint cannot check it, serve checks what it resolves to.
+    let project = |networks: &str| {
+        format!(
+            "kind: Project\nname: shop\nmembers: [{{ user: alice@example.com, role: admin }}]\nnetworks: {networks}\n---\n\
+             kind: PortMonitor\nname: local\nproject: shop\nhost: localhost\nports: [{}]\ninterval: 1s\ntimeout: 500ms\nfailures: 1\n",
+            open.port
+        )
+    };
+    fs::write(dir.join("project.yaml"), project("[127.0.0.0/8, \"::1/128\"]")).unwrap();
+    let args: Vec<String> =
+        vec!["--config".into(), dir.display().to_string(), "--db".into(), format!("sqlite://{}", work.path().join("wk.db").display())];
+    let serve = Serve::start(&args, &[], &work.path().join("serve.log"));
+    let last = || serve.get("/api/v1/projects/shop/monitors")["port_monitors"][0]["ports"][0]["last"].clone();
+    serve.wait_until("localhost answers while loopback is approved", Duration::from_secs(30), || last()["ok"] == true);
+    let first = serve.applied().unwrap();
+
+    fs::write(dir.join("project.yaml"), project("[10.0.0.0/8]")).unwrap();
+    serve.wait_until("the new networks are applied", Duration::from_secs(30), || serve.applied().is_some_and(|r| r != first));
+    serve.wait_until("the check is refused as unapproved", Duration::from_secs(30), || last()["error_kind"] == "unapproved");
+    let refused = last();
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("approved")), "the message says why: {refused}");
+    // Refused, not merely failing: the monitor's alert fires like any failed check would.
+    serve.wait_until("the alert fires", Duration::from_secs(30), || serve.firing().len() == 1);
+    let alert = &serve.firing()[0];
+    assert_eq!(alert["rule"], "port:local", "{alert}");
+}
