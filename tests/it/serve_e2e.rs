@@ -8,6 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::git;
+use crate::store::TestDb;
 use crate::support::http::HttpServer;
 use crate::support::serve::{Listener, OPERATOR, Serve};
 use crate::support::smtp::SmtpServer;
@@ -89,8 +90,10 @@ fn assert_fires_once_more_than(serve: &Serve, smtp: &SmtpServer, alert_id: &serd
     assert_eq!(fired_mails(smtp), 1, "no second mail {when}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_port_down_mails_once_through_reloads_a_crash_and_an_smtp_outage() {
+// The main scenario on each database serve supports: `sqlite::…` and `postgres::…`.
+crate::store::both_backends!(a_port_down_mails_once_through_reloads_a_crash_and_an_smtp_outage);
+
+async fn a_port_down_mails_once_through_reloads_a_crash_and_an_smtp_outage(db: TestDb) {
     install_crypto();
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("repo");
@@ -113,7 +116,7 @@ async fn a_port_down_mails_once_through_reloads_a_crash_and_an_smtp_outage() {
         "--workdir".into(),
         work.path().join("checkout").display().to_string(),
         "--db".into(),
-        format!("sqlite://{}", work.path().join("wk.db").display()),
+        db.url.clone(),
     ];
     let env = [("SMS_TOKEN", "sms-secret".to_string())];
     let log = work.path().join("serve.log");
