@@ -41,6 +41,8 @@
 //!   the agents' ingest endpoint.
 //! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running
 //!   serve's objects and firing alerts through its status API.
+//! - [`web`] — the dashboard pages on serve's listener: sign-in sessions, projects, the
+//!   compound eye, server pages; read through [`api`]'s functions and scopes.
 //! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.
 //! - [`serve`] — the composition root: starts, wires and stops every task.
 //! - [`agent`] — on a monitored server: host sampling on its own thread, log keyword tailing,
@@ -79,8 +81,9 @@
 //! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `probe`, `protocol`, `store` |
 //! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
 //! | `plan` | `alert`, `api`, `config` |
+//! | `web` | `api`, `clock`, `config`, `token` |
 //! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |
-//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `probe`, `reconcile`, `store` |
+//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `probe`, `reconcile`, `store`, `web` |
 //! | `agent` | `catalog`, `clock`, `errors`, `probe`, `protocol` |
 
 /// `as_str`, `Display` and `FromStr` for an enum written as fixed words — in YAML, the
@@ -142,3 +145,4 @@ pub mod report;
 pub mod serve;
 pub mod store;
 pub mod token;
+pub mod web;

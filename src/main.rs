@@ -238,6 +238,13 @@ struct ServeArgs {
     retention_days: Duration,
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
+    /// How long a dashboard sign-in lasts.
+    #[arg(long, default_value = "12h", value_parser = duration)]
+    session_ttl: Dur,
+    /// The address users open the dashboard at, e.g. https://watch.example.com; with https the
+    /// session cookie is marked Secure.
+    #[arg(long, value_name = "URL", env = "WATCHKEEPER_PUBLIC_URL")]
+    public_url: Option<String>,
     #[command(flatten)]
     library: LibraryArgs,
     /// The operator token: reads every project through the status API (serve keeps only its
@@ -562,6 +569,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         scrape_interval: watchkeeper::collect::scrape::interval_from(
             std::env::var(watchkeeper::collect::scrape::INTERVAL_ENV).ok().as_deref(),
         ),
+        session_ttl: args.session_ttl.0,
+        public_url: args.public_url,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {

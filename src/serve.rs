@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiState};
+use crate::api::ApiState;
 use crate::clock::now_ms;
 use crate::collect::live::LiveServers;
 use crate::collect::{scrape, writer};
@@ -23,6 +23,7 @@ use crate::probe::Prober;
 use crate::reconcile::Reconciler;
 use crate::reconcile::source::{self, SourceSpec};
 use crate::store::{ProbeRetention, SampleRetention, Store};
+use crate::web::{self, WebState};
 
 pub struct ServeOptions {
     pub source: SourceSpec,
@@ -40,6 +41,10 @@ pub struct ServeOptions {
     pub holder: String,
     /// How often node_exporter servers are scraped.
     pub scrape_interval: Duration,
+    /// How long a dashboard sign-in lasts.
+    pub session_ttl: Duration,
+    /// The address users open (`--public-url`); an https one makes the session cookie `Secure`.
+    pub public_url: Option<String>,
 }
 
 /// Run until `shutdown` is cancelled; returns once every task has stopped. The caller installs
@@ -48,7 +53,13 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     let store = Store::connect(&options.db_url).await.context("opening the database")?;
     let listener = tokio::net::TcpListener::bind(&options.listen).await.with_context(|| format!("listening on {}", options.listen))?;
     let address = listener.local_addr().context("reading the listen address")?;
-    tracing::info!(listen = %address, db = store.backend(), "serve started: status API at {}", status_url(address));
+    tracing::info!(
+        listen = %address,
+        db = store.backend(),
+        "serve started: dashboard at {}, status API at {}",
+        base_url(address),
+        status_url(address)
+    );
 
     let metrics = Arc::new(Metrics::new());
     let outbox_wake = Arc::new(Notify::new());
@@ -98,9 +109,12 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         live,
         collector: Some(batches_tx),
     };
+    let secure_cookie = options.public_url.as_deref().is_some_and(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
+    let app = web::router(WebState::new(state, options.session_ttl, secure_cookie));
     let api_cancel = cancel.clone();
     tasks.spawn(async move {
-        let server = axum::serve(listener, api::router(state)).with_graceful_shutdown(api_cancel.cancelled_owned());
+        let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(api_cancel.cancelled_owned());
         let (served, ()) = tokio::join!(server.into_future(), locked_out);
         if let Err(e) = served {
             tracing::error!(error = %e, "status API stopped");
@@ -223,15 +237,20 @@ async fn no_way_in_notice(mut config: watch::Receiver<Arc<Config>>, operator_tok
     }
 }
 
-/// The URL to open for the status API listening on `address`: an unspecified address (all
-/// interfaces) is reached as `localhost`.
-fn status_url(address: std::net::SocketAddr) -> String {
+/// The dashboard's URL for a listener on `address`: an unspecified address (all interfaces) is
+/// reached as `localhost`.
+fn base_url(address: std::net::SocketAddr) -> String {
     let host = match address.ip() {
         ip if ip.is_unspecified() => "localhost".to_string(),
         std::net::IpAddr::V4(ip) => ip.to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
     };
-    format!("http://{host}:{}/api/v1/status", address.port())
+    format!("http://{host}:{}/", address.port())
+}
+
+/// The URL to open for the status API listening on `address`.
+fn status_url(address: std::net::SocketAddr) -> String {
+    format!("{}api/v1/status", base_url(address))
 }
 
 #[cfg(test)]

@@ -59,11 +59,7 @@ impl FromRequestParts<ApiState> for Access {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| ApiError::unauthorized("missing `Authorization: Bearer <token>`"))?;
         let token = bearer(header.to_str().unwrap_or_default())
             .ok_or_else(|| ApiError::unauthorized("malformed Authorization header: expected `Bearer <token>`"))?;
-        // One snapshot per request; the borrow ends here, before any `.await`.
-        let config = state.config.borrow().clone();
-        let caller =
-            identify(&config, state.admin_token_sha256.as_deref(), token).ok_or_else(|| ApiError::unauthorized("unknown token"))?;
-        Ok(Access { config, caller })
+        Access::of_digest(state, &crate::token::sha256_hex(token)).ok_or_else(|| ApiError::unauthorized("unknown token"))
     }
 }
 
@@ -74,17 +70,16 @@ pub(super) fn bearer(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(char::is_whitespace)).then_some(token)
 }
 
-/// Who `token` belongs to. The token is hashed once and compared with every candidate hash in
-/// constant time; no comparison stops early on the first differing byte.
-fn identify(config: &Config, admin_sha256: Option<&str>, token: &str) -> Option<Caller> {
-    let digest = crate::token::sha256_hex(token);
-    if admin_sha256.is_some_and(|expected| crate::token::digest_matches(&digest, expected)) {
+/// Who the token with SHA-256 `digest` belongs to. The digest is compared with every candidate
+/// hash in constant time; no comparison stops early on the first differing byte.
+fn identify(config: &Config, admin_sha256: Option<&str>, digest: &str) -> Option<Caller> {
+    if admin_sha256.is_some_and(|expected| crate::token::digest_matches(digest, expected)) {
         return Some(Caller::Operator);
     }
     let mut found = None;
     for user in config.users.values() {
         if let Some(expected) = &user.token_sha256
-            && crate::token::digest_matches(&digest, expected)
+            && crate::token::digest_matches(digest, expected)
             && found.is_none()
         {
             found = Some(Caller::User(user.email.clone()));
@@ -100,6 +95,17 @@ impl Access {
             Caller::Operator => "operator",
             Caller::User(email) => email,
         }
+    }
+
+    /// The caller whose token has SHA-256 `digest`, reading the configuration applied now; `None`
+    /// for a token the configuration (or the operator token) does not hold. The dashboard's
+    /// sessions keep the digest and ask again on every request, so a token removed from the
+    /// configuration ends its sessions.
+    pub fn of_digest(state: &ApiState, digest: &str) -> Option<Access> {
+        // One snapshot per request; the borrow ends here, before any `.await`.
+        let config = state.config.borrow().clone();
+        let caller = identify(&config, state.admin_token_sha256.as_deref(), digest)?;
+        Some(Access { config, caller })
     }
 
     pub fn is_operator(&self) -> bool {

@@ -33,8 +33,10 @@ use crate::metrics::{self, Metrics};
 use crate::protocol::MAX_BODY_BYTES;
 use crate::store::{Store, StoreError};
 
-pub use auth::Role;
+pub use auth::{Access, Role};
 pub use objects::ObjectsDoc;
+pub use projects::{Firing, ProjectSummary, Revision, Revisions, revisions, summaries};
+pub use servers::{Cell, CellState, cells};
 
 /// What the API reads. Cheap to clone (handles only).
 #[derive(Clone)]
@@ -57,6 +59,13 @@ pub struct ApiState {
 /// Two writes: agents' ingest, authenticated by the project's ingest key, and acknowledgements,
 /// by a user token (or the operator's).
 pub fn router(state: ApiState) -> Router {
+    routes(state).fallback(not_found).method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Every route, without the answers for unknown paths and methods: for a router (the
+/// dashboard's) that serves more paths and answers those itself, with [`not_found`] and
+/// [`method_not_allowed`] for the API's own.
+pub fn routes(state: ApiState) -> Router {
     Router::new()
         .route("/ingest/v1/report", post(ingest::report).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/healthz", get(healthz))
@@ -78,8 +87,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/projects/{project}/monitors/{name}/log", get(monitors::log))
         .route("/api/v1/projects/{project}/availability", get(monitors::availability))
         .route("/api/v1/projects/{project}/reports/{period}", get(reports::get))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -100,11 +107,11 @@ async fn metrics_text(axum::extract::State(state): axum::extract::State<ApiState
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], state.metrics.render()).into_response()
 }
 
-async fn not_found() -> ApiError {
+pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-async fn method_not_allowed() -> ApiError {
+pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method not allowed: the status API is read-only (GET), apart from acknowledging an alert (POST …/alerts/{id}/acks)",
@@ -168,12 +175,12 @@ impl IntoResponse for ApiError {
 const ALL: u32 = 0;
 
 /// Times in answers: epoch milliseconds, and RFC 3339 in the project's timezone.
-fn project_tz(name: &str) -> jiff::tz::TimeZone {
+pub fn project_tz(name: &str) -> jiff::tz::TimeZone {
     // compile validated the name; UTC only if the bundled database somehow lacks it.
     jiff::tz::TimeZone::get(name).unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
-fn zoned(ms: i64, tz: &jiff::tz::TimeZone) -> Option<jiff::Zoned> {
+pub fn zoned(ms: i64, tz: &jiff::tz::TimeZone) -> Option<jiff::Zoned> {
     jiff::Timestamp::from_millisecond(ms).ok().map(|t| t.to_zoned(tz.clone()))
 }
 

@@ -69,17 +69,41 @@ struct Status {
 }
 
 #[derive(Serialize)]
-struct Revision {
-    revision: String,
-    at_ms: i64,
-    at: Option<String>,
+pub struct Revision {
+    pub revision: String,
+    pub at_ms: i64,
+    pub at: Option<String>,
     /// How many diagnostics it had, and of them errors and warnings (for every caller).
-    diagnostic_count: usize,
-    errors: usize,
-    warnings: usize,
+    pub diagnostic_count: usize,
+    pub errors: usize,
+    pub warnings: usize,
     /// The operator only: diagnostics name files and objects of every project.
     #[serde(skip_serializing_if = "Option::is_none")]
-    diagnostics: Option<Vec<serde_json::Value>>,
+    pub diagnostics: Option<Vec<serde_json::Value>>,
+}
+
+/// The applied revision and the last rejected one, as `access` may see them.
+pub struct Revisions {
+    pub applied: Option<Revision>,
+    pub rejected: Option<Revision>,
+    /// The newest revision seen was rejected (the applied one runs on).
+    pub rejected_last: bool,
+}
+
+/// The revisions for `/api/v1/status` and the dashboard's start page.
+pub async fn revisions(store: &Store, access: &Access) -> Result<Revisions, ApiError> {
+    let (applied, rejected) = store.latest_revisions().await?;
+    let rejected_last = match (&applied, &rejected) {
+        (Some(a), Some(r)) => r.at_ms >= a.at_ms,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    let operator = access.is_operator();
+    Ok(Revisions {
+        applied: applied.map(|r| Revision::new(r, operator)),
+        rejected: rejected.map(|r| Revision::new(r, operator)),
+        rejected_last,
+    })
 }
 
 impl Revision {
@@ -109,12 +133,7 @@ impl Revision {
 
 pub async fn status(State(state): State<ApiState>, access: Access, params: Params) -> Result<Json<serde_json::Value>, ApiError> {
     params.allow(&[])?;
-    let (applied, rejected) = state.store.latest_revisions().await?;
-    let reconcile = match (&applied, &rejected) {
-        (Some(a), Some(r)) if r.at_ms >= a.at_ms => "rejected",
-        (None, Some(_)) => "rejected",
-        _ => "ok",
-    };
+    let revisions = revisions(&state.store, &access).await?;
     let mut counts = Counts::default();
     let names: Vec<&str> = access.projects().map(|(p, _)| p.name.as_str()).collect();
     for (p, _) in access.projects() {
@@ -125,14 +144,13 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
             counts.alerts_firing.add(alert.severity);
         }
     }
-    let operator = access.is_operator();
     let body = Status {
         version: env!("CARGO_PKG_VERSION"),
         started_at_ms: state.started_at_ms,
         backend: state.store.backend(),
-        reconcile,
-        applied: applied.map(|r| Revision::new(r, operator)),
-        rejected: rejected.map(|r| Revision::new(r, operator)),
+        reconcile: if revisions.rejected_last { "rejected" } else { "ok" },
+        applied: revisions.applied,
+        rejected: revisions.rejected,
         counts,
     };
     Ok(Json(serde_json::to_value(body).unwrap_or_default()))
@@ -142,17 +160,17 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
 // GET /api/v1/projects, /api/v1/projects/{p}
 
 #[derive(Serialize)]
-struct ProjectSummary<'a> {
-    name: &'a str,
-    group: Option<&'a str>,
-    description: Option<&'a str>,
-    timezone: &'a str,
+pub struct ProjectSummary<'a> {
+    pub name: &'a str,
+    pub group: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub timezone: &'a str,
     /// The caller's role on it.
-    role: Role,
-    servers: usize,
-    port_monitors: usize,
-    down_checks: usize,
-    alerts_firing: Firing,
+    pub role: Role,
+    pub servers: usize,
+    pub port_monitors: usize,
+    pub down_checks: usize,
+    pub alerts_firing: Firing,
 }
 
 impl<'a> ProjectSummary<'a> {
@@ -171,14 +189,18 @@ impl<'a> ProjectSummary<'a> {
     }
 }
 
-pub async fn list(State(state): State<ApiState>, access: Access, params: Params) -> Result<Json<serde_json::Value>, ApiError> {
-    params.allow(&[])?;
+/// Every project in scope, by name, with its firing alerts.
+pub async fn summaries<'a>(store: &Store, access: &'a Access) -> Result<Vec<ProjectSummary<'a>>, ApiError> {
     let mut firing: HashMap<String, Firing> = HashMap::new();
-    for alert in firing_alerts(&state.store, None).await? {
+    for alert in firing_alerts(store, None).await? {
         firing.entry(alert.key.project).or_default().add(alert.severity);
     }
-    let projects: Vec<ProjectSummary> =
-        access.projects().map(|(p, role)| ProjectSummary::new(p, role, firing.get(&p.name).copied().unwrap_or_default())).collect();
+    Ok(access.projects().map(|(p, role)| ProjectSummary::new(p, role, firing.get(&p.name).copied().unwrap_or_default())).collect())
+}
+
+pub async fn list(State(state): State<ApiState>, access: Access, params: Params) -> Result<Json<serde_json::Value>, ApiError> {
+    params.allow(&[])?;
+    let projects = summaries(&state.store, &access).await?;
     Ok(Json(serde_json::json!({ "projects": projects })))
 }
 

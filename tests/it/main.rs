@@ -7,6 +7,7 @@ mod api;
 mod ci_templates;
 mod common;
 mod config_cli;
+mod dashboard;
 mod engine;
 mod layout;
 mod lint_rules;

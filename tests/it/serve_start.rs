@@ -216,4 +216,5 @@ fn serve_logs_the_url_to_open_at_start_up() {
     let url = format!("http://127.0.0.1:{}/api/v1/status", serve.port);
     let line = serve.log().lines().find(|l| l.contains("serve started")).unwrap().to_string();
     assert!(line.contains(&format!("status API at {url}")), "{line}");
+    assert!(line.contains(&format!("dashboard at http://127.0.0.1:{}/,", serve.port)), "{line}");
 }

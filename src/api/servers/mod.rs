@@ -15,9 +15,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use std::collections::HashMap;
+
 use super::projects::Firing;
-use super::{ApiError, rfc3339};
+use super::{ApiError, ApiState, rfc3339};
 use crate::catalog::{self, Per};
+use crate::clock::now_ms;
 use crate::collect::live::ServerLive;
 use crate::config::model::{PolicyRef, Project, Server};
 use crate::config::raw::Os;
@@ -135,6 +138,9 @@ struct Columns {
     disk_iops: AllMax,
     /// Read + write, bytes per second: `all` the sum over devices, `max` the busiest.
     disk_bps: AllMax,
+    /// Received and sent, bits per second, summed over interfaces.
+    rx: Option<f64>,
+    tx: Option<f64>,
 }
 
 impl Columns {
@@ -146,6 +152,7 @@ impl Columns {
         let (mut used, mut free, mut usage) = (0.0, 0.0, Over::default());
         let (mut io, mut iops) = (Over::default(), Over::default());
         let (mut network, mut disk_bps) = (PairSums::default(), PairSums::default());
+        let (mut rx, mut tx) = (Over::default(), Over::default());
         for m in &report.metrics {
             match (m.name, m.subject.as_deref()) {
                 ("cpu.usage", None) => cpu = Some(m.value),
@@ -156,7 +163,14 @@ impl Columns {
                 ("disk.io", Some(_)) => io.add(m.value),
                 ("disk.iops", Some(_)) => iops.add(m.value),
                 ("disk.read_bps" | "disk.write_bps", Some(s)) => disk_bps.add(s, m.value),
-                ("network.in_bps" | "network.out_bps", Some(s)) => network.add(s, m.value),
+                ("network.in_bps", Some(s)) => {
+                    network.add(s, m.value);
+                    rx.add(m.value);
+                }
+                ("network.out_bps", Some(s)) => {
+                    network.add(s, m.value);
+                    tx.add(m.value);
+                }
                 _ => {}
             }
         }
@@ -170,6 +184,8 @@ impl Columns {
             disk_io: io.mean(),
             disk_iops: iops.total(),
             disk_bps: disk_bps.over().total(),
+            rx: rx.total().all,
+            tx: tx.total().all,
         }
     }
 }
@@ -248,6 +264,72 @@ impl<'a> ServerView<'a> {
             reporting: live.is_some_and(|l| now_ms - l.received_ms <= REPORTING_WINDOW_MS),
         }
     }
+}
+
+/// How a server looks in the dashboard's compound eye: its alert state, and `nodata` for a
+/// server that is not paused, has nothing firing and sends no reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellState {
+    Ok,
+    Warning,
+    Fatal,
+    Paused,
+    NoData,
+}
+
+words!(CellState { Ok => "ok", Warning => "warning", Fatal => "fatal", Paused => "paused", NoData => "nodata" });
+
+/// One server's cell: its state and five gauges — CPU %, memory %, the fullest disk %, and
+/// network received and sent (bits per second over every interface).
+#[derive(Debug, Clone, Copy)]
+pub struct Cell<'a> {
+    pub server: &'a Server,
+    pub state: CellState,
+    pub cpu: Option<f64>,
+    pub memory: Option<f64>,
+    pub disk: Option<f64>,
+    pub rx: Option<f64>,
+    pub tx: Option<f64>,
+}
+
+/// The cells of every server of `projects`, project by project, each in name order. The same
+/// state and columns as the server list; one read of the firing alerts for all of them.
+pub async fn cells<'a>(state: &ApiState, projects: &[&'a Project]) -> Result<Vec<Cell<'a>>, ApiError> {
+    let mut firing: HashMap<(String, String), Firing> = HashMap::new();
+    for alert in super::projects::firing_alerts(&state.store, None).await? {
+        if !alert.key.server.is_empty() {
+            firing.entry((alert.key.project, alert.key.server)).or_default().add(alert.severity);
+        }
+    }
+    let now = now_ms();
+    let mut cells = Vec::with_capacity(projects.iter().map(|p| p.servers.len()).sum());
+    for p in projects {
+        let live = state.live.project(&p.name);
+        let key = &mut (p.name.clone(), String::new());
+        for s in p.servers.values() {
+            key.1.clone_from(&s.name);
+            let report = live.get(&s.name);
+            let columns = report.map(|l| Columns::of(&l.report));
+            let reporting = report.is_some_and(|l| now - l.received_ms <= REPORTING_WINDOW_MS);
+            let state = match ServerState::of(s, firing.get(key).copied().unwrap_or_default()) {
+                ServerState::Ok if !reporting => CellState::NoData,
+                ServerState::Ok => CellState::Ok,
+                ServerState::Warning => CellState::Warning,
+                ServerState::Fatal => CellState::Fatal,
+                ServerState::Paused => CellState::Paused,
+            };
+            cells.push(Cell {
+                server: s,
+                state,
+                cpu: columns.and_then(|c| c.cpu),
+                memory: columns.and_then(|c| c.memory),
+                disk: columns.and_then(|c| c.disk.max),
+                rx: columns.and_then(|c| c.rx),
+                tx: columns.and_then(|c| c.tx),
+            });
+        }
+    }
+    Ok(cells)
 }
 
 /// A server of a project in scope; 404 for a name the project does not have.

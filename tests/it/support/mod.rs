@@ -5,6 +5,8 @@
 // Not every test module uses every helper.
 #![allow(dead_code)]
 
+pub mod agent;
+pub mod browser;
 pub mod collector;
 pub mod exporter;
 pub mod http;

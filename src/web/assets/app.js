@@ -1,0 +1,88 @@
+// watchkeeper dashboard: refreshes the compound eye every 5 s and shows a cell's numbers on
+// hover and keyboard focus. Everything else is plain HTML from serve.
+"use strict";
+(function () {
+  const eye = document.getElementById("eye");
+  if (!eye) return;
+  const tip = document.getElementById("tip");
+  const tmax = document.getElementById("tmax");
+  const STATES = { o: "ok", w: "warning", f: "fatal", p: "paused", n: "nodata" };
+  const KEY = "watchkeeper.trafficMax";
+  let cells = Array.from(eye.querySelectorAll("a.c"));
+
+  function level(v, full) {
+    if (v === "" || !(+v > 0)) return 0;
+    return Math.max(1, Math.min(10, Math.ceil((+v / full) * 10)));
+  }
+  function paint(a) {
+    const v = a.dataset.v.split(",");
+    const full = +tmax.value / 1000; // rx/tx arrive in kbit/s
+    const fulls = [100, 100, 100, full, full];
+    const gauges = a.children;
+    for (let i = 0; i < 5; i++) {
+      const cls = "l" + level(v[i], fulls[i]);
+      if (gauges[i].className !== cls) gauges[i].className = cls;
+    }
+  }
+  function rate(kbps) {
+    if (kbps === "") return "–";
+    const b = +kbps * 1000;
+    if (b >= 1e9) return (b / 1e9).toFixed(1) + " Gb/s";
+    if (b >= 1e6) return (b / 1e6).toFixed(1) + " Mb/s";
+    if (b >= 1e3) return (b / 1e3).toFixed(1) + " kb/s";
+    return b + " b/s";
+  }
+  function pct(x) {
+    return x === "" ? "–" : x + " %";
+  }
+  function show(a) {
+    const v = a.dataset.v.split(",");
+    tip.textContent =
+      a.dataset.server + " — " + a.dataset.state +
+      "\nCPU " + pct(v[0]) + " · memory " + pct(v[1]) + " · disk " + pct(v[2]) +
+      "\nin " + rate(v[3]) + " · out " + rate(v[4]);
+    const r = a.getBoundingClientRect();
+    tip.hidden = false;
+    tip.style.left = Math.min(window.scrollX + r.left, window.scrollX + document.documentElement.clientWidth - tip.offsetWidth - 8) + "px";
+    tip.style.top = window.scrollY + r.bottom + 6 + "px";
+  }
+  function hide() {
+    tip.hidden = true;
+  }
+
+  const saved = window.localStorage.getItem(KEY);
+  if (saved && Array.from(tmax.options).some((o) => o.value === saved)) tmax.value = saved;
+  cells.forEach(paint);
+  tmax.addEventListener("change", function () {
+    window.localStorage.setItem(KEY, tmax.value);
+    cells.forEach(paint);
+  });
+  eye.addEventListener("mouseover", (e) => { const a = e.target.closest("a.c"); if (a) show(a); });
+  eye.addEventListener("mouseout", (e) => { if (e.target.closest("a.c")) hide(); });
+  eye.addEventListener("focusin", (e) => { const a = e.target.closest("a.c"); if (a) show(a); });
+  eye.addEventListener("focusout", hide);
+
+  async function refresh() {
+    let answer;
+    try {
+      const r = await fetch(eye.dataset.src, { credentials: "same-origin", cache: "no-store" });
+      if (r.status === 401 || r.status === 404) { window.location.assign("/"); return; }
+      if (!r.ok) return;
+      answer = await r.json();
+    } catch (e) {
+      return; // serve restarting; try again in 5 s
+    }
+    if (answer.v !== eye.dataset.v) { window.location.reload(); return; }
+    const list = answer.cells === "" ? [] : answer.cells.split(";");
+    for (let i = 0; i < list.length && i < cells.length; i++) {
+      const a = cells[i], item = list[i];
+      const state = STATES[item[0]], v = item.slice(1);
+      if (a.dataset.state !== state) a.dataset.state = state;
+      if (a.dataset.v !== v) { a.dataset.v = v; paint(a); }
+    }
+    document.querySelectorAll(".legend .key").forEach(function (k) {
+      k.querySelector("strong").textContent = cells.filter((a) => a.dataset.state === k.dataset.state).length;
+    });
+  }
+  window.setInterval(refresh, 5000);
+})();

@@ -1,0 +1,154 @@
+//! The one page layout, its navigation, and the pages every part of the dashboard shares
+//! (sign-in, not found).
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use maud::{DOCTYPE, Markup, html};
+
+use super::{Signed, page};
+use crate::config::model::Project;
+
+/// The top navigation, for every signed-in page: (path, label).
+const NAV: &[(&str, &str)] = &[("/", "Projects"), ("/eye", "All servers")];
+
+/// A project's own pages, under `/p/{project}`: (path suffix, label).
+const PROJECT_NAV: &[(&str, &str)] = &[("", "Compound eye")];
+
+/// Where a page sits, to mark its navigation entries.
+pub enum Place<'a> {
+    /// A top entry, by path.
+    Top(&'static str),
+    /// A project's page, by path suffix.
+    Project(&'a Project, &'static str),
+}
+
+/// A full page: the header with navigation and sign-out (for a signed-in caller), then `body`.
+pub fn layout(title: &str, signed: Option<&Signed>, place: Option<&Place>, body: Markup) -> Markup {
+    let top = match place {
+        Some(Place::Top(path)) => Some(*path),
+        _ => None,
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · watchkeeper" }
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { "watchkeeper" }
+                    @if let Some(signed) = signed {
+                        nav aria-label="Main" {
+                            @for (path, label) in NAV {
+                                a href=(path) aria-current=[(top == Some(*path)).then_some("page")] { (label) }
+                            }
+                        }
+                        form.signout method="post" action="/signout" {
+                            span.who { (if signed.access.is_operator() { "operator" } else { "signed in" }) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                @if let Some(Place::Project(p, current)) = place {
+                    nav.project aria-label="Project" {
+                        strong { (p.name) }
+                        @for (suffix, label) in PROJECT_NAV {
+                            a href={ "/p/" (p.name) (suffix) } aria-current=[(current == suffix).then_some("page")] { (label) }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// The sign-in page, with `error` above the form.
+pub fn sign_in(status: StatusCode, error: Option<&str>) -> Response {
+    let body = html! {
+        section.signin {
+            h1 { "Sign in" }
+            p { "Paste an API token: your user token, or the operator token serve was started with." }
+            @if let Some(error) = error {
+                p.error role="alert" { (error) }
+            }
+            form method="post" action="/signin" {
+                label for="token" { "API token" }
+                input #token type="password" name="token" autocomplete="off" required autofocus;
+                button type="submit" { "Sign in" }
+            }
+        }
+    };
+    page(status, layout("Sign in", None, None, body))
+}
+
+/// The 404 page: for a path that does not exist, and alike for a project or server outside the
+/// caller's scope, so names of other teams' projects cannot be probed.
+pub fn not_found(signed: Option<&Signed>) -> Response {
+    let body = html! {
+        section.notfound {
+            h1 { "Not found" }
+            p { "There is no such page, or it is not yours to see." }
+            p { a href="/" { "Back to the projects" } }
+        }
+    };
+    page(StatusCode::NOT_FOUND, layout("Not found", signed, None, body))
+}
+
+/// A number with at most one decimal, or `–` when there is none.
+pub fn num(value: Option<f64>, unit: &str) -> String {
+    match value {
+        Some(v) if v.abs() >= 100.0 || v.fract() == 0.0 => format!("{v:.0}{unit}"),
+        Some(v) => format!("{v:.1}{unit}"),
+        None => "–".to_string(),
+    }
+}
+
+/// Bits per second in k/M/G.
+pub fn bps(value: Option<f64>) -> String {
+    match value {
+        None => "–".to_string(),
+        Some(v) if v >= 1e9 => format!("{:.1} Gb/s", v / 1e9),
+        Some(v) if v >= 1e6 => format!("{:.1} Mb/s", v / 1e6),
+        Some(v) if v >= 1e3 => format!("{:.1} kb/s", v / 1e3),
+        Some(v) => format!("{v:.0} b/s"),
+    }
+}
+
+/// Bytes in KiB/MiB/GiB/TiB.
+pub fn bytes(value: Option<u64>) -> String {
+    let Some(v) = value else { return "–".to_string() };
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = v as f64;
+    let mut unit = 0;
+    while x >= 1024.0 && unit < units.len() - 1 {
+        x /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{v} B") } else { format!("{x:.1} {}", units[unit]) }
+}
+
+/// Epoch ms as `2026-03-05 14:00:00 KST` in `tz`.
+pub fn time(ms: i64, tz: &jiff::tz::TimeZone) -> String {
+    crate::api::zoned(ms, tz).map(|z| z.strftime("%Y-%m-%d %H:%M:%S %Z").to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_people_write_them() {
+        assert_eq!(num(Some(12.345), " %"), "12.3 %");
+        assert_eq!(num(Some(100.0), "%"), "100%");
+        assert_eq!(num(None, "%"), "–");
+        assert_eq!(bps(Some(1_500_000.0)), "1.5 Mb/s");
+        assert_eq!(bps(Some(999.0)), "999 b/s");
+        assert_eq!(bytes(Some(8 * 1024 * 1024 * 1024)), "8.0 GiB");
+        assert_eq!(bytes(Some(12)), "12 B");
+    }
+}

@@ -1,0 +1,215 @@
+//! The web dashboard `serve` shows on its own listener, next to the status API: sign-in with an
+//! API token, the projects, the compound eye and the server pages. Read-only, with the API's
+//! token scopes: every page reads through the same functions of [`crate::api`] the JSON
+//! endpoints use.
+//!
+//! HTML is rendered here (maud), charts are SVG drawn here ([`svg`]); the one script
+//! (`assets/app.js`) only refreshes the compound eye and shows the numbers on hover. Every
+//! answer carries a Content-Security-Policy that allows no inline script.
+
+mod eye;
+mod html;
+mod pages;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+use serde::Deserialize;
+
+use crate::api::{self, Access, ApiState};
+use crate::clock::now_ms;
+pub use session::{Sessions, SignInLimit};
+
+/// The cookie holding the session id.
+const COOKIE: &str = "wk_session";
+
+/// What the dashboard reads: the API's state, and its sessions.
+#[derive(Clone)]
+pub struct WebState {
+    pub api: ApiState,
+    pub sessions: Arc<Sessions>,
+    pub sign_in_limit: Arc<SignInLimit>,
+    /// Send the cookie with `Secure` (the dashboard is reached over https).
+    pub secure_cookie: bool,
+}
+
+impl WebState {
+    pub fn new(api: ApiState, session_ttl: Duration, secure_cookie: bool) -> WebState {
+        WebState { api, sessions: Arc::new(Sessions::new(session_ttl)), sign_in_limit: Arc::default(), secure_cookie }
+    }
+}
+
+/// The status API's routes and the dashboard's pages on one listener. Unknown paths under
+/// `/api/` and `/ingest/` answer the API's JSON 404; others the dashboard's 404 page.
+pub fn router(state: WebState) -> Router {
+    let pages = Router::new()
+        .route("/", get(pages::start))
+        .route("/signin", post(sign_in))
+        .route("/signout", post(sign_out))
+        .route("/eye", get(eye::all))
+        .route("/eye/cells", get(eye::all_cells))
+        .route("/p/{project}", get(eye::project))
+        .route("/p/{project}/cells", get(eye::project_cells))
+        .route("/p/{project}/s/{server}", get(pages::server))
+        .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
+        .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))))
+        .fallback(fallback)
+        .with_state(state.clone());
+    api::routes(state.api).merge(pages).method_not_allowed_fallback(method_not_allowed).layer(middleware::map_response(security_headers))
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=300")], body).into_response()
+}
+
+fn is_api(uri: &Uri) -> bool {
+    uri.path().starts_with("/api/") || uri.path().starts_with("/ingest/")
+}
+
+async fn fallback(uri: Uri, viewer: Viewer) -> Response {
+    if is_api(&uri) { api::not_found().await.into_response() } else { html::not_found(viewer.0.as_ref()) }
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    if is_api(&uri) { api::method_not_allowed().await.into_response() } else { StatusCode::METHOD_NOT_ALLOWED.into_response() }
+}
+
+/// On every answer: no inline script, no framing, no sniffing, no referrer; pages not cached.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The session id in the request's cookies.
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .filter(|id| !id.is_empty())
+}
+
+/// A signed-in request: who it is, as the API sees their token now.
+pub struct Signed {
+    pub access: Access,
+}
+
+/// The signed-in caller, if any. A session whose token the configuration no longer holds ends
+/// here.
+pub struct Viewer(pub Option<Signed>);
+
+impl FromRequestParts<WebState> for Viewer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Viewer, Self::Rejection> {
+        let Some(id) = session_id(&parts.headers) else { return Ok(Viewer(None)) };
+        let Some(digest) = state.sessions.get(id, now_ms()) else { return Ok(Viewer(None)) };
+        match Access::of_digest(&state.api, &digest) {
+            Some(access) => Ok(Viewer(Some(Signed { access }))),
+            None => {
+                state.sessions.end(id);
+                Ok(Viewer(None))
+            }
+        }
+    }
+}
+
+/// A page that needs a session: without one, the browser is sent to the sign-in page.
+impl FromRequestParts<WebState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Signed, Response> {
+        let Ok(Viewer(signed)) = Viewer::from_request_parts(parts, state).await;
+        signed.ok_or_else(|| Redirect::to("/").into_response())
+    }
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    token: String,
+}
+
+/// `POST /signin`: a valid token starts a session; the token itself is not kept, logged or
+/// echoed.
+async fn sign_in(State(state): State<WebState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(form): Form<SignInForm>) -> Response {
+    let now = now_ms();
+    if let Err(wait) = state.sign_in_limit.attempt(peer.ip(), now) {
+        let mut page = html::sign_in(StatusCode::TOO_MANY_REQUESTS, Some(&format!("Too many sign-in attempts; try again in {wait} s.")));
+        page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return page;
+    }
+    let digest = crate::token::sha256_hex(form.token.trim());
+    if Access::of_digest(&state.api, &digest).is_none() {
+        return html::sign_in(StatusCode::UNAUTHORIZED, Some("Unknown token."));
+    }
+    let id = match state.sessions.start(digest, now) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "no randomness for a session id");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness for a session id").into_response();
+        }
+    };
+    let secure = if state.secure_cookie { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}", state.sessions.ttl_secs());
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// `POST /signout`: the session ends on the server; the cookie is cleared.
+async fn sign_out(State(state): State<WebState>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_id(&headers) {
+        state.sessions.end(id);
+    }
+    let secure = if state.secure_cookie { "; Secure" } else { "" };
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}")) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// A rendered page.
+fn page(status: StatusCode, markup: maud::Markup) -> Response {
+    (status, Html(markup.into_string())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1; wk_session=abc; b=2"));
+        assert_eq!(session_id(&headers), Some("abc"));
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("wk_sessionx=abc; wk_session="));
+        assert_eq!(session_id(&headers), None);
+    }
+}
