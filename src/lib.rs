@@ -81,7 +81,7 @@
 //! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `probe`, `protocol`, `store` |
 //! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
 //! | `plan` | `alert`, `api`, `config` |
-//! | `web` | `api`, `clock`, `config`, `token` |
+//! | `web` | `api`, `clock`, `config`, `store`, `token` |
 //! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |
 //! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `probe`, `reconcile`, `store`, `web` |
 //! | `agent` | `catalog`, `clock`, `errors`, `probe`, `protocol` |

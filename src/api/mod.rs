@@ -36,7 +36,7 @@ use crate::store::{Store, StoreError};
 pub use auth::{Access, Role};
 pub use objects::ObjectsDoc;
 pub use projects::{Firing, ProjectSummary, Revision, Revisions, revisions, summaries};
-pub use servers::{Cell, CellState, cells};
+pub use servers::{Cell, CellState, ProcessItems, Processes, RECENT_ALERTS, cells, server_alerts};
 
 /// What the API reads. Cheap to clone (handles only).
 #[derive(Clone)]

@@ -10,7 +10,9 @@
 mod eye;
 mod html;
 mod pages;
+mod server;
 mod session;
+mod svg;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,7 +60,8 @@ pub fn router(state: WebState) -> Router {
         .route("/eye/cells", get(eye::all_cells))
         .route("/p/{project}", get(eye::project))
         .route("/p/{project}/cells", get(eye::project_cells))
-        .route("/p/{project}/s/{server}", get(pages::server))
+        .route("/p/{project}/s/{server}", get(server::page_of))
+        .route("/p/{project}/s/{server}/charts", get(server::charts_of))
         .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
         .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))))
         .fallback(fallback)

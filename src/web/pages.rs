@@ -1,17 +1,15 @@
-//! The start page (sign-in, or the projects in scope) and the server page.
+//! The start page: sign-in, or the projects in scope.
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use maud::{Markup, html};
 
 use super::html::{self, Place, layout};
 use super::{Signed, Viewer, WebState, page};
 use crate::api::{self, ApiError, ProjectSummary, Revision};
-use crate::config::model::PolicyRef;
-use crate::config::raw::Os;
 
 /// An error reading the store, as a page.
 pub fn failed(e: ApiError, signed: &Signed) -> Response {
@@ -100,45 +98,4 @@ fn rejected_banner(r: &Revision) -> Markup {
             }
         }
     }
-}
-
-/// `GET /p/{project}/s/{server}`: one server.
-pub async fn server(State(state): State<WebState>, signed: Signed, Path((project, server)): Path<(String, String)>) -> Response {
-    let Ok((p, _role)) = signed.access.project(&project) else { return html::not_found(Some(&signed)) };
-    let Some(s) = p.servers.get(&server) else { return html::not_found(Some(&signed)) };
-    let cells = match api::cells(&state.api, &[p]).await {
-        Ok(cells) => cells,
-        Err(e) => return failed(e, &signed),
-    };
-    let Some(cell) = cells.iter().find(|c| c.server.name == s.name) else { return html::not_found(Some(&signed)) };
-    let live = state.api.live.get(&p.name, &s.name);
-    let facts = live.as_ref().map(|l| &l.report.facts);
-    let tz = api::project_tz(&p.timezone);
-    let body = html! {
-        h1 { (s.name) " " span.state data-state=(cell.state.as_str()) { (cell.state.as_str()) } }
-        section.info {
-            dl {
-                dt { "Host" } dd { (s.host) }
-                dt { "OS" } dd { (facts.map_or(match s.os { Os::Linux => "Linux", Os::Windows => "Windows" }, |f| f.os.as_str())) }
-                @if let Some(f) = facts {
-                    dt { "Kernel" } dd { (f.kernel) }
-                    dt { "CPU" } dd { (f.cpu_vendor) " " (f.cpu_model) " × " (f.cpu_count) }
-                    dt { "RAM" } dd { (html::bytes(Some(f.ram_total_bytes))) }
-                    dt { "IPs" } dd { @for ip in &f.ips { (ip) " " } }
-                    dt { "Uptime" } dd { (f.uptime_secs / 86_400) " days" }
-                }
-                dt { "Tags" } dd { (s.tags.join(", ")) }
-                dt { "Policy" } dd { (s.policy.as_ref().map_or("–", |p| match p { PolicyRef::Project(n) | PolicyRef::Shared(n) => n.as_str() })) }
-                dt { "Last report" } dd { (live.as_ref().map_or("never".to_string(), |l| html::time(l.received_ms, &tz))) }
-            }
-            dl.now {
-                dt { "CPU" } dd { (html::num(cell.cpu, " %")) }
-                dt { "Memory" } dd { (html::num(cell.memory, " %")) }
-                dt { "Disk (fullest)" } dd { (html::num(cell.disk, " %")) }
-                dt { "Network in" } dd { (html::bps(cell.rx)) }
-                dt { "Network out" } dd { (html::bps(cell.tx)) }
-            }
-        }
-    };
-    page(StatusCode::OK, layout(&s.name, Some(&signed), Some(&Place::Project(p, "")), body)).into_response()
 }

@@ -143,6 +143,37 @@ async fn a_user_sees_only_their_projects_and_the_eye_follows_a_port_without_relo
     // Clicking a cell opens the server page.
     browser.client.find(Locator::Css("#eye a.c[data-server=web-01]")).await.unwrap().click().await.unwrap();
     browser.wait_for("the server page", Duration::from_secs(20), "return location.pathname === '/p/shop/s/web-01';").await;
+    // Its charts have points from the agent, and the live view draws new ones without a reload.
+    let points = "(+document.querySelector('#charts svg[aria-label=\"CPU usage\"]').dataset.points)";
+    browser.wait_for("the CPU chart has points", Duration::from_secs(30), &format!("return {points} > 0;")).await;
+    let first: i64 = browser.client.execute(&format!("return {points};"), vec![]).await.unwrap().as_i64().unwrap();
+    browser.client.execute("window.__notReloaded = true; return true;", vec![]).await.unwrap();
+    browser
+        .wait_for(
+            "the live charts move on",
+            Duration::from_secs(30),
+            &format!("return {points} > {first} && window.__notReloaded === true;"),
+        )
+        .await;
+    let text = browser.client.find(Locator::Css("main")).await.unwrap().text().await.unwrap();
+    for expected in ["Memory usage", "Network (busiest interface)", "Disk IO busy", "Processes", "Recent alerts", "port:web"] {
+        assert!(text.contains(expected), "missing {expected}: {text}");
+    }
+    browser.screenshot("dashboard-server").await;
+    // The range selector: 30 minutes, one range back (no points yet), and back to now.
+    browser.client.find(Locator::LinkText("30m")).await.unwrap().click().await.unwrap();
+    browser.wait_for("the 30m view", Duration::from_secs(20), "return location.search === '?range=30m';").await;
+    browser.client.find(Locator::Css("a[title='one range back']")).await.unwrap().click().await.unwrap();
+    browser
+        .wait_for("an earlier range", Duration::from_secs(20), &format!("return location.search.includes('end=') && {points} === 0;"))
+        .await;
+    browser.client.find(Locator::LinkText("now")).await.unwrap().click().await.unwrap();
+    browser
+        .wait_for("the live view again", Duration::from_secs(20), &format!("return location.search === '?range=30m' && {points} > 0;"))
+        .await;
+    let (status, body) =
+        serve.request("GET", "/p/shop/s/web-01?range=2y", &[("Cookie", &format!("wk_session={}", session_cookie(&browser).await))], b"");
+    assert!(status == 400 && body.contains("invalid `range`"), "{status} {body}");
     drop(web);
 
     // The operator sees both projects in the all-servers eye.

@@ -18,7 +18,7 @@ use super::{Columns, Per, ServerView, desc, fits, per, server_of};
 use crate::clock::now_ms;
 use crate::config::raw::MetricsKind;
 use crate::protocol::{Facts, MAX_PROCESSES_PER_REPORT, ProcessInfo, Report};
-use crate::store::{AlertFilter, AlertStatus};
+use crate::store::{AlertFilter, AlertRow, AlertStatus};
 
 /// The newest value of every metric, grouped by what it is per; names as in the configuration.
 #[derive(Serialize, Default)]
@@ -51,33 +51,35 @@ impl<'a> Latest<'a> {
 
 /// Processes with the same name together (`?sort=count`).
 #[derive(Serialize)]
-struct ProcessGroup<'a> {
-    name: &'a str,
+pub struct ProcessGroup<'a> {
+    pub name: &'a str,
     /// Every process of the name on the machine (the report lists the busiest only).
-    count: u32,
+    pub count: u32,
     /// Sums over the listed processes of the name.
-    cpu: f64,
-    memory: f64,
-    rss_bytes: u64,
+    pub cpu: f64,
+    pub memory: f64,
+    pub rss_bytes: u64,
 }
 
 #[derive(Serialize)]
 #[serde(untagged)]
-enum ProcessItems<'a> {
+pub enum ProcessItems<'a> {
     Each(Vec<&'a ProcessInfo>),
     ByName(Vec<ProcessGroup<'a>>),
 }
 
 #[derive(Serialize)]
-struct Processes<'a> {
-    sort: &'static str,
+pub struct Processes<'a> {
+    pub sort: &'static str,
     /// Every process on the machine, listed or not.
-    total: u64,
-    items: ProcessItems<'a>,
+    pub total: u64,
+    pub items: ProcessItems<'a>,
 }
 
 impl<'a> Processes<'a> {
-    fn of(report: &'a Report, sort: &'static str, limit: usize) -> Self {
+    /// The report's processes sorted by `sort` (`cpu`, `memory`, `name`, or `count`: per name),
+    /// the first `limit`.
+    pub fn of(report: &'a Report, sort: &'static str, limit: usize) -> Self {
         let total = report.process_counts.values().map(|&n| u64::from(n)).sum();
         let items = if sort == "count" {
             let mut groups: Vec<ProcessGroup> = report
@@ -130,7 +132,21 @@ struct ServerDetail<'a> {
     recent_alerts: Vec<AlertView>,
 }
 
-const RECENT_ALERTS: u32 = 20;
+/// How many of a server's newest alerts its page shows.
+pub const RECENT_ALERTS: u32 = 20;
+
+/// A server's alerts, newest first: with `status` only, at most `limit` (0: all).
+pub async fn server_alerts(
+    state: &ApiState,
+    project: &str,
+    server: &str,
+    status: Option<AlertStatus>,
+    limit: u32,
+) -> Result<Vec<AlertRow>, ApiError> {
+    let filter =
+        AlertFilter { project: Some(project.to_string()), server: Some(server.to_string()), status, limit, ..AlertFilter::default() };
+    Ok(state.store.list_alerts(&filter).await?)
+}
 const DEFAULT_PROCESSES: i64 = 20;
 
 /// `?sort=cpu|memory|name|count&limit=` for the process list.
@@ -146,15 +162,8 @@ pub async fn detail(
     let sort = params.one_of("sort", &["cpu", "memory", "name", "count"])?.unwrap_or("cpu");
     let limit = params.int("limit", 1, MAX_PROCESSES_PER_REPORT as i64)?.unwrap_or(DEFAULT_PROCESSES) as usize;
     let tz = project_tz(&p.timezone);
-    let filter = |status, limit| AlertFilter {
-        project: Some(p.name.clone()),
-        server: Some(s.name.clone()),
-        status,
-        limit,
-        ..AlertFilter::default()
-    };
-    let firing_rows = state.store.list_alerts(&filter(Some(AlertStatus::Firing), ALL)).await?;
-    let recent_rows = state.store.list_alerts(&filter(None, RECENT_ALERTS)).await?;
+    let firing_rows = server_alerts(&state, &p.name, &s.name, Some(AlertStatus::Firing), ALL).await?;
+    let recent_rows = server_alerts(&state, &p.name, &s.name, None, RECENT_ALERTS).await?;
     let mut firing = Firing::default();
     for row in &firing_rows {
         firing.add(row.severity);

@@ -26,7 +26,7 @@ use crate::config::model::{PolicyRef, Project, Server};
 use crate::config::raw::Os;
 use crate::protocol::{MetricValue, Report};
 
-pub use detail::detail;
+pub use detail::{ProcessItems, Processes, RECENT_ALERTS, detail, server_alerts};
 pub use list::list;
 pub use series::metrics;
 

@@ -2,6 +2,21 @@
 // hover and keyboard focus. Everything else is plain HTML from serve.
 "use strict";
 (function () {
+  // A server page's live charts: redrawn by serve every 5 s.
+  const charts = document.getElementById("charts");
+  if (charts && charts.dataset.live) {
+    window.setInterval(async function () {
+      try {
+        const r = await fetch(charts.dataset.live, { credentials: "same-origin", cache: "no-store", redirect: "manual" });
+        if (r.type === "opaqueredirect" || r.status === 404) { window.location.assign("/"); return; }
+        if (r.ok) charts.innerHTML = await r.text();
+      } catch (e) {
+        // serve restarting; try again in 5 s
+      }
+    }, 5000);
+  }
+})();
+(function () {
   const eye = document.getElementById("eye");
   if (!eye) return;
   const tip = document.getElementById("tip");

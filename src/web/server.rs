@@ -1,0 +1,265 @@
+//! The server page: what the agent says about the machine, charts of CPU, memory, network and
+//! disk IO over a chosen range, its processes, its recent alerts and its policy.
+//!
+//! `?range=30m|1h|3h|12h|24h|7d|30d` (default 1h) and `?end=<epoch ms>` (absent: the live view,
+//! which redraws every 5 s from `…/charts`); `?sort=cpu|memory|name|count` for the processes.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use maud::{Markup, html};
+
+use super::html::{self, Place, layout};
+use super::pages::failed;
+use super::svg::{Chart, Line};
+use super::{Signed, WebState, page};
+use crate::api::{self, ApiError, ProcessItems, Processes};
+use crate::clock::now_ms;
+use crate::config::model::{PolicyRef, Project, Server};
+use crate::config::raw::Os;
+use crate::store::{AlertRow, Resolution};
+
+const MIN: i64 = 60_000;
+/// The ranges a page can show, shortest first.
+const RANGES: &[(&str, i64)] = &[
+    ("30m", 30 * MIN),
+    ("1h", 60 * MIN),
+    ("3h", 180 * MIN),
+    ("12h", 720 * MIN),
+    ("24h", 1440 * MIN),
+    ("7d", 7 * 1440 * MIN),
+    ("30d", 30 * 1440 * MIN),
+];
+const SORTS: &[&str] = &["cpu", "memory", "name", "count"];
+const PROCESSES: usize = 30;
+
+/// The page's query, checked.
+struct View {
+    range: (&'static str, i64),
+    /// `None`: live, ending now.
+    end: Option<i64>,
+    sort: &'static str,
+}
+
+fn bad(message: String, signed: &Signed) -> Response {
+    let body = html! { section { h1 { "Bad request" } p.error { (message) } } };
+    page(StatusCode::BAD_REQUEST, layout("Bad request", Some(signed), None, body))
+}
+
+impl View {
+    fn parse(query: &HashMap<String, String>) -> Result<View, String> {
+        for name in query.keys() {
+            if !["range", "end", "sort"].contains(&name.as_str()) {
+                return Err(format!("unknown query parameter `{name}` (expected range, end, sort)"));
+            }
+        }
+        let range = match query.get("range").map(String::as_str) {
+            None | Some("") => RANGES[1],
+            Some(r) => *RANGES.iter().find(|(word, _)| *word == r).ok_or_else(|| {
+                format!("invalid `range`: `{r}` is not one of {}", RANGES.iter().map(|(w, _)| *w).collect::<Vec<_>>().join(", "))
+            })?,
+        };
+        let end = match query.get("end").map(String::as_str) {
+            None | Some("") => None,
+            Some(e) => Some(e.parse::<i64>().map_err(|_| format!("invalid `end`: `{e}` is not a time in epoch milliseconds"))?),
+        };
+        let sort = match query.get("sort").map(String::as_str) {
+            None | Some("") => "cpu",
+            Some(s) => {
+                *SORTS.iter().find(|w| **w == s).ok_or_else(|| format!("invalid `sort`: `{s}` is not one of {}", SORTS.join(", ")))?
+            }
+        };
+        Ok(View { range, end, sort })
+    }
+
+    fn href(&self, range: &str, end: Option<i64>, sort: &str) -> String {
+        let mut q = format!("?range={range}");
+        if let Some(end) = end {
+            q.push_str(&format!("&end={end}"));
+        }
+        if sort != "cpu" {
+            q.push_str(&format!("&sort={sort}"));
+        }
+        q
+    }
+}
+
+fn scope<'a>(signed: &'a Signed, project: &str, server: &str) -> Option<(&'a Project, &'a Server)> {
+    let (p, _) = signed.access.project(project).ok()?;
+    Some((p, p.servers.get(server)?))
+}
+
+/// `GET /p/{project}/s/{server}`.
+pub async fn page_of(
+    State(state): State<WebState>,
+    signed: Signed,
+    Path((project, server)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some((p, s)) = scope(&signed, &project, &server) else { return html::not_found(Some(&signed)) };
+    let view = match View::parse(&query) {
+        Ok(v) => v,
+        Err(message) => return bad(message, &signed),
+    };
+    match render(&state, p, s, &view).await {
+        Ok(body) => page(StatusCode::OK, layout(&s.name, Some(&signed), Some(&Place::Project(p, "")), body)),
+        Err(e) => failed(e, &signed),
+    }
+}
+
+/// `GET /p/{project}/s/{server}/charts?range=`: the live charts alone, for the page's 5 s redraw.
+pub async fn charts_of(
+    State(state): State<WebState>,
+    signed: Signed,
+    Path((project, server)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some((p, s)) = scope(&signed, &project, &server) else { return StatusCode::NOT_FOUND.into_response() };
+    let view = match View::parse(&query) {
+        Ok(v) => v,
+        Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
+    };
+    match charts(&state, p, s, &view).await {
+        Ok(markup) => Html(markup.into_string()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn charts(state: &WebState, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
+    let to_ms = view.end.unwrap_or_else(now_ms);
+    let from_ms = to_ms - view.range.1;
+    let resolution = Resolution::for_range(view.range.1);
+    let series = |name: &'static str| state.api.store.metric_series(&p.name, &s.name, name, None, from_ms, to_ms, resolution);
+    let cpu = series("cpu.usage").await?;
+    let memory = series("memory.usage").await?;
+    let rx = series("network.in_bps").await?;
+    let tx = series("network.out_bps").await?;
+    let io = series("disk.io").await?;
+    let tz = api::project_tz(&p.timezone);
+    let chart = |title, fixed_max, format: fn(f64) -> String, lines: &[Line]| {
+        Chart { title, from_ms, to_ms, fixed_max, gap_ms: resolution.step_ms() * 3, lines, marks: &[], tz: &tz, format }.render()
+    };
+    let percent: fn(f64) -> String = |v| format!("{v:.0}%");
+    let bits: fn(f64) -> String = |v| html::bps(Some(v));
+    Ok(html! {
+        (chart("CPU usage", Some(100.0), percent, &[Line { label: "usage", class: "a", points: &cpu }]))
+        (chart("Memory usage", Some(100.0), percent, &[Line { label: "usage", class: "a", points: &memory }]))
+        (chart("Network (busiest interface)", None, bits, &[Line { label: "in", class: "a", points: &rx }, Line { label: "out", class: "b", points: &tx }]))
+        (chart("Disk IO busy (busiest device)", Some(100.0), percent, &[Line { label: "busy", class: "a", points: &io }]))
+    })
+}
+
+async fn render(state: &WebState, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
+    let cells = api::cells(&state.api, &[p]).await?;
+    let cell = cells.iter().find(|c| c.server.name == s.name);
+    let live = state.api.live.get(&p.name, &s.name);
+    let report = live.as_ref().map(|l| l.report.as_ref());
+    let facts = report.map(|r| &r.facts);
+    let tz = api::project_tz(&p.timezone);
+    let alerts = api::server_alerts(&state.api, &p.name, &s.name, None, api::RECENT_ALERTS).await?;
+    let charts = charts(state, p, s, view).await?;
+    let processes = report.map(|r| Processes::of(r, view.sort, PROCESSES));
+    let now = now_ms();
+    let end = view.end.unwrap_or(now);
+    let later = end + view.range.1;
+    let base = format!("/p/{}/s/{}", p.name, s.name);
+    Ok(html! {
+        h1 {
+            (s.name) " "
+            @if let Some(cell) = cell { span.state data-state=(cell.state.as_str()) { (cell.state.as_str()) } }
+        }
+        section.info {
+            dl {
+                dt { "Host" } dd { (s.host) }
+                dt { "OS" } dd { (facts.map_or(match s.os { Os::Linux => "Linux", Os::Windows => "Windows" }, |f| f.os.as_str())) }
+                @if let Some(f) = facts {
+                    dt { "Kernel" } dd { (f.kernel) }
+                    dt { "CPU" } dd { (f.cpu_vendor) " " (f.cpu_model) " × " (f.cpu_count) }
+                    dt { "RAM" } dd { (html::bytes(Some(f.ram_total_bytes))) }
+                    dt { "Addresses" } dd { @for ip in &f.ips { (ip) " " } }
+                    dt { "Uptime" } dd { (f.uptime_secs / 86_400) " days" }
+                }
+                dt { "Tags" } dd { (s.tags.join(", ")) }
+                dt { "Policy" } dd { (s.policy.as_ref().map_or("none", |p| match p { PolicyRef::Project(n) | PolicyRef::Shared(n) => n.as_str() })) }
+                dt { "Last report" } dd { (live.as_ref().map_or("never".to_string(), |l| html::time(l.received_ms, &tz))) }
+            }
+            @if let Some(cell) = cell {
+                dl.now {
+                    dt { "CPU" } dd { (html::num(cell.cpu, " %")) }
+                    dt { "Memory" } dd { (html::num(cell.memory, " %")) }
+                    dt { "Disk (fullest)" } dd { (html::num(cell.disk, " %")) }
+                    dt { "Network in" } dd { (html::bps(cell.rx)) }
+                    dt { "Network out" } dd { (html::bps(cell.tx)) }
+                }
+            }
+        }
+        section.charts {
+            nav.range aria-label="Range" {
+                a href={ (base) (view.href(view.range.0, Some(end - view.range.1), view.sort)) } title="one range back" { "◀" }
+                @for (word, _) in RANGES {
+                    a href={ (base) (view.href(word, view.end, view.sort)) } aria-current=[(*word == view.range.0).then_some("page")] { (word) }
+                }
+                @if view.end.is_some() {
+                    a href={ (base) (view.href(view.range.0, (later < now).then_some(later), view.sort)) } title="one range forward" { "▶" }
+                    a href={ (base) (view.href(view.range.0, None, view.sort)) } { "now" }
+                } @else {
+                    span.live { "live" }
+                }
+                span.meta { (html::time(end - view.range.1, &tz)) " – " (html::time(end, &tz)) }
+            }
+            div #charts .grid data-live=[view.end.is_none().then(|| format!("{base}/charts?range={}", view.range.0))] { (charts) }
+        }
+        @if let Some(processes) = processes {
+            section {
+                h2 { "Processes " span.meta { "(" (processes.total) " running)" } }
+                table.processes {
+                    thead { tr {
+                        @for (key, label) in [("name", "Name"), ("cpu", "CPU %"), ("memory", "Memory %"), ("count", "Count")] {
+                            th { a href={ (base) (view.href(view.range.0, view.end, key)) } aria-current=[(key == view.sort).then_some("true")] { (label) } }
+                        }
+                    } }
+                    tbody {
+                        @match &processes.items {
+                            ProcessItems::Each(list) => {
+                                @for p in list { tr { td { (p.name) " " span.meta { "(" (p.pid) ")" } } td { (html::num(p.cpu, "")) } td { (html::num(Some(p.memory), "")) } td { "1" } } }
+                            }
+                            ProcessItems::ByName(groups) => {
+                                @for g in groups { tr { td { (g.name) } td { (html::num(Some(g.cpu), "")) } td { (html::num(Some(g.memory), "")) } td { (g.count) } } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Recent alerts" }
+            (alert_table(&alerts, &tz))
+        }
+    })
+}
+
+/// Alerts as a table: time, severity, state, what.
+pub fn alert_table(alerts: &[AlertRow], tz: &jiff::tz::TimeZone) -> Markup {
+    html! {
+        @if alerts.is_empty() {
+            p.meta { "None." }
+        } @else {
+            table.alerts {
+                thead { tr { th { "Started" } th { "Severity" } th { "State" } th { "Rule" } th { "Message" } } }
+                tbody {
+                    @for a in alerts {
+                        tr data-alert=(a.id) {
+                            td { (html::time(a.started_at_ms, tz)) }
+                            td { span class={ "sev " (a.severity.as_str()) } { (a.severity.as_str()) } }
+                            td { (a.status.as_str()) }
+                            td { (a.key.rule) @if !a.key.subject.is_empty() { " " (a.key.subject) } }
+                            td { (a.message) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

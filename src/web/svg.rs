@@ -1,0 +1,177 @@
+//! Line charts as SVG, drawn on the server: a time axis in the project's timezone, a value axis
+//! from zero, one polyline per series (broken where points are missing), and marks at given
+//! times (an alert's start).
+
+use std::fmt::Write as _;
+
+use maud::{Markup, PreEscaped, html};
+
+use crate::store::SeriesPoint;
+
+const W: f64 = 640.0;
+const H: f64 = 170.0;
+const LEFT: f64 = 52.0;
+const RIGHT: f64 = 8.0;
+const TOP: f64 = 8.0;
+const BOTTOM: f64 = 22.0;
+
+/// One line: its label, CSS class (colour) and points.
+pub struct Line<'a> {
+    pub label: &'a str,
+    pub class: &'a str,
+    pub points: &'a [SeriesPoint],
+}
+
+/// A chart of `lines` over `[from_ms, to_ms)`. `fixed_max` pins the value axis (100 for
+/// percentages); otherwise it fits the largest value. `gap_ms`: points further apart than this
+/// are not joined. `format` writes an axis value.
+pub struct Chart<'a> {
+    pub title: &'a str,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub fixed_max: Option<f64>,
+    pub gap_ms: i64,
+    pub lines: &'a [Line<'a>],
+    pub marks: &'a [(i64, &'a str)],
+    pub tz: &'a jiff::tz::TimeZone,
+    pub format: fn(f64) -> String,
+}
+
+impl Chart<'_> {
+    fn x(&self, at_ms: i64) -> f64 {
+        let span = (self.to_ms - self.from_ms).max(1) as f64;
+        LEFT + (at_ms - self.from_ms) as f64 / span * (W - LEFT - RIGHT)
+    }
+
+    pub fn render(&self) -> Markup {
+        let largest = self.lines.iter().flat_map(|l| l.points.iter().map(|p| p.avg)).filter(|v| v.is_finite()).fold(0.0, f64::max);
+        let max = self.fixed_max.unwrap_or_else(|| nice(largest));
+        let y = |v: f64| TOP + (1.0 - (v / max).clamp(0.0, 1.0)) * (H - TOP - BOTTOM);
+        let points: usize = self.lines.iter().map(|l| l.points.len()).sum();
+        let mut paths = Vec::with_capacity(self.lines.len());
+        for line in self.lines {
+            let mut d = String::with_capacity(line.points.len() * 14);
+            let mut last: Option<i64> = None;
+            for p in line.points.iter().filter(|p| p.avg.is_finite()) {
+                let verb = if last.is_some_and(|t| p.at_ms - t <= self.gap_ms) { 'L' } else { 'M' };
+                let _ = write!(d, "{verb}{:.1} {:.1}", self.x(p.at_ms), y(p.avg));
+                last = Some(p.at_ms);
+            }
+            paths.push(d);
+        }
+        let ticks = time_ticks(self.from_ms, self.to_ms, self.tz);
+        let title = self.title;
+        html! {
+            figure.chart {
+                figcaption {
+                    (title)
+                    @for line in self.lines { " " span class={ "key " (line.class) } { (line.label) } }
+                }
+                svg viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) data-points=(points) {
+                    @for frac in [0.0, 0.5, 1.0] {
+                        line.grid x1=(LEFT) x2=(W - RIGHT) y1=(y(max * frac)) y2=(y(max * frac)) {}
+                        text.axis x=(LEFT - 4.0) y=(y(max * frac) + 4.0) text-anchor="end" { ((self.format)(max * frac)) }
+                    }
+                    @for (at, label) in &ticks {
+                        text.axis x=(self.x(*at)) y=(H - 6.0) text-anchor="middle" { (label) }
+                    }
+                    @for (at, class) in self.marks {
+                        @if (self.from_ms..=self.to_ms).contains(at) {
+                            line class={ "mark " (class) } x1=(self.x(*at)) x2=(self.x(*at)) y1=(TOP) y2=(H - BOTTOM) {}
+                        }
+                    }
+                    @for (line, d) in self.lines.iter().zip(&paths) {
+                        path class={ "line " (line.class) } d=(PreEscaped(d)) {}
+                    }
+                    @if points == 0 {
+                        text.axis x=(W / 2.0) y=(H / 2.0) text-anchor="middle" { "no data in this range" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A round axis maximum at or above `v`: 1, 2 or 5 times a power of ten.
+fn nice(v: f64) -> f64 {
+    if v <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * magnitude).find(|m| *m >= v).unwrap_or(10.0 * magnitude)
+}
+
+/// About five labelled times across the range, on whole minutes, hours or days.
+fn time_ticks(from_ms: i64, to_ms: i64, tz: &jiff::tz::TimeZone) -> Vec<(i64, String)> {
+    const MIN: i64 = 60_000;
+    let span = to_ms - from_ms;
+    let step = [
+        5 * MIN,
+        10 * MIN,
+        15 * MIN,
+        30 * MIN,
+        60 * MIN,
+        120 * MIN,
+        180 * MIN,
+        360 * MIN,
+        720 * MIN,
+        1440 * MIN,
+        2 * 1440 * MIN,
+        7 * 1440 * MIN,
+    ]
+    .into_iter()
+    .find(|s| span / s <= 6)
+    .unwrap_or(7 * 1440 * MIN);
+    let format = if step >= 1440 * MIN { "%m-%d" } else { "%H:%M" };
+    // Align to the step in local time: shift by the zone's offset at the start.
+    let offset = crate::api::zoned(from_ms, tz).map_or(0, |z| i64::from(z.offset().seconds()) * 1000);
+    let mut at = (from_ms + offset).div_euclid(step) * step - offset;
+    let mut ticks = Vec::new();
+    while at <= to_ms {
+        if at >= from_ms {
+            ticks.push((at, crate::api::zoned(at, tz).map(|z| z.strftime(format).to_string()).unwrap_or_default()));
+        }
+        at += step;
+    }
+    ticks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_round_up_and_ticks_fall_on_local_boundaries() {
+        assert_eq!(nice(0.0), 1.0);
+        assert_eq!(nice(37.0), 50.0);
+        assert_eq!(nice(1.2e6), 2e6);
+        let seoul = jiff::tz::TimeZone::get("Asia/Seoul").unwrap();
+        // 2026-01-05T00:07:00+09:00 for one hour: ticks every 10 minutes at :10, :20, …
+        let from = jiff::Timestamp::from_second(1_767_539_220).unwrap().as_millisecond();
+        let ticks = time_ticks(from, from + 3_600_000, &seoul);
+        assert_eq!(ticks.first().map(|t| t.1.as_str()), Some("00:10"));
+        assert_eq!(ticks.len(), 6);
+    }
+
+    #[test]
+    fn a_gap_breaks_the_line() {
+        let p = |at_ms, avg| SeriesPoint { at_ms, avg, min: avg, max: avg };
+        let points = [p(0, 10.0), p(5_000, 20.0), p(60_000, 30.0)];
+        let chart = Chart {
+            title: "CPU",
+            from_ms: 0,
+            to_ms: 60_000,
+            fixed_max: Some(100.0),
+            gap_ms: 15_000,
+            lines: &[Line { label: "usage", class: "a", points: &points }],
+            marks: &[],
+            tz: &jiff::tz::TimeZone::UTC,
+            format: |v| format!("{v:.0}"),
+        };
+        let svg = chart.render().into_string();
+        assert!(svg.contains("data-points=\"3\""), "{svg}");
+        let d = svg.split("d=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert_eq!(d.matches('M').count(), 2, "{d}");
+        assert_eq!(d.matches('L').count(), 1, "{d}");
+    }
+}
