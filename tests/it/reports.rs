@@ -19,6 +19,7 @@ both_backends!(
     daily_report_over_a_dst_change_has_the_hand_computed_figures,
     weekly_disk_and_monthly_summary_and_app_have_the_hand_computed_figures,
     a_month_without_data_lists_every_server_with_empty_values,
+    a_day_starting_on_a_half_hour_reads_five_minute_rollups_at_its_ends,
 );
 
 const MIN: i64 = 60_000;
@@ -248,6 +249,45 @@ async fn a_month_without_data_lists_every_server_with_empty_values(db: TestDb) {
     assert!(matches!(daily.body, Body::Daily { alert_count: Change { count: 0, previous: 0, change: 0, change_pct: None }, .. }));
     let future = Request { now_ms: at("2026-01-10T12:00:00Z"), ..request(&shop, Period::Daily, Kind::Summary, "2026-01-11") };
     assert!(matches!(report::build(&store, future).await, Err(ReportError::Future { .. })));
+}
+
+/// Kolkata is 5:30 ahead of UTC, so its days start and end in the middle of an hourly rollup:
+/// pos-01 reports every 5 minutes CPU 10 in the hour before the day, 20 during it and 50 in the
+/// hour after. Whole hourly rollups at either end would mix the neighbours' values in.
+async fn a_day_starting_on_a_half_hour_reads_five_minute_rollups_at_its_ends(db: TestDb) {
+    let store = db.connect().await;
+    let (start, end) = (at("2026-03-28T18:30:00Z"), at("2026-03-29T18:30:00Z"));
+    let reports: Vec<HostReport> = (0..)
+        .map(|i| start - HOUR + i * 5 * MIN)
+        .take_while(|t| *t < end + HOUR)
+        .map(|t| {
+            let cpu = if t < start {
+                10.0
+            } else if t < end {
+                20.0
+            } else {
+                50.0
+            };
+            host_report(t, vec![value("cpu.usage", None, cpu)])
+        })
+        .collect();
+    let batch: Vec<StoredReport> = reports.iter().map(|r| StoredReport { project: "kiosk", server: "pos-01", report: r }).collect();
+    store.insert_reports(&batch).await.unwrap();
+    let loaded = config::load_dir(&fixture(), &Library::Builtin);
+    let kiosk = &loaded.config.projects["kiosk"];
+    for rolled_up in [false, true] {
+        if rolled_up {
+            store.roll_up(later()).await.unwrap();
+        }
+        let daily = report::build(&store, request(kiosk, Period::Daily, Kind::Summary, "2026-03-29")).await.unwrap();
+        assert_eq!((daily.from.as_str(), daily.to.as_str()), ("2026-03-29T00:00:00+05:30", "2026-03-30T00:00:00+05:30"));
+        let Body::Daily { servers, .. } = &daily.body else { panic!("{daily:?}") };
+        assert_eq!(servers[0].cpu_avg, Some(20.0), "rolled up: {rolled_up}");
+        let weekly = report::build(&store, request(kiosk, Period::Weekly, Kind::Summary, "2026-03-23")).await.unwrap();
+        let Body::Usage { servers } = &weekly.body else { panic!("{weekly:?}") };
+        // The week ends with that day and holds the hour before it: 12 samples at 10 and 288 at 20.
+        assert_eq!((servers[0].cpu_avg, servers[0].cpu_max), (Some(19.6), Some(20.0)));
+    }
 }
 
 // ---- the command ----
