@@ -3,9 +3,10 @@
 //! back, and why). Pure — the configuration, the time and whether a parent server is down are
 //! passed in. serve's engine stores what [`decide`] returns; `watchkeeper test` compares it with
 //! what a test file expects; so a policy test cannot pass while serve does something else.
+//! [`remind`] is the decision time alone makes for a firing alert: the reminder every `repeat`.
 
 use super::rule::{InstanceKey, RuleId};
-use super::rules::{Observed, snapshot};
+use super::rules::{Observed, server_policy, snapshot};
 use super::suppress::suppression;
 use super::{AlertState, Phase, Severity, Transition, step};
 use crate::config::model::{Config, PortMonitor, Project};
@@ -93,6 +94,9 @@ impl Decision {
 /// the project has a fatal alert firing (for `depends_on` suppression).
 pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, parent_down: &dyn Fn(&str) -> bool) -> Decision {
     let (mut state, transition) = step(before.state, observed.kind, observed.observation, at_ms);
+    if matches!(transition, Some(Transition::Fired { .. })) {
+        state.fired_at_ms = Some(at_ms);
+    }
     let key = scene.key(observed.rule, observed.subject);
     let snapshot = || scene.report.map_or_else(|| serde_json::json!({}), snapshot);
     let message = || format!("{}: {}", observed.what, observed.detail);
@@ -143,6 +147,80 @@ pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, 
     Decision { key, state, transition, change, notifications }
 }
 
+/// How often a firing alert of `rule` is repeated, in ms: its port monitor's `repeat`, else (for
+/// the rules of an alert policy: metrics, no data) its server's policy's, else the project's.
+pub fn repeat_ms(scene: &Scene, rule: &RuleId) -> Option<i64> {
+    let own = match rule {
+        RuleId::Port(_) => scene.monitor.and_then(|m| m.repeat),
+        RuleId::Metric(_) | RuleId::NoData | RuleId::Restart => scene
+            .project
+            .servers
+            .get(scene.server)
+            .and_then(|server| server_policy(scene.config, scene.project, server))
+            .and_then(|policy| policy.repeat),
+        _ => None,
+    };
+    own.or(scene.project.repeat).map(|d| i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether a reminder of `before` is due at `now_ms`: it fires, nobody acknowledged it, and a
+/// `repeat` has passed since it fired for every reminder it already had.
+pub fn reminder_due(scene: &Scene, rule: &RuleId, before: &AlertState, now_ms: i64) -> bool {
+    next_reminder_ms(scene, rule, before).is_some_and(|due| now_ms >= due)
+}
+
+fn next_reminder_ms(scene: &Scene, rule: &RuleId, state: &AlertState) -> Option<i64> {
+    if !state.is_firing() || state.acknowledged {
+        return None;
+    }
+    let repeat = repeat_ms(scene, rule)?;
+    Some(state.fired_at_ms?.saturating_add(repeat.saturating_mul(i64::from(state.reminders) + 1)))
+}
+
+/// What time alone decides for a firing instance at `now_ms`: when its alert was acknowledged
+/// (`acknowledged`), the state remembers it and reminders stop; else, when a reminder is due, one
+/// reminder to the recipients of a new alert, saying how long it has been firing. Reminder `n`
+/// is due `n × repeat` after the alert fired; the count is stored with the notification, so a
+/// restart neither repeats a reminder nor skips one — a reminder due while serve was down goes
+/// out once, at the first look after, and the count moves past every slot that went by.
+/// `None`: nothing to record.
+pub fn remind(
+    scene: &Scene,
+    key: &InstanceKey,
+    before: &Instance,
+    acknowledged: bool,
+    now_ms: i64,
+    parent_down: &dyn Fn(&str) -> bool,
+) -> Option<Decision> {
+    let due = next_reminder_ms(scene, &key.rule, &before.state)?;
+    let Phase::Firing { since_ms, severity } = before.state.phase else { return None };
+    let quiet = |state| Decision { key: key.clone(), state, transition: None, change: None, notifications: Vec::new() };
+    if acknowledged {
+        return Some(quiet(AlertState { acknowledged: true, ..before.state }));
+    }
+    if now_ms < due {
+        return None;
+    }
+    let (repeat, fired_at) = (repeat_ms(scene, &key.rule)?, before.state.fired_at_ms?);
+    let slots = u32::try_from((now_ms - fired_at) / repeat.max(1)).unwrap_or(u32::MAX);
+    let server = (!scene.server.is_empty()).then_some(scene.server);
+    let msg = AlertMessage {
+        kind: MessageKind::Reminder,
+        severity,
+        project: scene.project.name.clone(),
+        server: server.map(str::to_string),
+        host: scene.host.to_string(),
+        what: describe(key),
+        detail: String::new(),
+        started_at_ms: since_ms,
+        at_ms: now_ms,
+        alert_id: before.open_alert_id,
+    };
+    let suppressed = suppression(scene.project, server, now_ms, parent_down);
+    let notifications = build_notifications(scene.config, &scene.project.name, &msg, scene.monitor, suppressed.as_deref(), now_ms);
+    Some(Decision { notifications, ..quiet(AlertState { reminders: slots.max(before.state.reminders + 1), ..before.state }) })
+}
+
 /// Close an instance for good because a revision removed or paused what it watches: a firing
 /// alert resolves with `reason` and notifies as a resolve (unless its project is gone, when
 /// nobody is left to tell); anything else is simply forgotten.
@@ -185,5 +263,113 @@ fn describe(key: &InstanceKey) -> String {
         RuleId::Port(monitor) => format!("port {} of {monitor}", key.subject),
         rule if key.subject.is_empty() => rule.to_string(),
         rule => format!("{rule} {}", key.subject),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::rules::port_check;
+    use crate::config::compile_inline;
+
+    const MIN: i64 = 60_000;
+
+    const TREE: &str = r#"
+kind: User
+email: alice@example.com
+name: Alice
+---
+kind: Channel
+name: ops-mail
+type: email
+smtp: { host: smtp.example.com, port: 587 }
+from: "watchkeeper <alerts@example.com>"
+to: [team@example.com]
+---
+kind: Project
+name: shop
+members: [{ user: alice@example.com, role: admin }]
+channels: [ops-mail]
+repeat: 1h
+---
+kind: PortMonitor
+name: web
+project: shop
+host: 192.0.2.1
+ports: [80]
+failures: 1
+repeat: 10m
+---
+kind: PortMonitor
+name: db
+project: shop
+host: 192.0.2.2
+ports: [5432]
+failures: 1
+"#;
+
+    /// Fire `monitor`'s port at 0 and return the scene's instance.
+    fn fired(config: &Config, monitor: &str) -> (InstanceKey, Instance) {
+        let project = &config.projects["shop"];
+        let m = &project.port_monitors[monitor];
+        let scene = Scene { config, project, server: "", host: &m.host, monitor: Some(m), report: None };
+        let d = decide(&scene, port_check(m, m.ports[0], Some("refused")), &Instance::default(), 0, &|_| false);
+        assert!(matches!(d.transition, Some(Transition::Fired { .. })));
+        (d.key, Instance { state: d.state, open_alert_id: Some(7) })
+    }
+
+    /// Ask for reminders at each time; the (time, number of notifications) of each decision.
+    fn reminders(config: &Config, monitor: &str, times: &[i64], acked_from: Option<i64>) -> Vec<(i64, usize)> {
+        let (key, mut instance) = fired(config, monitor);
+        let project = &config.projects["shop"];
+        let m = &project.port_monitors[monitor];
+        let scene = Scene { config, project, server: "", host: &m.host, monitor: Some(m), report: None };
+        let mut out = Vec::new();
+        for &t in times {
+            let acked = acked_from.is_some_and(|a| t >= a);
+            assert_eq!(
+                reminder_due(&scene, &key.rule, &instance.state, t),
+                remind(&scene, &key, &instance, false, t, &|_| false).is_some()
+            );
+            if let Some(d) = remind(&scene, &key, &instance, acked, t, &|_| false) {
+                assert!(d.notifications.iter().all(|n| n.kind == MessageKind::Reminder), "{d:?}");
+                out.push((t, d.notifications.len()));
+                instance.state = d.state;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reminders_come_every_repeat_after_firing_with_the_monitors_repeat_winning() {
+        let config = compile_inline(TREE);
+        let times: Vec<i64> = (0..=25).map(|m| m * MIN).collect();
+        // The monitor's 10m wins over the project's 1h: at 10, 20 minutes; to alice and the team.
+        assert_eq!(reminders(&config, "web", &times, None), [(10 * MIN, 2), (20 * MIN, 2)]);
+        // db has no repeat of its own: the project's hour.
+        let hours: Vec<i64> = (0..=5).map(|h| h * 30 * MIN).collect();
+        assert_eq!(reminders(&config, "db", &hours, None), [(60 * MIN, 2), (120 * MIN, 2)]);
+    }
+
+    #[test]
+    fn a_reminder_due_while_nobody_looked_goes_out_once_and_the_next_keeps_the_schedule() {
+        let config = compile_inline(TREE);
+        // Nobody looked from 1 to 34 minutes (serve was down): one reminder at 35, then 40, 50.
+        assert_eq!(
+            reminders(&config, "web", &[MIN, 35 * MIN, 36 * MIN, 39 * MIN, 40 * MIN, 50 * MIN], None),
+            [(35 * MIN, 2), (40 * MIN, 2), (50 * MIN, 2)]
+        );
+    }
+
+    #[test]
+    fn an_acknowledgement_stops_reminders_until_the_alert_resolves() {
+        let config = compile_inline(TREE);
+        let times: Vec<i64> = (0..=60).map(|m| m * MIN).collect();
+        // Acknowledged at 15: the reminder at 10 went out; the state takes the ack (nothing
+        // sent), and nothing is due after.
+        assert_eq!(reminders(&config, "web", &times, Some(15 * MIN)), [(10 * MIN, 2), (15 * MIN, 0)]);
+        // Without `repeat` anywhere, never.
+        let quiet = compile_inline(&TREE.replace("repeat: 1h\n", "").replace("repeat: 10m\n", ""));
+        assert_eq!(reminders(&quiet, "web", &times, None), []);
     }
 }

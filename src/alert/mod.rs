@@ -7,7 +7,7 @@
 //! - [`suppress`] — maintenance windows and `depends_on`: they decide whether a transition is
 //!   notified, never whether it happens, so state and history stay true during a window;
 //! - [`decide`] — the one decision serve's engine and `watchkeeper test` both run: new state,
-//!   history change and notifications;
+//!   history change and notifications; and what time alone decides (reminders);
 //! - [`retire`] — which instances a configuration keeps alive.
 
 pub mod decide;
@@ -79,6 +79,15 @@ pub struct AlertState {
     /// by maintenance or a parent that is down — so its resolve is never held back either.
     #[serde(default)]
     pub announced: bool,
+    /// When the instance fired, i.e. was first notified; reminders count from here.
+    #[serde(default)]
+    pub fired_at_ms: Option<i64>,
+    /// Reminders sent since it fired (or reminder slots passed while serve was down).
+    #[serde(default)]
+    pub reminders: u32,
+    /// Someone acknowledged its alert: no more reminders until it resolves.
+    #[serde(default)]
+    pub acknowledged: bool,
 }
 
 /// What changed, for the caller to record and, unless suppressed, notify.

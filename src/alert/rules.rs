@@ -329,6 +329,7 @@ mod tests {
             no_data: Some(Dur(Duration::from_secs(120))),
             restart: true,
             rules,
+            repeat: None,
         }
     }
 

@@ -98,6 +98,7 @@ mod tests {
             channels: vec![],
             networks: vec![],
             daily_email: false,
+            repeat: None,
             servers: BTreeMap::new(),
             port_monitors: BTreeMap::new(),
             down_checks: BTreeMap::new(),

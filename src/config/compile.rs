@@ -258,6 +258,24 @@ impl Ctx<'_> {
         }
     }
 
+    /// A `repeat:` reminder interval: a duration of at least a second (serve looks for due
+    /// reminders once a second).
+    fn repeat<T>(&mut self, doc: &Doc<T>, value: Option<&SpStr>) -> Option<Dur> {
+        let sp = value?;
+        let repeat = match Dur::parse(&sp.value) {
+            Ok(repeat) => repeat,
+            Err(e) => {
+                self.diags.error("bad-duration", doc.at(sp), e);
+                return None;
+            }
+        };
+        if repeat.0.as_millis() < 1000 {
+            self.diags.error("bad-duration", doc.at(sp), format!("repeat {repeat} is shorter than the 1s minimum"));
+            return None;
+        }
+        Some(repeat)
+    }
+
     fn port<T>(&mut self, doc: &Doc<T>, value: &Sp<i64>) -> Option<u16> {
         match u16::try_from(value.value) {
             Ok(p) if p >= 1 => Some(p),
@@ -633,6 +651,7 @@ impl Ctx<'_> {
                 .with_hint("list Channel names under `channels`");
         }
         let networks = self.networks(doc, &p.networks, network_owner(None, &p.name.value));
+        let repeat = self.repeat(doc, p.repeat.as_ref());
         config.projects.insert(
             p.name.value.clone(),
             Project {
@@ -646,6 +665,7 @@ impl Ctx<'_> {
                 channels: p.channels.iter().map(|c| c.value.clone()).collect(),
                 networks,
                 daily_email: p.reports.as_ref().is_some_and(|r| r.daily_email),
+                repeat,
                 servers: BTreeMap::new(),
                 port_monitors: BTreeMap::new(),
                 down_checks: BTreeMap::new(),
@@ -882,6 +902,7 @@ impl Ctx<'_> {
             notify,
             email: m.email.unwrap_or(true),
             sms,
+            repeat: self.repeat(doc, m.repeat.as_ref()),
         })
     }
 
@@ -985,6 +1006,7 @@ impl Ctx<'_> {
             no_data,
             restart: p.restart,
             rules,
+            repeat: self.repeat(doc, p.repeat.as_ref()),
         })
     }
 

@@ -63,6 +63,19 @@ pub fn load_dir_cached(dir: &Path, library: &Library, cache: &mut load::ParseCac
     finish_cached(sources, library, diags, cache)
 }
 
+/// Compile an inline tree through the same path lint and serve use; panics on an error (for
+/// unit tests of the layers above).
+#[cfg(test)]
+pub(crate) fn compile_inline(yaml: &str) -> Config {
+    let mut diags = Diagnostics::default();
+    let mut sources = Sources { root: Path::new("inline").to_path_buf(), ..Sources::default() };
+    load::add_bytes(&mut sources, Path::new("tree.yaml").to_path_buf(), yaml.as_bytes().to_vec(), &mut diags);
+    let loaded = finish(sources, &Library::Builtin, diags);
+    let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.level == Level::Error).collect();
+    assert!(errors.is_empty(), "test tree has errors: {errors:#?}");
+    loaded.config
+}
+
 /// Compile files already read (from a git revision, say); `diags` holds what reading found.
 pub fn finish(sources: Sources, library: &Library, diags: Diagnostics) -> Loaded {
     finish_cached(sources, library, diags, &mut load::ParseCache::default())

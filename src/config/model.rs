@@ -78,6 +78,8 @@ pub struct Project {
     pub channels: Vec<String>,
     pub networks: Vec<Cidr>,
     pub daily_email: bool,
+    /// Reminders of a firing, unacknowledged alert; `None`: never.
+    pub repeat: Option<Dur>,
     #[serde(skip)]
     pub servers: BTreeMap<String, Server>,
     #[serde(skip)]
@@ -135,6 +137,8 @@ pub struct PortMonitor {
     pub notify: Vec<String>,
     pub email: bool,
     pub sms: bool,
+    /// Overrides the project's `repeat` for this monitor's alerts.
+    pub repeat: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,6 +167,8 @@ pub struct AlertPolicy {
     pub no_data: Option<Dur>,
     pub restart: bool,
     pub rules: Vec<MetricRule>,
+    /// Overrides the project's `repeat` for this policy's alerts.
+    pub repeat: Option<Dur>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

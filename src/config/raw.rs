@@ -138,6 +138,9 @@ pub struct Project {
     #[serde(default)]
     pub networks: Vec<SpStr>,
     pub reports: Option<Reports>,
+    /// While an alert fires unacknowledged, notify again this often (e.g. 1h); default never.
+    /// An AlertPolicy's or PortMonitor's own `repeat` wins for its alerts.
+    pub repeat: Option<SpStr>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -235,6 +238,8 @@ pub struct PortMonitor {
     pub email: Option<bool>,
     /// Send SMS to the `notify` users; default false.
     pub sms: Option<bool>,
+    /// Remind of a firing, unacknowledged alert this often; default the project's `repeat`.
+    pub repeat: Option<SpStr>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -272,6 +277,8 @@ pub struct AlertPolicy {
     pub restart: bool,
     #[serde(default)]
     pub rules: Vec<Sp<MetricRule>>,
+    /// Remind of a firing, unacknowledged alert this often; default the project's `repeat`.
+    pub repeat: Option<SpStr>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

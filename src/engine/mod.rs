@@ -3,7 +3,8 @@
 //! observations ([`alert::rules`]), asks [`alert::decide`] what they mean, and stores each
 //! decision — the instance's new state, the alert history change and the notifications — in one
 //! transaction; then wakes the outbox. A new revision retires the instances it no longer keeps
-//! alive ([`alert::retire`]).
+//! alive ([`alert::retire`]). Every second it also asks [`alert::decide::remind`] about firing
+//! alerts whose reminder is due, reading which of them people acknowledged from the store.
 //!
 //! Error policy: state is kept in memory only once the store accepted it, so a failed write
 //! leaves the instance as it was and the next observation continues from there. Retirements
@@ -61,6 +62,18 @@ pub struct Engine {
     boot_times: HashMap<(String, String), u64>,
     /// Servers that never reported since start are silent since then.
     started_ms: i64,
+}
+
+/// The scene of an instance from its key alone (for what time decides): its project, server and
+/// port monitor in `config`; `None` when the project is gone.
+fn scene_of<'a>(config: &'a Config, key: &'a InstanceKey) -> Option<Scene<'a>> {
+    let project = config.projects.get(&key.project)?;
+    let monitor = match &key.rule {
+        RuleId::Port(name) => project.port_monitors.get(name),
+        _ => None,
+    };
+    let host = monitor.map(|m| m.host.as_str()).or_else(|| project.servers.get(&key.server).map(|s| s.host.as_str())).unwrap_or_default();
+    Some(Scene { config, project, server: &key.server, host, monitor, report: None })
 }
 
 /// How often silent servers are looked for (`no_data`) and failed retirements retried.
@@ -134,6 +147,9 @@ impl Engine {
                     self.retry_retirements(now).await;
                     if let Err(e) = self.tick(now).await {
                         tracing::error!(error = %e, "could not record no-data alerts");
+                    }
+                    if let Err(e) = self.remind(now).await {
+                        tracing::error!(error = %e, "could not record reminders");
                     }
                 }
                 else => break,
@@ -384,6 +400,33 @@ impl Engine {
                     continue; // already firing: counting more silent seconds would only rewrite its state
                 }
                 notified |= self.advance(&scene, o, now_ms).await?;
+            }
+        }
+        self.finish(notified);
+        Ok(())
+    }
+
+    /// Reminders: every firing instance whose reminder is due, unless its alert was acknowledged
+    /// (which the store knows; it is read only when a reminder is due).
+    pub async fn remind(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        let config = Arc::clone(&self.config);
+        let due: Vec<(InstanceKey, Instance)> = self
+            .instances
+            .iter()
+            .filter(|(key, i)| scene_of(&config, key).is_some_and(|scene| alert::decide::reminder_due(&scene, &key.rule, &i.state, now_ms)))
+            .map(|(key, i)| (key.clone(), *i))
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let acknowledged = self.store.acknowledged_firing_alerts().await?;
+        let mut notified = false;
+        for (key, before) in due {
+            let Some(scene) = scene_of(&config, &key) else { continue };
+            let acked = before.open_alert_id.is_some_and(|id| acknowledged.contains(&id));
+            let parent_down = |parent: &str| self.parent_down(&key.project, parent);
+            if let Some(decision) = alert::decide::remind(&scene, &key, &before, acked, now_ms, &parent_down) {
+                notified |= self.record(decision, before, now_ms).await?;
             }
         }
         self.finish(notified);

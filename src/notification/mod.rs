@@ -27,9 +27,11 @@ pub enum MessageKind {
     Resolved,
     /// An event rule's event (log keyword, restart): notified once, never resolved.
     Event,
+    /// Still firing and nobody acknowledged it: sent every `repeat`.
+    Reminder,
 }
 
-words!(MessageKind { Fired => "fired", Escalated => "escalated", Resolved => "resolved", Event => "event" });
+words!(MessageKind { Fired => "fired", Escalated => "escalated", Resolved => "resolved", Event => "event", Reminder => "reminder" });
 
 /// Where a notification stands in the delivery log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -254,22 +254,11 @@ fn allowed_at(prefs: &NotifyPrefs, clock: Clock) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use super::*;
     use crate::config::raw::Severity;
-    use crate::config::{Diagnostics, Library, Sources, load};
 
-    /// Compile an inline tree through the same path lint and serve use.
-    fn compile_tree(yaml: &str) -> Config {
-        let mut diags = Diagnostics::default();
-        let mut sources = Sources { root: PathBuf::from("inline"), ..Sources::default() };
-        load::add_bytes(&mut sources, PathBuf::from("tree.yaml"), yaml.as_bytes().to_vec(), &mut diags);
-        let loaded = crate::config::finish(sources, &Library::Builtin, diags);
-        let errors: Vec<_> = loaded.diagnostics.iter().filter(|d| d.level == crate::config::Level::Error).collect();
-        assert!(errors.is_empty(), "test tree has errors: {errors:#?}");
-        loaded.config
-    }
+    use crate::config::compile_inline as compile_tree;
 
     const TREE: &str = r#"
 kind: User

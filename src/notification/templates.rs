@@ -58,6 +58,8 @@ pub fn render(msg: &AlertMessage, language: Language, timezone: &str) -> Rendere
             rows.push((w.duration, duration(msg.at_ms - msg.started_at_ms, language)));
         }
         MessageKind::Event => {}
+        // How long it has been firing.
+        MessageKind::Reminder => rows.push((w.duration, duration(msg.at_ms - msg.started_at_ms, language))),
     }
     if let Some(id) = msg.alert_id {
         rows.push((w.alert, format!("#{id}")));
@@ -84,10 +86,12 @@ pub fn render_sms(msg: &AlertMessage, language: Language, timezone: &str) -> Str
         (MessageKind::Escalated, Language::En) => format!("ESCALATED {}", msg.severity.as_str().to_ascii_uppercase()),
         (MessageKind::Resolved, Language::En) => "RESOLVED".to_string(),
         (MessageKind::Event, Language::En) => format!("EVENT {}", msg.severity.as_str().to_ascii_uppercase()),
+        (MessageKind::Reminder, Language::En) => format!("STILL {}", msg.severity.as_str().to_ascii_uppercase()),
         (MessageKind::Fired, Language::Ko) => format!("장애({})", severity_word(msg.severity, language)),
         (MessageKind::Escalated, Language::Ko) => format!("상승({})", severity_word(msg.severity, language)),
         (MessageKind::Resolved, Language::Ko) => "복구".to_string(),
         (MessageKind::Event, Language::Ko) => format!("이벤트({})", severity_word(msg.severity, language)),
+        (MessageKind::Reminder, Language::Ko) => format!("지속({})", severity_word(msg.severity, language)),
     };
     let head = format!("{PREFIX} {tag} {} ", target(msg));
     let when = match msg.kind {
@@ -96,7 +100,7 @@ pub fn render_sms(msg: &AlertMessage, language: Language, timezone: &str) -> Str
     };
     let tail = format!(" {}", local_time(when, &tz, "%H:%M"));
     let middle = match msg.kind {
-        MessageKind::Resolved => format!("{} ({})", msg.what, duration(msg.at_ms - msg.started_at_ms, language)),
+        MessageKind::Resolved | MessageKind::Reminder => format!("{} ({})", msg.what, duration(msg.at_ms - msg.started_at_ms, language)),
         _ if msg.detail.is_empty() => msg.what.clone(),
         _ => format!("{}: {}", msg.what, msg.detail),
     };
@@ -179,10 +183,12 @@ fn headline(kind: MessageKind, severity: Severity, language: Language) -> String
         (MessageKind::Escalated, Language::En) => format!("Escalated to {s}"),
         (MessageKind::Resolved, Language::En) => "Resolved".to_string(),
         (MessageKind::Event, Language::En) => format!("Event ({s})"),
+        (MessageKind::Reminder, Language::En) => format!("Still firing ({s})"),
         (MessageKind::Fired, Language::Ko) => format!("장애 발생 ({s})"),
         (MessageKind::Escalated, Language::Ko) => format!("위험도 상승 ({s})"),
         (MessageKind::Resolved, Language::Ko) => "복구".to_string(),
         (MessageKind::Event, Language::Ko) => format!("이벤트 ({s})"),
+        (MessageKind::Reminder, Language::Ko) => format!("장애 지속 ({s})"),
     }
 }
 
@@ -193,10 +199,12 @@ fn sentence(kind: MessageKind, severity: Severity, language: Language) -> String
         (MessageKind::Escalated, Language::En) => format!("An alert escalated to {s}"),
         (MessageKind::Resolved, Language::En) => "An alert resolved".to_string(),
         (MessageKind::Event, Language::En) => format!("An event happened ({s})"),
+        (MessageKind::Reminder, Language::En) => format!("An alert is still firing, unacknowledged ({s})"),
         (MessageKind::Fired, Language::Ko) => format!("장애가 발생했습니다 ({s})"),
         (MessageKind::Escalated, Language::Ko) => format!("위험도가 올라갔습니다 ({s})"),
         (MessageKind::Resolved, Language::Ko) => "장애가 복구되었습니다".to_string(),
         (MessageKind::Event, Language::Ko) => format!("이벤트가 발생했습니다 ({s})"),
+        (MessageKind::Reminder, Language::Ko) => format!("장애가 확인되지 않은 채 계속되고 있습니다 ({s})"),
     }
 }
 

@@ -348,6 +348,15 @@ impl Store {
         })
     }
 
+    /// The ids of firing alerts someone acknowledged (reminders stop for them).
+    pub async fn acknowledged_firing_alerts(&self) -> Result<std::collections::HashSet<i64>> {
+        const ACKED: &str = "SELECT id FROM alerts WHERE status = 'firing' AND acknowledged_at_ms IS NOT NULL";
+        on_pool!(self, pool => {
+            let found = sqlx::query(ACKED).fetch_all(pool).await?;
+            found.iter().map(|row| row.col::<i64>("id")).collect()
+        })
+    }
+
     pub async fn get_alert(&self, id: i64) -> Result<Option<AlertRow>> {
         const GET: &str = concat!("SELECT ", alert_columns!(), " FROM alerts WHERE id = $1");
         on_pool!(self, pool => {

@@ -10,6 +10,7 @@ mod config_cli;
 mod dashboard;
 mod engine;
 mod layout;
+mod lifecycle;
 mod lint_rules;
 mod node_exporter;
 mod notify;
