@@ -218,7 +218,9 @@ pub fn remind(
     };
     let suppressed = suppression(scene.project, server, now_ms, parent_down);
     let notifications = build_notifications(scene.config, &scene.project.name, &msg, scene.monitor, suppressed.as_deref(), now_ms);
-    Some(Decision { notifications, ..quiet(AlertState { reminders: slots.max(before.state.reminders + 1), ..before.state }) })
+    // Whoever heard a reminder hears the resolve, as for the fired notification.
+    let announced = before.state.announced || suppressed.is_none();
+    Some(Decision { notifications, ..quiet(AlertState { reminders: slots.max(before.state.reminders + 1), announced, ..before.state }) })
 }
 
 /// Close an instance for good because a revision removed or paused what it watches: a firing
