@@ -84,7 +84,7 @@
 //! | `web` | `api`, `clock`, `config`, `store`, `token` |
 //! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |
 //! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `probe`, `reconcile`, `store`, `web` |
-//! | `agent` | `catalog`, `clock`, `errors`, `probe`, `protocol` |
+//! | `agent` | `catalog`, `clock`, `errors`, `metrics`, `probe`, `protocol` |
 
 /// `as_str`, `Display` and `FromStr` for an enum written as fixed words — in YAML, the
 /// database, the API and messages — so each such enum has exactly one text mapping. Its serde

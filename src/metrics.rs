@@ -6,6 +6,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -39,6 +40,7 @@ pub struct Metrics {
     ingest_reports: Family<Labels, Counter>,
     ingest_rejected: Family<Labels, Counter>,
     ingest_dropped: Counter,
+    prober_errors: Family<Labels, Counter>,
     /// The revision whose `watchkeeper_revision_info` label set is present, to remove it when
     /// the next one is applied.
     current_revision: Mutex<Option<String>>,
@@ -105,8 +107,15 @@ impl Metrics {
             "Reports agents lost to a full backlog or a refused batch (as they told us)",
             ingest_dropped.clone(),
         );
+        let prober_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "watchkeeper_prober_errors",
+            "Checks that could not run because this machine ran out of something (file descriptors, buffers, local ports, memory), by errno; not counted as failures",
+            prober_errors.clone(),
+        );
         Metrics {
             registry,
+            prober_errors,
             ingest_reports,
             ingest_rejected,
             ingest_dropped,
@@ -187,6 +196,11 @@ impl Metrics {
         self.ingest_dropped.inc_by(n);
     }
 
+    /// A check that could not run for a local reason (an errno word such as `emfile`).
+    pub fn prober_error(&self, reason: &'static str) {
+        self.prober_errors.get_or_create(&vec![("reason", reason.to_string())]).inc();
+    }
+
     /// Drop every label set of a monitor that was removed from the configuration.
     pub fn forget_monitor(&self, project: &str, monitor: &str) {
         for result in PROBE_RESULTS {
@@ -202,6 +216,36 @@ impl Metrics {
             tracing::warn!(error = %e, "could not encode metrics");
         }
         out
+    }
+}
+
+/// Events that are counted in a metric but logged at most once per interval: the first at once,
+/// the ones after it summed into the next line. A flood of refused connections or failed
+/// accepts then costs a log line per interval, not one per event.
+#[derive(Debug)]
+pub struct LogThrottle {
+    interval: Duration,
+    /// When the last line was logged, and the events since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogThrottle {
+    pub const fn new(interval: Duration) -> LogThrottle {
+        LogThrottle { interval, state: Mutex::new((None, 0)) }
+    }
+
+    /// Count one event. `Some(n)` when a line is due: `n` events since the last one, this one
+    /// included.
+    pub fn hit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last, pending) = &mut *state;
+        *pending += 1;
+        let now = Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < self.interval) {
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(pending))
     }
 }
 
@@ -241,6 +285,18 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_throttled_log_says_the_first_event_then_one_line_per_interval_with_the_count() {
+        let throttle = LogThrottle::new(Duration::from_millis(300));
+        assert_eq!(throttle.hit(), Some(1));
+        for _ in 0..99 {
+            assert_eq!(throttle.hit(), None);
+        }
+        std::thread::sleep(Duration::from_millis(350));
+        assert_eq!(throttle.hit(), Some(100));
+        assert_eq!(throttle.hit(), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::{MIN_INTERVAL, ticker};
 use crate::clock::now_ms;
+use crate::metrics::LogThrottle;
 use crate::probe;
 use crate::protocol::{self, CheckResult, DownCheckAssignment};
 
@@ -23,7 +24,10 @@ pub(super) async fn run_down_check(assignment: DownCheckAssignment, results: mps
     loop {
         let step = async {
             tick.tick().await;
-            results.send(down_check(&assignment, timeout).await).await.is_ok()
+            match down_check(&assignment, timeout).await {
+                Some(result) => results.send(result).await.is_ok(),
+                None => true,
+            }
         };
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -32,10 +36,18 @@ pub(super) async fn run_down_check(assignment: DownCheckAssignment, results: mps
     }
 }
 
-/// Connect to the service port and the liveness port at once.
-async fn down_check(a: &DownCheckAssignment, timeout: Duration) -> CheckResult {
+/// Connect to the service port and the liveness port at once. `None` when either check could not
+/// run because this machine ran out of something (file descriptors, local ports, …): that says
+/// nothing about the target, so no result is sent (logged once a minute at most).
+async fn down_check(a: &DownCheckAssignment, timeout: Duration) -> Option<CheckResult> {
     let at_ms = now_ms();
     let (port, liveness) = tokio::join!(probe::check(&a.ip, a.port, timeout, &[]), probe::check(&a.ip, a.liveness_port, timeout, &[]));
+    if let Some(e) = [&port.error, &liveness.error].into_iter().flatten().find(|e| matches!(e.kind, probe::ErrorKind::Local(_))) {
+        if let Some(checks) = LOCAL_ERRORS.hit() {
+            tracing::warn!(down_check = %a.name, checks, error = %e, "a down-check could not run: this machine ran out of a local resource; no result sent");
+        }
+        return None;
+    }
     let mut errors = Vec::new();
     if let Some(e) = &port.error {
         errors.push(e.message.clone());
@@ -43,11 +55,13 @@ async fn down_check(a: &DownCheckAssignment, timeout: Duration) -> CheckResult {
     if let Some(e) = &liveness.error {
         errors.push(format!("liveness port {}: {}", a.liveness_port, e.message));
     }
-    CheckResult {
+    Some(CheckResult {
         name: a.name.clone(),
         at_ms,
         port_ok: port.ok,
         liveness_ok: liveness.ok,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
-    }
+    })
 }
+
+static LOCAL_ERRORS: LogThrottle = LogThrottle::new(Duration::from_secs(60));

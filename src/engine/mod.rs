@@ -23,8 +23,8 @@ use crate::alert::{self, Decision, Instance, InstanceKey, RuleId, Scene, Severit
 use crate::clock::now_ms;
 use crate::collect::writer::HostInput;
 use crate::config::model::{Config, DownCheck, Project, Server};
-use crate::metrics::Metrics;
-use crate::probe::PortResult;
+use crate::metrics::{LogThrottle, Metrics};
+use crate::probe::{ErrorKind, PortResult};
 use crate::protocol::{CheckResult, Verdict};
 use crate::store::{ProbeRecord, Store, StoreError, StoredInstance};
 
@@ -34,6 +34,10 @@ pub struct Applied {
     pub config: Arc<Config>,
     pub revision: String,
 }
+
+/// Local probe errors are logged at most once a minute (a process out of file descriptors
+/// would otherwise log every check).
+static LOCAL_ERRORS: LogThrottle = LogThrottle::new(std::time::Duration::from_secs(60));
 
 /// A retirement that could not be recorded yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,8 +221,25 @@ impl Engine {
         Ok(!decision.notifications.is_empty())
     }
 
-    /// Record a batch of probe results and advance their instances.
-    pub async fn observe(&mut self, batch: Vec<PortResult>) -> Result<(), StoreError> {
+    /// Record a batch of probe results and advance their instances. A check that could not run
+    /// for a local reason ([`ErrorKind::Local`]) is the prober's error, not the target's: it is
+    /// counted in `/metrics` and logged (once a minute at most), not stored and not counted
+    /// toward an alert.
+    pub async fn observe(&mut self, mut batch: Vec<PortResult>) -> Result<(), StoreError> {
+        batch.retain(|r| match r.outcome.error.as_ref().map(|e| e.kind) {
+            Some(ErrorKind::Local(reason)) => {
+                self.metrics.prober_error(reason.as_str());
+                if let Some(checks) = LOCAL_ERRORS.hit() {
+                    tracing::warn!(monitor = %r.key, port = r.port, reason = %reason, checks, error = %r.outcome.error.as_ref().map_or("", |e| &e.message),
+                        "checks could not run: this machine ran out of a local resource; not counted as failures of the targets");
+                }
+                false
+            }
+            _ => true,
+        });
+        if batch.is_empty() {
+            return Ok(());
+        }
         let records: Vec<ProbeRecord> = batch
             .iter()
             .map(|r| ProbeRecord {

@@ -24,8 +24,50 @@ pub enum ErrorKind {
     Dns,
     /// Every address of the host lies outside the approved networks; nothing was sent.
     Unapproved,
-    /// Anything else (out of file descriptors or local ports, a reset during the handshake, …).
+    /// This machine ran out of something a connect needs; says nothing about the target. Not a
+    /// failed check: the prober's own error, counted by reason and never toward an alert.
+    Local(LocalReason),
+    /// Anything else (a reset during the handshake, …).
     Other,
+}
+
+/// What the probing machine ran out of, named after its errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LocalReason {
+    /// The process's open-files limit (EMFILE).
+    Emfile,
+    /// The system's open-files limit (ENFILE).
+    Enfile,
+    /// Socket buffer space (ENOBUFS).
+    Enobufs,
+    /// A local address or ephemeral port (EADDRNOTAVAIL).
+    Eaddrnotavail,
+    /// Kernel memory (ENOMEM).
+    Enomem,
+}
+
+words!(LocalReason { Emfile => "emfile", Enfile => "enfile", Enobufs => "enobufs", Eaddrnotavail => "eaddrnotavail", Enomem => "enomem" });
+
+impl LocalReason {
+    /// The local reason behind a socket or connect error, if it is one.
+    pub fn of(e: &io::Error) -> Option<LocalReason> {
+        match e.kind() {
+            io::ErrorKind::AddrNotAvailable => return Some(LocalReason::Eaddrnotavail),
+            io::ErrorKind::OutOfMemory => return Some(LocalReason::Enomem),
+            _ => {}
+        }
+        #[cfg(target_os = "linux")]
+        return match e.raw_os_error()? {
+            libc::EMFILE => Some(LocalReason::Emfile),
+            libc::ENFILE => Some(LocalReason::Enfile),
+            libc::ENOBUFS => Some(LocalReason::Enobufs),
+            libc::EADDRNOTAVAIL => Some(LocalReason::Eaddrnotavail),
+            libc::ENOMEM => Some(LocalReason::Enomem),
+            _ => None,
+        };
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
 }
 
 impl ErrorKind {
@@ -36,6 +78,7 @@ impl ErrorKind {
             ErrorKind::Unreachable => "unreachable",
             ErrorKind::Dns => "dns",
             ErrorKind::Unapproved => "unapproved",
+            ErrorKind::Local(_) => "local",
             ErrorKind::Other => "other",
         }
     }
@@ -159,8 +202,13 @@ fn classify(e: &io::Error) -> ProbeError {
         io::ErrorKind::NetworkUnreachable => (ErrorKind::Unreachable, "network is unreachable".to_string()),
         io::ErrorKind::TimedOut => (ErrorKind::Timeout, "timed out (the operating system gave up)".to_string()),
         io::ErrorKind::ConnectionReset => (ErrorKind::Other, "connection reset during the handshake".to_string()),
-        io::ErrorKind::AddrNotAvailable => (ErrorKind::Other, "no local address or port available".to_string()),
-        _ => (ErrorKind::Other, lowercase_first(&e.to_string())),
+        _ => match LocalReason::of(e) {
+            Some(LocalReason::Eaddrnotavail) => {
+                (ErrorKind::Local(LocalReason::Eaddrnotavail), "no local address or port available".to_string())
+            }
+            Some(reason) => (ErrorKind::Local(reason), lowercase_first(&e.to_string())),
+            None => (ErrorKind::Other, lowercase_first(&e.to_string())),
+        },
     };
     ProbeError { kind, message }
 }
@@ -222,8 +270,26 @@ mod tests {
             let e = classify(&io::Error::from(io_kind));
             assert_eq!((e.kind, e.message.as_str()), (kind, message));
         }
-        let emfile = classify(&io::Error::other("Too many open files"));
-        assert_eq!((emfile.kind, emfile.message.as_str()), (ErrorKind::Other, "too many open files"));
+        let other = classify(&io::Error::other("Something odd"));
+        assert_eq!((other.kind, other.message.as_str()), (ErrorKind::Other, "something odd"));
+    }
+
+    #[test]
+    fn running_out_of_local_resources_is_a_local_error_not_the_targets() {
+        let cases = [
+            (libc::EMFILE, LocalReason::Emfile, "too many open files"),
+            (libc::ENFILE, LocalReason::Enfile, "too many open files in system"),
+            (libc::ENOBUFS, LocalReason::Enobufs, "no buffer space available"),
+            (libc::EADDRNOTAVAIL, LocalReason::Eaddrnotavail, "no local address or port available"),
+            (libc::ENOMEM, LocalReason::Enomem, "cannot allocate memory"),
+        ];
+        for (errno, reason, message) in cases {
+            let e = classify(&io::Error::from_raw_os_error(errno));
+            assert_eq!(e.kind, ErrorKind::Local(reason), "errno {errno}");
+            assert_eq!(e.kind.as_str(), "local");
+            assert!(e.message.starts_with(message), "errno {errno}: {}", e.message);
+        }
+        assert_eq!(LocalReason::of(&io::Error::from(io::ErrorKind::ConnectionRefused)), None);
     }
 
     #[tokio::test]

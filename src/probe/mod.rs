@@ -28,7 +28,7 @@ use tracing::Instrument;
 use crate::config::values::Cidr;
 use schedule::{Due, Liveness, Schedule};
 
-pub use check::{ErrorKind, Outcome, ProbeError, approved_addrs, check};
+pub use check::{ErrorKind, LocalReason, Outcome, ProbeError, approved_addrs, check};
 pub use schedule::Upsert;
 pub(crate) use schedule::jitter;
 

@@ -14,7 +14,7 @@ use watchkeeper::config::{self, Config, Library};
 use watchkeeper::engine::{Applied, Engine};
 use watchkeeper::metrics::Metrics;
 use watchkeeper::notification::{DeliveryStatus, MessageKind};
-use watchkeeper::probe::{ErrorKind, MonitorKey, Outcome, PortResult, ProbeError};
+use watchkeeper::probe::{ErrorKind, LocalReason, MonitorKey, Outcome, PortResult, ProbeError};
 use watchkeeper::store::{AlertFilter, AlertRow, AlertStatus, Store};
 
 use crate::store::TestDb;
@@ -62,11 +62,13 @@ impl Running {
 
     /// One check of `project/monitor` `port` at `at_ms`: passed, or refused.
     pub(crate) async fn check(&self, project: &str, monitor: &str, port: u16, at_ms: i64, ok: bool) {
-        let outcome = Outcome {
-            ok,
-            latency: Duration::from_millis(1),
-            error: (!ok).then(|| ProbeError { kind: ErrorKind::Refused, message: "connection refused".into() }),
-        };
+        let error = (!ok).then(|| ProbeError { kind: ErrorKind::Refused, message: "connection refused".into() });
+        self.check_with(project, monitor, port, at_ms, error).await;
+    }
+
+    /// One check of `project/monitor` `port` at `at_ms` that found `error` (or passed).
+    pub(crate) async fn check_with(&self, project: &str, monitor: &str, port: u16, at_ms: i64, error: Option<ProbeError>) {
+        let outcome = Outcome { ok: error.is_none(), latency: Duration::from_millis(1), error };
         let result = PortResult {
             key: MonitorKey { project: project.into(), name: monitor.into() },
             host: "127.0.0.1".into(),
@@ -273,6 +275,31 @@ async fn a_grandparent_down_holds_back_a_childs_notifications_but_not_its_alert_
     running.check("shop", "db", 9002, t0 + 7_000, false).await;
     let db_alert = alert_of(&running.store, "port:db", AlertStatus::Firing).await;
     assert_eq!(notes(&running.store, db_alert.id).await, [(MessageKind::Fired, DeliveryStatus::NotSent, Some(FATAL_PARENT.into()))]);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_check_this_machine_could_not_run_is_the_probers_error_not_a_failure_of_the_target() {
+    let db = TestDb::sqlite();
+    let running = Running::start(db.connect().await).await;
+    let config = compile(&[("people.yaml", PEOPLE), ("project.yaml", PROJECT), ("channel.yaml", CHANNEL), ("monitor.yaml", MONITOR)]);
+    running.apply(&config, "rev-1").await;
+    let t0 = now_ms();
+    // `failures: 1`: one counted failure would fire. Out of file descriptors, out of local ports.
+    for (i, reason) in [LocalReason::Emfile, LocalReason::Emfile, LocalReason::Eaddrnotavail].into_iter().enumerate() {
+        let error = ProbeError { kind: ErrorKind::Local(reason), message: "too many open files (os error 24)".into() };
+        running.check_with("shop", "demo", 9000, t0 + i as i64 * 1_000, Some(error)).await;
+    }
+    running.wait_for_metric(r#"watchkeeper_prober_errors_total{reason="emfile"} 2"#, Duration::from_secs(10)).await;
+    running.wait_for_metric(r#"watchkeeper_prober_errors_total{reason="eaddrnotavail"} 1"#, Duration::from_secs(10)).await;
+    // A real refusal after them is the first failure: the alert starts there, not at the local errors.
+    running.check("shop", "demo", 9000, t0 + 5_000, false).await;
+    let alert = alert_of(&running.store, "port:demo", AlertStatus::Firing).await;
+    assert_eq!(alert.started_at_ms, t0 + 5_000);
+    let stored = running.store.probe_history("shop", "demo", t0 - 1, t0 + 60_000, false, 0).await.unwrap();
+    assert_eq!(stored.iter().map(|r| (r.at_ms, r.error_kind.as_deref())).collect::<Vec<_>>(), [(t0 + 5_000, Some("refused"))]);
+    let text = running.metrics.render();
+    assert!(!text.contains(r#"result="local""#) && !text.contains(r#"result="other""#), "{text}");
     running.stop().await;
 }
 
