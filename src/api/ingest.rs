@@ -1,9 +1,12 @@
 //! `POST /ingest/v1/report`: agents push host reports, down-check results and log hits.
 //!
-//! Order of checks, each with its own answer: body over [`protocol::MAX_BODY_BYTES`] → 413; no
-//! bearer key → 401; unparsable JSON → 400 with serde's message (line and column); a key that
-//! is not the project's (or a project that does not exist or has no `ingest_key_sha256` — the
-//! same answer, so a key cannot probe for project names) → 401; a server the project does not
+//! Order of checks, each with its own answer: no bearer key, or a key no project accepts → 401,
+//! decided from the headers alone (the key's SHA-256 is looked up in
+//! [`Config::ingest_keys`](crate::config::Config::ingest_keys)), so the body of a client
+//! without a valid key is never read; body over [`protocol::MAX_BODY_BYTES`] → 413; unparsable
+//! JSON → 400 with serde's message (line and column); a key that is not the named project's (or
+//! a project that does not exist — the same answer, so a key cannot probe for project names),
+//! compared in constant time with its `ingest_key_sha256` → 401; a server the project does not
 //! have → 404 naming it (never created); out-of-range contents → 400 naming the field; the
 //! writer not accepting within [`ACCEPT_TIMEOUT`] or the store failing → 503, and the agent
 //! keeps its backlog. A 200 means the reports are committed.
@@ -12,9 +15,8 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{StatusCode, header};
 use tokio::sync::oneshot;
 
 use super::{ApiError, ApiState, auth};
@@ -32,27 +34,30 @@ const MAX_AHEAD_MS: i64 = 10 * 60_000;
 /// Log lines longer than this are cut (the agent cuts too; this bounds what is stored).
 const MAX_LINE_CHARS: usize = 4096;
 
-pub async fn report(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Json<IngestResponse>, ApiError> {
+pub async fn report(State(state): State<ApiState>, request: Request) -> Result<Json<IngestResponse>, ApiError> {
     let metrics = &state.metrics;
-    let body = body.map_err(|e| {
-        metrics.ingest_rejected("too_large");
-        ApiError::new(e.status(), format!("{}; at most {} bytes per request", e.body_text(), protocol::MAX_BODY_BYTES))
-    })?;
-    let Some(key) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer) else {
+    let Some(key) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer) else {
         metrics.ingest_rejected("unauthorized");
         return Err(ApiError::unauthorized("missing ingest key: send `Authorization: Bearer <key>`"));
     };
+    let digest = token::sha256_hex(key);
+    let config = state.config.borrow().clone();
+    // A key no project accepts is refused here, before a byte of the body is read. (Looking the
+    // digest up tells a timing observer at most about SHA-256 values, never about a key.)
+    if !config.ingest_keys.contains_key(&digest) {
+        metrics.ingest_rejected("unauthorized");
+        return Err(ApiError::unauthorized("the ingest key is not valid for any project"));
+    }
+    let body = Bytes::from_request(request, &state).await.map_err(|e| {
+        metrics.ingest_rejected("too_large");
+        ApiError::new(e.status(), format!("{}; at most {} bytes per request", e.body_text(), protocol::MAX_BODY_BYTES))
+    })?;
     let mut request: IngestRequest = serde_json::from_slice(&body).map_err(|e| {
         metrics.ingest_rejected("malformed");
         ApiError::bad_request(format!("malformed report: {e}"))
     })?;
-    let config = state.config.borrow().clone();
     let expected = config.projects.get(&request.project).and_then(|p| p.ingest_key_sha256.as_deref());
-    if !expected.is_some_and(|e| token::digest_matches(&token::sha256_hex(key), e)) {
+    if !expected.is_some_and(|e| token::digest_matches(&digest, e)) {
         metrics.ingest_rejected("unauthorized");
         return Err(ApiError::unauthorized(format!("the ingest key is not valid for project `{}`", request.project)));
     }

@@ -170,6 +170,11 @@ pub fn compile(docs: Vec<Doc<RawObject>>, library: Vec<Doc<RawObject>>, sources:
         }
     }
     cx.unused_policies(&by.alert_policies, &config);
+    for project in config.projects.values() {
+        if let Some(digest) = &project.ingest_key_sha256 {
+            config.ingest_keys.entry(digest.clone()).or_default().push(project.name.clone());
+        }
+    }
     config
 }
 

@@ -21,6 +21,11 @@ pub struct Config {
     /// Shared AlertPolicies: the tree's own and the built-in library's.
     pub shared_policies: BTreeMap<String, AlertPolicy>,
     pub projects: BTreeMap<String, Project>,
+    /// SHA-256 of each ingest key → the projects that accept it (usually one), so the ingest
+    /// endpoint knows which projects a request may be for from its key alone, before it reads
+    /// the body. Derived from the projects' `ingest_key_sha256` by `compile`.
+    #[serde(skip)]
+    pub ingest_keys: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

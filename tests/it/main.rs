@@ -9,6 +9,7 @@ mod common;
 mod config_cli;
 mod dashboard;
 mod engine;
+mod ingest;
 mod layout;
 mod lifecycle;
 mod lint_rules;
