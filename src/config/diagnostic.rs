@@ -61,6 +61,10 @@ pub struct Sources {
     pub root: PathBuf,
     /// How many of `files` belong to the tree; the policy library's follow.
     pub tree_files: usize,
+    /// What was seen of each file or directory of the tree that could not be read — its path
+    /// with its size and modification time, or the error — so that a tree's content hash
+    /// changes whenever one of them does, though their text was never read.
+    pub unread: Vec<(PathBuf, String)>,
 }
 
 impl Sources {

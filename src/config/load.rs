@@ -106,6 +106,7 @@ pub fn read_matching(root: &Path, accept: fn(&str) -> bool, diags: &mut Diagnost
     for (shown, full) in paths {
         match fs::metadata(&full) {
             Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+                unread(&mut sources, &shown, Some(&meta), "too large");
                 let id = sources.add(SourceFile { path: shown, text: String::new() });
                 diags.error(
                     "file-too-large",
@@ -113,30 +114,50 @@ pub fn read_matching(root: &Path, accept: fn(&str) -> bool, diags: &mut Diagnost
                     format!("file is {} bytes; the limit is {MAX_FILE_BYTES}", meta.len()),
                 );
             }
-            Ok(_) => match fs::read(&full) {
-                Ok(bytes) => add_bytes(&mut sources, shown, bytes, diags),
-                Err(e) => io_error(&mut sources, shown, &e, diags),
+            Ok(meta) => match fs::read(&full) {
+                Ok(bytes) => {
+                    if !add_bytes(&mut sources, shown.clone(), bytes, diags) {
+                        unread(&mut sources, &shown, Some(&meta), "not UTF-8");
+                    }
+                }
+                Err(e) => io_error(&mut sources, shown, Some(&meta), &e, diags),
             },
-            Err(e) => io_error(&mut sources, shown, &e, diags),
+            Err(e) => io_error(&mut sources, shown, None, &e, diags),
         }
     }
     sources.tree_files = sources.files.len();
     sources
 }
 
-fn io_error(sources: &mut Sources, shown: PathBuf, e: &std::io::Error, diags: &mut Diagnostics) {
+fn io_error(sources: &mut Sources, shown: PathBuf, meta: Option<&fs::Metadata>, e: &std::io::Error, diags: &mut Diagnostics) {
+    unread(sources, &shown, meta, &e.to_string());
     let id = sources.add(SourceFile { path: shown, text: String::new() });
     diags.error("io-error", Some(Location { file: id, line: 1, col: 1 }), format!("cannot read file: {e}"));
 }
 
-/// Add a file's bytes, checking they are UTF-8 (a BOM is dropped).
-pub fn add_bytes(sources: &mut Sources, shown: PathBuf, bytes: Vec<u8>, diags: &mut Diagnostics) {
+/// Note what was seen of a file or directory whose text is not read: its size and
+/// modification time when it has them, and why it was not read.
+fn unread(sources: &mut Sources, shown: &Path, meta: Option<&fs::Metadata>, why: &str) {
+    let seen = match meta {
+        Some(meta) => {
+            let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+            format!("{} bytes, modified {}.{:09}: {why}", meta.len(), modified.as_secs(), modified.subsec_nanos())
+        }
+        None => why.to_string(),
+    };
+    sources.unread.push((shown.to_path_buf(), seen));
+}
+
+/// Add a file's bytes, checking they are UTF-8 (a BOM is dropped). Returns whether they were:
+/// a file that is not gets an `invalid-utf8` diagnostic and no text.
+pub fn add_bytes(sources: &mut Sources, shown: PathBuf, bytes: Vec<u8>, diags: &mut Diagnostics) -> bool {
     match String::from_utf8(bytes) {
         Ok(mut text) => {
             if text.starts_with('\u{feff}') {
                 text.drain(..3);
             }
             sources.add(SourceFile { path: shown, text });
+            true
         }
         Err(e) => {
             let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
@@ -145,6 +166,7 @@ pub fn add_bytes(sources: &mut Sources, shown: PathBuf, bytes: Vec<u8>, diags: &
             let col = String::from_utf8_lossy(&valid[line_start..]).chars().count() as u32 + 1;
             let id = sources.add(SourceFile { path: shown, text: String::new() });
             diags.error("invalid-utf8", Some(Location { file: id, line, col }), "file is not valid UTF-8");
+            false
         }
     }
 }
@@ -163,6 +185,7 @@ fn walk(
     match fs::canonicalize(dir) {
         Ok(canon) => {
             if !visited.insert(canon) {
+                unread(sources, &shown(dir), None, "already read through another path");
                 let id = sources.add(SourceFile { path: shown(dir), text: String::new() });
                 diags.error(
                     "io-error",
@@ -173,6 +196,7 @@ fn walk(
             }
         }
         Err(e) => {
+            unread(sources, &shown(dir), None, &e.to_string());
             diags.error("io-error", None, format!("cannot read directory {}: {e}", dir.display()));
             return;
         }
@@ -180,6 +204,7 @@ fn walk(
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
+            unread(sources, &shown(dir), fs::metadata(dir).ok().as_ref(), &e.to_string());
             diags.error("io-error", None, format!("cannot read directory {}: {e}", dir.display()));
             return;
         }
@@ -196,12 +221,13 @@ fn walk(
             Ok(meta) if meta.is_dir() => walk(root, &path, accept, visited, out, sources, diags),
             Ok(meta) if accept(name) && !meta.is_file() => {
                 // A FIFO or device would block or never end: refuse it rather than read it.
+                unread(sources, &shown(&path), Some(&meta), "not a regular file");
                 let id = sources.add(SourceFile { path: shown(&path), text: String::new() });
                 diags.error("io-error", Some(Location { file: id, line: 1, col: 1 }), "not a regular file; skipped");
             }
             Ok(_) if accept(name) => out.push((shown(&path), path)),
             Ok(_) => {}
-            Err(e) if accept(name) || entry.file_type().is_ok_and(|t| t.is_symlink()) => io_error(sources, shown(&path), &e, diags),
+            Err(e) if accept(name) || entry.file_type().is_ok_and(|t| t.is_symlink()) => io_error(sources, shown(&path), None, &e, diags),
             Err(_) => {}
         }
     }

@@ -37,13 +37,22 @@ pub enum SourceError {
     Git { args: String, stderr: String },
 }
 
-/// The content hash of a loaded tree's own files (paths and text), as a revision.
+/// The content hash of a loaded tree's own files (paths and text), as a revision. What could
+/// not be read counts as it was seen (path, size and modification time, or the error): two
+/// broken trees differ in id whenever what was seen of them differs, so each is recorded.
 pub fn content_revision(loaded: &Loaded) -> String {
     let mut hash = Sha256::new();
     for file in &loaded.sources.files[..loaded.sources.tree_files] {
         hash.update(file.path.to_string_lossy().as_bytes());
         hash.update([0]);
         hash.update(file.text.as_bytes());
+        hash.update([0]);
+    }
+    for (path, seen) in &loaded.sources.unread {
+        hash.update([1]);
+        hash.update(path.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update(seen.as_bytes());
         hash.update([0]);
     }
     let hex: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -169,4 +178,62 @@ fn watch_dir(
         return None;
     }
     Some(debouncer)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::path::Path;
+
+    use super::content_revision;
+    use crate::config::{Library, load_dir};
+
+    const USERS: &str = "kind: User\nemail: alice@example.com\nname: Alice\n";
+
+    fn id_of(dir: &Path) -> String {
+        content_revision(&load_dir(dir, &Library::Builtin))
+    }
+
+    /// `servers.yaml` as `len` bytes of nothing (a sparse file: nothing is written).
+    fn sized(dir: &Path, len: u64) -> String {
+        fs::File::create(dir.join("servers.yaml")).unwrap().set_len(len).unwrap();
+        id_of(dir)
+    }
+
+    #[test]
+    fn files_that_cannot_be_read_count_in_the_revision_as_they_were_seen() {
+        let tree = tempfile::tempdir().unwrap();
+        fs::write(tree.path().join("users.yaml"), USERS).unwrap();
+        let readable = id_of(tree.path());
+        let big = sized(tree.path(), 25 * 1024 * 1024);
+        let bigger = sized(tree.path(), 50 * 1024 * 1024);
+        fs::write(tree.path().join("servers.yaml"), b"kind: Server\nname: caf\xe9\n").unwrap();
+        let not_utf8 = id_of(tree.path());
+        fs::write(tree.path().join("servers.yaml"), b"kind: Server\nname: caf\xe9\xe9\n").unwrap();
+        let other_not_utf8 = id_of(tree.path());
+        let ids = [&readable, &big, &bigger, &not_utf8, &other_not_utf8];
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b, "{ids:?}");
+            }
+        }
+        // What was seen is all that counts: the same tree read again has the same id.
+        assert_eq!(id_of(tree.path()), other_not_utf8);
+    }
+
+    #[test]
+    fn an_unreadable_root_is_not_the_hash_of_nothing() {
+        const NOTHING: &str = "sha256:e3b0c44298fc1c14"; // SHA-256 of no bytes
+        let work = tempfile::tempdir().unwrap();
+        let empty = work.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        assert_eq!(id_of(&empty), NOTHING, "an empty tree has nothing to hash");
+        let missing = id_of(&work.path().join("missing"));
+        let file = work.path().join("a-file");
+        fs::write(&file, USERS).unwrap();
+        let not_a_dir = id_of(&file);
+        assert_ne!(missing, NOTHING);
+        assert_ne!(not_a_dir, NOTHING);
+        assert_ne!(missing, not_a_dir, "each error is what was seen");
+    }
 }

@@ -19,6 +19,7 @@ mod packaging;
 mod plan_against;
 mod policy_tests;
 mod probe_store;
+mod reconcile_dir;
 mod reports;
 mod samples;
 mod scrape;
