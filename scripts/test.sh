@@ -5,8 +5,8 @@
 #   bash scripts/test.sh                        every test
 #   bash scripts/test.sh --test it scrape       arguments go to `cargo test`
 #
-# What the tests run for real: git, an SMTP server (Python's aiosmtpd), Debian's
-# prometheus-node-exporter, a PostgreSQL server; systemd-analyze and script(1) for the packaging
+# What the tests run for real: git, an SMTP server (Python's aiosmtpd), openssl (it makes the TLS
+# tests' certificates), Debian's prometheus-node-exporter, a PostgreSQL server; systemd-analyze and script(1) for the packaging
 # tests; chromium and chromium-driver for the dashboard's
 # browser tests. As root with apt-get, whatever is missing is installed; otherwise the script says
 # exactly what to install and exits 1. Nothing is installed when everything is there.
@@ -38,7 +38,8 @@ is_root() { [ "$(id -u)" = 0 ]; }
 
 have cargo || die "cargo is not on PATH: install a Rust toolchain (https://rustup.rs)"
 
-# A Python that can run `python3 -m aiosmtpd`; the tests read it from WATCHKEEPER_TEST_PYTHON.
+# A Python that imports aiosmtpd (tests/it/support/smtp_server.py runs it); the tests read it from
+# WATCHKEEPER_TEST_PYTHON.
 imports_aiosmtpd() { "$1" -c 'import aiosmtpd' >/dev/null 2>&1; }
 if [ -n "${WATCHKEEPER_TEST_PYTHON:-}" ]; then
     imports_aiosmtpd "$WATCHKEEPER_TEST_PYTHON" || die "WATCHKEEPER_TEST_PYTHON=$WATCHKEEPER_TEST_PYTHON cannot import aiosmtpd"
@@ -74,6 +75,7 @@ find_pg_bindir() {
 check() {
     missing=()
     have git || missing+=(git)
+    have openssl || missing+=(openssl)
     if [ "${WATCHKEEPER_SKIP_NODE_EXPORTER:-}" != 1 ]; then
         have prometheus-node-exporter || have node_exporter || missing+=(prometheus-node-exporter)
     fi
@@ -199,5 +201,5 @@ if [ -n "${DATABASE_URL:-}" ]; then
 else
     start_postgres
 fi
-say "SMTP server: $WATCHKEEPER_TEST_PYTHON -m aiosmtpd"
+say "SMTP server: aiosmtpd under $WATCHKEEPER_TEST_PYTHON"
 exec cargo test "$@"

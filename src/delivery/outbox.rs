@@ -52,7 +52,8 @@ pub fn backoff(attempts: u32, created_ms: i64, now_ms: i64) -> Option<i64> {
 /// - A missing `${ENV}` is retried like any failure and logged at ERROR: serve's environment
 ///   only changes by a restart, and a restart with the variable set then delivers the rows
 ///   still pending instead of losing them.
-/// - SMTP 5xx answers, bad addresses and a channel whose type changed fail at once.
+/// - SMTP 5xx answers, HTTP 4xx answers but 408 and 429, bad addresses and a channel whose
+///   type changed fail at once ([`SendError::is_permanent`]).
 /// - Delivery is at least once: a send the server accepted but that could not be recorded
 ///   (database down, shutdown after the grace period) is sent again when its lease expires.
 ///   E-mails carry a stable Message-ID so mail systems can drop such a duplicate.
@@ -193,7 +194,6 @@ fn process_env(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notification::{DeliveryStatus, Medium, MessageKind};
 
     const S: i64 = 1000;
     const M: i64 = 60 * S;
@@ -216,40 +216,5 @@ mod tests {
         assert_eq!(backoff(150, created, created + 24 * H - 1), Some(created + 24 * H - 1 + 10 * M));
         assert_eq!(backoff(150, created, created + 24 * H), None);
         assert_eq!(backoff(1, created, created + 30 * H), None);
-    }
-
-    fn row(attempts: u32, created_ms: i64) -> OutboxRow {
-        OutboxRow {
-            id: 1,
-            alert_id: None,
-            channel: "ops-mail".into(),
-            medium: Medium::Email,
-            recipient: "a@example.com".into(),
-            subject: String::new(),
-            body: String::new(),
-            kind: MessageKind::Fired,
-            status: DeliveryStatus::Pending,
-            attempts,
-            next_attempt_ms: 0,
-            reason: None,
-            last_error: None,
-            created_ms,
-            sent_ms: None,
-        }
-    }
-
-    #[test]
-    fn permanent_errors_are_not_retried() {
-        let now = 100 * S;
-        let transient = SendError::Status { status: 503, excerpt: "busy".into() };
-        assert_eq!(
-            failed(&row(2, 0), &transient, now),
-            DeliveryOutcome::Failed { error: "gateway answered HTTP 503: busy".into(), retry_at_ms: Some(now + 30 * S) }
-        );
-        let permanent = SendError::Smtp { message: "permanent error (550): no such user".into(), permanent: true };
-        assert_eq!(
-            failed(&row(0, 0), &permanent, now),
-            DeliveryOutcome::Failed { error: "smtp: permanent error (550): no such user".into(), retry_at_ms: None }
-        );
     }
 }

@@ -59,14 +59,18 @@ pub enum SendError {
 }
 
 impl SendError {
-    /// Whether retrying this row can never help (the outbox then gives up at once). A missing
-    /// `${ENV}`, a bad URL, an unreachable or failing server are retried: a restart with the
-    /// variable set, or the server coming back, delivers what is still pending.
+    /// Whether retrying this row can never help (the outbox then gives up at once): an SMTP 5xx
+    /// reply, an HTTP 4xx answer other than 408 (timeout) and 429 (too many requests) — the
+    /// gateway refused this request as it is — a bad address, a changed channel. A missing
+    /// `${ENV}`, a bad URL, an unreachable server, an SMTP 4xx and an HTTP 5xx, 408 or 429 are
+    /// retried: a restart with the variable set, or the server coming back, delivers what is
+    /// still pending.
     pub fn is_permanent(&self) -> bool {
         match self {
             SendError::WrongMedium { .. } | SendError::Incomplete { .. } | SendError::Address { .. } => true,
             SendError::Smtp { permanent, .. } => *permanent,
-            SendError::Env { .. } | SendError::Http(_) | SendError::Status { .. } | SendError::Timeout(_) => false,
+            SendError::Status { status, .. } => (400..500).contains(status) && !matches!(status, 408 | 429),
+            SendError::Env { .. } | SendError::Http(_) | SendError::Timeout(_) => false,
         }
     }
 }
@@ -378,14 +382,5 @@ mod tests {
         assert_eq!(excerpt("  oops\n\tbad  gateway \r\n"), "oops bad gateway");
         let long = "x".repeat(500);
         assert_eq!(excerpt(&long).chars().count(), EXCERPT_CHARS + 1);
-    }
-
-    #[test]
-    fn permanence() {
-        assert!(SendError::Smtp { message: "550".into(), permanent: true }.is_permanent());
-        assert!(!SendError::Smtp { message: "421".into(), permanent: false }.is_permanent());
-        assert!(!SendError::Status { status: 500, excerpt: String::new() }.is_permanent());
-        assert!(!SendError::Env { channel: "c".into(), source: MissingEnv { name: "X".into() } }.is_permanent());
-        assert!(SendError::WrongMedium { channel: "c".into(), actual: "sms", wanted: "email" }.is_permanent());
     }
 }

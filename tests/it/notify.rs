@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -13,8 +14,11 @@ use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::config::model::{Channel, Config, SmtpSettings};
 use watchkeeper::config::raw::{ChannelType, Language, SmtpTls, WebhookFormat};
 use watchkeeper::delivery::{SendError, Senders, run_outbox};
-use watchkeeper::notification::{AlertMessage, DeliveryStatus, Medium, MessageKind, build_notifications, json_payload, render};
-use watchkeeper::store::{OutboxRow, Store};
+use watchkeeper::metrics::Metrics;
+use watchkeeper::notification::{
+    AlertMessage, DeliveryStatus, Medium, MessageKind, NewNotification, build_notifications, json_payload, render,
+};
+use watchkeeper::store::{Attempt, OutboxRow, Store};
 
 use crate::support::http::{FAILURE_BODY, HttpServer};
 use crate::support::smtp::SmtpServer;
@@ -289,18 +293,28 @@ fn outage_config(smtp_port: u16) -> (tempfile::TempDir, Config) {
     (tree, loaded.config)
 }
 
-/// Fire an alert on port `port` and enqueue its notifications, as the engine does.
+/// Fire an alert on port `port` and enqueue its notifications for `config`'s project members.
 async fn fire(store: &Store, config: &Config, port: u16) -> i64 {
     let now = jiff::Timestamp::now().as_millisecond();
-    let msg = AlertMessage {
+    let notifications = build_notifications(config, "shop", &port_message(port, now), None, None, now);
+    assert_eq!(notifications.len(), 3, "{notifications:#?}");
+    open_alert(store, port, &notifications).await
+}
+
+fn port_message(port: u16, now: i64) -> AlertMessage {
+    AlertMessage {
         what: format!("port {port} of web-01-ports"),
         started_at_ms: now,
         at_ms: now,
         alert_id: None,
         ..message(MessageKind::Fired)
-    };
-    let notifications = build_notifications(config, "shop", &msg, None, None, now);
-    assert_eq!(notifications.len(), 3, "{notifications:#?}");
+    }
+}
+
+/// Open a firing alert on port `port` with `notifications` in the same transaction, as the
+/// engine does; its id.
+async fn open_alert(store: &Store, port: u16, notifications: &[NewNotification]) -> i64 {
+    let now = jiff::Timestamp::now().as_millisecond();
     let key = InstanceKey {
         project: "shop".into(),
         server: String::new(),
@@ -311,11 +325,11 @@ async fn fire(store: &Store, config: &Config, port: u16) -> i64 {
     let open = AlertChange::Open {
         severity: Severity::Fatal,
         started_at_ms: now,
-        message: msg.what.clone(),
-        host: msg.host.clone(),
+        message: port_message(port, now).what,
+        host: "203.0.113.10".into(),
         snapshot: json!({}),
     };
-    store.apply_alert(&key, &state, None, Some(&open), &notifications, now).await.expect("apply alert").expect("an open alert id")
+    store.apply_alert(&key, &state, None, Some(&open), notifications, now).await.expect("apply alert").expect("an open alert id")
 }
 
 /// Poll `check` every 50 ms until it holds; panic after `timeout`.
@@ -331,31 +345,107 @@ where
     }
 }
 
+/// The outbox worker as serve runs it, over a fresh SQLite store.
+struct Outbox {
+    store: Store,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+    worker: tokio::task::JoinHandle<()>,
+    metrics: Arc<Metrics>,
+    /// Ports of the alerts `queue` opened, so each is a new one.
+    next_port: AtomicU16,
+    _config: watch::Sender<Arc<Config>>,
+    _db: tempfile::TempDir,
+}
+
+impl Outbox {
+    async fn start(config: Arc<Config>) -> Outbox {
+        let db = tempfile::tempdir().expect("temp dir");
+        let store = Store::connect(&format!("sqlite://{}", db.path().join("wk.db").display())).await.expect("store");
+        let (config_tx, config_rx) = watch::channel(config);
+        let (wake, cancel, metrics) = (Arc::new(Notify::new()), CancellationToken::new(), Arc::new(Metrics::new()));
+        let worker = tokio::spawn(run_outbox(
+            store.clone(),
+            config_rx,
+            senders(),
+            metrics.clone(),
+            "replica-1".into(),
+            wake.clone(),
+            cancel.clone(),
+        ));
+        Outbox { store, wake, cancel, worker, metrics, next_port: AtomicU16::new(1), _config: config_tx, _db: db }
+    }
+
+    /// An outbox whose configuration holds `channels` and nothing else.
+    async fn with_channels(channels: impl IntoIterator<Item = Channel>) -> Outbox {
+        let channels = channels.into_iter().map(|c| (c.name.clone(), c)).collect();
+        Outbox::start(Arc::new(Config { channels, ..Config::default() })).await
+    }
+
+    /// Queue one notification per recipient through `channel`, as one new alert's; the alert.
+    async fn queue(&self, channel: &Channel, recipients: &[&str]) -> i64 {
+        let notifications: Vec<NewNotification> = recipients
+            .iter()
+            .map(|to| NewNotification {
+                channel: channel.name.clone(),
+                medium: channel.type_,
+                recipient: to.to_string(),
+                subject: format!("port down for {to}"),
+                body: "the port is down".into(),
+                kind: MessageKind::Fired,
+                status: DeliveryStatus::Pending,
+                reason: None,
+            })
+            .collect();
+        let alert = open_alert(&self.store, self.next_port.fetch_add(1, Ordering::Relaxed), &notifications).await;
+        self.wake.notify_one();
+        alert
+    }
+
+    /// `alert`'s notifications with their attempts, by recipient.
+    async fn notifications(&self, alert: i64) -> BTreeMap<String, (OutboxRow, Vec<Attempt>)> {
+        let rows = self.store.notifications_for_alert(alert).await.expect("notifications");
+        rows.into_iter().map(|(row, attempts)| (row.recipient.clone(), (row, attempts))).collect()
+    }
+
+    /// Wait until none of `alert`'s notifications is pending; them, by recipient.
+    async fn settled(&self, alert: i64, timeout: Duration) -> BTreeMap<String, (OutboxRow, Vec<Attempt>)> {
+        let start = Instant::now();
+        loop {
+            let rows = self.notifications(alert).await;
+            if rows.values().all(|(row, _)| row.status != DeliveryStatus::Pending) {
+                return rows;
+            }
+            assert!(start.elapsed() < timeout, "notifications still pending after {timeout:?}: {rows:#?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.worker).await.expect("worker stops promptly").expect("worker did not panic");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_rides_out_an_smtp_outage_and_delivers_every_mail_exactly_once() {
     install_crypto();
     let mut smtp = SmtpServer::start();
     let (_tree, config) = outage_config(smtp.port);
     let config = Arc::new(config);
-    let db = tempfile::tempdir().expect("temp dir");
-    let store = Store::connect(&format!("sqlite://{}", db.path().join("wk.db").display())).await.expect("store");
-    let (_config_tx, config_rx) = watch::channel(config.clone());
-    let wake = Arc::new(Notify::new());
-    let cancel = CancellationToken::new();
-    let metrics = Arc::new(watchkeeper::metrics::Metrics::new());
-    let worker =
-        tokio::spawn(run_outbox(store.clone(), config_rx, senders(), metrics.clone(), "replica-1".into(), wake.clone(), cancel.clone()));
+    let outbox = Outbox::start(config.clone()).await;
+    let store = &outbox.store;
     let mail_count = |smtp: &SmtpServer| smtp.message_files().len();
 
     // 1. SMTP up: the first alert's three mails go out.
-    let first = fire(&store, &config, 80).await;
-    wake.notify_one();
+    let first = fire(store, &config, 80).await;
+    outbox.wake.notify_one();
     eventually("the first three mails", Duration::from_secs(15), || async { mail_count(&smtp) == 3 }).await;
 
     // 2. SMTP down: the second alert's mails stay pending, each attempt logged with its error.
     smtp.stop();
-    let second = fire(&store, &config, 443).await;
-    wake.notify_one();
+    let second = fire(store, &config, 443).await;
+    outbox.wake.notify_one();
     let attempted = || async {
         let rows = store.notifications_for_alert(second).await.expect("notifications");
         rows.len() == 3 && rows.iter().all(|(row, attempts)| row.status == DeliveryStatus::Pending && !attempts.is_empty())
@@ -391,9 +481,94 @@ async fn outbox_rides_out_an_smtp_outage_and_delivers_every_mail_exactly_once() 
     assert!(mails.iter().any(|m| m.to == "alice@example.com" && m.subject.contains("장애 발생")), "alice reads Korean");
     assert_eq!(store.outbox_depth().await.expect("depth"), 0);
 
-    cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(5), worker).await.expect("worker stops promptly").expect("worker did not panic");
+    let metrics = outbox.metrics.clone();
+    outbox.stop().await;
     let rendered = metrics.render();
     assert!(rendered.contains(r#"watchkeeper_notifications_total{medium="email",result="ok"} 6"#), "{rendered}");
     assert!(rendered.contains(r#"watchkeeper_notifications_total{medium="email",result="failed"}"#), "{rendered}");
+}
+
+/// An e-mail channel for the outbox, which expands `${ENV}` from the process's environment:
+/// settings written out.
+fn outbox_email_channel(port: u16, tls: SmtpTls) -> Channel {
+    Channel { from: Some("Watchkeeper <alerts@example.com>".into()), ..email_channel(port, tls) }
+}
+
+/// One attempt's error, which must be there.
+fn error_of(attempt: &Attempt) -> &str {
+    attempt.error.as_deref().unwrap_or_else(|| panic!("a failed attempt records its error: {attempt:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_550_fails_at_once_and_451_is_retried_until_delivered() {
+    let smtp = SmtpServer::start();
+    let channel = outbox_email_channel(smtp.port, SmtpTls::None);
+    let outbox = Outbox::with_channels([channel.clone()]).await;
+    // The server refuses `rcpt-550` at RCPT and `data-550`'s message at DATA with 550, answers
+    // `busy-451`'s first RCPT with 451, and takes everything else.
+    let recipients = ["rcpt-550@example.com", "data-550@example.com", "busy-451@example.com", "ok@example.com"];
+    let alert = outbox.queue(&channel, &recipients).await;
+    let rows = outbox.settled(alert, Duration::from_secs(60)).await;
+
+    for (to, reply) in [("rcpt-550@example.com", "no such user here"), ("data-550@example.com", "message refused by policy")] {
+        let (row, attempts) = &rows[to];
+        assert_eq!(row.status, DeliveryStatus::Failed, "{to}: {row:#?}");
+        assert_eq!((row.attempts, attempts.len()), (1, 1), "{to} is given up after its first attempt: {attempts:#?}");
+        let error = row.last_error.as_deref().expect("the server's reply is stored");
+        assert!(error.contains("550") && error.contains(reply), "{to}: {error}");
+        assert_eq!(error_of(&attempts[0]), error);
+    }
+    let (busy, attempts) = &rows["busy-451@example.com"];
+    assert_eq!(busy.status, DeliveryStatus::Sent, "{busy:#?}");
+    assert_eq!(busy.attempts, 2, "one 451, then delivered: {attempts:#?}");
+    assert!(!attempts[0].ok && error_of(&attempts[0]).contains("451"), "{attempts:#?}");
+    assert!(attempts[1].ok, "{attempts:#?}");
+    assert_eq!(rows["ok@example.com"].0.status, DeliveryStatus::Sent);
+    assert_eq!(rows["ok@example.com"].0.attempts, 1);
+
+    let mut delivered: Vec<String> = smtp.messages().into_iter().map(|m| m.to).collect();
+    delivered.sort();
+    assert_eq!(delivered, ["busy-451@example.com", "ok@example.com"], "one mail each, none for the refused");
+    // The 451 retry came 5 s after its first attempt; the refused were not tried again meanwhile.
+    let again = outbox.notifications(alert).await;
+    assert_eq!((again["rcpt-550@example.com"].0.attempts, again["data-550@example.com"].0.attempts), (1, 1));
+    outbox.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_gateway_4xx_fails_at_once_and_5xx_and_429_are_retried() {
+    install_crypto();
+    // Three gateways: each answers its first request with one status, then 200.
+    let mut gateways = BTreeMap::new();
+    for status in [400, 429, 503] {
+        gateways.insert(status, HttpServer::answering_first(&[status]).await);
+    }
+    let sms_channel =
+        |status: u16| Channel { url: Some(gateways[&status].url("/send")), ..channel(&format!("sms-{status}"), ChannelType::Sms) };
+    let outbox = Outbox::with_channels([400, 429, 503].map(sms_channel)).await;
+    let mut alerts = BTreeMap::new();
+    for status in [400, 429, 503] {
+        alerts.insert(status, outbox.queue(&sms_channel(status), &["+821011112222"]).await);
+    }
+    let mut settled = BTreeMap::new();
+    for (status, alert) in alerts {
+        let mut rows = outbox.settled(alert, Duration::from_secs(60)).await;
+        settled.insert(status, rows.remove("+821011112222").expect("the notification"));
+    }
+
+    let (refused, attempts) = &settled[&400];
+    assert_eq!(refused.status, DeliveryStatus::Failed, "{refused:#?}");
+    assert_eq!((refused.attempts, attempts.len()), (1, 1), "a 4xx is not retried: {attempts:#?}");
+    let error = refused.last_error.as_deref().expect("the error is stored");
+    assert_eq!(error, format!("gateway answered HTTP 400: {}", FAILURE_BODY.replace('\n', " ")));
+    for status in [429, 503] {
+        let (row, attempts) = &settled[&status];
+        assert_eq!(row.status, DeliveryStatus::Sent, "{status}: {row:#?}");
+        assert_eq!(row.attempts, 2, "{status}, then 200: {attempts:#?}");
+        assert!(error_of(&attempts[0]).contains(&format!("HTTP {status}")), "{attempts:#?}");
+    }
+    assert_eq!(gateways[&400].requests().len(), 1, "the refused SMS was not sent again");
+    assert_eq!(gateways[&429].requests().len(), 2);
+    assert_eq!(gateways[&503].requests().len(), 2);
+    outbox.stop().await;
 }

@@ -1,5 +1,6 @@
-//! A real HTTP server (axum on 127.0.0.1:0) that records every request and can answer 500 to
-//! the first N, for SMS gateway and webhook tests, or serve one page (a metrics page to scrape).
+//! A real HTTP server (axum on 127.0.0.1:0) that records every request and can answer error
+//! statuses to the first ones, for SMS gateway and webhook tests, or serve one page (a metrics
+//! page to scrape).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,7 +30,8 @@ impl Recorded {
 
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
-    fail_first: usize,
+    /// The statuses of the first requests, in order, each with [`FAILURE_BODY`].
+    fail_first: Vec<StatusCode>,
     /// What a request that is not failed gets, with 200.
     body: String,
 }
@@ -52,15 +54,22 @@ impl HttpServer {
 
     /// Answer 500 with [`FAILURE_BODY`] to the first `n` requests, then 200 `ok`.
     pub async fn failing_first(n: usize) -> HttpServer {
-        HttpServer::with(n, "ok").await
+        HttpServer::answering_first(&vec![500; n]).await
+    }
+
+    /// Answer the first requests with `statuses` (one each, in order, with [`FAILURE_BODY`]),
+    /// then 200 `ok`.
+    pub async fn answering_first(statuses: &[u16]) -> HttpServer {
+        let statuses = statuses.iter().map(|&s| StatusCode::from_u16(s).expect("an HTTP status")).collect();
+        HttpServer::with(statuses, "ok").await
     }
 
     /// Answer 200 with `body` to everything.
     pub async fn serving(body: &str) -> HttpServer {
-        HttpServer::with(0, body).await
+        HttpServer::with(Vec::new(), body).await
     }
 
-    async fn with(fail_first: usize, body: &str) -> HttpServer {
+    async fn with(fail_first: Vec<StatusCode>, body: &str) -> HttpServer {
         let shared = Arc::new(Shared { requests: Mutex::default(), fail_first, body: body.to_owned() });
         let app = axum::Router::new().fallback(record).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
@@ -111,9 +120,8 @@ async fn record(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     };
     let mut requests = shared.requests.lock().expect("requests lock");
     requests.push(recorded);
-    if requests.len() <= shared.fail_first {
-        (StatusCode::INTERNAL_SERVER_ERROR, FAILURE_BODY.to_string())
-    } else {
-        (StatusCode::OK, shared.body.clone())
+    match shared.fail_first.get(requests.len() - 1) {
+        Some(&status) => (status, FAILURE_BODY.to_string()),
+        None => (StatusCode::OK, shared.body.clone()),
     }
 }

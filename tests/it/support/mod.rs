@@ -1,6 +1,7 @@
 //! Real servers and programs for the integration tests: an SMTP server (aiosmtpd, writing a
-//! Maildir), a recording HTTP server (axum) that can fail on purpose or serve a page, Debian's
-//! node_exporter, the serve binary and a stand-in collector. No mocks.
+//! Maildir; plain or TLS with AUTH), a private CA for TLS (openssl), a recording HTTP server
+//! (axum) that can fail on purpose or serve a page, Debian's node_exporter, the serve binary and
+//! a stand-in collector. No mocks.
 
 // Not every test module uses every helper.
 #![allow(dead_code)]

@@ -1,6 +1,8 @@
-//! A real SMTP server: `python3 -m aiosmtpd` with its Mailbox handler, delivering into a Maildir.
-//! The Python is `$WATCHKEEPER_TEST_PYTHON` (`scripts/test.sh` sets it to one that imports
-//! aiosmtpd), else `python3`.
+//! A real SMTP server: aiosmtpd with its Mailbox handler, delivering into a Maildir, run by
+//! `smtp_server.py` beside this file — plain, STARTTLS or implicit TLS, with or without AUTH; a
+//! few recipients get the refusals their names ask for (`rcpt-550@`, `data-550@`, `busy-451@`;
+//! see the script). The Python is `$WATCHKEEPER_TEST_PYTHON` (`scripts/test.sh` sets it to one
+//! that imports aiosmtpd), else `python3`.
 
 use std::fs::File;
 use std::net::TcpStream;
@@ -11,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// How long the server may take to accept connections after starting.
 const STARTUP: Duration = Duration::from_secs(15);
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/smtp_server.py");
 
 /// aiosmtpd on `127.0.0.1:port`; killed on drop. Can be stopped and started again on the same
 /// port and Maildir, to simulate an outage.
@@ -54,15 +58,13 @@ impl SmtpServer {
         assert!(self.child.is_none(), "SMTP server already running");
         let log = File::create(self.dir.path().join("aiosmtpd.log")).expect("log file");
         let mut child = Command::new(python())
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args([SCRIPT, "--port", &self.port.to_string(), "--maildir"])
             .arg(self.maildir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("spawn {} -m aiosmtpd: {e} (run the tests with `bash scripts/test.sh`)", python().to_string_lossy())
-            });
+            .unwrap_or_else(|e| panic!("spawn {} {SCRIPT}: {e} (run the tests with `bash scripts/test.sh`)", python().to_string_lossy()));
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait for aiosmtpd") {
