@@ -67,6 +67,21 @@ impl Unit {
             _ => (0.0, f64::MAX),
         }
     }
+
+    /// Whether a correct sampler could have produced `value`: finite and within [`Unit::range`].
+    pub fn admits(self, value: f64) -> bool {
+        let (low, high) = self.range();
+        (low..=high).contains(&value)
+    }
+
+    /// [`Unit::range`] in words, for errors: `0–100 %`, `0 or more bit/s`.
+    pub fn range_words(self) -> String {
+        let words = match self.range() {
+            (low, high) if high < f64::MAX => format!("{low}–{high} {}", self.symbol()),
+            (low, _) => format!("{low} or more {}", self.symbol()),
+        };
+        words.trim_end().to_string()
+    }
 }
 
 /// One host metric.
@@ -192,6 +207,27 @@ mod tests {
             };
             assert_eq!(metric.per, expected, "{}", metric.name);
         }
+    }
+
+    #[test]
+    fn units_admit_what_a_sampler_can_produce_and_nothing_else() {
+        let cases: &[(Unit, f64, bool)] = &[
+            (Percent, 0.0, true),
+            (Percent, 100.0, true),
+            (Percent, 100.000_1, false),
+            (Percent, -50.0, false),
+            (BitsPerSecond, 1.7e308, true),
+            (BitsPerSecond, -0.5, false),
+            (Tasks, f64::INFINITY, false),
+            (Bytes, f64::NAN, false),
+            (PerSecond, f64::NEG_INFINITY, false),
+        ];
+        for &(unit, value, admitted) in cases {
+            assert_eq!(unit.admits(value), admitted, "{unit:?} {value}");
+        }
+        assert_eq!(Percent.range_words(), "0–100 %");
+        assert_eq!(BitsPerSecond.range_words(), "0 or more bit/s");
+        assert_eq!(Tasks.range_words(), "0 or more");
     }
 
     #[test]

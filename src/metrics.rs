@@ -191,9 +191,11 @@ impl Metrics {
         self.ingest_rejected.get_or_create(&vec![("reason", reason.to_string())]).inc();
     }
 
-    /// Reports an agent says it lost (full backlog, refused batches).
+    /// Reports an agent says it lost (full backlog, refused batches). The total stops at
+    /// `u64::MAX` instead of wrapping to a small number.
     pub fn agent_dropped(&self, n: u64) {
-        self.ingest_dropped.inc_by(n);
+        let add = |total: u64| Some(total.saturating_add(n));
+        let _ = self.ingest_dropped.inner().fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, add);
     }
 
     /// A check that could not run for a local reason (an errno word such as `emfile`).
@@ -285,6 +287,18 @@ mod tests {
             assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_agents_dropped_total_stops_at_the_largest_number_instead_of_wrapping() {
+        let m = Metrics::new();
+        m.agent_dropped(u64::MAX - 5);
+        m.agent_dropped(1_000);
+        m.agent_dropped(1);
+        assert_eq!(
+            samples(&m.render(), "watchkeeper_ingest_agent_dropped_total"),
+            [format!("watchkeeper_ingest_agent_dropped_total {}", u64::MAX)]
+        );
     }
 
     #[test]

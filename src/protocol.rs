@@ -111,6 +111,21 @@ pub const MAX_METRICS_PER_REPORT: usize = 2_000;
 pub const MAX_PROCESSES_PER_REPORT: usize = 1_000;
 /// The most down-check results or log hits one request may carry.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1_000;
+/// The most process names one report may count (`process_counts`).
+pub const MAX_PROCESS_COUNTS_PER_REPORT: usize = 4_096;
+/// The most addresses one report's facts may list.
+pub const MAX_IPS_PER_REPORT: usize = 256;
+/// The most network filesystems one report may list as not read.
+pub const MAX_SKIPPED_MOUNTS_PER_REPORT: usize = 1_024;
+/// The longest text of a report's facts (OS, kernel, CPU vendor and model), in bytes.
+pub const MAX_FACT_BYTES: usize = 256;
+/// The longest process name or user name, in bytes (a Linux `comm` has at most 15).
+pub const MAX_NAME_BYTES: usize = 256;
+/// The longest subject (mount point, device, interface) or skipped mount's text, in bytes.
+pub const MAX_SUBJECT_BYTES: usize = 1_024;
+/// The most lost reports one request may announce in `dropped`: more than an agent reporting
+/// every second loses in thirty years, so a larger number is a broken or hostile client.
+pub const MAX_DROPPED_PER_REQUEST: u64 = 1_000_000_000;
 
 /// `POST /ingest/v1/report`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

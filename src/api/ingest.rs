@@ -20,6 +20,7 @@ use axum::http::{StatusCode, header};
 use tokio::sync::oneshot;
 
 use super::{ApiError, ApiState, auth};
+use crate::catalog;
 use crate::collect::assign::assignments;
 use crate::collect::writer::{Batch, Source};
 use crate::protocol::{self, IngestRequest, IngestResponse};
@@ -112,30 +113,58 @@ pub async fn report(State(state): State<ApiState>, request: Request) -> Result<J
     }
 }
 
-/// Bounds on what one request may carry; log lines are cut rather than refused.
+/// Bounds on what one request may carry, each refused with the field, the value and the bound;
+/// log lines are cut rather than refused.
 fn validate(request: &mut IngestRequest, now_ms: i64) -> Result<(), String> {
-    if request.reports.len() > protocol::MAX_REPORTS_PER_REQUEST {
-        return Err(format!("{} reports in one request; at most {}", request.reports.len(), protocol::MAX_REPORTS_PER_REQUEST));
-    }
-    if request.checks.len() > protocol::MAX_EVENTS_PER_REQUEST || request.log_hits.len() > protocol::MAX_EVENTS_PER_REQUEST {
-        return Err(format!("more than {} down-check results or log hits in one request", protocol::MAX_EVENTS_PER_REQUEST));
+    use protocol::*;
+    at_most("reports in one request", request.reports.len(), MAX_REPORTS_PER_REQUEST)?;
+    at_most("down-check results in one request", request.checks.len(), MAX_EVENTS_PER_REQUEST)?;
+    at_most("log hits in one request", request.log_hits.len(), MAX_EVENTS_PER_REQUEST)?;
+    if request.dropped > MAX_DROPPED_PER_REQUEST {
+        return Err(format!("dropped {} is more than an agent can lose; at most {MAX_DROPPED_PER_REQUEST}", request.dropped));
     }
     let time_ok = |at_ms: i64| (now_ms - MAX_AGE_MS..=now_ms + MAX_AHEAD_MS).contains(&at_ms);
     for (i, r) in request.reports.iter().enumerate() {
         if !time_ok(r.at_ms) {
             return Err(format!("reports[{i}].at_ms {} is more than 25 h old or 10 min ahead of serve's clock", r.at_ms));
         }
-        if r.metrics.len() > protocol::MAX_METRICS_PER_REPORT {
-            return Err(format!("reports[{i}] has {} metrics; at most {}", r.metrics.len(), protocol::MAX_METRICS_PER_REPORT));
+        at_most(&format!("metrics in reports[{i}]"), r.metrics.len(), MAX_METRICS_PER_REPORT)?;
+        at_most(&format!("processes in reports[{i}]"), r.processes.len(), MAX_PROCESSES_PER_REPORT)?;
+        at_most(&format!("process_counts entries in reports[{i}]"), r.process_counts.len(), MAX_PROCESS_COUNTS_PER_REPORT)?;
+        at_most(&format!("facts.ips in reports[{i}]"), r.facts.ips.len(), MAX_IPS_PER_REPORT)?;
+        at_most(&format!("skipped_mounts in reports[{i}]"), r.skipped_mounts.len(), MAX_SKIPPED_MOUNTS_PER_REPORT)?;
+        let f = &r.facts;
+        for (field, text) in [("os", &f.os), ("kernel", &f.kernel), ("cpu_vendor", &f.cpu_vendor), ("cpu_model", &f.cpu_model)] {
+            short(&format!("reports[{i}].facts.{field}"), text, MAX_FACT_BYTES)?;
         }
-        if r.processes.len() > protocol::MAX_PROCESSES_PER_REPORT {
-            return Err(format!("reports[{i}] has {} processes; at most {}", r.processes.len(), protocol::MAX_PROCESSES_PER_REPORT));
+        for m in &r.metrics {
+            // Every name is the catalog's: deserializing refused any other.
+            if let Some(metric) = catalog::lookup(m.name)
+                && !metric.unit.admits(m.value)
+            {
+                let subject = m.subject.as_deref().map(|s| format!(" of `{s}`")).unwrap_or_default();
+                return Err(format!("reports[{i}]: metric `{}`{subject} is {}; it must be {}", m.name, m.value, metric.unit.range_words()));
+            }
+            if let Some(subject) = &m.subject {
+                short(&format!("reports[{i}]: the subject of metric `{}`", m.name), subject, MAX_SUBJECT_BYTES)?;
+            }
         }
-        if let Some(m) = r.metrics.iter().find(|m| !m.value.is_finite()) {
-            return Err(format!("reports[{i}]: metric `{}` is not a finite number", m.name));
+        for (j, p) in r.processes.iter().enumerate() {
+            short(&format!("reports[{i}].processes[{j}].name"), &p.name, MAX_NAME_BYTES)?;
+            short(&format!("reports[{i}].processes[{j}].user"), &p.user, MAX_NAME_BYTES)?;
+            if !catalog::Unit::Percent.admits(p.memory) || p.cpu.is_some_and(|c| !(0.0..=f64::MAX).contains(&c)) {
+                return Err(format!(
+                    "reports[{i}].processes[{j}] (`{}`): cpu {:?} or memory {} is not a share (cpu 0 or more % of a core, memory 0–100 %)",
+                    p.name, p.cpu, p.memory
+                ));
+            }
         }
-        if r.processes.iter().any(|p| !p.memory.is_finite() || p.cpu.is_some_and(|c| !c.is_finite())) {
-            return Err(format!("reports[{i}]: a process has a cpu or memory value that is not a finite number"));
+        for name in r.process_counts.keys() {
+            short(&format!("reports[{i}]: a process_counts name"), name, MAX_NAME_BYTES)?;
+        }
+        for (j, m) in r.skipped_mounts.iter().enumerate() {
+            short(&format!("reports[{i}].skipped_mounts[{j}].mount_point"), &m.mount_point, MAX_SUBJECT_BYTES)?;
+            short(&format!("reports[{i}].skipped_mounts[{j}].fs_type"), &m.fs_type, MAX_SUBJECT_BYTES)?;
         }
     }
     for (i, c) in request.checks.iter().enumerate() {
@@ -152,4 +181,14 @@ fn validate(request: &mut IngestRequest, now_ms: i64) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `Err` naming `what` when there are more than `max` of it.
+fn at_most(what: &str, count: usize, max: usize) -> Result<(), String> {
+    if count > max { Err(format!("{count} {what}; at most {max}")) } else { Ok(()) }
+}
+
+/// `Err` naming `what` when `text` is longer than `max` bytes.
+fn short(what: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.len() > max { Err(format!("{what} is {} bytes long; at most {max}", text.len())) } else { Ok(()) }
 }

@@ -103,7 +103,7 @@ pub async fn run(
             }
             metrics.ingested(source.as_str(), reports.len() as u64);
             let reports: Vec<Arc<Report>> = reports.into_iter().map(Arc::new).collect();
-            if let Some(newest) = reports.iter().max_by_key(|r| r.at_ms) {
+            if let Some(newest) = reports.iter().max_by_key(|r| r.at_ms.min(received_ms)) {
                 live.update(&project, &server, Arc::clone(newest), received_ms);
             }
             if let Some(done) = done {

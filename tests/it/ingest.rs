@@ -144,3 +144,105 @@ fn a_bad_or_missing_ingest_key_is_refused_before_the_body_is_read() {
     assert_eq!(status, 200, "{text}");
     assert_eq!(serve.metric("watchkeeper_ingest_rejected_total{reason=\"unauthorized\"}"), Some(4.0));
 }
+
+/// POST `body` to the ingest endpoint with `shop`'s key.
+fn post(serve: &Serve, body: &Value) -> (u16, String) {
+    let auth = format!("Bearer {KEY}");
+    serve.request(
+        "POST",
+        "/ingest/v1/report",
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+#[test]
+fn impossible_values_and_oversized_reports_get_a_400_naming_them_and_store_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let serve = start(work.path(), &[]);
+    let now = watchkeeper::clock::now_ms();
+    let long = |n: usize| "x".repeat(n);
+    let many_names: serde_json::Map<String, Value> = (0..4_097).map(|i| (format!("p{i}"), json!(1))).collect();
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change, String)> = vec![
+        ("negative percent", Box::new(|r| r["metrics"][0]["value"] = json!(-50.0)), "metric `cpu.usage` is -50; it must be 0–100 %".into()),
+        ("huge percent", Box::new(|r| r["metrics"][0]["value"] = json!(1.7e308)), "metric `cpu.usage` is 170000000000000000".into()),
+        (
+            "negative rate",
+            Box::new(|r| r["metrics"] = json!([{ "name": "network.in_bps", "subject": "eth0", "value": -1.0 }])),
+            "metric `network.in_bps` of `eth0` is -1; it must be 0 or more bit/s".into(),
+        ),
+        (
+            "long subject",
+            Box::new(move |r| r["metrics"] = json!([{ "name": "disk.usage", "subject": long(1_025), "value": 1.0 }])),
+            "1025 bytes long; at most 1024".into(),
+        ),
+        ("too far ahead", Box::new(move |r| r["at_ms"] = json!(now + 11 * 60_000)), "10 min ahead".into()),
+        (
+            "process_counts",
+            Box::new(move |r| r["process_counts"] = Value::Object(many_names.clone())),
+            "4097 process_counts entries in reports[0]; at most 4096".into(),
+        ),
+        (
+            "facts.os",
+            Box::new(move |r| r["facts"]["os"] = json!(long(7 << 20))),
+            "reports[0].facts.os is 7340032 bytes long; at most 256".into(),
+        ),
+        (
+            "process name",
+            Box::new(move |r| {
+                r["processes"] = json!([{ "pid": 1, "name": long(100_000), "user": "root", "cpu": 1.0, "memory": 1.0, "rss_bytes": 1 }])
+            }),
+            "reports[0].processes[0].name is 100000 bytes long; at most 256".into(),
+        ),
+        (
+            "process memory",
+            Box::new(|r| {
+                r["processes"] = json!([{ "pid": 1, "name": "java", "user": "root", "cpu": 1.0, "memory": 150.0, "rss_bytes": 1 }])
+            }),
+            "processes[0] (`java`): cpu Some(1.0) or memory 150 is not a share".into(),
+        ),
+        ("ips", Box::new(|r| r["facts"]["ips"] = json!(vec!["192.0.2.1"; 257])), "257 facts.ips in reports[0]; at most 256".into()),
+    ];
+    for (what, change, expected) in &cases {
+        let mut body = report("shop", "web-01");
+        change(&mut body["reports"][0]);
+        let (status, text) = post(&serve, &body);
+        assert_eq!(status, 400, "{what}: {text}");
+        assert!(text.contains(expected.as_str()), "{what}: expected {expected:?} in {text}");
+    }
+    let mut body = report("shop", "web-01");
+    body["dropped"] = json!(u64::MAX);
+    let (status, text) = post(&serve, &body);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("dropped 18446744073709551615 is more than an agent can lose; at most 1000000000"), "{text}");
+    assert!(serve.get("/api/v1/projects/shop/servers/web-01")["facts"].is_null(), "nothing was stored");
+    let rejected = serve.metric("watchkeeper_ingest_rejected_total{reason=\"invalid\"}");
+    assert_eq!(rejected, Some((cases.len() + 1) as f64));
+
+    // At the bounds, accepted: the largest share, the largest number of lost reports, twice.
+    let mut body = report("shop", "web-01");
+    body["reports"][0]["metrics"][0]["value"] = json!(100.0);
+    body["dropped"] = json!(1_000_000_000u64);
+    for _ in 0..2 {
+        let (status, text) = post(&serve, &body);
+        assert_eq!(status, 200, "{text}");
+    }
+    assert_eq!(serve.metric("watchkeeper_ingest_agent_dropped_total"), Some(2e9));
+}
+
+#[test]
+fn a_report_dated_ahead_within_the_skew_does_not_stay_the_servers_latest() {
+    let work = tempfile::tempdir().unwrap();
+    let serve = start(work.path(), &[]);
+    // An agent whose clock runs 9 minutes fast reports; then its clock is put right.
+    let mut ahead = report("shop", "web-01");
+    ahead["reports"][0]["at_ms"] = json!(watchkeeper::clock::now_ms() + 9 * 60_000);
+    ahead["reports"][0]["facts"]["os"] = json!("from the fast clock");
+    assert_eq!(post(&serve, &ahead).0, 200);
+    let mut corrected = report("shop", "web-01");
+    corrected["reports"][0]["facts"]["os"] = json!("from the corrected clock");
+    assert_eq!(post(&serve, &corrected).0, 200);
+    let detail = serve.get("/api/v1/projects/shop/servers/web-01");
+    assert_eq!(detail["facts"]["os"], "from the corrected clock", "{detail:#}");
+}
