@@ -40,9 +40,12 @@ pub struct Applied {
 static LOCAL_ERRORS: LogThrottle = LogThrottle::new(std::time::Duration::from_secs(60));
 
 /// A retirement that could not be recorded yet.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 struct Retiring {
     reason: String,
+    /// The configuration whose recipients hear of the resolve: the new one, or the one before
+    /// it when the new one removed the instance's whole project (whose members heard it fire).
+    told: Arc<Config>,
     attempts: u32,
     next_try_ms: i64,
 }
@@ -164,7 +167,7 @@ impl Engine {
     /// Take a new configuration and retire the instances it no longer keeps alive. Retirements
     /// the store refuses stay queued and are retried on every tick until they are recorded.
     pub async fn apply_config(&mut self, applied: Applied) {
-        self.config = applied.config;
+        let previous = std::mem::replace(&mut self.config, applied.config);
         self.revision = applied.revision;
         let now = now_ms();
         let config = Arc::clone(&self.config);
@@ -174,7 +177,8 @@ impl Engine {
         for key in self.instances.keys() {
             if let Some(why) = live.retires(&key.project, &key.server, &key.rule, &key.subject) {
                 let reason = format!("{why} in {}", self.revision);
-                self.retiring.insert(key.clone(), Retiring { reason, attempts: 0, next_try_ms: now });
+                let told = if config.projects.contains_key(&key.project) { &config } else { &previous };
+                self.retiring.insert(key.clone(), Retiring { reason, told: Arc::clone(told), attempts: 0, next_try_ms: now });
             }
         }
         self.retry_retirements(now).await;
@@ -190,7 +194,7 @@ impl Engine {
         let mut notified = false;
         for key in due {
             let Some(retiring) = self.retiring.get(&key).cloned() else { continue };
-            match self.retire(&key, &retiring.reason, now_ms).await {
+            match self.retire(&key, &retiring, now_ms).await {
                 Ok(sent) => {
                     notified |= sent;
                     self.retiring.remove(&key);
@@ -210,9 +214,10 @@ impl Engine {
 
     /// Close an instance for good: resolve its open alert (notifying, as a resolve) and forget
     /// it. Returns whether notifications were enqueued.
-    async fn retire(&mut self, key: &InstanceKey, reason: &str, now_ms: i64) -> Result<bool, StoreError> {
+    async fn retire(&mut self, key: &InstanceKey, retiring: &Retiring, now_ms: i64) -> Result<bool, StoreError> {
         let Some(before) = self.instances.get(key).copied() else { return Ok(false) };
-        let decision = alert::decide::retire(&self.config, key, &before, reason, now_ms);
+        let reason = retiring.reason.as_str();
+        let decision = alert::decide::retire(&retiring.told, key, &before, reason, now_ms);
         self.store
             .apply_alert(key, &decision.state, before.open_alert_id, decision.change.as_ref(), &decision.notifications, now_ms)
             .await?;

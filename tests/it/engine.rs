@@ -413,8 +413,8 @@ async fn a_revision_resolves_what_it_removes_or_pauses_and_tells_whoever_heard_i
         (&firing[0], "removed in rev-2", true),
         (&firing[1], "paused in rev-2", true),
         (&firing[2], "removed in rev-2", true),
-        // A project that is gone has nobody left to tell.
-        (&firing[3], "removed in rev-2", false),
+        // A project that is gone: its members, who heard it fire, hear it resolve.
+        (&firing[3], "removed in rev-2", true),
     ] {
         let resolved =
             wait_for_alert(&running.store, Duration::from_secs(10), |a| a.id == alert.id && a.status == AlertStatus::Resolved).await;

@@ -1,4 +1,5 @@
-//! `watchkeeper serve --config DIR` as files change under it: broken trees recorded as they are.
+//! `watchkeeper serve --config DIR` as files change under it: broken trees recorded as they are,
+//! a removed project's alerts resolved with a mail.
 
 use std::fs;
 use std::path::Path;
@@ -6,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::free_port;
 use crate::support::serve::{OPERATOR, Serve};
+use crate::support::smtp::SmtpServer;
 
 /// The user who reads the status API.
 fn users() -> String {
@@ -54,4 +57,46 @@ fn each_broken_tree_is_recorded_and_the_status_shows_its_own_error() {
     let status = serve.get("/api/v1/status");
     assert_eq!(status["reconcile"], "rejected", "{status}");
     assert!(status["applied"].is_null(), "nothing good was ever applied: {status}");
+}
+
+#[test]
+fn removing_a_project_resolves_its_alert_and_mails_the_resolve_to_who_heard_it_fire() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("tree");
+    fs::create_dir_all(&dir).unwrap();
+    let smtp = SmtpServer::start();
+    let closed = free_port();
+    fs::write(dir.join("users.yaml"), format!("{}notify: {{ email: true }}\n", users())).unwrap();
+    fs::write(
+        dir.join("channels.yaml"),
+        format!(
+            "kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {}, tls: none }}\nfrom: \"watchkeeper <alerts@example.com>\"\n",
+            smtp.port
+        ),
+    )
+    .unwrap();
+    fs::write(dir.join("shop.yaml"), "kind: Project\nname: shop\nmembers: [{ user: alice@example.com, role: admin }]\nchannels: [mail]\n")
+        .unwrap();
+    fs::write(
+        dir.join("lab.yaml"),
+        format!(
+            "kind: Project\nname: lab\nmembers: [{{ user: alice@example.com, role: admin }}]\nchannels: [mail]\n---\n\
+             kind: PortMonitor\nname: bench\nproject: lab\nhost: 127.0.0.1\nports: [{closed}]\ninterval: 1s\ntimeout: 500ms\nfailures: 1\n"
+        ),
+    )
+    .unwrap();
+    let serve = serve_dir(work.path(), &dir, &[]);
+    let fired = smtp.wait_for(1, Duration::from_secs(60));
+    assert!(fired[0].subject.contains("Alert fired") && fired[0].subject.contains("bench"), "{fired:?}");
+    let first = serve.applied().unwrap();
+
+    fs::remove_file(dir.join("lab.yaml")).unwrap();
+    serve.wait_until("the removal is applied", Duration::from_secs(30), || serve.applied().is_some_and(|r| r != first));
+    let mails = smtp.wait_for(2, Duration::from_secs(60));
+    let resolved = &mails[1];
+    assert!(resolved.subject.contains("Resolved") && resolved.subject.contains("bench"), "{mails:?}");
+    assert_eq!(resolved.to, fired[0].to, "the resolve goes to whoever heard it fire");
+    assert!(resolved.body.contains(&format!("removed in {}", serve.applied().unwrap())), "{}", resolved.body);
+    serve.wait_until("the outbox is empty", Duration::from_secs(30), || serve.metric("watchkeeper_outbox_depth") == Some(0.0));
+    assert_eq!(smtp.messages().len(), 2, "one fired and one resolved mail: {:?}", smtp.messages());
 }
