@@ -102,7 +102,7 @@ async fn run(fd_limit: u64) {
     println!("probes: 127.0.0.1:{} (listening) on every monitor, 127.0.0.1:{down} (closed) also on every 100th", up.port);
 
     // The first revision, read the way serve's source reads it (this fills the parse cache).
-    let spec = SourceSpec::Dir { dir: dir.clone(), rescan: Duration::from_secs(30) };
+    let spec = SourceSpec::Dir { dir: dir.clone(), rescan: Duration::from_secs(30), settle: Duration::ZERO };
     let library = Library::Builtin;
     let (first, mut cache, initial_read) = read(&spec, &library, ParseCache::default()).await;
     require_clean(&first);

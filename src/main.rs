@@ -104,7 +104,7 @@ enum Cmd {
     /// Make a new random API or ingest token and print its sha256 line for the YAML.
     Token,
     /// Run the service: follow the configuration, probe, alert, notify, serve the status API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print or export a daily, weekly or monthly report from the database serve writes.
     Report(ReportArgs),
     /// Run on a monitored server: report host metrics to serve, run assigned down-checks and log rules.
@@ -218,6 +218,10 @@ struct ServeArgs {
     /// How often to rescan the directory even without change events.
     #[arg(long, default_value = "30s", value_parser = duration)]
     rescan: Dur,
+    /// How long the directory must be left alone (no change, every file's size and time the
+    /// same) before it is read as a revision: a file half-way written is never applied.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    settle: Dur,
     /// sqlite://PATH (created on first run, with its directory) or postgres://…
     #[arg(long, value_name = "URL", env = "WATCHKEEPER_DB", default_value = DEFAULT_DB)]
     db: String,
@@ -425,7 +429,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => serve(*args),
         Cmd::Report(args) => report(args),
         Cmd::Agent(args) => agent(args),
         Cmd::Test { dir, library } => {
@@ -546,7 +550,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let source = match (args.config, args.git) {
         (Some(dir), _) => {
             require_dir(&dir)?;
-            SourceSpec::Dir { dir, rescan: args.rescan.0 }
+            SourceSpec::Dir { dir, rescan: args.rescan.0, settle: args.settle.0 }
         }
         (None, Some(url)) => SourceSpec::Git { url, branch: args.branch, workdir: args.workdir, subdir: args.path, poll: args.poll.0 },
         (None, None) => bail!("give --config DIR or --git URL"),

@@ -139,13 +139,32 @@ fn io_error(sources: &mut Sources, shown: PathBuf, meta: Option<&fs::Metadata>, 
 /// modification time when it has them, and why it was not read.
 fn unread(sources: &mut Sources, shown: &Path, meta: Option<&fs::Metadata>, why: &str) {
     let seen = match meta {
-        Some(meta) => {
-            let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
-            format!("{} bytes, modified {}.{:09}: {why}", meta.len(), modified.as_secs(), modified.subsec_nanos())
-        }
+        Some(meta) => format!("{}: {why}", stamp(meta)),
         None => why.to_string(),
     };
     sources.unread.push((shown.to_path_buf(), seen));
+}
+
+/// A file's size and modification time.
+fn stamp(meta: &fs::Metadata) -> String {
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+    format!("{} bytes, modified {}.{:09}", meta.len(), modified.as_secs(), modified.subsec_nanos())
+}
+
+/// Every configuration file under `root` that [`read_dir`] would read, with its size and
+/// modification time, and what could not be read as it was seen — without reading any text.
+/// Equal results a moment apart mean nobody is writing to the tree.
+pub fn stamps(root: &Path) -> Vec<(PathBuf, String)> {
+    let mut sources = Sources::default();
+    let mut paths = Vec::new();
+    walk(root, root, is_config_file, &mut HashSet::new(), &mut paths, &mut sources, &mut Diagnostics::default());
+    paths.sort();
+    let mut out = sources.unread;
+    for (shown, full) in paths {
+        let seen = fs::metadata(&full).map_or_else(|e| e.to_string(), |meta| stamp(&meta));
+        out.push((shown, seen));
+    }
+    out
 }
 
 /// Add a file's bytes, checking they are UTF-8 (a BOM is dropped). Returns whether they were:

@@ -10,13 +10,14 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::load::ParseCache;
+use crate::config::load::{self, ParseCache};
 use crate::config::{self, Library, Loaded};
 
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
-    /// A directory, watched for changes and rescanned every `rescan`.
-    Dir { dir: PathBuf, rescan: Duration },
+    /// A directory, watched for changes and rescanned every `rescan`; read only once it has
+    /// been left alone for `settle` (see [`follow`]).
+    Dir { dir: PathBuf, rescan: Duration, settle: Duration },
     /// A git branch: cloned into `workdir`, fetched every `poll`; `subdir` is the tree's
     /// folder inside the repository.
     Git { url: String, branch: String, workdir: PathBuf, subdir: Option<PathBuf>, poll: Duration },
@@ -107,6 +108,12 @@ pub fn read_once(spec: &SourceSpec, library: &Library, cache: &mut ParseCache) -
 
 /// Follow the source until cancelled, sending each new revision (and the first) to `out`.
 /// A source that fails to read (git unreachable) is logged and retried on the next tick.
+///
+/// A directory is read only once it has settled — no change event for its `settle` period, and
+/// every file's size and modification time the same at both ends of it — and what was read is
+/// kept only if nothing changed while it was read: an editor or a copy half-way through a file
+/// must not be applied as a revision (a truncated file can be valid YAML that removes half a
+/// project).
 pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Revision>, cancel: CancellationToken) {
     let (changed_tx, mut changed) = mpsc::channel::<()>(1);
     // Keep the watcher alive for as long as we follow; dropping it stops watching.
@@ -121,6 +128,13 @@ pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Revisi
     let mut last: Option<String> = None;
     let mut cache = ParseCache::default();
     loop {
+        let settled = match &spec {
+            SourceSpec::Dir { dir, settle: quiet, .. } => match settle(dir, *quiet, &mut changed, &cancel).await {
+                Some(stamps) => Some(stamps),
+                None => return,
+            },
+            SourceSpec::Git { .. } => None,
+        };
         let (spec2, library2, mut cache2) = (spec.clone(), library.clone(), std::mem::take(&mut cache));
         let read = tokio::task::spawn_blocking(move || {
             let result = read_once(&spec2, &library2, &mut cache2);
@@ -131,6 +145,12 @@ pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Revisi
             result
         }) {
             Ok(Ok(revision)) => {
+                if let (Some(before), SourceSpec::Dir { dir, .. }) = (&settled, &spec)
+                    && stamps(dir).await != *before
+                {
+                    tracing::debug!("the configuration changed while it was read; reading it again once it settles");
+                    continue;
+                }
                 tracing::debug!(revision = %revision.id, "configuration read");
                 if last.as_deref() != Some(revision.id.as_str()) {
                     last = Some(revision.id.clone());
@@ -148,6 +168,41 @@ pub async fn follow(spec: SourceSpec, library: Library, out: mpsc::Sender<Revisi
             Some(()) = changed.recv() => {}
         }
     }
+}
+
+/// Wait until the tree under `dir` has settled: no change event for `quiet`, and the same
+/// [`load::stamps`] at both ends of it. Returns those, or `None` once cancelled.
+async fn settle(
+    dir: &Path,
+    quiet: Duration,
+    changed: &mut mpsc::Receiver<()>,
+    cancel: &CancellationToken,
+) -> Option<Vec<(PathBuf, String)>> {
+    /// Say so when a tree keeps changing for this many quiet periods.
+    const PATIENCE: u32 = 60;
+    let mut before = stamps(dir).await;
+    let mut rounds = 0u32;
+    loop {
+        let changed_meanwhile = tokio::select! {
+            _ = cancel.cancelled() => return None,
+            Some(()) = changed.recv() => true,
+            _ = tokio::time::sleep(quiet) => false,
+        };
+        let now = stamps(dir).await;
+        if !changed_meanwhile && now == before {
+            return Some(now);
+        }
+        before = now;
+        rounds += 1;
+        if rounds == PATIENCE {
+            tracing::warn!(dir = %dir.display(), ?quiet, "the configuration directory keeps changing; waiting for it to settle before reading it");
+        }
+    }
+}
+
+async fn stamps(dir: &Path) -> Vec<(PathBuf, String)> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || load::stamps(&dir)).await.unwrap_or_default()
 }
 
 /// Watch a directory recursively; every debounced batch of events is one "something changed".

@@ -1,8 +1,9 @@
 //! `watchkeeper serve --config DIR` as files change under it: broken trees recorded as they are,
-//! a removed project's alerts resolved with a mail.
+//! a file half-way written never applied, a removed project's alerts resolved with a mail.
 
 use std::fs;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,6 +15,15 @@ use crate::support::smtp::SmtpServer;
 /// The user who reads the status API.
 fn users() -> String {
     format!("kind: User\nemail: alice@example.com\nname: Alice\ntoken_sha256: {}\n", watchkeeper::token::sha256_hex(OPERATOR))
+}
+
+/// A work directory with a tree in `tree/` holding the user who reads the status API.
+fn new_tree() -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("tree");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("users.yaml"), users()).unwrap();
+    (work, dir)
 }
 
 /// serve following `dir`, on a SQLite database beside it, with `extra` arguments.
@@ -31,10 +41,7 @@ fn rejected(serve: &Serve) -> Vec<Value> {
 
 #[test]
 fn each_broken_tree_is_recorded_and_the_status_shows_its_own_error() {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("tree");
-    fs::create_dir_all(&dir).unwrap();
-    fs::write(dir.join("users.yaml"), users()).unwrap();
+    let (work, dir) = new_tree();
     let big = dir.join("servers.yaml");
     // Sparse files: their size is all that is read of them.
     fs::File::create(&big).unwrap().set_len(25 * 1024 * 1024).unwrap();
@@ -61,9 +68,7 @@ fn each_broken_tree_is_recorded_and_the_status_shows_its_own_error() {
 
 #[test]
 fn removing_a_project_resolves_its_alert_and_mails_the_resolve_to_who_heard_it_fire() {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("tree");
-    fs::create_dir_all(&dir).unwrap();
+    let (work, dir) = new_tree();
     let smtp = SmtpServer::start();
     let closed = free_port();
     fs::write(dir.join("users.yaml"), format!("{}notify: {{ email: true }}\n", users())).unwrap();
@@ -99,4 +104,47 @@ fn removing_a_project_resolves_its_alert_and_mails_the_resolve_to_who_heard_it_f
     assert!(resolved.body.contains(&format!("removed in {}", serve.applied().unwrap())), "{}", resolved.body);
     serve.wait_until("the outbox is empty", Duration::from_secs(30), || serve.metric("watchkeeper_outbox_depth") == Some(0.0));
     assert_eq!(smtp.messages().len(), 2, "one fired and one resolved mail: {:?}", smtp.messages());
+}
+
+/// Six PortMonitors of project shop on closed ports from `base`: one document each.
+fn monitors(base: u16) -> Vec<String> {
+    (0..6u16)
+        .map(|i| {
+            format!("kind: PortMonitor\nname: m{i}\nproject: shop\nhost: 127.0.0.1\nports: [{}]\ninterval: 1h\ntimeout: 500ms\n", base + i)
+        })
+        .collect()
+}
+
+/// The id serve gives the tree in `dir` as it is now.
+fn content_id(dir: &Path) -> String {
+    let library = watchkeeper::config::Library::Builtin;
+    watchkeeper::reconcile::source::content_revision(&watchkeeper::config::load_dir(dir, &library))
+}
+
+#[test]
+fn a_file_written_in_two_halves_with_a_pause_is_never_applied_half_written() {
+    let (work, dir) = new_tree();
+    fs::write(dir.join("shop.yaml"), "kind: Project\nname: shop\nmembers: [{ user: alice@example.com, role: admin }]\n").unwrap();
+    let servers = dir.join("monitors.yaml");
+    fs::write(&servers, monitors(40000).join("---\n")).unwrap();
+    let serve = serve_dir(work.path(), &dir, &[]);
+    let first = content_id(&dir);
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().as_ref() == Some(&first));
+
+    for round in 1..=3u16 {
+        // Each half is valid YAML on its own: three whole monitors out of six.
+        let docs = monitors(40000 + 10 * round);
+        let mut file = fs::File::create(&servers).unwrap();
+        file.write_all(docs[..3].join("---\n").as_bytes()).unwrap();
+        // Longer than file events take to arrive, shorter than serve's default settle period.
+        std::thread::sleep(Duration::from_millis(600));
+        file.write_all(format!("---\n{}", docs[3..].join("---\n")).as_bytes()).unwrap();
+        drop(file);
+        let whole = content_id(&dir);
+        serve.wait_until("the whole file is applied", Duration::from_secs(30), || serve.applied().as_ref() == Some(&whole));
+    }
+    let log = serve.log();
+    let applied: Vec<&str> = log.lines().filter(|l| l.contains("revision applied")).collect();
+    assert_eq!(applied.len(), 4, "the first tree and three whole files: {applied:#?}");
+    assert!(applied.iter().all(|l| l.contains("monitors=6")), "never three monitors: {applied:#?}");
 }
