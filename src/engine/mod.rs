@@ -89,6 +89,9 @@ const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 /// up to [`RETRY_MAX_MS`].
 const RETRY_FIRST_MS: i64 = 1_000;
 const RETRY_MAX_MS: i64 = 60_000;
+/// Probe results recorded in one write at most. What the prober finished while the previous
+/// write ran goes into the next one: a transaction per monitor run costs more than its checks.
+const MAX_RESULTS_PER_WRITE: usize = 4096;
 
 impl Engine {
     /// Resume from the store: every persisted instance, with its counters and open alert.
@@ -139,7 +142,14 @@ impl Engine {
                 biased;
                 _ = cancel.cancelled() => break,
                 Some(applied) = configs.recv() => self.apply_config(applied).await,
-                Some(batch) = results.recv() => {
+                Some(mut batch) = results.recv() => {
+                    // A waiting configuration is applied first: results of the monitors it adds must find them.
+                    while batch.len() < MAX_RESULTS_PER_WRITE && configs.is_empty() {
+                        match results.try_recv() {
+                            Ok(more) => batch.extend(more),
+                            Err(_) => break,
+                        }
+                    }
                     if let Err(e) = self.observe(batch).await {
                         tracing::error!(error = %e, "could not record probe results");
                     }

@@ -157,7 +157,7 @@ struct Event {
     reason: Option<i64>,
 }
 
-/// Rows per multi-row INSERT (9 parameters each, well under both backends' limits).
+/// Rows per multi-row statement (at most 9 parameters each, well under both backends' limits).
 const INSERT_CHUNK: usize = 1000;
 
 /// The statements a write needs, on either backend's transaction.
@@ -170,7 +170,8 @@ trait ProbeTx {
     async fn load_hour(&mut self, target: i64, hour: i64) -> Result<Option<Rollup>>;
     async fn insert_events(&mut self, events: &[Event]) -> Result<()>;
     async fn upsert_hours(&mut self, rows: &[(&(i64, i64), &Rollup)]) -> Result<()>;
-    async fn update_last(&mut self, target: i64, last: &Last) -> Result<()>;
+    /// Each target's newest check, unless a newer one is stored already.
+    async fn update_last(&mut self, last: &[(&i64, &Last)]) -> Result<()>;
 }
 
 macro_rules! probe_tx {
@@ -272,18 +273,18 @@ macro_rules! probe_tx {
                 Ok(())
             }
 
-            async fn update_last(&mut self, target: i64, last: &Last) -> Result<()> {
-                sqlx::query(
-                    "UPDATE probe_targets SET last_at_ms = $2, last_ok = $3, last_latency_ms = $4, last_reason = $5
-                     WHERE id = $1 AND (last_at_ms IS NULL OR last_at_ms <= $2)",
-                )
-                .bind(target)
-                .bind(last.at_ms)
-                .bind(last.ok)
-                .bind(last.latency_ms)
-                .bind(last.reason)
-                .execute(&mut **self)
-                .await?;
+            async fn update_last(&mut self, last: &[(&i64, &Last)]) -> Result<()> {
+                for chunk in last.chunks(INSERT_CHUNK) {
+                    let mut update = QueryBuilder::new("WITH v (id, at_ms, ok, latency_ms, reason) AS (");
+                    update.push_values(chunk, |mut row, (target, l)| {
+                        row.push_bind(**target).push_bind(l.at_ms).push_bind(l.ok).push_bind(l.latency_ms).push_bind(l.reason);
+                    });
+                    update.push(
+                        ") UPDATE probe_targets SET last_at_ms = v.at_ms, last_ok = v.ok, last_latency_ms = v.latency_ms, last_reason = v.reason
+                         FROM v WHERE probe_targets.id = v.id AND (probe_targets.last_at_ms IS NULL OR probe_targets.last_at_ms <= v.at_ms)",
+                    );
+                    update.build().execute(&mut **self).await?;
+                }
                 Ok(())
             }
         }
@@ -394,9 +395,7 @@ async fn write_records(
     tx.insert_events(&events).await?;
     let rows: Vec<(&(i64, i64), &Rollup)> = touched.iter().filter_map(|k| pending.hours.get_key_value(k)).collect();
     tx.upsert_hours(&rows).await?;
-    for (target, newest) in &last {
-        tx.update_last(*target, newest).await?;
-    }
+    tx.update_last(&last.iter().collect::<Vec<_>>()).await?;
     Ok(())
 }
 
