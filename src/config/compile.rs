@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
+use super::ca::read_ca_file;
 use super::diagnostic::{Diagnostics, Location, Sources};
 use super::load::{Doc, RawObject};
 use super::model::*;
@@ -456,6 +458,29 @@ impl Ctx<'_> {
         }
     }
 
+    /// An e-mail channel's `smtp.ca_file`, resolved against the directory of the file naming it,
+    /// if it holds CA certificates. This is the one file outside the tree that compiling reads.
+    fn ca_file(&mut self, doc: &Doc<raw::Channel>, file: &SpStr, tls: SmtpTls) -> Option<PathBuf> {
+        if tls == SmtpTls::None {
+            self.diags
+                .error("exclusive-fields", doc.at(file), "`ca_file` does not apply with `tls: none`")
+                .with_hint("use `tls: starttls` or `tls: tls`, or remove `ca_file`");
+            return None;
+        }
+        let written = self.sources.root.join(&self.sources.get(doc.file).path);
+        let path = written.parent().unwrap_or(Path::new("")).join(&file.value);
+        let path = std::path::absolute(&path).unwrap_or(path);
+        match read_ca_file(&path) {
+            Ok(_) => Some(path),
+            Err(e) => {
+                self.diags
+                    .error("bad-ca-file", doc.at(file), e)
+                    .with_hint("a PEM file of CA certificates, readable where lint and serve run");
+                None
+            }
+        }
+    }
+
     fn channel(&mut self, doc: &Doc<raw::Channel>, config: &mut Config) {
         let c = &doc.value;
         self.slug(doc, &c.name);
@@ -496,6 +521,7 @@ impl Ctx<'_> {
                             tls,
                             username: s.username.as_ref().map(|u| u.value.clone()),
                             password: s.password.as_ref().map(|p| p.value.clone()),
+                            ca_file: s.ca_file.as_ref().and_then(|file| self.ca_file(doc, file, tls)),
                         });
                     }
                     None => incomplete(self, "`smtp.host`"),

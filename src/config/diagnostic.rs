@@ -169,6 +169,7 @@ pub const RULES: &[Rule] = &[
     rule("bad-hash", Level::Error, "a *_sha256 value is not 64 hex digits"),
     rule("bad-time", Level::Error, "a time, time range or timestamp is malformed or out of order"),
     rule("bad-url", Level::Error, "a URL is not http(s)"),
+    rule("bad-ca-file", Level::Error, "a channel's smtp.ca_file cannot be read or holds no usable CA certificate"),
     rule("bad-regex", Level::Error, "a process regex does not compile"),
     rule("bad-count", Level::Error, "a count is out of range (failures/recoveries >= 1, min <= max)"),
     rule("port-count", Level::Error, "a port monitor lists no ports, more than 16, or one twice"),

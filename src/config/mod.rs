@@ -1,6 +1,7 @@
 //! Configuration as code: raw YAML types, loading with positions, `compile` to the validated
 //! model, and the object diff between two models (for `plan`). No I/O beyond reading the tree; no async.
 
+mod ca;
 pub mod compile;
 pub mod diagnostic;
 pub mod diff;
@@ -14,6 +15,7 @@ pub mod values;
 
 use std::path::{Path, PathBuf};
 
+pub use ca::read_ca_file;
 pub use diagnostic::{Diagnostic, Diagnostics, Level, Location, Sources};
 pub use env::{MissingEnv, expand_env};
 pub use model::Config;

@@ -422,6 +422,10 @@ pub struct Smtp {
     pub tls: Option<Sp<SmtpTls>>,
     pub username: Option<Text>,
     pub password: Option<Text>,
+    /// A PEM file of CA certificates to trust besides the public ones (a mail server with a
+    /// certificate from a private CA); a relative path is read from the directory of the file
+    /// that names it. Not with `tls: none`.
+    pub ca_file: Option<SpStr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]

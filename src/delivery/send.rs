@@ -10,13 +10,14 @@ use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 
 use crate::config::model::{Channel, DEFAULT_SMS_BODY};
 use crate::config::raw::{SmtpTls, WebhookFormat};
-use crate::config::{MissingEnv, expand_env};
+use crate::config::{MissingEnv, expand_env, read_ca_file};
 use crate::errors::error_chain;
 use crate::notification::{Medium, slack_payload};
 use crate::store::OutboxRow;
@@ -112,6 +113,8 @@ struct SmtpKey {
     tls: SmtpTls,
     username: Option<String>,
     password: Option<String>,
+    /// The channel's CA file's certificates, as read for this send.
+    ca: Vec<CertificateDer<'static>>,
 }
 
 type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
@@ -166,6 +169,13 @@ impl Senders {
             tls: smtp.tls,
             username: smtp.username.as_deref().map(expand).transpose()?,
             password: smtp.password.as_deref().map(expand).transpose()?,
+            // Read at every send: a renewed CA file is used at once. A file gone since the tree
+            // was checked is retried, like an outage, until someone puts it back.
+            ca: match &smtp.ca_file {
+                Some(path) => read_ca_file(path)
+                    .map_err(|e| SendError::Smtp { message: format!("channel `{}`: {e}", channel.name), permanent: false })?,
+                None => Vec::new(),
+            },
         };
         let from: Mailbox = expand(from_text)?.parse().map_err(|e: lettre::address::AddressError| SendError::Address {
             what: "from address",
@@ -206,8 +216,15 @@ impl Senders {
             return Ok(cached.transport.clone());
         }
         let tls_params = || {
-            TlsParameters::new(key.host.clone())
-                .map_err(|e| SendError::Smtp { message: format!("tls setup for `{}`: {e}", key.host), permanent: false })
+            let setup = |e: lettre::transport::smtp::Error| SendError::Smtp {
+                message: format!("tls setup for `{}`: {e}", key.host),
+                permanent: false,
+            };
+            let mut builder = TlsParameters::builder(key.host.clone());
+            for certificate in &key.ca {
+                builder = builder.add_root_certificate(Certificate::from_der(certificate.to_vec()).map_err(setup)?);
+            }
+            builder.build().map_err(setup)
         };
         let tls = match key.tls {
             SmtpTls::None => Tls::None,

@@ -22,6 +22,7 @@ use watchkeeper::store::{Attempt, OutboxRow, Store};
 
 use crate::support::http::{FAILURE_BODY, HttpServer};
 use crate::support::smtp::SmtpServer;
+use crate::support::tls::TestCa;
 use crate::support::{free_port, install_crypto};
 
 /// The environment the senders see in these tests (never the process's).
@@ -66,7 +67,7 @@ fn channel(name: &str, type_: ChannelType) -> Channel {
 
 fn email_channel(port: u16, tls: SmtpTls) -> Channel {
     Channel {
-        smtp: Some(SmtpSettings { host: "127.0.0.1".into(), port, tls, username: None, password: None }),
+        smtp: Some(SmtpSettings { host: "127.0.0.1".into(), port, tls, username: None, password: None, ca_file: None }),
         from: Some("${WK_IT_FROM}".into()),
         ..channel("ops-mail", ChannelType::Email)
     }
@@ -570,5 +571,80 @@ async fn sms_gateway_4xx_fails_at_once_and_5xx_and_429_are_retried() {
     assert_eq!(gateways[&400].requests().len(), 1, "the refused SMS was not sent again");
     assert_eq!(gateways[&429].requests().len(), 2);
     assert_eq!(gateways[&503].requests().len(), 2);
+    outbox.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_and_implicit_tls_with_auth_deliver_to_a_server_trusted_through_the_channels_ca_file() {
+    install_crypto();
+    // Both servers have a certificate from a private CA and take mail only after AUTH (and,
+    // the first, only after STARTTLS).
+    let ca = TestCa::new();
+    let starttls = SmtpServer::start_secure("starttls", &ca, "alerts", "s3cret-smtp");
+    let implicit = SmtpServer::start_secure("tls", &ca, "alerts", "s3cret-smtp");
+
+    // The channels as serve reads them: YAML whose `ca_file` is relative to the channel's file.
+    let tree = tempfile::tempdir().expect("temp dir");
+    let dir = tree.path().join("channels");
+    std::fs::create_dir_all(&dir).expect("channels dir");
+    std::fs::copy(ca.ca_file(), dir.join("internal-ca.pem")).expect("copy the CA certificate");
+    let channel = |name: &str, port: u16, tls: &str, password: &str, ca_file: &str| {
+        format!(
+            "kind: Channel\nname: {name}\ntype: email\nfrom: \"watchkeeper <alerts@example.com>\"\n\
+             smtp: {{ host: 127.0.0.1, port: {port}, tls: {tls}, username: alerts, password: {password}{ca_file} }}\n"
+        )
+    };
+    let trusted = ", ca_file: internal-ca.pem";
+    let yaml = [
+        channel("mail-starttls", starttls.port, "starttls", "s3cret-smtp", trusted),
+        channel("mail-tls", implicit.port, "tls", "s3cret-smtp", trusted),
+        channel("mail-wrong-password", starttls.port, "starttls", "not-the-password", trusted),
+        channel("mail-untrusted", starttls.port, "starttls", "s3cret-smtp", ""),
+    ]
+    .join("---\n");
+    std::fs::write(dir.join("mail.yaml"), yaml).expect("write the channels");
+    let loaded = watchkeeper::config::load_dir(tree.path(), &watchkeeper::config::Library::Builtin);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let config = loaded.config;
+    let resolved = config.channels["mail-tls"].smtp.as_ref().and_then(|s| s.ca_file.clone());
+    assert_eq!(resolved, Some(std::path::absolute(dir.join("internal-ca.pem")).unwrap()));
+
+    let outbox = Outbox::start(Arc::new(config.clone())).await;
+    let mut alerts = BTreeMap::new();
+    for name in ["mail-starttls", "mail-tls", "mail-wrong-password", "mail-untrusted"] {
+        alerts.insert(name, outbox.queue(&config.channels[name], &[&format!("{name}@example.com")]).await);
+    }
+    let mut settled = BTreeMap::new();
+    for name in ["mail-starttls", "mail-tls", "mail-wrong-password"] {
+        let mut rows = outbox.settled(alerts[name], Duration::from_secs(60)).await;
+        settled.insert(name, rows.remove(&format!("{name}@example.com")).expect("the notification"));
+    }
+
+    for name in ["mail-starttls", "mail-tls"] {
+        let (row, attempts) = &settled[name];
+        assert_eq!(row.status, DeliveryStatus::Sent, "{name}: {attempts:#?}");
+        assert_eq!(row.attempts, 1, "{name}");
+    }
+    let to = |server: &SmtpServer| server.messages().into_iter().map(|m| m.to).collect::<Vec<_>>();
+    assert_eq!(to(&starttls), ["mail-starttls@example.com"], "only the right password and the trusted CA get mail through");
+    assert_eq!(to(&implicit), ["mail-tls@example.com"]);
+
+    let (refused, attempts) = &settled["mail-wrong-password"];
+    assert_eq!(refused.status, DeliveryStatus::Failed, "a refused password is not retried: {attempts:#?}");
+    assert_eq!(refused.attempts, 1);
+    let error = refused.last_error.as_deref().expect("the error is stored");
+    assert!(error.contains("535") && error.contains("Authentication credentials invalid"), "{error}");
+    assert!(!error.contains("not-the-password"), "{error}");
+
+    // Without the CA file the server's certificate is not trusted: nothing is sent in clear,
+    // and the failure is retried (the file may be put in place).
+    eventually("the untrusted channel's first attempt", Duration::from_secs(30), || async {
+        outbox.notifications(alerts["mail-untrusted"]).await.values().all(|(row, _)| row.attempts >= 1)
+    })
+    .await;
+    let (untrusted, _) = outbox.notifications(alerts["mail-untrusted"]).await.remove("mail-untrusted@example.com").expect("notification");
+    assert_eq!(untrusted.status, DeliveryStatus::Pending, "{untrusted:#?}");
+    let error = untrusted.last_error.expect("the error is stored");
+    assert!(error.contains("UnknownIssuer"), "{error}");
     outbox.stop().await;
 }

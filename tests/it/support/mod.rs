@@ -13,6 +13,7 @@ pub mod exporter;
 pub mod http;
 pub mod serve;
 pub mod smtp;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::process::Child;

@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::tls::TestCa;
+
 /// How long the server may take to accept connections after starting.
 const STARTUP: Duration = Duration::from_secs(15);
 
@@ -22,6 +24,8 @@ pub struct SmtpServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The script's TLS and AUTH arguments.
+    security: Vec<String>,
 }
 
 /// One delivered message, parsed by Python's `email` package (headers decoded).
@@ -46,7 +50,18 @@ impl SmtpServer {
     /// A server that is not running yet (`resume` starts it): its port refuses connections.
     pub fn reserve() -> SmtpServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        SmtpServer { port: super::free_port(), dir, child: None }
+        SmtpServer { port: super::free_port(), dir, child: None, security: Vec::new() }
+    }
+
+    /// Start with TLS — `tls` is `starttls` (required before anything else) or `tls` (the whole
+    /// connection) — on `ca`'s server certificate, accepting mail only after AUTH as `user`
+    /// with `password`.
+    pub fn start_secure(tls: &str, ca: &TestCa, user: &str, password: &str) -> SmtpServer {
+        let mut server = SmtpServer::reserve();
+        let (cert, key) = (ca.server_cert().display().to_string(), ca.server_key().display().to_string());
+        server.security = ["--tls", tls, "--cert", &cert, "--key", &key, "--user", user, "--password", password].map(String::from).to_vec();
+        server.resume();
+        server
     }
 
     pub fn maildir(&self) -> PathBuf {
@@ -60,6 +75,7 @@ impl SmtpServer {
         let mut child = Command::new(python())
             .args([SCRIPT, "--port", &self.port.to_string(), "--maildir"])
             .arg(self.maildir())
+            .args(&self.security)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
