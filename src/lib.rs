@@ -44,7 +44,8 @@
 //! - [`web`] — the dashboard pages on serve's listener: sign-in sessions, projects, the
 //!   compound eye, server pages; read through [`api`]'s functions and scopes.
 //! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.
-//! - [`serve`] — the composition root: starts, wires and stops every task.
+//! - [`serve`] — the composition root: starts, wires and stops every task; its HTTP listener
+//!   with connection caps and timeouts, within an open-files budget.
 //! - [`agent`] — on a monitored server: host sampling on its own thread, log keyword tailing,
 //!   down-checks, and the push loop with its bounded backlog.
 //!

@@ -14,6 +14,7 @@ use watchkeeper::reconcile::source::SourceSpec;
 use watchkeeper::config::values::Dur;
 use watchkeeper::config::{self, Library, Loaded, load};
 use watchkeeper::lint::{self, Format};
+use watchkeeper::serve::http::HttpLimits;
 use watchkeeper::store::ProbeRetention;
 use watchkeeper::{codeowners, plan, report, token};
 
@@ -231,6 +232,24 @@ struct ServeArgs {
     /// Cap on TCP connects in flight.
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
+    /// Cap on open HTTP connections (status API, dashboard, ingest); more are reset right after
+    /// accept. Lowered at start if the open-files limit leaves less room.
+    #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections, value_parser = at_least_one)]
+    max_connections: usize,
+    /// Cap on open HTTP connections from one client address.
+    #[arg(long, value_name = "N", default_value_t = HttpLimits::default().max_connections_per_client, value_parser = at_least_one)]
+    max_connections_per_client: usize,
+    /// How long a client has to send a request head, from connecting (or from its first byte
+    /// after an idle spell); then the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(HttpLimits::default().header_timeout), value_parser = timeout)]
+    header_timeout: Dur,
+    /// How long a client has to send a request body, from the end of its head; then the request
+    /// fails (400) and the connection is closed.
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(HttpLimits::default().body_timeout), value_parser = timeout)]
+    body_timeout: Dur,
+    /// How long a kept-alive HTTP connection may wait for its next request.
+    #[arg(long, value_name = "DURATION", default_value_t = Dur(HttpLimits::default().idle_timeout), value_parser = timeout)]
+    idle_timeout: Dur,
     /// How long port failures and recoveries (the monitors' disconnect log) are kept: 30d, 5y, …
     #[arg(long, default_value = "5y", value_parser = retention, value_name = "AGE")]
     retention_events: Duration,
@@ -280,6 +299,19 @@ enum LogFormat {
 
 fn duration(s: &str) -> Result<Dur, String> {
     Dur::parse(s)
+}
+
+/// A duration longer than zero.
+fn timeout(s: &str) -> Result<Dur, String> {
+    Dur::parse(s).and_then(|d| if d.0.is_zero() { Err(format!("`{s}`: a timeout must be longer than zero")) } else { Ok(d) })
+}
+
+/// A whole number of at least 1.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number of at least 1")),
+    }
 }
 
 /// A retention: a whole number of hours (`h`), days (`d`) or years of 365 days (`y`), at least
@@ -546,7 +578,6 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     init_tracing(args.log_format);
-    raise_fd_limit();
     let source = match (args.config, args.git) {
         (Some(dir), _) => {
             require_dir(&dir)?;
@@ -575,6 +606,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         ),
         session_ttl: args.session_ttl.0,
         public_url: args.public_url,
+        http: HttpLimits {
+            header_timeout: args.header_timeout.0,
+            body_timeout: args.body_timeout.0,
+            idle_timeout: args.idle_timeout.0,
+            max_connections: args.max_connections,
+            max_connections_per_client: args.max_connections_per_client,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
@@ -638,24 +676,6 @@ async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
-
-/// Every probe in flight holds a socket: lift the soft open-files limit to the hard one.
-#[cfg(target_os = "linux")]
-fn raise_fd_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                tracing::debug!(from = limit.rlim_cur, to = limit.rlim_max, "raised the open-files limit");
-            }
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn raise_fd_limit() {}
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "watchkeeper".into())

@@ -1,4 +1,4 @@
-//! Prometheus metrics serve exposes on /metrics: probes, alerts firing, reconcile status, outbox depth.
+//! Prometheus metrics serve exposes on /metrics: probes, alerts firing, reconcile status, outbox depth, HTTP connections.
 //!
 //! One [`Metrics`] per serve, shared as `Arc<Metrics>`: the engine records into it, the API
 //! renders it. Label sets of a removed monitor are removed too ([`Metrics::forget_monitor`]),
@@ -41,6 +41,10 @@ pub struct Metrics {
     ingest_rejected: Family<Labels, Counter>,
     ingest_dropped: Counter,
     prober_errors: Family<Labels, Counter>,
+    http_connections: Gauge,
+    http_refused: Family<Labels, Counter>,
+    http_accept_errors: Family<Labels, Counter>,
+    http_timeouts: Family<Labels, Counter>,
     /// The revision whose `watchkeeper_revision_info` label set is present, to remove it when
     /// the next one is applied.
     current_revision: Mutex<Option<String>>,
@@ -113,9 +117,37 @@ impl Metrics {
             "Checks that could not run because this machine ran out of something (file descriptors, buffers, local ports, memory), by errno; not counted as failures",
             prober_errors.clone(),
         );
+        let http_connections = Gauge::default();
+        registry.register(
+            "watchkeeper_http_connections",
+            "HTTP connections open now (status API, dashboard, ingest)",
+            http_connections.clone(),
+        );
+        let http_refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "watchkeeper_http_connections_refused",
+            "HTTP connections reset right after accept because a cap was reached, by cap (total, per_client)",
+            http_refused.clone(),
+        );
+        let http_accept_errors = Family::<Labels, Counter>::default();
+        registry.register(
+            "watchkeeper_http_accept_errors",
+            "Failed accepts of HTTP connections, by errno (emfile: out of file descriptors, …); each is followed by a backoff",
+            http_accept_errors.clone(),
+        );
+        let http_timeouts = Family::<Labels, Counter>::default();
+        registry.register(
+            "watchkeeper_http_timeouts",
+            "HTTP connections closed by a timeout, by timeout (header, body, idle)",
+            http_timeouts.clone(),
+        );
         Metrics {
             registry,
             prober_errors,
+            http_connections,
+            http_refused,
+            http_accept_errors,
+            http_timeouts,
             ingest_reports,
             ingest_rejected,
             ingest_dropped,
@@ -203,6 +235,26 @@ impl Metrics {
         self.prober_errors.get_or_create(&vec![("reason", reason.to_string())]).inc();
     }
 
+    /// HTTP connections open now.
+    pub fn set_http_connections(&self, open: usize) {
+        self.http_connections.set(i64::try_from(open).unwrap_or(i64::MAX));
+    }
+
+    /// A connection refused by the cap `limit` (`total`, `per_client`).
+    pub fn http_refused(&self, limit: &'static str) {
+        self.http_refused.get_or_create(&vec![("limit", limit.to_string())]).inc();
+    }
+
+    /// A failed accept; `reason` is an errno word (`emfile`, …) or `other`.
+    pub fn http_accept_error(&self, reason: &'static str) {
+        self.http_accept_errors.get_or_create(&vec![("reason", reason.to_string())]).inc();
+    }
+
+    /// A connection closed by the `timeout` (`header`, `body`, `idle`).
+    pub fn http_timeout(&self, timeout: &'static str) {
+        self.http_timeouts.get_or_create(&vec![("timeout", timeout.to_string())]).inc();
+    }
+
     /// Drop every label set of a monitor that was removed from the configuration.
     pub fn forget_monitor(&self, project: &str, monitor: &str) {
         for result in PROBE_RESULTS {
@@ -282,6 +334,7 @@ mod tests {
             ("watchkeeper_reconcile_status", "gauge"),
             ("watchkeeper_outbox_depth", "gauge"),
             ("watchkeeper_notifications", "counter"),
+            ("watchkeeper_http_connections", "gauge"),
         ] {
             assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} missing:\n{text}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help:\n{text}");

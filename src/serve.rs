@@ -2,7 +2,9 @@
 //! prober), alert engine, collector writer, outbox, status API, rollups and retention — wire them with channels, and on
 //! shutdown signal them all and wait for each.
 
-use std::future::IntoFuture;
+pub mod fds;
+pub mod http;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use crate::reconcile::Reconciler;
 use crate::reconcile::source::{self, SourceSpec};
 use crate::store::{ProbeRetention, SampleRetention, Store};
 use crate::web::{self, WebState};
+use http::HttpLimits;
 
 pub struct ServeOptions {
     pub source: SourceSpec,
@@ -45,13 +48,16 @@ pub struct ServeOptions {
     pub session_ttl: Duration,
     /// The address users open (`--public-url`); an https one makes the session cookie `Secure`.
     pub public_url: Option<String>,
+    /// The HTTP listener's timeouts and connection caps (the caps lowered at start to fit the
+    /// open-files limit).
+    pub http: HttpLimits,
 }
 
 /// Run until `shutdown` is cancelled; returns once every task has stopped. The caller installs
 /// the process's TLS crypto provider first (every TLS client here uses it).
 pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = Store::connect(&options.db_url).await.context("opening the database")?;
-    let listener = tokio::net::TcpListener::bind(&options.listen).await.with_context(|| format!("listening on {}", options.listen))?;
+    let listener = http::bind(&options.listen).await.with_context(|| format!("listening on {}", options.listen))?;
     let address = listener.local_addr().context("reading the listen address")?;
     tracing::info!(
         listen = %address,
@@ -60,6 +66,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         base_url(address),
         status_url(address)
     );
+    let http_limits = fit_open_files(options.http, options.max_in_flight, &store);
 
     let metrics = Arc::new(Metrics::new());
     let outbox_wake = Arc::new(Notify::new());
@@ -110,15 +117,12 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         collector: Some(batches_tx),
     };
     let secure_cookie = options.public_url.as_deref().is_some_and(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
+    let api_metrics = Arc::clone(&state.metrics);
     let app = web::router(WebState::new(state, options.session_ttl, secure_cookie));
     let api_cancel = cancel.clone();
+    // The notice ends early; the listener's task is the pair, which ends when the listener does.
     tasks.spawn(async move {
-        let server = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(api_cancel.cancelled_owned());
-        let (served, ()) = tokio::join!(server.into_future(), locked_out);
-        if let Err(e) = served {
-            tracing::error!(error = %e, "status API stopped");
-        }
+        tokio::join!(http::serve(listener, app, http_limits, api_metrics, api_cancel), locked_out);
     });
 
     tasks.spawn(probe_upkeep(store.clone(), options.probe_retention, cancel.clone()));
@@ -166,6 +170,41 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     store.close().await;
     tracing::info!("serve stopped");
     Ok(())
+}
+
+/// Raise the open-files limit and fit the HTTP connection caps into what it leaves after the
+/// prober, the store and the configuration reader; say what was chosen.
+fn fit_open_files(wanted: HttpLimits, max_in_flight: usize, store: &Store) -> HttpLimits {
+    let Some(limit) = fds::raise_open_files_limit() else {
+        return wanted;
+    };
+    let budget = fds::Budget::new(limit, max_in_flight, store.max_open_files());
+    let (limits, lowered) = budget.fit(wanted);
+    tracing::info!(
+        open_files_limit = limit,
+        reserved = budget.reserved(),
+        probes = budget.probes,
+        store = budget.store,
+        config_reader = budget.config_reader,
+        margin = budget.margin,
+        max_connections = limits.max_connections,
+        max_connections_per_client = limits.max_connections_per_client,
+        "open files: limit {limit}, {} kept for probes, the database and the configuration reader; HTTP connections capped at {} ({} per client address)",
+        budget.reserved(),
+        limits.max_connections,
+        limits.max_connections_per_client
+    );
+    if lowered {
+        tracing::warn!(
+            open_files_limit = limit,
+            wanted = wanted.max_connections,
+            max_connections = limits.max_connections,
+            "the open-files limit leaves room for only {} of the {} HTTP connections asked for; raise it (ulimit -n, systemd's LimitNOFILE) to allow more",
+            limits.max_connections,
+            wanted.max_connections
+        );
+    }
+    limits
 }
 
 /// Rows of a database from before events and rollups converted per transaction.

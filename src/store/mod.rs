@@ -209,6 +209,15 @@ impl Store {
             Backend::Postgres(_) => "postgres",
         }
     }
+
+    /// The most file descriptors the pool holds: a SQLite connection keeps the database, its
+    /// write-ahead log and its shared-memory file open; a PostgreSQL connection, one socket.
+    pub fn max_open_files(&self) -> u64 {
+        match &self.backend {
+            Backend::Sqlite(pool) => 3 * u64::from(pool.options().get_max_connections()),
+            Backend::Postgres(pool) => u64::from(pool.options().get_max_connections()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod common;
 mod config_cli;
 mod dashboard;
 mod engine;
+mod flood;
 mod ingest;
 mod layout;
 mod lifecycle;

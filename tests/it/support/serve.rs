@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,8 @@ pub const OPERATOR: &str = "operator-token-for-tests";
 /// A TCP port that is open while the listener runs: accepts and drops every connection.
 pub struct Listener {
     pub port: u16,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -30,16 +32,23 @@ impl Listener {
     pub fn open(port: u16) -> Listener {
         let socket = TcpListener::bind(("127.0.0.1", port)).expect("bind listener");
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (flag, count) = (Arc::clone(&stop), Arc::clone(&accepted));
         let thread = thread::spawn(move || {
             for conn in socket.incoming() {
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
+                count.fetch_add(1, Ordering::SeqCst);
                 drop(conn);
             }
         });
-        Listener { port, stop, thread: Some(thread) }
+        Listener { port, accepted, stop, thread: Some(thread) }
+    }
+
+    /// Connections accepted so far (checks of the port, for a port monitor).
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     pub fn close(mut self) -> u16 {
@@ -67,6 +76,8 @@ pub struct Serve {
     child: Option<Child>,
     pub port: u16,
     log: PathBuf,
+    /// The address this test's own requests come from (127.0.0.1 unless a test floods from it).
+    pub client: Ipv4Addr,
 }
 
 impl Serve {
@@ -76,12 +87,17 @@ impl Serve {
 
     /// Start on a given port: a restart where agents keep pushing to the same address.
     pub fn start_on(args: &[String], env: &[(&str, String)], log: &Path, port: u16) -> Serve {
-        Serve::spawn(args, env, log, port, None)
+        Serve::spawn(args, env, log, port, None, None)
+    }
+
+    /// Start with an open-files limit of `open_files` (soft and hard, so serve cannot raise it).
+    pub fn start_with_open_files(args: &[String], env: &[(&str, String)], log: &Path, open_files: u64) -> Serve {
+        Serve::spawn(args, env, log, free_port(), None, Some(open_files))
     }
 
     /// Start in the working directory `cwd`, where serve keeps what it keeps by default.
     pub fn start_in(args: &[String], env: &[(&str, String)], log: &Path, cwd: &Path) -> Serve {
-        Serve::spawn(args, env, log, free_port(), Some(cwd))
+        Serve::spawn(args, env, log, free_port(), Some(cwd), None)
     }
 
     /// Run `program ARGS` exactly, in `cwd`, with only `env` and systemd's default PATH — as a
@@ -99,12 +115,12 @@ impl Serve {
             .stderr(log_file)
             .spawn()
             .expect("spawn the service");
-        let serve = Serve { child: Some(child), port, log: log.to_path_buf() };
+        let serve = Serve { child: Some(child), port, log: log.to_path_buf(), client: Ipv4Addr::LOCALHOST };
         serve.wait_until("the API answers", Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
         serve
     }
 
-    fn spawn(args: &[String], env: &[(&str, String)], log: &Path, port: u16, cwd: Option<&Path>) -> Serve {
+    fn spawn(args: &[String], env: &[(&str, String)], log: &Path, port: u16, cwd: Option<&Path>, open_files: Option<u64>) -> Serve {
         let log_file = fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_watchkeeper"));
         if let Some(dir) = cwd {
@@ -124,8 +140,18 @@ impl Serve {
         for (k, v) in env {
             command.env(k, v);
         }
+        if let Some(n) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches only the child's own limit.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+                });
+            }
+        }
         let child = command.spawn().expect("spawn watchkeeper serve");
-        let serve = Serve { child: Some(child), port, log: log.to_path_buf() };
+        let serve = Serve { child: Some(child), port, log: log.to_path_buf(), client: Ipv4Addr::LOCALHOST };
         serve.wait_until("the API answers", Duration::from_secs(30), || TcpStream::connect(("127.0.0.1", port)).is_ok());
         serve
     }
@@ -144,9 +170,14 @@ impl Serve {
         }
     }
 
+    /// A connection to serve from [`Serve::client`].
+    pub fn connect(&self) -> std::io::Result<TcpStream> {
+        connect_from(self.client, self.port)
+    }
+
     pub fn get(&self, path: &str) -> Value {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to serve");
+        let mut stream = self.connect().expect("connect to serve");
         write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {OPERATOR}\r\nConnection: close\r\n\r\n").unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
@@ -157,7 +188,7 @@ impl Serve {
     }
 
     pub fn text(&self, path: &str) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to serve");
+        let mut stream = self.connect().expect("connect to serve");
         write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
@@ -227,7 +258,7 @@ fn dechunk(body: &str) -> String {
 impl Serve {
     /// One HTTP request; the status and the (de-chunked) body, whatever the status.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to serve");
+        let mut stream = self.connect().expect("connect to serve");
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -244,4 +275,12 @@ impl Serve {
         let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
         (status, body)
     }
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from` (any of 127.0.0.0/8).
+pub fn connect_from(from: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from((from, 0)).into())?;
+    socket.connect(&SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into())?;
+    Ok(socket.into())
 }
