@@ -36,7 +36,8 @@
 //! - [`delivery`] — SMTP / SMS / webhook senders and the outbox worker.
 //! - [`collect`] — host metrics into serve: the group-committing `writer`, the `live` view of each
 //!   server's newest report, agents' assignments, the node_exporter `scrape`r.
-//! - [`engine`] — the one writer of alert state: observations → [`alert::decide`] → store + outbox.
+//! - [`engine`] — the one writer of alert state: observations → [`alert::decide`] → store + outbox,
+//!   with storm control (digests) on the notifications.
 //! - [`api`] — the status API and its token scopes (read-only but for acknowledgement notes);
 //!   the agents' ingest endpoint.
 //! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running
@@ -79,12 +80,12 @@
 //! | `report` | `config`, `store` |
 //! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store` |
 //! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
-//! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `probe`, `protocol`, `store` |
+//! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `notification`, `probe`, `protocol`, `store` |
 //! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
 //! | `plan` | `alert`, `api`, `config` |
 //! | `web` | `api`, `clock`, `config`, `store`, `token` |
 //! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |
-//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `probe`, `reconcile`, `store`, `web` |
+//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `notification`, `probe`, `reconcile`, `store`, `web` |
 //! | `agent` | `catalog`, `clock`, `errors`, `metrics`, `probe`, `protocol` |
 
 /// `as_str`, `Display` and `FromStr` for an enum written as fixed words — in YAML, the

@@ -268,6 +268,13 @@ struct ServeArgs {
     /// session cookie is marked Secure.
     #[arg(long, value_name = "URL", env = "WATCHKEEPER_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Storm control: how many alerts of one project that fire (or resolve, escalate, remind)
+    /// within `--storm-window` are told one by one; the rest reach each recipient as one digest.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    storm_limit: u32,
+    /// The window of `--storm-limit`, and how long a digest collects before it goes out.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    storm_window: Dur,
     #[command(flatten)]
     library: LibraryArgs,
     /// The operator token: reads every project through the status API (serve keeps only its
@@ -612,6 +619,10 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             idle_timeout: args.idle_timeout.0,
             max_connections: args.max_connections,
             max_connections_per_client: args.max_connections_per_client,
+        },
+        storm: watchkeeper::notification::storm::StormSettings {
+            limit: args.storm_limit as usize,
+            window_ms: i64::try_from(args.storm_window.0.as_millis()).unwrap_or(i64::MAX),
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

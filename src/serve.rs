@@ -21,6 +21,7 @@ use crate::config::{Config, Library};
 use crate::delivery::{self, Senders};
 use crate::engine::Engine;
 use crate::metrics::Metrics;
+use crate::notification::storm::StormSettings;
 use crate::probe::Prober;
 use crate::reconcile::Reconciler;
 use crate::reconcile::source::{self, SourceSpec};
@@ -51,6 +52,9 @@ pub struct ServeOptions {
     /// The HTTP listener's timeouts and connection caps (the caps lowered at start to fit the
     /// open-files limit).
     pub http: HttpLimits,
+    /// How many alert transitions of one project are told one by one per window; the rest go
+    /// out as digests.
+    pub storm: StormSettings,
 }
 
 /// Run until `shutdown` is cancelled; returns once every task has stopped. The caller installs
@@ -81,6 +85,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     let (batches_tx, batches_rx) = mpsc::channel(1024);
 
     let mut engine = Engine::load(store.clone(), Arc::clone(&metrics), Arc::clone(&outbox_wake)).await.context("loading alert state")?;
+    engine.set_storm_control(options.storm);
     // The newest report of every server, as it was before the restart.
     let live = LiveServers::default();
     for state in store.load_server_states().await.context("loading the servers' last reports")? {

@@ -24,6 +24,8 @@ use crate::clock::now_ms;
 use crate::collect::writer::HostInput;
 use crate::config::model::{Config, DownCheck, Project, Server};
 use crate::metrics::{LogThrottle, Metrics};
+use crate::notification::storm::{self, Digests, StormControl, StormSettings};
+use crate::notification::{DeliveryStatus, NewNotification};
 use crate::probe::{ErrorKind, PortResult};
 use crate::protocol::{CheckResult, Verdict};
 use crate::store::{ProbeRecord, Store, StoreError, StoredInstance};
@@ -69,6 +71,10 @@ pub struct Engine {
     boot_times: HashMap<(String, String), u64>,
     /// Servers that never reported since start are silent since then.
     started_ms: i64,
+    /// Which alert transitions are told one by one; the rest go into [`Engine::digests`].
+    storm: StormControl,
+    /// The digests being collected, each already written to the outbox as it grows.
+    digests: Digests,
 }
 
 /// The scene of an instance from its key alone (for what time decides): its project, server and
@@ -109,12 +115,19 @@ impl Engine {
             last_seen: HashMap::new(),
             boot_times: HashMap::new(),
             started_ms: now_ms(),
+            storm: StormControl::new(StormSettings::default()),
+            digests: Digests::default(),
         };
         for StoredInstance { key, instance } in stored {
             engine.remember(key, instance);
         }
         engine.update_firing_gauge();
         Ok(engine)
+    }
+
+    /// How many alert transitions of one project are told one by one per window (storm control).
+    pub fn set_storm_control(&mut self, settings: StormSettings) {
+        self.storm = StormControl::new(settings);
     }
 
     /// What serve remembers of a server from before a restart: when it last reported and its
@@ -227,10 +240,12 @@ impl Engine {
     async fn retire(&mut self, key: &InstanceKey, retiring: &Retiring, now_ms: i64) -> Result<bool, StoreError> {
         let Some(before) = self.instances.get(key).copied() else { return Ok(false) };
         let reason = retiring.reason.as_str();
-        let decision = alert::decide::retire(&retiring.told, key, &before, reason, now_ms);
+        let mut decision = alert::decide::retire(&retiring.told, key, &before, reason, now_ms);
+        let held = self.storm_hold(&key.project, &mut decision.notifications);
         self.store
             .apply_alert(key, &decision.state, before.open_alert_id, decision.change.as_ref(), &decision.notifications, now_ms)
             .await?;
+        self.collect_digests(&key.project, held).await;
         self.forget(key);
         tracing::info!(project = %key.project, rule = %key.rule, subject = %key.subject, reason, "alert instance retired");
         Ok(!decision.notifications.is_empty())
@@ -311,8 +326,10 @@ impl Engine {
 
     /// Store a decision and only then take its state as the instance's.
     async fn record(&mut self, decision: Decision, before: Instance, at_ms: i64) -> Result<bool, StoreError> {
-        let Decision { key, state, transition, change, notifications } = decision;
+        let Decision { key, state, transition, change, mut notifications } = decision;
+        let held = self.storm_hold(&key.project, &mut notifications);
         let open_alert_id = self.store.apply_alert(&key, &state, before.open_alert_id, change.as_ref(), &notifications, at_ms).await?;
+        self.collect_digests(&key.project, held).await;
         if let Some(t) = transition {
             tracing::info!(project = %key.project, server = %key.server, rule = %key.rule, subject = %key.subject, transition = ?t, "alert transition");
         }
@@ -322,6 +339,42 @@ impl Engine {
             self.remember(key, Instance { state, open_alert_id });
         }
         Ok(!notifications.is_empty())
+    }
+
+    /// Storm control on one transition's notifications, before they are stored: beyond the
+    /// project's limit, its pending ones are kept as not sent (with the reason) and returned
+    /// for the digests.
+    fn storm_hold(&mut self, project: &str, notifications: &mut [NewNotification]) -> Vec<NewNotification> {
+        let Some(kind) = notifications.iter().find(|n| n.status == DeliveryStatus::Pending).map(|n| n.kind) else {
+            return Vec::new();
+        };
+        if self.storm.admit(project, kind, now_ms()) {
+            return Vec::new();
+        }
+        storm::held(notifications, project, self.storm.settings())
+    }
+
+    /// Add held notifications to their recipients' digests and write each digest to the outbox,
+    /// where it waits until it is due. The alert change is recorded already, so a digest that
+    /// cannot be written is logged rather than undoing it.
+    async fn collect_digests(&mut self, project: &str, held: Vec<NewNotification>) {
+        if held.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let settings = self.storm.settings();
+        self.digests.prune(now);
+        for n in &held {
+            let digest = self.digests.add(project, n, now, settings);
+            if digest.id.is_none() {
+                tracing::warn!(project, recipient = %n.recipient, kind = %n.kind, limit = settings.limit, window_ms = settings.window_ms,
+                    "many alerts of one project at once: further notifications are collected into one digest per recipient");
+            }
+            match self.store.write_digest(digest.id, &digest.notification(settings), digest.due_ms, now).await {
+                Ok(id) => digest.id = Some(id),
+                Err(e) => tracing::error!(project, recipient = %n.recipient, error = %e, "could not write a notification digest"),
+            }
+        }
     }
 
     /// A stored batch of host reports, down-check results and log hits from one server.

@@ -9,6 +9,7 @@
 //! change; the delivery worker claims due rows and sends them.
 
 mod recipients;
+pub mod storm;
 mod templates;
 
 pub use recipients::build_notifications;

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::rows::{Columns, narrow, text};
 use super::{Backend, BeginWrite, Result, Store, year_range_ms};
-use crate::notification::{DeliveryStatus, Medium, MessageKind};
+use crate::notification::{DeliveryStatus, Medium, MessageKind, NewNotification};
 
 // The column list shared by several queries (a macro, so `concat!` can splice it into SQL text).
 macro_rules! outbox_columns {
@@ -162,6 +162,37 @@ impl Store {
                 (row, attempts)
             })
             .collect())
+    }
+
+    /// Write a digest notification (storm control) that goes out at `due_ms`: rewrite row `id`
+    /// while it still waits untouched (pending, never tried, not claimed, not due by `now_ms`),
+    /// else insert it as a new row. Returns the id of the row that holds it.
+    pub async fn write_digest(&self, id: Option<i64>, digest: &NewNotification, due_ms: i64, now_ms: i64) -> Result<i64> {
+        const REWRITE: &str = "UPDATE outbox SET subject = $1, body = $2
+            WHERE id = $3 AND status = 'pending' AND attempts = 0 AND claimed_by IS NULL AND next_attempt_ms > $4";
+        const INSERT: &str = "INSERT INTO outbox
+                (alert_id, channel, medium, recipient, subject, body, kind, status, reason, attempts, next_attempt_ms, created_ms)
+            VALUES (NULL, $1, $2, $3, $4, $5, $6, 'pending', NULL, 0, $7, $8) RETURNING id";
+        on_pool!(self, pool => {
+            if let Some(id) = id {
+                let rewritten = sqlx::query(REWRITE).bind(&digest.subject).bind(&digest.body).bind(id).bind(now_ms).execute(pool).await?;
+                if rewritten.rows_affected() == 1 {
+                    return Ok(id);
+                }
+            }
+            let row = sqlx::query(INSERT)
+                .bind(&digest.channel)
+                .bind(digest.medium.as_str())
+                .bind(&digest.recipient)
+                .bind(&digest.subject)
+                .bind(&digest.body)
+                .bind(digest.kind.as_str())
+                .bind(due_ms)
+                .bind(now_ms)
+                .fetch_one(pool)
+                .await?;
+            row.col("id")
+        })
     }
 
     /// Notifications not yet sent or failed.

@@ -135,25 +135,9 @@ fn a_bad_or_missing_ingest_key_is_refused_before_the_body_is_read() {
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["accepted"], 1);
     assert_eq!(serve.get("/api/v1/projects/shop/servers/web-01")["facts"]["os"], "Debian");
     // And the other project's key works for its own project.
-    let (status, text) = serve.request(
-        "POST",
-        "/ingest/v1/report",
-        &[("Authorization", &format!("Bearer {OTHER_KEY}")), ("Content-Type", "application/json")],
-        report("other", "app-01").to_string().as_bytes(),
-    );
+    let (status, text) = serve.ingest(OTHER_KEY, &report("other", "app-01"));
     assert_eq!(status, 200, "{text}");
     assert_eq!(serve.metric("watchkeeper_ingest_rejected_total{reason=\"unauthorized\"}"), Some(4.0));
-}
-
-/// POST `body` to the ingest endpoint with `shop`'s key.
-fn post(serve: &Serve, body: &Value) -> (u16, String) {
-    let auth = format!("Bearer {KEY}");
-    serve.request(
-        "POST",
-        "/ingest/v1/report",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
-        body.to_string().as_bytes(),
-    )
 }
 
 #[test]
@@ -207,13 +191,13 @@ fn impossible_values_and_oversized_reports_get_a_400_naming_them_and_store_nothi
     for (what, change, expected) in &cases {
         let mut body = report("shop", "web-01");
         change(&mut body["reports"][0]);
-        let (status, text) = post(&serve, &body);
+        let (status, text) = serve.ingest(KEY, &body);
         assert_eq!(status, 400, "{what}: {text}");
         assert!(text.contains(expected.as_str()), "{what}: expected {expected:?} in {text}");
     }
     let mut body = report("shop", "web-01");
     body["dropped"] = json!(u64::MAX);
-    let (status, text) = post(&serve, &body);
+    let (status, text) = serve.ingest(KEY, &body);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("dropped 18446744073709551615 is more than an agent can lose; at most 1000000000"), "{text}");
     assert!(serve.get("/api/v1/projects/shop/servers/web-01")["facts"].is_null(), "nothing was stored");
@@ -225,7 +209,7 @@ fn impossible_values_and_oversized_reports_get_a_400_naming_them_and_store_nothi
     body["reports"][0]["metrics"][0]["value"] = json!(100.0);
     body["dropped"] = json!(1_000_000_000u64);
     for _ in 0..2 {
-        let (status, text) = post(&serve, &body);
+        let (status, text) = serve.ingest(KEY, &body);
         assert_eq!(status, 200, "{text}");
     }
     assert_eq!(serve.metric("watchkeeper_ingest_agent_dropped_total"), Some(2e9));
@@ -239,10 +223,10 @@ fn a_report_dated_ahead_within_the_skew_does_not_stay_the_servers_latest() {
     let mut ahead = report("shop", "web-01");
     ahead["reports"][0]["at_ms"] = json!(watchkeeper::clock::now_ms() + 9 * 60_000);
     ahead["reports"][0]["facts"]["os"] = json!("from the fast clock");
-    assert_eq!(post(&serve, &ahead).0, 200);
+    assert_eq!(serve.ingest(KEY, &ahead).0, 200);
     let mut corrected = report("shop", "web-01");
     corrected["reports"][0]["facts"]["os"] = json!("from the corrected clock");
-    assert_eq!(post(&serve, &corrected).0, 200);
+    assert_eq!(serve.ingest(KEY, &corrected).0, 200);
     let detail = serve.get("/api/v1/projects/shop/servers/web-01");
     assert_eq!(detail["facts"]["os"], "from the corrected clock", "{detail:#}");
 }

@@ -27,4 +27,5 @@ mod scrape;
 mod serve_e2e;
 mod serve_start;
 mod store;
+mod storm;
 mod support;

@@ -256,6 +256,13 @@ fn dechunk(body: &str) -> String {
 }
 
 impl Serve {
+    /// POST `body` to the ingest endpoint with ingest key `key`; the status and the body.
+    pub fn ingest(&self, key: &str, body: &Value) -> (u16, String) {
+        let auth = format!("Bearer {key}");
+        let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+        self.request("POST", "/ingest/v1/report", &headers, body.to_string().as_bytes())
+    }
+
     /// One HTTP request; the status and the (de-chunked) body, whatever the status.
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
         let mut stream = self.connect().expect("connect to serve");
