@@ -375,7 +375,13 @@ async fn where_time_goes(dir: &Path, store: &Store) {
     .expect("breakdown thread");
     let mut record = Vec::new();
     for i in 0..5 {
-        let rec = RevisionRecord { revision: format!("bench-{i}"), at_ms: now_ms(), applied: true, diagnostics: serde_json::json!([]) };
+        let rec = RevisionRecord {
+            revision: format!("bench-{i}"),
+            at_ms: now_ms(),
+            applied: true,
+            diagnostics: serde_json::json!([]),
+            held_until_ms: None,
+        };
         let t = Instant::now();
         store.record_revision(&rec).await.expect("recording a revision");
         record.push(t.elapsed());

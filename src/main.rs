@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use watchkeeper::reconcile::MassRemoval;
 use watchkeeper::reconcile::source::SourceSpec;
 
 use watchkeeper::config::values::Dur;
@@ -223,6 +224,16 @@ struct ServeArgs {
     /// same) before it is read as a revision: a file half-way written is never applied.
     #[arg(long, default_value = "1s", value_parser = duration)]
     settle: Dur,
+    /// A valid revision that removes more than this percentage of the running objects at once
+    /// is held rather than applied (100: never).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100), value_name = "PERCENT")]
+    mass_removal_share: u8,
+    /// How long a held revision must stay the newest before it is applied.
+    #[arg(long, default_value = "5m", value_parser = duration)]
+    mass_removal_hold: Dur,
+    /// Apply a revision that removes more than --mass-removal-share at once without holding it.
+    #[arg(long)]
+    allow_mass_removal: bool,
     /// sqlite://PATH (created on first run, with its directory) or postgres://…
     #[arg(long, value_name = "URL", env = "WATCHKEEPER_DB", default_value = DEFAULT_DB)]
     db: String,
@@ -623,6 +634,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         storm: watchkeeper::notification::storm::StormSettings {
             limit: args.storm_limit as usize,
             window_ms: i64::try_from(args.storm_window.0.as_millis()).unwrap_or(i64::MAX),
+        },
+        mass_removal: MassRemoval {
+            share_percent: args.mass_removal_share,
+            hold: args.mass_removal_hold.0,
+            allow: args.allow_mass_removal,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

@@ -23,8 +23,8 @@ use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::notification::storm::StormSettings;
 use crate::probe::Prober;
-use crate::reconcile::Reconciler;
 use crate::reconcile::source::{self, SourceSpec};
+use crate::reconcile::{MassRemoval, Reconciler};
 use crate::store::{ProbeRetention, SampleRetention, Store};
 use crate::web::{self, WebState};
 use http::HttpLimits;
@@ -55,6 +55,8 @@ pub struct ServeOptions {
     /// How many alert transitions of one project are told one by one per window; the rest go
     /// out as digests.
     pub storm: StormSettings,
+    /// Which revisions remove too much at once, and whether they are held.
+    pub mass_removal: MassRemoval,
 }
 
 /// Run until `shutdown` is cancelled; returns once every task has stopped. The caller installs
@@ -97,7 +99,8 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     tasks.spawn(scrape::run(config_rx.clone(), batches_tx.clone(), Arc::clone(&metrics), options.scrape_interval, cancel.clone()));
 
     let prober = Prober::start(options.max_in_flight, results_tx, cancel.child_token());
-    let reconciler = Reconciler::new(store.clone(), Arc::clone(&metrics), prober, applied_tx, config_tx);
+    let reconciler =
+        Reconciler::new(store.clone(), Arc::clone(&metrics), prober, applied_tx, config_tx).with_mass_removal(options.mass_removal);
     tasks.spawn(reconciler.run(revisions_rx, cancel.clone()));
     tasks.spawn(source::follow(options.source, options.library, revisions_tx, cancel.clone()));
 

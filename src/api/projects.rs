@@ -60,10 +60,14 @@ struct Status {
     version: &'static str,
     started_at_ms: i64,
     backend: &'static str,
-    /// `ok`, or `rejected` when the newest revision seen was rejected (the applied one runs on).
+    /// `ok`; `rejected` when the newest revision seen was rejected, `held` when it removes too
+    /// much at once and waits (the applied one runs on in both cases).
     reconcile: &'static str,
     applied: Option<Revision>,
     rejected: Option<Revision>,
+    /// The newest revision, when it is held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<Revision>,
     /// For the caller's scope.
     counts: Counts,
 }
@@ -80,12 +84,19 @@ pub struct Revision {
     /// The operator only: diagnostics name files and objects of every project.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diagnostics: Option<Vec<serde_json::Value>>,
+    /// A held revision: when it is applied unless a newer one replaces it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_until_ms: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<String>,
 }
 
-/// The applied revision and the last rejected one, as `access` may see them.
+/// The applied revision, the last rejected one and a held one, as `access` may see them.
 pub struct Revisions {
     pub applied: Option<Revision>,
     pub rejected: Option<Revision>,
+    /// The newest revision seen, when it is held for removing too much at once.
+    pub held: Option<Revision>,
     /// The newest revision seen was rejected (the applied one runs on).
     pub rejected_last: bool,
 }
@@ -93,15 +104,20 @@ pub struct Revisions {
 /// The revisions for `/api/v1/status` and the dashboard's start page.
 pub async fn revisions(store: &Store, access: &Access) -> Result<Revisions, ApiError> {
     let (applied, rejected) = store.latest_revisions().await?;
-    let rejected_last = match (&applied, &rejected) {
-        (Some(a), Some(r)) => r.at_ms >= a.at_ms,
-        (None, Some(_)) => true,
-        _ => false,
-    };
+    let newest = applied.iter().chain(&rejected).map(|r| r.at_ms).max();
+    // A held revision counts while nothing came after it.
+    let held = store.latest_held_revision().await?.filter(|h| newest.is_none_or(|at| h.at_ms > at));
+    let rejected_last = held.is_none()
+        && match (&applied, &rejected) {
+            (Some(a), Some(r)) => r.at_ms >= a.at_ms,
+            (None, Some(_)) => true,
+            _ => false,
+        };
     let operator = access.is_operator();
     Ok(Revisions {
         applied: applied.map(|r| Revision::new(r, operator)),
         rejected: rejected.map(|r| Revision::new(r, operator)),
+        held: held.map(|r| Revision::new(r, operator)),
         rejected_last,
     })
 }
@@ -127,6 +143,8 @@ impl Revision {
             errors: count("error"),
             warnings: count("warning"),
             diagnostics: operator.then_some(list),
+            held_until: rec.held_until_ms.and_then(|ms| rfc3339(ms, &jiff::tz::TimeZone::UTC)),
+            held_until_ms: rec.held_until_ms,
         }
     }
 }
@@ -148,9 +166,16 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
         version: env!("CARGO_PKG_VERSION"),
         started_at_ms: state.started_at_ms,
         backend: state.store.backend(),
-        reconcile: if revisions.rejected_last { "rejected" } else { "ok" },
+        reconcile: if revisions.held.is_some() {
+            "held"
+        } else if revisions.rejected_last {
+            "rejected"
+        } else {
+            "ok"
+        },
         applied: revisions.applied,
         rejected: revisions.rejected,
+        held: revisions.held,
         counts,
     };
     Ok(Json(serde_json::to_value(body).unwrap_or_default()))

@@ -4,7 +4,7 @@
 //! The diff works on object maps ([`objects`]), so `plan --base` (two local trees) and
 //! `plan --against` (the objects a running serve reports, and a local tree) share one piece of code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,47 +56,63 @@ pub struct Entry {
 /// Every object of a model as JSON, by identity.
 pub fn objects(config: &Config) -> BTreeMap<ObjectKey, Value> {
     let mut out = BTreeMap::new();
-    let mut put = |project: Option<&str>, kind: &'static str, name: &str, value: Value| {
-        out.insert(ObjectKey { project: project.map(str::to_string), kind: kind.to_string(), name: name.to_string() }, value);
+    each_object(config, |key, value| {
+        out.insert(key, value());
+    });
+    out
+}
+
+/// The identity of every object of a model (what [`objects`] holds, without the JSON).
+pub fn object_keys(config: &Config) -> BTreeSet<ObjectKey> {
+    let mut out = BTreeSet::new();
+    each_object(config, |key, _| {
+        out.insert(key);
+    });
+    out
+}
+
+/// Call `visit` with every object's identity and a way to get its JSON.
+fn each_object(config: &Config, mut visit: impl FnMut(ObjectKey, &dyn Fn() -> Value)) {
+    let mut put = |project: Option<&str>, kind: &'static str, name: &str, value: &dyn Fn() -> Value| {
+        visit(ObjectKey { project: project.map(str::to_string), kind: kind.to_string(), name: name.to_string() }, value);
     };
     for (k, v) in &config.users {
-        put(None, "User", k, json(v));
+        put(None, "User", k, &|| json(v));
     }
     for (k, v) in &config.groups {
-        put(None, "Group", k, json(v));
+        put(None, "Group", k, &|| json(v));
     }
     for (k, v) in &config.channels {
-        put(None, "Channel", k, json(v));
+        put(None, "Channel", k, &|| json(v));
     }
     for (k, v) in &config.shared_policies {
-        put(None, "AlertPolicy", k, json(v));
+        put(None, "AlertPolicy", k, &|| json(v));
     }
     for (p, project) in &config.projects {
         let p = Some(p.as_str());
-        put(p, "Project", &project.name, json(project));
+        put(p, "Project", &project.name, &|| json(project));
         for (k, v) in &project.servers {
-            put(p, "Server", k, json(v));
+            put(p, "Server", k, &|| json(v));
         }
         for (k, v) in &project.port_monitors {
-            put(p, "PortMonitor", k, json(v));
+            put(p, "PortMonitor", k, &|| json(v));
         }
         for (k, v) in &project.down_checks {
-            put(p, "DownCheck", k, json(v));
+            put(p, "DownCheck", k, &|| json(v));
         }
         for (k, v) in &project.alert_policies {
-            put(p, "AlertPolicy", k, json(v));
+            put(p, "AlertPolicy", k, &|| json(v));
         }
         for (k, v) in &project.process_policies {
-            put(p, "ProcessPolicy", k, json(v));
+            put(p, "ProcessPolicy", k, &|| json(v));
         }
         for (k, v) in &project.log_policies {
-            put(p, "LogPolicy", k, json(v));
+            put(p, "LogPolicy", k, &|| json(v));
         }
         for (k, v) in &project.maintenance {
-            put(p, "Maintenance", k, json(v));
+            put(p, "Maintenance", k, &|| json(v));
         }
     }
-    out
 }
 
 fn json<T: Serialize>(value: &T) -> Value {

@@ -1,7 +1,7 @@
 //! Durable state on SQLite (the embedded default, WAL) or PostgreSQL, through one API — one file
 //! per table group:
 //!
-//! - [`revisions`] — revisions applied or rejected, with their diagnostics;
+//! - [`revisions`] — revisions applied, rejected or held, with their diagnostics;
 //! - [`probes`] — probe results (port monitors, down-checks) as events and hourly/daily rollups:
 //!   disconnect logs, latest, availability, latency;
 //! - [`alerts`] — alert instance state, the alert history and its acknowledgements;
@@ -84,6 +84,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "alerts_by_server", include_str!("migrations/sqlite/0004_alerts_by_server.sql")),
     (5, "alert_acks", include_str!("migrations/sqlite/0005_alert_acks.sql")),
     (6, "probe_rollups", include_str!("migrations/sqlite/0006_probe_rollups.sql")),
+    (7, "held_revisions", include_str!("migrations/sqlite/0007_held_revisions.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -92,6 +93,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "alerts_by_server", include_str!("migrations/postgres/0004_alerts_by_server.sql")),
     (5, "alert_acks", include_str!("migrations/postgres/0005_alert_acks.sql")),
     (6, "probe_rollups", include_str!("migrations/postgres/0006_probe_rollups.sql")),
+    (7, "held_revisions", include_str!("migrations/postgres/0007_held_revisions.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

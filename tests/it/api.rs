@@ -440,12 +440,14 @@ async fn fill(store: &Store, now: i64) -> Ids {
     store.insert_probe_results(&probes).await.unwrap();
 
     // Revisions: one applied, then a newer one rejected.
-    let applied = RevisionRecord { revision: "aaaa111".into(), at_ms: now - 60 * MIN, applied: true, diagnostics: json!([]) };
+    let applied =
+        RevisionRecord { revision: "aaaa111".into(), at_ms: now - 60 * MIN, applied: true, diagnostics: json!([]), held_until_ms: None };
     store.record_revision(&applied).await.unwrap();
     // As the reconciler stores it: lint's JSON report.
     let diagnostic = json!({"diagnostics": [{"severity": "error", "rule": "unknown-reference", "file": "projects/billing/project.yaml",
         "line": 3, "column": 8, "message": "group `paymnts` is not defined", "hint": null}], "errors": 1, "warnings": 0, "files": 4});
-    let rejected = RevisionRecord { revision: "bbbb222".into(), at_ms: now - 5 * MIN, applied: false, diagnostics: diagnostic };
+    let rejected =
+        RevisionRecord { revision: "bbbb222".into(), at_ms: now - 5 * MIN, applied: false, diagnostics: diagnostic, held_until_ms: None };
     store.record_revision(&rejected).await.unwrap();
 
     Ids { port_down, resolved, downcheck, billing }

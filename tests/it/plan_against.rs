@@ -151,7 +151,13 @@ impl Serve {
         let store = Store::connect(&format!("sqlite://{}", dir.path().join("wk.db").display())).await.unwrap();
         let now = jiff::Timestamp::now().as_millisecond();
         store
-            .record_revision(&RevisionRecord { revision: REVISION.into(), at_ms: now - 60 * MIN, applied: true, diagnostics: json!([]) })
+            .record_revision(&RevisionRecord {
+                revision: REVISION.into(),
+                at_ms: now - 60 * MIN,
+                applied: true,
+                diagnostics: json!([]),
+                held_until_ms: None,
+            })
             .await
             .unwrap();
         let ids = Ids {

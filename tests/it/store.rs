@@ -225,7 +225,7 @@ fn ids(alerts: &[AlertRow]) -> Vec<i64> {
 
 async fn migrations_run_twice_are_idempotent(db: TestDb) {
     let first = db.connect().await;
-    let rev = RevisionRecord { revision: "abc123".into(), at_ms: T0, applied: true, diagnostics: json!([]) };
+    let rev = RevisionRecord { revision: "abc123".into(), at_ms: T0, applied: true, diagnostics: json!([]), held_until_ms: None };
     first.record_revision(&rev).await.unwrap();
     // Migrate again while the first store is still open, then again after it is gone.
     let second = db.connect().await;
@@ -239,13 +239,23 @@ async fn migrations_run_twice_are_idempotent(db: TestDb) {
 async fn latest_revisions_are_the_last_applied_and_the_last_rejected(db: TestDb) {
     let store = db.connect().await;
     assert_eq!(store.latest_revisions().await.unwrap(), (None, None));
+    assert_eq!(store.latest_held_revision().await.unwrap(), None);
 
     let diagnostics = json!([{ "rule": "unknown-field", "file": "servers.yaml", "line": 3, "column": 5 }]);
+    let record = |revision: &str, at_ms: i64, applied: bool, diagnostics: serde_json::Value, held_until_ms: Option<i64>| RevisionRecord {
+        revision: revision.into(),
+        at_ms,
+        applied,
+        diagnostics,
+        held_until_ms,
+    };
     let revisions = [
-        RevisionRecord { revision: "r1".into(), at_ms: T0, applied: true, diagnostics: json!([]) },
-        RevisionRecord { revision: "r2".into(), at_ms: T0 + MIN, applied: false, diagnostics: diagnostics.clone() },
-        RevisionRecord { revision: "r3".into(), at_ms: T0 + 2 * MIN, applied: true, diagnostics: json!([{ "severity": "warning" }]) },
-        RevisionRecord { revision: "r4".into(), at_ms: T0 + 3 * MIN, applied: false, diagnostics },
+        record("r1", T0, true, json!([]), None),
+        record("r2", T0 + MIN, false, diagnostics.clone(), None),
+        record("r3", T0 + 2 * MIN, true, json!([{ "severity": "warning" }]), None),
+        record("r4", T0 + 3 * MIN, false, diagnostics, None),
+        // Held for removing too much: neither applied nor rejected.
+        record("r5", T0 + 4 * MIN, false, json!([{ "rule": "mass-removal" }]), Some(T0 + 9 * MIN)),
     ];
     for rev in &revisions {
         store.record_revision(rev).await.unwrap();
@@ -253,6 +263,7 @@ async fn latest_revisions_are_the_last_applied_and_the_last_rejected(db: TestDb)
     let (applied, rejected) = store.latest_revisions().await.unwrap();
     assert_eq!(applied.as_ref(), Some(&revisions[2]));
     assert_eq!(rejected.as_ref(), Some(&revisions[3]));
+    assert_eq!(store.latest_held_revision().await.unwrap().as_ref(), Some(&revisions[4]));
 }
 
 async fn probe_results_history_latest_buckets_and_prune(db: TestDb) {
