@@ -16,10 +16,9 @@ use crate::support::serve::{Listener, Serve};
 use crate::support::smtp::SmtpServer;
 use crate::support::{free_port, install_crypto};
 
-/// A process named `wk-burner` spinning on one core (a copy of /bin/sh, so its name is ours).
-/// Processes named `wk-burner` spinning on the CPU. Several, because a ProcessPolicy sums the
-/// CPU of every process of its name, and on a machine loaded by other builds one spinning
-/// process may get only a small share of a core.
+/// Processes named `wk-burner` spinning on the CPU (copies of /bin/sh, so the name is ours).
+/// Several, because a ProcessPolicy sums the CPU of every process of its name, and on a machine
+/// loaded by other builds one spinning process may get only a few % of a core.
 struct Burner(Vec<Child>);
 
 impl Burner {
@@ -76,7 +75,7 @@ fn write_tree(dir: &Path, t: &Tree) {
                  kind: AlertPolicy\nname: host\nproject: shop\nno_data: 4s\nrestart: true\n\
                  rules:\n  - {{ metric: disk.usage, fatal: 100 }}\n---\n\
                  kind: ProcessPolicy\nname: burner\nproject: shop\nprocess: wk-burner\nservers: [web-01]\n\
-                 cpu: {{ warning: 20 }}\nfor: 2s\n---\n\
+                 cpu: {{ warning: 2 }}\nfor: 2s\n---\n\
                  kind: LogPolicy\nname: app-errors\nproject: shop\nservers: [web-01]\n\
                  rules:\n  - {{ file: {}, keyword: OutOfMemoryError, severity: fatal }}\n---\n\
                  kind: DownCheck\nproject: shop\ndetector: web-01\ntarget: db-01\nip: 127.0.0.1\nport: {}\nliveness_port: {}\n\
@@ -136,6 +135,37 @@ fn proc_memory() -> (u64, f64) {
     (total, 100.0 * (1.0 - available as f64 / total as f64))
 }
 
+/// The lowest and highest `memory.usage` /proc shows while it runs: read every 20 ms by a
+/// thread of its own.
+struct MemoryWatch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<(f64, f64)>,
+}
+
+impl MemoryWatch {
+    fn start() -> MemoryWatch {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let (mut least, mut most) = (f64::MAX, f64::MIN);
+            loop {
+                let usage = proc_memory().1;
+                (least, most) = (least.min(usage), most.max(usage));
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return (least, most);
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        MemoryWatch { stop, thread }
+    }
+
+    fn stop(self) -> (f64, f64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the memory watch")
+    }
+}
+
 fn proc_boot_time() -> u64 {
     let stat = fs::read_to_string("/proc/stat").unwrap();
     stat.lines().find_map(|l| l.strip_prefix("btime ")).unwrap().trim().parse().unwrap()
@@ -170,16 +200,16 @@ async fn an_agent_reports_this_machine_and_its_policies_fire_and_resolve() {
     let tree = Tree { smtp: smtp.port, service: service.port, liveness: liveness.port, log_file: log_file.clone() };
     write_tree(&dir, &tree);
     let serve = Serve::start(&serve_args(&dir, work), &[], &work.join("serve.log"));
-    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
+    serve.wait_until("the tree is applied", Duration::from_secs(60), || serve.applied().is_some());
+    let memory = MemoryWatch::start();
     let mut agent = Agent::start(&serve, "web-01", work, &["--interval", "1s"]);
 
     // 1. This machine's own numbers arrive, and agree with /proc.
-    wait(&serve, &agent, "web-01 reports", Duration::from_secs(30), || {
+    wait(&serve, &agent, "web-01 reports", Duration::from_secs(60), || {
         serve.get("/api/v1/projects/shop/servers/web-01")["facts"]["boot_time"].as_u64().is_some()
     });
     let detail = serve.get("/api/v1/projects/shop/servers/web-01");
-    let (mem_total, mem_usage) = proc_memory();
-    assert_eq!(detail["facts"]["ram_total_bytes"].as_u64(), Some(mem_total), "{detail:#}");
+    assert_eq!(detail["facts"]["ram_total_bytes"].as_u64(), Some(proc_memory().0), "{detail:#}");
     assert_eq!(detail["facts"]["boot_time"].as_u64(), Some(proc_boot_time()));
     assert_eq!(detail["facts"]["cpu_count"].as_u64(), Some(crate::common::proc_stat_cpu_count() as u64));
     let reported = serve.get("/api/v1/projects/shop/servers/web-01/metrics?name=memory.usage")["points"]
@@ -187,8 +217,11 @@ async fn an_agent_reports_this_machine_and_its_policies_fire_and_resolve() {
         .and_then(|p| p.last())
         .and_then(|p| p["avg"].as_f64())
         .expect("a memory.usage point");
-    assert!((reported - mem_usage).abs() < 5.0, "memory.usage {reported} vs /proc {mem_usage}");
-    wait(&serve, &agent, "cpu.usage has points", Duration::from_secs(20), || {
+    // Other programs' memory comes and goes: the agent's reading lies within what /proc showed
+    // while it ran (half a point for rounding and for a change between two of our reads).
+    let (least, most) = memory.stop();
+    assert!(least - 0.5 <= reported && reported <= most + 0.5, "memory.usage {reported}, /proc showed {least:.1}–{most:.1}");
+    wait(&serve, &agent, "cpu.usage has points", Duration::from_secs(60), || {
         serve.get("/api/v1/projects/shop/servers/web-01/metrics?name=cpu.usage")["points"]
             .as_array()
             .is_some_and(|p| p.iter().any(|x| x["avg"].as_f64().is_some_and(|v| (0.0..=100.0).contains(&v))))
@@ -197,27 +230,31 @@ async fn an_agent_reports_this_machine_and_its_policies_fire_and_resolve() {
     let row = list["servers"].as_array().unwrap().iter().find(|s| s["name"] == "web-01").unwrap().clone();
     assert!(row["cpu_percent"].as_f64().is_some() && row["memory_percent"].as_f64().is_some(), "server list columns: {row:#}");
 
-    // 2. CPU-burning processes fire the ProcessPolicy (cpu ≥ 20 % for 2 s) and resolve when they stop,
-    //    with a snapshot that names it.
+    // 2. CPU-burning processes fire the ProcessPolicy (cpu ≥ 2 % for 2 s: what they get however
+    //    busy the machine is) and resolve when they stop; the alert keeps a snapshot of the
+    //    busiest processes.
     let burner = Burner::start(work);
-    wait(&serve, &agent, "the process cpu alert fires", Duration::from_secs(40), || {
+    wait(&serve, &agent, "the process cpu alert fires", Duration::from_secs(90), || {
         alert_with_rule(&serve, "process:burner:cpu", "firing").is_some()
     });
     let fired = alert_with_rule(&serve, "process:burner:cpu", "firing").unwrap();
     let detail = serve.get(&format!("/api/v1/projects/shop/alerts/{}", fired["id"]));
     let top = &detail["top_processes"]["cpu"];
-    assert!(top.as_array().unwrap().iter().any(|p| p["name"] == "wk-burner"), "snapshot: {detail:#}");
+    // Other builds may outrun the burners, so the snapshot's list is held to its order, not to them.
+    let cpu: Vec<f64> = top.as_array().unwrap().iter().map(|p| p["cpu"].as_f64().unwrap_or(0.0)).collect();
+    assert!(!cpu.is_empty() && cpu.windows(2).all(|w| w[0] >= w[1]), "snapshot: {detail:#}");
+    assert!(fired["message"].as_str().unwrap_or_default().contains("wk-burner"), "{fired:#}");
     drop(burner);
-    wait(&serve, &agent, "the process cpu alert resolves", Duration::from_secs(40), || {
-        alert_with_rule(&serve, "process:burner:cpu", "resolved").is_some()
+    wait(&serve, &agent, "the process cpu alert resolves", Duration::from_secs(90), || {
+        alert_with_rule(&serve, "process:burner:cpu", "resolved").is_some_and(|a| a["id"] == fired["id"])
     });
-    smtp.wait_for(2, Duration::from_secs(30));
+    smtp.wait_for(2, Duration::from_secs(60));
 
     // 3. A log line with the keyword raises an event (the old line is not re-read).
     let mut f = fs::OpenOptions::new().append(true).open(&log_file).unwrap();
     writeln!(f, "2026-11-22 java.lang.OutOfMemoryError: Java heap space").unwrap();
     drop(f);
-    wait(&serve, &agent, "the log event is recorded", Duration::from_secs(30), || {
+    wait(&serve, &agent, "the log event is recorded", Duration::from_secs(60), || {
         alerts(&serve).iter().any(|a| a["rule"] == "log:app-errors:0")
     });
     let events: Vec<Value> = alerts(&serve).into_iter().filter(|a| a["rule"] == "log:app-errors:0").collect();
@@ -225,40 +262,44 @@ async fn an_agent_reports_this_machine_and_its_policies_fire_and_resolve() {
     assert!(events[0]["message"].as_str().unwrap().contains("Java heap space"), "{events:#?}");
 
     // 4. Down-check: service port closed → service_down (warning); both closed → host_down (fatal).
-    wait(&serve, &agent, "the down-check says up", Duration::from_secs(20), || down_check(&serve)["verdict"] == "up");
+    wait(&serve, &agent, "the down-check says up", Duration::from_secs(60), || down_check(&serve)["verdict"] == "up");
     let service_port = service.close();
     let rule = format!("downcheck:web-01-to-db-01-{service_port}");
-    wait(&serve, &agent, "service_down fires as a warning", Duration::from_secs(20), || alert_with_rule(&serve, &rule, "firing").is_some());
+    wait(&serve, &agent, "service_down fires as a warning", Duration::from_secs(60), || alert_with_rule(&serve, &rule, "firing").is_some());
     assert_eq!(down_check(&serve)["verdict"], "service_down");
     let firing = alert_with_rule(&serve, &rule, "firing").unwrap();
     assert_eq!(firing["severity"], "warning");
     assert_eq!(firing["subject"], service_port.to_string());
     assert_eq!(firing["server"], "db-01", "the alert is on the target");
     let liveness_port = liveness.close();
-    wait(&serve, &agent, "host_down escalates to fatal", Duration::from_secs(20), || {
+    wait(&serve, &agent, "host_down escalates to fatal", Duration::from_secs(60), || {
         alert_with_rule(&serve, &rule, "firing").is_some_and(|a| a["severity"] == "fatal")
     });
     assert_eq!(down_check(&serve)["verdict"], "host_down");
     let service = Listener::open(service_port);
     let liveness = Listener::open(liveness_port);
-    wait(&serve, &agent, "the down-check resolves", Duration::from_secs(20), || alert_with_rule(&serve, &rule, "firing").is_none());
+    wait(&serve, &agent, "the down-check resolves", Duration::from_secs(60), || alert_with_rule(&serve, &rule, "firing").is_none());
+    let downcheck_alerts = alerts(&serve).into_iter().filter(|a| a["rule"] == rule).count();
 
     // 5. The detector stops: its verdict is unknown and no alert is raised on the target even
     //    though the service port is closed now; "no data" fires on the detector itself.
     agent.stop();
     drop(service);
-    wait(&serve, &agent, "no data fires for the silent agent", Duration::from_secs(30), || {
+    wait(&serve, &agent, "no data fires for the silent agent", Duration::from_secs(60), || {
         alert_with_rule(&serve, "nodata", "firing").is_some()
     });
-    wait(&serve, &agent, "the down-check verdict is unknown", Duration::from_secs(30), || down_check(&serve)["verdict"] == "unknown");
+    let silent = alert_with_rule(&serve, "nodata", "firing").unwrap();
+    wait(&serve, &agent, "the down-check verdict is unknown", Duration::from_secs(60), || down_check(&serve)["verdict"] == "unknown");
     thread::sleep(Duration::from_secs(3)); // three check intervals with the service port closed
-    let downcheck_alerts = alerts(&serve).into_iter().filter(|a| a["rule"] == rule).count();
-    assert_eq!(downcheck_alerts, 1, "only the earlier episode; nothing while the detector is silent");
+    let now = alerts(&serve).into_iter().filter(|a| a["rule"] == rule).count();
+    assert_eq!(now, downcheck_alerts, "nothing new on the target while its detector is silent");
     drop(liveness);
 
-    // 6. The agent returns: no data resolves.
+    // 6. The agent returns: its no-data alert resolves.
     let agent = Agent::start(&serve, "web-01", work, &["--interval", "1s"]);
-    wait(&serve, &agent, "no data resolves", Duration::from_secs(30), || alert_with_rule(&serve, "nodata", "resolved").is_some());
+    wait(&serve, &agent, "no data resolves", Duration::from_secs(60), || {
+        alert_with_rule(&serve, "nodata", "resolved").is_some_and(|a| a["id"] == silent["id"])
+    });
     let mails = smtp.messages();
     assert!(mails.iter().any(|m| m.subject.contains("no data")), "{:#?}", mails.iter().map(|m| &m.subject).collect::<Vec<_>>());
 }
@@ -276,9 +317,15 @@ async fn reports_survive_a_serve_restart_within_the_agents_backlog() {
     let port = serve.port;
     serve.kill();
     let killed_at = watchkeeper::clock::now_ms();
-    thread::sleep(Duration::from_secs(4)); // ~16 reports wait in the agent's backlog
+    let outage = Duration::from_secs(4);
+    thread::sleep(outage); // ~16 reports wait in the agent's backlog
     let mut serve = Serve::start_on(&args, &[], &work.join("serve.log"), port);
-    serve.wait_until("the tree is applied again", Duration::from_secs(30), || serve.applied().is_some());
+    // The status shows the revision the store recorded before the restart until the new process
+    // has read the tree (once it has settled): wait for the server itself.
+    let auth = format!("Bearer {}", crate::support::serve::OPERATOR);
+    serve.wait_until("web-01 is known again", Duration::from_secs(60), || {
+        serve.request("GET", "/api/v1/projects/shop/servers/web-01", &[("Authorization", &auth)], b"").0 == 200
+    });
     let restarted_at = watchkeeper::clock::now_ms();
     wait(&serve, &agent, "reports from after the restart arrive", Duration::from_secs(60), || {
         serve.get("/api/v1/projects/shop/servers/web-01/metrics?name=memory.usage")["points"]
@@ -288,16 +335,19 @@ async fn reports_survive_a_serve_restart_within_the_agents_backlog() {
     drop(agent);
     serve.terminate();
 
-    // Every 250 ms a report, and serve was away for more than 4 s: the reports sampled meanwhile
-    // were stored. A loaded machine may delay a sample, so the bound is not the interval but the
-    // outage: losing the backlog leaves a gap at least as long as serve was away.
+    // Every 250 ms a report, and serve was away for more than `outage`: the reports sampled
+    // meanwhile were stored. A loaded machine may delay a sample, so the bound is not the interval
+    // but the outage: losing the backlog leaves a gap at least as long as serve was away.
     let store = watchkeeper::store::Store::connect(&format!("sqlite://{}", work.join("wk.db").display())).await.unwrap();
     let rows = store.raw_samples("shop", "web-01", 0, i64::MAX).await.unwrap();
     let during = rows.iter().filter(|(at, _)| (killed_at..restarted_at).contains(at)).count();
     assert!(during >= 2, "{during} of the reports sampled while serve was down were stored ({} in all)", rows.len());
     let times: Vec<i64> = rows.iter().map(|(at, _)| *at).collect();
     let worst = times.windows(2).map(|w| w[1] - w[0]).max().unwrap();
-    assert!(worst < 3_000, "a gap of {worst} ms in the stored reports: some were lost across the restart");
+    assert!(
+        worst < outage.as_millis() as i64,
+        "a gap of {worst} ms in the stored reports, as long as serve was away: the backlog was lost across the restart"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
