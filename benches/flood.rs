@@ -5,7 +5,7 @@
 //! Run with `cargo bench --bench flood`. It prints figures and asserts nothing.
 //!
 //! Steps:
-//! 1. open `WK_BENCH_PORTS` (20) TCP listeners on 127.0.0.1 (threads here accept and drop every
+//! 1. open `WK_BENCH_PORTS` (16, the most one monitor checks) TCP listeners on 127.0.0.1 (threads here accept and drop every
 //!    connection); a tree with one project (an ingest key, 50 servers) and one PortMonitor
 //!    checking all of those ports every second;
 //! 2. the release `watchkeeper serve` on a fresh SQLite file, with its default caps and timeouts;
@@ -24,7 +24,8 @@
 //! by result (anything but `ok` is a false failure) and the prober's own errors, connections
 //! refused by cap and closed by timeout, ingest reports accepted, and serve's resident memory
 //! before, at its highest during, and after the flood. Environment: as above, plus `WK_BENCH_BIN`
-//! (a prebuilt `watchkeeper`).
+//! (a prebuilt `watchkeeper`) and `WK_BENCH_SERVE_ARGS` (more serve flags, e.g.
+//! `--max-connections 30000 --max-connections-per-client 30000` to see serve without the caps).
 
 mod common;
 
@@ -53,7 +54,7 @@ fn main() {
     if let Ok(role) = std::env::var("WK_FLOOD_ROLE") {
         return flood_child(&role);
     }
-    let ports_n = env_u64("WK_BENCH_PORTS", 20) as usize;
+    let ports_n = env_u64("WK_BENCH_PORTS", 16).min(16) as usize;
     let seconds = env_u64("WK_BENCH_SECONDS", 30);
     let idle = env_u64("WK_BENCH_IDLE", 20_000);
     let slow = env_u64("WK_BENCH_SLOW", 1_000);
@@ -64,12 +65,14 @@ fn main() {
     let ports: Vec<u16> = listeners.iter().map(|l| l.port).collect();
     let tmp = tempfile::Builder::new().prefix("wk-bench-flood-").tempdir().expect("temporary directory");
     write_tree(&tmp.path().join("tree"), &ports);
-    let args = vec![
+    let mut args = vec![
         "--config".to_string(),
         tmp.path().join("tree").display().to_string(),
         "--db".to_string(),
         format!("sqlite://{}", tmp.path().join("wk.db").display()),
     ];
+    let extra = std::env::var("WK_BENCH_SERVE_ARGS").unwrap_or_default();
+    args.extend(extra.split_whitespace().map(str::to_string));
     let serve = Serve::start(&bin, &args, TOKEN, &tmp.path().join("serve.log"));
     serve.wait_until("the tree is applied", Duration::from_secs(60), || serve.applied().is_some());
     serve.wait_until("the ports are checked", Duration::from_secs(60), || probe_results(serve.port).0 >= 3 * ports_n as u64);
@@ -77,7 +80,12 @@ fn main() {
     let before = rss_kib(serve.pid()).map_or(0, |(rss, _)| rss);
     let (ok_before, bad_before) = probe_results(serve.port);
     println!(
-        "serve: {ports_n} open ports checked every 1 s, default caps (1 024 connections, 128 per address) and timeouts; flood from {FLOODER} for {seconds} s: {idle} idle + {slow} slow connections"
+        "serve: {ports_n} open ports checked every 1 s, caps and timeouts {}; flood from {FLOODER} for {seconds} s: {idle} idle + {slow} slow connections",
+        if extra.trim().is_empty() {
+            "by default (1 024 connections, 128 per address)".to_string()
+        } else {
+            format!("by default but for `{}`", extra.trim())
+        }
     );
 
     // 3. The flood, and another client's requests and serve's memory while it lasts.

@@ -91,10 +91,10 @@ pub enum Timeout {
 
 words!(Timeout { Header => "header", Body => "body", Idle => "idle" });
 
-/// Connections the kernel queues until they are accepted. A burst of connects (a flood, many
-/// agents at once) waits here instead of having its SYNs dropped and retried a second later;
-/// std's listeners ask for 128.
-const LISTEN_BACKLOG: u32 = 1024;
+/// Connections the kernel queues until they are accepted (at most `net.core.somaxconn`). A
+/// burst of connects (a flood, many agents at once) waits here instead of having its SYNs
+/// dropped and retried a second later; std's listeners ask for 128.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Listen on `address` (`HOST:PORT`; the first of its addresses that can be bound).
 pub async fn bind(address: &str) -> io::Result<TcpListener> {
@@ -187,7 +187,13 @@ struct Admission {
 struct Open {
     total: usize,
     per_client: HashMap<IpAddr, usize>,
+    /// The most open at once since memory was last handed back (see [`release_freed_memory`]).
+    peak: usize,
 }
+
+/// A spike of at least this many connections hands its memory back once it has mostly gone
+/// (down to a quarter of its peak).
+const TRIM_AFTER_PEAK: usize = 128;
 
 impl Admission {
     fn new(limits: HttpLimits, metrics: Arc<Metrics>) -> Admission {
@@ -208,6 +214,7 @@ impl Admission {
         }
         *from_client += 1;
         open.total += 1;
+        open.peak = open.peak.max(open.total);
         self.metrics.set_http_connections(open.total);
         Ok(Admitted { admission: Arc::clone(self), ip })
     }
@@ -230,8 +237,33 @@ impl Drop for Admitted {
             }
         }
         self.admission.metrics.set_http_connections(open.total);
+        let spike_over = open.peak >= TRIM_AFTER_PEAK && open.total <= open.peak / 4;
+        if spike_over {
+            open.peak = open.total;
+            drop(open);
+            release_freed_memory();
+        }
     }
 }
+
+/// Hand memory the allocator keeps but no longer uses back to the system. glibc keeps what
+/// thousands of connections' buffers freed in its per-thread arenas: without this, serve stays
+/// as large as it was at the height of a spike (300 MB after 20 000 connections, measured).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // It walks every arena: off the runtime's threads when there is a runtime.
+    let trim = || {
+        // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+        unsafe { libc::malloc_trim(0) };
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(trim)),
+        Err(_) => trim(),
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
 
 /// Where a connection is between requests, which decides the timeout that applies.
 #[derive(Debug, Clone, Copy)]
