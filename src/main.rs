@@ -234,6 +234,10 @@ struct ServeArgs {
     /// Apply a revision that removes more than --mass-removal-share at once without holding it.
     #[arg(long)]
     allow_mass_removal: bool,
+    /// How many probe results wait for the database while it is unreachable; beyond, the
+    /// oldest are dropped (and counted).
+    #[arg(long, default_value_t = watchkeeper::engine::PROBE_BUFFER, value_name = "RESULTS")]
+    probe_buffer: usize,
     /// sqlite://PATH (created on first run, with its directory) or postgres://…
     #[arg(long, value_name = "URL", env = "WATCHKEEPER_DB", default_value = DEFAULT_DB)]
     db: String,
@@ -640,6 +644,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             hold: args.mass_removal_hold.0,
             allow: args.allow_mass_removal,
         },
+        probe_buffer: args.probe_buffer,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {

@@ -41,6 +41,8 @@ pub struct Metrics {
     ingest_rejected: Family<Labels, Counter>,
     ingest_dropped: Counter,
     prober_errors: Family<Labels, Counter>,
+    probe_results_waiting: Gauge,
+    probe_results_dropped: Counter,
     http_connections: Gauge,
     http_refused: Family<Labels, Counter>,
     http_accept_errors: Family<Labels, Counter>,
@@ -111,6 +113,18 @@ impl Metrics {
             "Reports agents lost to a full backlog or a refused batch (as they told us)",
             ingest_dropped.clone(),
         );
+        let probe_results_waiting = Gauge::default();
+        registry.register(
+            "watchkeeper_probe_results_waiting",
+            "Probe results not recorded yet: waiting for the store (see --probe-buffer)",
+            probe_results_waiting.clone(),
+        );
+        let probe_results_dropped = Counter::default();
+        registry.register(
+            "watchkeeper_probe_results_dropped",
+            "Probe results dropped, oldest first, because more waited for the store than --probe-buffer holds",
+            probe_results_dropped.clone(),
+        );
         let prober_errors = Family::<Labels, Counter>::default();
         registry.register(
             "watchkeeper_prober_errors",
@@ -144,6 +158,8 @@ impl Metrics {
         Metrics {
             registry,
             prober_errors,
+            probe_results_waiting,
+            probe_results_dropped,
             http_connections,
             http_refused,
             http_accept_errors,
@@ -228,6 +244,16 @@ impl Metrics {
     pub fn agent_dropped(&self, n: u64) {
         let add = |total: u64| Some(total.saturating_add(n));
         let _ = self.ingest_dropped.inner().fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, add);
+    }
+
+    /// How many probe results wait for the store.
+    pub fn set_probe_results_waiting(&self, waiting: usize) {
+        self.probe_results_waiting.set(i64::try_from(waiting).unwrap_or(i64::MAX));
+    }
+
+    /// One probe result dropped from a full buffer.
+    pub fn probe_results_dropped(&self) {
+        self.probe_results_dropped.inc();
     }
 
     /// A check that could not run for a local reason (an errno word such as `emfile`).

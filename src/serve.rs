@@ -57,6 +57,8 @@ pub struct ServeOptions {
     pub storm: StormSettings,
     /// Which revisions remove too much at once, and whether they are held.
     pub mass_removal: MassRemoval,
+    /// How many probe results wait for the store at most while it is unreachable.
+    pub probe_buffer: usize,
 }
 
 /// Run until `shutdown` is cancelled; returns once every task has stopped. The caller installs
@@ -88,6 +90,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
 
     let mut engine = Engine::load(store.clone(), Arc::clone(&metrics), Arc::clone(&outbox_wake)).await.context("loading alert state")?;
     engine.set_storm_control(options.storm);
+    engine.set_probe_buffer(options.probe_buffer);
     // The newest report of every server, as it was before the restart.
     let live = LiveServers::default();
     for state in store.load_server_states().await.context("loading the servers' last reports")? {

@@ -11,7 +11,7 @@
 //! that fail are kept in a queue and retried with backoff (1 s doubling to a minute) until they
 //! are recorded — a removed monitor's alert always resolves in the end.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{Notify, mpsc};
@@ -75,7 +75,20 @@ pub struct Engine {
     storm: StormControl,
     /// The digests being collected, each already written to the outbox as it grows.
     digests: Digests,
+    /// Probe results not fully recorded yet, oldest first: the first `stored` of them are in
+    /// the store and wait only for their decisions. They wait here while the store is
+    /// unreachable; see [`Engine::observe`].
+    pending: VecDeque<PortResult>,
+    stored: usize,
+    /// How many results `pending` holds at most; the oldest are dropped (and counted) beyond.
+    pending_cap: usize,
+    /// The last write of probe results failed: retry on the tick, not on every new result.
+    store_failing: bool,
 }
+
+/// How many probe results wait for the store by default (`--probe-buffer`): a 20-minute
+/// database outage of 10 000 checks a minute, some 200 bytes each.
+pub const PROBE_BUFFER: usize = 200_000;
 
 /// The scene of an instance from its key alone (for what time decides): its project, server and
 /// port monitor in `config`; `None` when the project is gone.
@@ -87,6 +100,21 @@ fn scene_of<'a>(config: &'a Config, key: &'a InstanceKey) -> Option<Scene<'a>> {
     };
     let host = monitor.map(|m| m.host.as_str()).or_else(|| project.servers.get(&key.server).map(|s| s.host.as_str())).unwrap_or_default();
     Some(Scene { config, project, server: &key.server, host, monitor, report: None })
+}
+
+/// How a probe result is stored.
+fn probe_record(r: &PortResult) -> ProbeRecord {
+    ProbeRecord {
+        project: r.key.project.clone(),
+        monitor: r.key.name.clone(),
+        host: r.host.clone(),
+        port: r.port,
+        at_ms: r.at_ms,
+        ok: r.outcome.ok,
+        latency_ms: r.outcome.ok.then(|| r.outcome.latency.as_millis().min(u32::MAX as u128) as u32),
+        error_kind: r.outcome.error.as_ref().map(|e| e.kind.as_str().to_string()),
+        error: r.outcome.error.as_ref().map(|e| e.message.clone()),
+    }
 }
 
 /// How often silent servers are looked for (`no_data`) and failed retirements retried.
@@ -117,6 +145,10 @@ impl Engine {
             started_ms: now_ms(),
             storm: StormControl::new(StormSettings::default()),
             digests: Digests::default(),
+            pending: VecDeque::new(),
+            stored: 0,
+            pending_cap: PROBE_BUFFER,
+            store_failing: false,
         };
         for StoredInstance { key, instance } in stored {
             engine.remember(key, instance);
@@ -128,6 +160,11 @@ impl Engine {
     /// How many alert transitions of one project are told one by one per window (storm control).
     pub fn set_storm_control(&mut self, settings: StormSettings) {
         self.storm = StormControl::new(settings);
+    }
+
+    /// How many probe results wait for the store at most (at least one).
+    pub fn set_probe_buffer(&mut self, results: usize) {
+        self.pending_cap = results.max(1);
     }
 
     /// What serve remembers of a server from before a restart: when it last reported and its
@@ -163,8 +200,9 @@ impl Engine {
                             Err(_) => break,
                         }
                     }
-                    if let Err(e) = self.observe(batch).await {
-                        tracing::error!(error = %e, "could not record probe results");
+                    self.take_results(batch);
+                    if !self.store_failing {
+                        self.record_results().await;
                     }
                 }
                 Some(input) = hosts.recv() => {
@@ -173,6 +211,9 @@ impl Engine {
                     }
                 }
                 _ = tick.tick() => {
+                    if !self.pending.is_empty() {
+                        self.record_results().await;
+                    }
                     let now = now_ms();
                     self.retry_retirements(now).await;
                     if let Err(e) = self.tick(now).await {
@@ -251,62 +292,106 @@ impl Engine {
         Ok(!decision.notifications.is_empty())
     }
 
-    /// Record a batch of probe results and advance their instances. A check that could not run
-    /// for a local reason ([`ErrorKind::Local`]) is the prober's error, not the target's: it is
-    /// counted in `/metrics` and logged (once a minute at most), not stored and not counted
-    /// toward an alert.
-    pub async fn observe(&mut self, mut batch: Vec<PortResult>) -> Result<(), StoreError> {
-        batch.retain(|r| match r.outcome.error.as_ref().map(|e| e.kind) {
-            Some(ErrorKind::Local(reason)) => {
-                self.metrics.prober_error(reason.as_str());
-                if let Some(checks) = LOCAL_ERRORS.hit() {
-                    tracing::warn!(monitor = %r.key, port = r.port, reason = %reason, checks, error = %r.outcome.error.as_ref().map_or("", |e| &e.message),
-                        "checks could not run: this machine ran out of a local resource; not counted as failures of the targets");
+    /// Record a batch of probe results and advance their instances: [`Engine::take_results`],
+    /// then [`Engine::flush_results`].
+    pub async fn observe(&mut self, batch: Vec<PortResult>) -> Result<(), StoreError> {
+        self.take_results(batch);
+        self.flush_results().await
+    }
+
+    /// Queue probe results behind those still waiting. A check that could not run for a local
+    /// reason ([`ErrorKind::Local`]) is the prober's error, not the target's: it is counted in
+    /// `/metrics` and logged (once a minute at most), not stored and not counted toward an
+    /// alert. When the queue is full the oldest result is dropped and counted.
+    pub fn take_results(&mut self, batch: Vec<PortResult>) {
+        for r in batch {
+            let kind = match r.outcome.error.as_ref().map(|e| e.kind) {
+                Some(ErrorKind::Local(reason)) => {
+                    self.metrics.prober_error(reason.as_str());
+                    if let Some(checks) = LOCAL_ERRORS.hit() {
+                        tracing::warn!(monitor = %r.key, port = r.port, reason = %reason, checks, error = %r.outcome.error.as_ref().map_or("", |e| &e.message),
+                            "checks could not run: this machine ran out of a local resource; not counted as failures of the targets");
+                    }
+                    continue;
                 }
-                false
-            }
-            _ => true,
-        });
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let records: Vec<ProbeRecord> = batch
-            .iter()
-            .map(|r| ProbeRecord {
-                project: r.key.project.clone(),
-                monitor: r.key.name.clone(),
-                host: r.host.clone(),
-                port: r.port,
-                at_ms: r.at_ms,
-                ok: r.outcome.ok,
-                latency_ms: r.outcome.ok.then(|| r.outcome.latency.as_millis().min(u32::MAX as u128) as u32),
-                error_kind: r.outcome.error.as_ref().map(|e| e.kind.as_str().to_string()),
-                error: r.outcome.error.as_ref().map(|e| e.message.clone()),
-            })
-            .collect();
-        self.store.insert_probe_results(&records).await?;
-        let config = Arc::clone(&self.config);
-        let mut notified = false;
-        for result in &batch {
-            let kind = result.outcome.error.as_ref().map_or("ok", |e| e.kind.as_str());
-            self.metrics.record_probe(&result.key.project, &result.key.name, kind, result.outcome.latency.as_secs_f64());
-            let Some(project) = config.projects.get(&result.key.project) else { continue };
-            let Some(monitor) = project.port_monitors.get(&result.key.name) else { continue };
-            if !monitor.ports.contains(&result.port) || !monitor_active(project, monitor) {
-                continue; // a result from before the revision that removed it
-            }
-            let scene = Scene {
-                config: &config,
-                project,
-                server: monitor.server.as_deref().unwrap_or_default(),
-                host: &monitor.host,
-                monitor: Some(monitor),
-                report: None,
+                Some(kind) => kind.as_str(),
+                None => "ok",
             };
-            let error = result.outcome.error.as_ref().map(|e| e.message.as_str());
-            notified |= self.advance(&scene, rules::port_check(monitor, result.port, error), result.at_ms).await?;
+            self.metrics.record_probe(&r.key.project, &r.key.name, kind, r.outcome.latency.as_secs_f64());
+            if self.pending.len() >= self.pending_cap {
+                self.pending.pop_front();
+                self.stored = self.stored.saturating_sub(1);
+                self.metrics.probe_results_dropped();
+            }
+            self.pending.push_back(r);
         }
-        self.finish(notified);
+        self.metrics.set_probe_results_waiting(self.pending.len());
+    }
+
+    /// [`Engine::flush_results`], logging when the store fails and when it takes results again.
+    async fn record_results(&mut self) {
+        match self.flush_results().await {
+            Ok(()) if self.store_failing => {
+                self.store_failing = false;
+                tracing::info!("the store takes probe results again; every waiting result is recorded");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                if !self.store_failing {
+                    tracing::error!(error = %e, waiting = self.pending.len(), cap = self.pending_cap,
+                        "could not record probe results; they wait and are retried every second, oldest first");
+                }
+                self.store_failing = true;
+            }
+        }
+    }
+
+    /// Store the waiting results in order, in writes of up to [`MAX_RESULTS_PER_WRITE`], and
+    /// advance their instances in the same order (for each port, the order of its checks). A
+    /// failure leaves what is not done waiting: results the store took are not written again,
+    /// and a decision the store refused is made again from the same state.
+    pub async fn flush_results(&mut self) -> Result<(), StoreError> {
+        while !self.pending.is_empty() {
+            let chunk = self.pending.len().min(MAX_RESULTS_PER_WRITE);
+            if self.stored < chunk {
+                let records: Vec<ProbeRecord> = self.pending.range(self.stored..chunk).map(probe_record).collect();
+                self.store.insert_probe_results(&records).await?;
+                self.stored = chunk;
+            }
+            let mut notified = false;
+            let decided = self.decide_stored(&mut notified).await;
+            self.finish(notified);
+            self.metrics.set_probe_results_waiting(self.pending.len());
+            decided?;
+        }
+        Ok(())
+    }
+
+    /// Advance the instances of the stored results, taking each off the queue once its
+    /// decision is recorded.
+    async fn decide_stored(&mut self, notified: &mut bool) -> Result<(), StoreError> {
+        let config = Arc::clone(&self.config);
+        while self.stored > 0 {
+            let Some(result) = self.pending.front().cloned() else { break };
+            if let Some((project, monitor)) =
+                config.projects.get(&result.key.project).and_then(|p| Some((p, p.port_monitors.get(&result.key.name)?)))
+                && monitor.ports.contains(&result.port)
+                && monitor_active(project, monitor)
+            {
+                let scene = Scene {
+                    config: &config,
+                    project,
+                    server: monitor.server.as_deref().unwrap_or_default(),
+                    host: &monitor.host,
+                    monitor: Some(monitor),
+                    report: None,
+                };
+                let error = result.outcome.error.as_ref().map(|e| e.message.as_str());
+                *notified |= self.advance(&scene, rules::port_check(monitor, result.port, error), result.at_ms).await?;
+            } // else a result from before the revision that removed its monitor
+            self.pending.pop_front();
+            self.stored -= 1;
+        }
         Ok(())
     }
 

@@ -428,3 +428,34 @@ async fn a_revision_resolves_what_it_removes_or_pauses_and_tells_whoever_heard_i
     let open = store.list_alerts(&AlertFilter { status: Some(AlertStatus::Firing), ..AlertFilter::default() }).await.unwrap();
     assert!(open.is_empty(), "{open:?}");
 }
+
+#[tokio::test]
+async fn a_full_probe_buffer_drops_the_oldest_results_and_counts_them() {
+    let db = TestDb::sqlite();
+    let store = db.connect().await;
+    let metrics = Arc::new(Metrics::new());
+    let mut engine = Engine::load(store.clone(), Arc::clone(&metrics), Arc::new(Notify::new())).await.unwrap();
+    engine.set_probe_buffer(3);
+    let refused = |at_ms: i64| PortResult {
+        key: MonitorKey { project: "shop".into(), name: "demo".into() },
+        host: "127.0.0.1".into(),
+        port: 9000,
+        at_ms,
+        due_ms: at_ms,
+        outcome: Outcome {
+            ok: false,
+            latency: Duration::from_millis(1),
+            error: Some(ProbeError { kind: ErrorKind::Refused, message: "connection refused".into() }),
+        },
+    };
+    let t0 = now_ms();
+    // Five results arrive before any is written: the buffer holds the newest three.
+    engine.take_results((0..5).map(|i| refused(t0 + i * 1000)).collect());
+    let text = metrics.render();
+    assert!(text.lines().any(|l| l == "watchkeeper_probe_results_dropped_total 2"), "{text}");
+    assert!(text.lines().any(|l| l == "watchkeeper_probe_results_waiting 3"), "{text}");
+    engine.flush_results().await.unwrap();
+    let stored: Vec<i64> = store.probe_history("shop", "demo", t0, t0 + 10_000, true, 0).await.unwrap().iter().map(|r| r.at_ms).collect();
+    assert_eq!(stored, [t0 + 4000, t0 + 3000, t0 + 2000], "the newest three, each once");
+    assert!(metrics.render().lines().any(|l| l == "watchkeeper_probe_results_waiting 0"));
+}
