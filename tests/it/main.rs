@@ -17,6 +17,7 @@ mod lint_rules;
 mod node_exporter;
 mod notify;
 mod packaging;
+mod pg_outage;
 mod plan_against;
 mod policy_tests;
 mod probe_store;
