@@ -140,15 +140,17 @@ fn main() {
     drop(listeners);
 }
 
-/// Rows in serve's probe_results table, and how many of them succeeded.
+/// Checks serve recorded (counted in its hourly probe rollups), and how many of them succeeded.
 fn probe_counts(db: &std::path::Path) -> (i64, i64) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async {
         use sqlx::Row;
         let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db).read_only(true);
         let pool = sqlx::SqlitePool::connect_with(options).await.expect("opening serve's database");
-        let row =
-            sqlx::query("SELECT count(*) AS n, coalesce(sum(ok), 0) AS ok FROM probe_results").fetch_one(&pool).await.expect("counting");
+        let row = sqlx::query("SELECT coalesce(sum(checks), 0) AS n, coalesce(sum(checks - failures), 0) AS ok FROM probe_hours")
+            .fetch_one(&pool)
+            .await
+            .expect("counting");
         let counts = (row.get::<i64, _>("n"), row.get::<i64, _>("ok"));
         pool.close().await;
         counts
