@@ -228,7 +228,7 @@ async fn serve_follows_a_directory_and_rejects_a_bad_revision_without_stopping()
     // Idle, the tree is read once: serve's own reads of it are not changes (a regression: access
     // events once made every read trigger the next, a busy loop).
     thread::sleep(Duration::from_secs(3));
-    let reads = serve.log().matches("configuration read").count();
+    let reads = serve.log().matches("configuration read revision=").count();
     assert_eq!(reads, 1, "the idle tree was read {reads} times\n{}", serve.log());
 
     // A change on disk is picked up through file events (the rescan is a minute away).
@@ -278,6 +278,7 @@ async fn a_name_the_new_networks_no_longer_approve_is_refused_at_probe_time_and_
         vec!["--config".into(), dir.display().to_string(), "--db".into(), format!("sqlite://{}", work.path().join("wk.db").display())];
     let serve = Serve::start(&args, &[], &work.path().join("serve.log"));
     let last = || serve.get("/api/v1/projects/shop/monitors")["port_monitors"][0]["ports"][0]["last"].clone();
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
     serve.wait_until("localhost answers while loopback is approved", Duration::from_secs(30), || last()["ok"] == true);
     let first = serve.applied().unwrap();
 
