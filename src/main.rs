@@ -290,6 +290,18 @@ struct ServeArgs {
     /// The window of `--storm-limit`, and how long a digest collects before it goes out.
     #[arg(long, default_value = "5m", value_parser = duration)]
     storm_window: Dur,
+    /// The most mount points one server may report; values of further ones are dropped.
+    #[arg(long, default_value_t = 256)]
+    max_mounts: usize,
+    /// The most block devices one server may report.
+    #[arg(long, default_value_t = 256)]
+    max_devices: usize,
+    /// The most network interfaces one server may report.
+    #[arg(long, default_value_t = 256)]
+    max_interfaces: usize,
+    /// The most process names one server may report (`process_counts` and processes).
+    #[arg(long, default_value_t = 1024)]
+    max_process_names: usize,
     #[command(flatten)]
     library: LibraryArgs,
     /// The operator token: reads every project through the status API (serve keeps only its
@@ -645,6 +657,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             allow: args.allow_mass_removal,
         },
         probe_buffer: args.probe_buffer,
+        subject_caps: watchkeeper::collect::caps::SubjectCaps {
+            mounts: args.max_mounts,
+            devices: args.max_devices,
+            interfaces: args.max_interfaces,
+            process_names: args.max_process_names,
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {

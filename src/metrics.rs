@@ -40,6 +40,7 @@ pub struct Metrics {
     ingest_reports: Family<Labels, Counter>,
     ingest_rejected: Family<Labels, Counter>,
     ingest_dropped: Counter,
+    subjects_dropped: Family<Labels, Counter>,
     prober_errors: Family<Labels, Counter>,
     probe_results_waiting: Gauge,
     probe_results_dropped: Counter,
@@ -125,6 +126,12 @@ impl Metrics {
             "Probe results dropped, oldest first, because more waited for the store than --probe-buffer holds",
             probe_results_dropped.clone(),
         );
+        let subjects_dropped = Family::<Labels, Counter>::default();
+        registry.register(
+            "watchkeeper_ingest_subjects_dropped",
+            "Subjects (mount, device, interface, process_name) dropped from reports because their server had its cap of them, by kind; counted once per report",
+            subjects_dropped.clone(),
+        );
         let prober_errors = Family::<Labels, Counter>::default();
         registry.register(
             "watchkeeper_prober_errors",
@@ -167,6 +174,7 @@ impl Metrics {
             ingest_reports,
             ingest_rejected,
             ingest_dropped,
+            subjects_dropped,
             probes,
             probe_duration,
             alerts_firing,
@@ -254,6 +262,11 @@ impl Metrics {
     /// One probe result dropped from a full buffer.
     pub fn probe_results_dropped(&self) {
         self.probe_results_dropped.inc();
+    }
+
+    /// `n` subjects of `kind` dropped from one report by the per-server caps.
+    pub fn subjects_dropped(&self, kind: &'static str, n: u64) {
+        self.subjects_dropped.get_or_create(&vec![("kind", kind.to_string())]).inc_by(n);
     }
 
     /// A check that could not run for a local reason (an errno word such as `emfile`).

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::ApiState;
 use crate::clock::now_ms;
+use crate::collect::caps::SubjectCaps;
 use crate::collect::live::LiveServers;
 use crate::collect::{scrape, writer};
 use crate::config::{Config, Library};
@@ -59,6 +60,8 @@ pub struct ServeOptions {
     pub mass_removal: MassRemoval,
     /// How many probe results wait for the store at most while it is unreachable.
     pub probe_buffer: usize,
+    /// How many mounts, devices, interfaces and process names one server may have.
+    pub subject_caps: SubjectCaps,
 }
 
 /// Run until `shutdown` is cancelled; returns once every task has stopped. The caller installs
@@ -98,7 +101,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         live.update(&state.project, &state.server, Arc::new(state.report), state.last_report_ms);
     }
     tasks.spawn(engine.run(applied_rx, results_rx, hosts_rx, cancel.clone()));
-    tasks.spawn(writer::run(store.clone(), live.clone(), batches_rx, hosts_tx, Arc::clone(&metrics), cancel.clone()));
+    tasks.spawn(writer::run(store.clone(), live.clone(), batches_rx, hosts_tx, Arc::clone(&metrics), options.subject_caps, cancel.clone()));
     tasks.spawn(scrape::run(config_rx.clone(), batches_tx.clone(), Arc::clone(&metrics), options.scrape_interval, cancel.clone()));
 
     let prober = Prober::start(options.max_in_flight, results_tx, cancel.child_token());

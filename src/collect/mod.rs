@@ -3,7 +3,7 @@
 //! - [`assign`] — what each agent runs besides sampling (down-checks, log rules), from the
 //!   applied configuration; the wire types are in [`crate::protocol`].
 //! - [`writer`] — the single writer: group-commits batches to the store, then updates [`live`]
-//!   and hands them to the alert engine.
+//!   and hands them to the alert engine; [`caps`] first drops subjects beyond a server's caps.
 //! - [`live`] — the newest report of every server, in memory, for the API and alert snapshots.
 //! - [`prom`] parses the Prometheus text format; [`node_exporter`] reduces a parsed page to a
 //!   [`node_exporter::Snapshot`] and turns two successive snapshots into metric values named as
@@ -11,6 +11,7 @@
 //! - [`scrape`] — the node_exporter scraper: one loop per target, its reports into the writer.
 
 pub mod assign;
+pub mod caps;
 pub mod live;
 pub mod node_exporter;
 pub mod prom;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::caps::{Caps, Dropped, SubjectCaps};
 use super::live::LiveServers;
 use crate::metrics::Metrics;
 use crate::protocol::{CheckResult, LogHit, Report};
@@ -60,25 +61,30 @@ pub struct HostInput {
 /// Reports committed in one transaction at most; more waiting batches go into the next.
 const MAX_REPORTS_PER_COMMIT: usize = 2_000;
 
-/// Run until cancelled or until every sender is gone.
+/// Run until cancelled or until every sender is gone. Each report first loses the subjects
+/// beyond its server's `caps`.
 pub async fn run(
     store: Store,
     live: LiveServers,
     mut batches: mpsc::Receiver<Batch>,
     engine: mpsc::Sender<HostInput>,
     metrics: Arc<Metrics>,
+    caps: SubjectCaps,
     cancel: CancellationToken,
 ) {
+    let mut caps = Caps::new(caps);
     loop {
-        let first = tokio::select! {
+        let mut first = tokio::select! {
             _ = cancel.cancelled() => return,
             b = batches.recv() => match b { Some(b) => b, None => return },
         };
+        cap(&mut caps, &mut first, &metrics);
         let mut pending = vec![first];
         let mut reports = pending[0].reports.len();
         while reports < MAX_REPORTS_PER_COMMIT {
             match batches.try_recv() {
-                Ok(b) => {
+                Ok(mut b) => {
+                    cap(&mut caps, &mut b, &metrics);
                     reports += b.reports.len();
                     pending.push(b);
                 }
@@ -117,5 +123,30 @@ pub async fn run(
         if let Err(e) = stored {
             tracing::error!(error = %e, "could not store host reports; the agents will send them again");
         }
+    }
+}
+
+/// Drop from `batch`'s reports the subjects beyond its server's caps: counted, and warned about
+/// once per server per minute.
+fn cap(caps: &mut Caps, batch: &mut Batch, metrics: &Metrics) {
+    let now = crate::clock::now_ms();
+    let mut dropped = [0u64; 4];
+    for report in &mut batch.reports {
+        let d = caps.apply(&batch.project, &batch.server, report, now);
+        for (total, n) in dropped.iter_mut().zip(d.0) {
+            *total += n;
+        }
+    }
+    let dropped = Dropped(dropped);
+    if !dropped.any() {
+        return;
+    }
+    for (kind, n) in dropped.by_kind() {
+        metrics.subjects_dropped(kind, n);
+    }
+    if caps.warn_due(&batch.project, &batch.server, now) {
+        let counts: Vec<String> = dropped.by_kind().map(|(kind, n)| format!("{n} {kind}")).collect();
+        tracing::warn!(project = %batch.project, server = %batch.server, dropped = %counts.join(", "),
+            "a server reported more mounts, devices, interfaces or process names than serve keeps for one server; the rest were dropped (see --max-mounts and the like)");
     }
 }

@@ -230,3 +230,34 @@ fn a_report_dated_ahead_within_the_skew_does_not_stay_the_servers_latest() {
     let detail = serve.get("/api/v1/projects/shop/servers/web-01");
     assert_eq!(detail["facts"]["os"], "from the corrected clock", "{detail:#}");
 }
+
+#[test]
+fn mounts_and_process_names_beyond_a_servers_caps_are_dropped_counted_and_warned_about_once() {
+    let work = tempfile::tempdir().unwrap();
+    // Caps of 100 mounts and 300 process names, so the test's requests stay small.
+    let serve = start(work.path(), &["--max-mounts", "100", "--max-process-names", "300"]);
+    // One request of 10 reports, each naming 50 mounts no earlier one named: the storm.
+    let mut body = report("shop", "web-01");
+    let one = body["reports"][0].clone();
+    body["reports"] = (0..10)
+        .map(|r| {
+            let mut report = one.clone();
+            report["metrics"] =
+                (0..50).map(|i| json!({ "name": "disk.usage", "subject": format!("/mnt/r{r}-{i}"), "value": 95.0 })).collect();
+            report["process_counts"] = (0..40).map(|i| (format!("proc-{r}-{i}"), json!(1))).collect();
+            report
+        })
+        .collect();
+    let (status, text) = serve.ingest(KEY, &body);
+    assert_eq!(status, 200, "{text}");
+    let dropped = |kind: &str| serve.metric(&format!("watchkeeper_ingest_subjects_dropped_total{{kind=\"{kind}\"}}"));
+    assert_eq!(dropped("mount"), Some(400.0), "500 mounts, 100 kept");
+    assert_eq!(dropped("process_name"), Some(100.0), "400 names, 300 kept");
+    // The same again: known ones stay, new ones are still dropped; one warning in all.
+    let (status, _) = serve.ingest(KEY, &body);
+    assert_eq!(status, 200);
+    assert_eq!(dropped("mount"), Some(800.0));
+    let log = serve.log();
+    assert_eq!(log.matches("than serve keeps for one server").count(), 1, "{log}");
+    assert!(log.contains("dropped=400 mount, 100 process_name"), "{log}");
+}
