@@ -77,6 +77,9 @@ async fn reminders_survive_a_restart_without_a_skip_or_a_double_and_an_ack_stops
     let log = work.path().join("serve.log");
     let mut serve = Serve::start(&args, &[], &log);
     let long = Duration::from_secs(60);
+    // The API knows project shop once serve applied the tree (a directory settles first).
+    let applied = |serve: &Serve, times: usize| serve.log().matches("revision applied").count() >= times;
+    serve.wait_until("the tree is applied", long, || applied(&serve, 1));
     serve.wait_until("the port's alert fires", long, || !serve.firing().is_empty());
     let alert = serve.firing()[0]["id"].clone();
     let fired = notified(&serve, &alert, "fired");
@@ -88,6 +91,7 @@ async fn reminders_survive_a_restart_without_a_skip_or_a_double_and_an_ack_stops
     assert!(serve.terminate().success());
     sleep_until(f + 2 * REPEAT_MS + 500);
     let serve = Serve::start_on(&args, &[], &log, serve.port);
+    serve.wait_until("the tree is applied again", long, || applied(&serve, 2));
     // Reminder 2 goes out once, right after the restart; reminder 3 on schedule.
     serve.wait_until("the third reminder", long, || notified(&serve, &alert, "reminder").len() >= 3);
     let reminders = notified(&serve, &alert, "reminder");
