@@ -278,6 +278,8 @@ async fn a_name_the_new_networks_no_longer_approve_is_refused_at_probe_time_and_
         vec!["--config".into(), dir.display().to_string(), "--db".into(), format!("sqlite://{}", work.path().join("wk.db").display())];
     let serve = Serve::start(&args, &[], &work.path().join("serve.log"));
     let last = || serve.get("/api/v1/projects/shop/monitors")["port_monitors"][0]["ports"][0]["last"].clone();
+    // The project exists for the API once serve has read the tree (when it has settled).
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
     serve.wait_until("localhost answers while loopback is approved", Duration::from_secs(30), || last()["ok"] == true);
     let first = serve.applied().unwrap();
 
