@@ -183,27 +183,31 @@ fn slow_and_silent_clients_are_cut_by_the_header_body_and_idle_timeouts_and_busy
 
     // Each client runs on its own thread; each returns how long serve kept it and what it read.
     let silent = thread::spawn(move || {
+        let start = Instant::now();
         let mut stream = connect_from(FLOODER, port).unwrap();
-        held(&mut stream, limit, |_| {})
+        held(&mut stream, start, limit, |_| {})
     });
     let trickling_head = thread::spawn(move || {
+        let start = Instant::now();
         let mut stream = connect_from(FLOODER, port).unwrap();
         stream.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
-        held(&mut stream, limit, |s| {
+        held(&mut stream, start, limit, |s| {
             let _ = s.write_all(b"X-Slow: 1\r\n");
         })
     });
     let trickling_body = thread::spawn(move || {
+        let start = Instant::now();
         let mut stream = connect_from(FLOODER, port).unwrap();
         stream.write_all(format!("POST /ingest/v1/report HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {INGEST_KEY}\r\nContent-Length: 1000\r\n\r\n{{\"project\":").as_bytes()).unwrap();
-        held(&mut stream, limit, |s| {
+        held(&mut stream, start, limit, |s| {
             let _ = s.write_all(b" ");
         })
     });
     let idle_after_answer = thread::spawn(move || {
+        let start = Instant::now();
         let mut stream = connect_from(FLOODER, port).unwrap();
         stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-        held(&mut stream, limit, |_| {})
+        held(&mut stream, start, limit, |_| {})
     });
     // Busy: a request every 600 ms for 5 s on one connection — past every timeout, never idle
     // or slow for as long as one; serve keeps it.
@@ -244,9 +248,10 @@ fn slow_and_silent_clients_are_cut_by_the_header_body_and_idle_timeouts_and_busy
 }
 
 /// Keep `stream` open, calling `tick` on it every 200 ms, until serve closes it or `limit`
-/// passes: how long that took and everything read.
-fn held(stream: &mut TcpStream, limit: Duration, mut tick: impl FnMut(&mut TcpStream)) -> (Duration, String) {
-    let start = Instant::now();
+/// passes: how long that took since `start` and everything read. `start` is taken before the
+/// connect, so serve's timer (which starts at its accept) can never have run longer than the
+/// figure returned: a loaded machine may delay the client thread after the connect, not before.
+fn held(stream: &mut TcpStream, start: Instant, limit: Duration, mut tick: impl FnMut(&mut TcpStream)) -> (Duration, String) {
     stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let mut read = Vec::new();
     while start.elapsed() < limit {
