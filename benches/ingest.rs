@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use common::{Serve, cpu_time, env_u64, verdict};
 
@@ -52,20 +51,8 @@ async fn run() {
     let sqlite = format!("sqlite://{}", tmp.path().join("wk.db").display());
     bench_backend(&bin, &tree, &sqlite, "SQLite", servers, tmp.path()).await;
 
-    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let name = format!("wk_bench_ingest_{}", std::process::id());
-    match PgConnection::connect(&admin_url).await {
-        Ok(mut admin) => {
-            admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create the bench database");
-            let url = match admin_url.rsplit_once('/') {
-                Some((base, _)) => format!("{base}/{name}"),
-                None => panic!("DATABASE_URL without a database: {admin_url}"),
-            };
-            bench_backend(&bin, &tree, &url, "PostgreSQL", servers, tmp.path()).await;
-            admin.execute(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.expect("drop the bench database");
-        }
-        Err(e) => println!("PostgreSQL at {admin_url}: {e}; skipped"),
-    }
+    common::on_throwaway_postgres("ingest", |url| async move { bench_backend(&bin, &tree, &url, "PostgreSQL", servers, tmp.path()).await })
+        .await;
 }
 
 async fn bench_backend(bin: &Path, tree: &Path, db: &str, label: &str, servers: usize, tmp: &Path) {

@@ -82,20 +82,7 @@ async fn run() {
     let sqlite = format!("sqlite://{}", tmp.path().join("wk.db").display());
     bench_backend("SQLite", &sqlite, &settings).await;
 
-    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let name = format!("wk_bench_probe_storage_{}", std::process::id());
-    match PgConnection::connect(&admin_url).await {
-        Ok(mut admin) => {
-            admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create the bench database");
-            let url = match admin_url.rsplit_once('/') {
-                Some((base, _)) => format!("{base}/{name}"),
-                None => panic!("DATABASE_URL without a database: {admin_url}"),
-            };
-            bench_backend("PostgreSQL", &url, &settings).await;
-            admin.execute(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.expect("drop the bench database");
-        }
-        Err(e) => println!("\nPostgreSQL at {admin_url}: {e}; skipped"),
-    }
+    common::on_throwaway_postgres("probe_storage", |url| async move { bench_backend("PostgreSQL", &url, &settings).await }).await;
 }
 
 // ---------------------------------------------------------------------------------------------

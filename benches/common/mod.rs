@@ -311,3 +311,23 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
+
+/// Run `bench` with the URL of a throwaway PostgreSQL database, `wk_bench_<what>_<pid>`, created on
+/// the server at `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`) and dropped
+/// after. When that server cannot be reached, say so and skip.
+pub async fn on_throwaway_postgres<F: std::future::Future<Output = ()>>(what: &str, bench: impl FnOnce(String) -> F) {
+    use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let name = format!("wk_bench_{what}_{}", std::process::id());
+    let mut admin = match PgConnection::connect(&admin_url).await {
+        Ok(admin) => admin,
+        Err(e) => return println!("\nPostgreSQL at {admin_url}: {e}; skipped"),
+    };
+    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.expect("create the bench database");
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("DATABASE_URL without a database: {admin_url}"),
+    };
+    bench(url).await;
+    admin.execute(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).await.expect("drop the bench database");
+}
