@@ -205,7 +205,7 @@ async fn signing_out_or_losing_the_token_ends_the_session_and_a_stolen_cookie_wi
     browser.client.goto(&base).await.unwrap();
     browser.client.find(Locator::Css("input[name=token]")).await.unwrap().send_keys("not-a-token").await.unwrap();
     browser.client.find(Locator::Css("form[action='/signin'] button")).await.unwrap().click().await.unwrap();
-    let error = browser.client.find(Locator::Css("p.error")).await.unwrap().text().await.unwrap();
+    let error = browser.element("p.error").await.text().await.unwrap();
     assert_eq!(error, "Unknown token.");
     browser.screenshot("dashboard-signin-refused").await;
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -83,16 +84,25 @@ impl Browser {
     pub async fn wait_for(&self, what: &str, timeout: Duration, script: &str) {
         let start = Instant::now();
         loop {
-            let value = self.client.execute(script, vec![]).await.expect("run script");
-            if value == serde_json::Value::Bool(true) {
+            // A script run while the page is being replaced can fail; that is "not yet".
+            let value = self.client.execute(script, vec![]).await;
+            if matches!(&value, Ok(serde_json::Value::Bool(true))) {
                 return;
             }
             if start.elapsed() > timeout {
                 let html = self.client.source().await.unwrap_or_default();
-                panic!("timed out after {timeout:?} waiting until {what}\n--- page ---\n{html}");
+                panic!("timed out after {timeout:?} waiting until {what} (last answer: {value:?})\n--- page ---\n{html}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The first element matching `css`, once the page has one (a click that submits a form
+    /// returns before the next page is there); panics after 30 s.
+    pub async fn element(&self, css: &str) -> Element {
+        let script = format!("return document.querySelector({}) !== null;", serde_json::Value::from(css));
+        self.wait_for(&format!("the page has {css}"), Duration::from_secs(30), &script).await;
+        self.client.find(Locator::Css(css)).await.expect("the element just seen")
     }
 
     /// Sign in at `base` with `token` through the sign-in form.
