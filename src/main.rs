@@ -567,7 +567,7 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
         bail!("--format csv makes one file per project: give --project");
     }
     let date = args.date.as_deref().map(report::parse_date).transpose()?;
-    if let Some(path) = sqlite_path(&args.db).filter(|path| !path.exists()) {
+    if let Some(path) = watchkeeper::store::sqlite_file(&args.db).filter(|path| !path.exists()) {
         bail!("there is no database at {}: give --db with the URL serve uses (or run where serve keeps data/)", path.display());
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
@@ -601,13 +601,6 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
 /// `a, b` or `no projects`.
 fn list_or_none(names: &[&str]) -> String {
     if names.is_empty() { "no projects".to_string() } else { format!("projects {}", names.join(", ")) }
-}
-
-/// The file of a `sqlite:` URL.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {

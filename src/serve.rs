@@ -26,7 +26,7 @@ use crate::notification::storm::StormSettings;
 use crate::probe::Prober;
 use crate::reconcile::source::{self, SourceSpec};
 use crate::reconcile::{MassRemoval, Reconciler};
-use crate::store::{ProbeRetention, SampleRetention, Store};
+use crate::store::{self, ProbeRetention, SampleRetention, Store};
 use crate::web::{self, WebState};
 use http::HttpLimits;
 
@@ -67,6 +67,8 @@ pub struct ServeOptions {
 /// Run until `shutdown` is cancelled; returns once every task has stopped. The caller installs
 /// the process's TLS crypto provider first (every TLS client here uses it).
 pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // Held until serve returns: a second serve on the same SQLite file is refused.
+    let _sqlite_claim = store::claim_sqlite(&options.db_url).context("opening the database")?;
     let store = Store::connect(&options.db_url).await.context("opening the database")?;
     let listener = http::bind(&options.listen).await.with_context(|| format!("listening on {}", options.listen))?;
     let address = listener.local_addr().context("reading the listen address")?;

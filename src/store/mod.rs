@@ -6,7 +6,8 @@
 //!   disconnect logs, latest, availability, latency;
 //! - [`alerts`] — alert instance state, the alert history and its acknowledgements;
 //! - [`outbox`] — the notification outbox and its delivery log;
-//! - [`samples`] — host reports and their 5-minute and hourly rollups.
+//! - [`samples`] — host reports and their 5-minute and hourly rollups;
+//! - [`lock`] — one serve per SQLite file.
 //!
 //! Runtime `sqlx::query` only (no macros, no `Any` driver); timestamps are epoch milliseconds
 //! (BIGINT); migrations per backend are embedded.
@@ -21,6 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Connection, PgConnection, Postgres, SqlSafeStr, Sqlite, Transaction};
 
 pub use self::alerts::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, FiringAlert, StoredInstance};
+pub use self::lock::{SqliteClaim, claim_sqlite, sqlite_file};
 pub use self::outbox::{Attempt, DeliveryOutcome, OutboxRow, SentCount};
 pub use self::probes::{LatencySummary, ProbeBucket, ProbeDay, ProbeLatency, ProbeRecord, ProbeRetention};
 pub use self::revisions::RevisionRecord;
@@ -40,6 +42,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("refused to store {0}")]
     Refused(String),
+    #[error(
+        "another serve{who} already runs on the SQLite database {database} (it holds {lock}); a SQLite database takes one serve \
+         at a time: stop the other one, or run several replicas on PostgreSQL (--db postgres://…)",
+        who = if holder.is_empty() { String::new() } else { format!(" ({holder})") },
+        database = database.display(),
+        lock = lock.display()
+    )]
+    InUse { database: std::path::PathBuf, lock: std::path::PathBuf, holder: String },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -71,6 +81,7 @@ macro_rules! on_pool {
 }
 // Declared after on_pool!, which they use.
 mod alerts;
+mod lock;
 mod outbox;
 mod probes;
 mod revisions;

@@ -173,7 +173,7 @@ fn logs_are_coloured_only_on_a_terminal_and_never_with_no_color() {
 
 /// Without `--db`, serve keeps its SQLite database in `data/` under its working directory
 /// (created on demand, ignored by git in this repository), and a clean shutdown checkpoints it:
-/// no `-wal` or `-shm` file is left beside it.
+/// no `-wal` or `-shm` file is left beside it, only the lock file that keeps it to one serve.
 #[test]
 fn serve_keeps_its_database_in_data_and_leaves_no_wal_files_after_a_clean_shutdown() {
     let work = tempfile::tempdir().unwrap();
@@ -190,7 +190,8 @@ fn serve_keeps_its_database_in_data_and_leaves_no_wal_files_after_a_clean_shutdo
     let mut left: Vec<String> =
         fs::read_dir(work.path().join("data")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
-    assert_eq!(left, ["watchkeeper.db"], "only the database is left after a clean shutdown");
+    // The lock file stays: removing it could let two serves lock two different files.
+    assert_eq!(left, ["watchkeeper.db", "watchkeeper.db.lock"], "only the database (and its lock file) is left after a clean shutdown");
 
     // Everything was checkpointed into the file: a store opened on it finds the revision.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -217,4 +218,33 @@ fn serve_logs_the_url_to_open_at_start_up() {
     let line = serve.log().lines().find(|l| l.contains("serve started")).unwrap().to_string();
     assert!(line.contains(&format!("status API at {url}")), "{line}");
     assert!(line.contains(&format!("dashboard at http://127.0.0.1:{}/,", serve.port)), "{line}");
+}
+
+/// Two serves on one SQLite file would each probe every monitor and fire every alert: the
+/// second is refused at start, names the first one's pid and points to PostgreSQL, and leaves
+/// the first running; once the first has stopped (even killed), the file can be served again.
+#[test]
+fn a_second_serve_on_the_same_sqlite_file_is_refused_with_a_clear_message() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    write_tree(&tree, None);
+    let db = work.path().join("wk.db");
+    let mut first = Serve::start(&dir_args(&tree, &db), &[], &work.path().join("first.log"));
+    first.wait_until("the tree is applied", Duration::from_secs(30), || first.applied().is_some());
+
+    // The same file under another spelling of its path.
+    let other_spelling = format!("sqlite://{}/./wk.db", work.path().display());
+    let second = run(&["serve", "--config", tree.to_str().unwrap(), "--db", &other_spelling, "--listen", "127.0.0.1:0"]);
+    assert_eq!(second.code, Some(2), "{}", second.output());
+    for says in ["another serve (pid ", "already runs on the SQLite database", "wk.db.lock", "PostgreSQL"] {
+        assert!(second.stderr.contains(says), "{says}: {}", second.output());
+    }
+    assert!(!second.stderr.contains("serve started"), "refused before it starts anything: {}", second.output());
+    // The first one runs on, undisturbed.
+    assert!(first.applied().is_some(), "{}", first.log());
+
+    // A killed serve leaves no stale lock.
+    first.kill();
+    let third = Serve::start(&dir_args(&tree, &db), &[], &work.path().join("third.log"));
+    third.wait_until("the tree is applied", Duration::from_secs(30), || third.applied().is_some());
 }
