@@ -277,7 +277,9 @@ pub fn no_data(policy: Option<&AlertPolicy>, last_seen_ms: i64, now_ms: i64) -> 
     })
 }
 
-/// What a fired alert keeps of the moment: CPU, memory, load, disks, network, top processes.
+/// What a fired alert keeps of the moment: CPU, memory, load, disks, network, the top processes
+/// by CPU and by memory, and every process of the report (`processes`, busiest CPU first; the
+/// ingest caps a report at 1 000), so the alert's page can list them all as they were.
 pub fn snapshot(report: &Report) -> serde_json::Value {
     let value = |name: &str| report.value(name, None);
     let per = |name: &str| -> serde_json::Map<String, serde_json::Value> {
@@ -295,9 +297,10 @@ pub fn snapshot(report: &Report) -> serde_json::Value {
         "disk": { "usage": per("disk.usage"), "io": per("disk.io") },
         "network": { "in_bps": per("network.in_bps"), "out_bps": per("network.out_bps") },
         "top_processes": {
-            "cpu": by_cpu.into_iter().take(SNAPSHOT_TOP).collect::<Vec<_>>(),
+            "cpu": by_cpu.iter().take(SNAPSHOT_TOP).collect::<Vec<_>>(),
             "memory": by_memory.into_iter().take(SNAPSHOT_TOP).collect::<Vec<_>>(),
         },
+        "processes": by_cpu,
     })
 }
 
@@ -318,6 +321,19 @@ mod tests {
             skipped_mounts: Vec::new(),
             at_ms: 0,
         }
+    }
+
+    #[test]
+    fn a_snapshot_keeps_the_top_processes_and_every_process_busiest_first() {
+        let mut r = report(&[("cpu.usage", None, 42.0)]);
+        r.processes = (0..12)
+            .map(|i| ProcessInfo { pid: i, name: format!("p{i}"), user: "root".into(), cpu: Some(f64::from(i)), memory: 1.0, rss_bytes: 1 })
+            .collect();
+        let s = snapshot(&r);
+        assert_eq!(s["cpu"]["usage"], 42.0);
+        assert_eq!(s["top_processes"]["cpu"].as_array().map(Vec::len), Some(SNAPSHOT_TOP));
+        let pids: Vec<u64> = s["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_u64().unwrap()).collect();
+        assert_eq!(pids, (0..12).rev().collect::<Vec<u64>>());
     }
 
     fn policy(rules: Vec<MetricRule>) -> AlertPolicy {

@@ -11,11 +11,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::auth::Access;
+use super::auth::{Access, Role};
 use super::params::Params;
 use super::{ApiError, ApiState, project_tz, rfc3339};
 use crate::alert::{RuleId, Severity};
 use crate::clock::now_ms;
+use crate::config::model::Project;
 use crate::notification::{DeliveryStatus, Medium, MessageKind};
 use crate::store::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, OutboxRow, Store};
 
@@ -111,6 +112,7 @@ pub async fn list(
         from_ms,
         to_ms,
         limit: limit as u32,
+        offset: 0,
     };
     let tz = project_tz(&p.timezone);
     let rows = state.store.list_alerts(&filter).await?;
@@ -239,6 +241,31 @@ struct AlertDetail {
     notifications: Option<Vec<NotificationView>>,
 }
 
+/// One alert of a project in the caller's scope, as its detail reads it (the API's and the
+/// dashboard's alert page).
+pub struct AlertOf<'a> {
+    pub project: &'a Project,
+    pub role: Role,
+    pub row: AlertRow,
+    /// Its acknowledgement notes, oldest first.
+    pub acks: Vec<Ack>,
+    /// Every notification with its delivery attempts, for roles that see contacts; `None` for
+    /// the others (the delivery log names recipients).
+    pub notifications: Option<Vec<(OutboxRow, Vec<Attempt>)>>,
+}
+
+/// Alert `id` of `project`: 404 outside the caller's scope, for an id that is not a number, and
+/// for an alert of another project, exactly as for one that does not exist.
+pub async fn alert_of<'a>(state: &ApiState, access: &'a Access, project: &str, id: &str) -> Result<AlertOf<'a>, ApiError> {
+    let (p, role) = access.project(project)?;
+    let not_found = || ApiError::not_found(format!("alert `{id}` not found in project `{}`", p.name));
+    let id: i64 = id.parse().map_err(|_| not_found())?;
+    let row = state.store.get_alert(id).await?.filter(|row| row.key.project == p.name).ok_or_else(not_found)?;
+    let notifications = if role.sees_contacts() { Some(state.store.notifications_for_alert(id).await?) } else { None };
+    let acks = state.store.acks_for(&[id]).await?;
+    Ok(AlertOf { project: p, role, row, acks, notifications })
+}
+
 pub async fn detail(
     State(state): State<ApiState>,
     access: Access,
@@ -246,19 +273,10 @@ pub async fn detail(
     params: Params,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     params.allow(&[])?;
-    let (p, role) = access.project(&project)?;
-    let not_found = || ApiError::not_found(format!("alert `{id}` not found in project `{}`", p.name));
-    let id: i64 = id.parse().map_err(|_| not_found())?;
-    // An alert of another project is answered exactly like one that does not exist.
-    let row = state.store.get_alert(id).await?.filter(|row| row.key.project == p.name).ok_or_else(not_found)?;
-    let notifications = if role.sees_contacts() {
-        Some(state.store.notifications_for_alert(id).await?.into_iter().map(NotificationView::new).collect())
-    } else {
-        None
-    };
+    let AlertOf { project: p, row, acks, notifications, .. } = alert_of(&state, &access, &project, &id).await?;
+    let notifications = notifications.map(|list| list.into_iter().map(NotificationView::new).collect());
     let metrics = around(&state.store, &row, now_ms()).await?;
     let top_processes = row.snapshot.get("top_processes").cloned();
-    let acks = state.store.acks_for(&[id]).await?;
     let body = AlertDetail { alert: AlertView::new(row, acks, &project_tz(&p.timezone), true), metrics, top_processes, notifications };
     Ok(Json(serde_json::to_value(body).unwrap_or_default()))
 }
@@ -293,10 +311,21 @@ pub async fn acknowledge(
     body: Bytes,
 ) -> Result<(StatusCode, Json<AckView>), ApiError> {
     params.allow(&[])?;
+    // Outside the scope is 404 before the body is looked at, so a body cannot probe for names.
     let (p, _role) = access.project(&project)?;
+    let AckBody { note } = ack_body(&body)?;
+    let ack = acknowledge_alert(&state, &access, &project, &id, &note).await?;
+    Ok((StatusCode::CREATED, Json(AckView::new(ack, &project_tz(&p.timezone)))))
+}
+
+/// Record the caller's `note` on firing alert `id` of `project`: the one way an acknowledgement
+/// is made, for the API and the dashboard's form alike. The note is trimmed and must have 1 to
+/// [`MAX_NOTE_CHARS`] characters (400); outside the scope or for an alert that is not the
+/// project's, 404; a resolved alert, 409.
+pub async fn acknowledge_alert(state: &ApiState, access: &Access, project: &str, id: &str, note: &str) -> Result<Ack, ApiError> {
+    let (p, _role) = access.project(project)?;
     let not_found = || ApiError::not_found(format!("alert `{id}` not found in project `{}`", p.name));
     let alert_id: i64 = id.parse().map_err(|_| not_found())?;
-    let AckBody { note } = ack_body(&body)?;
     let note = note.trim();
     if note.is_empty() {
         return Err(ApiError::bad_request("`note` is empty: say what was done about the alert"));
@@ -308,7 +337,7 @@ pub async fn acknowledge(
     match state.store.acknowledge(&p.name, alert_id, access.who(), note, now_ms()).await? {
         Ok(ack) => {
             tracing::info!(project = %p.name, alert = alert_id, by = %ack.by, "alert acknowledged");
-            Ok((StatusCode::CREATED, Json(AckView::new(ack, &project_tz(&p.timezone)))))
+            Ok(ack)
         }
         Err(AckRefused::NotFound) => Err(not_found()),
         Err(AckRefused::Resolved) => Err(ApiError::new(

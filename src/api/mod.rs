@@ -33,6 +33,7 @@ use crate::metrics::{self, Metrics};
 use crate::protocol::MAX_BODY_BYTES;
 use crate::store::{Store, StoreError};
 
+pub use alerts::{AlertOf, MAX_NOTE_CHARS, acknowledge_alert, alert_of};
 pub use auth::{Access, Role};
 pub use objects::ObjectsDoc;
 pub use projects::{Firing, ProjectSummary, Revision, Revisions, revisions, summaries};
@@ -144,6 +145,11 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// What went wrong, as the answer's `error` says it.
+    pub fn message(&self) -> &str {
+        &self.message
     }
 }
 

@@ -103,6 +103,8 @@ pub struct AlertFilter {
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
     pub limit: u32,
+    /// Skip this many of the newest matches first (a page further back).
+    pub offset: u32,
 }
 
 /// A persisted alert instance: its key, state machine and open alert row.
@@ -251,7 +253,8 @@ impl Store {
         })
     }
 
-    /// Alerts matching every filter that is set, newest first. A `limit` of 0 means no limit.
+    /// Alerts matching every filter that is set, newest first, after skipping `offset`. A
+    /// `limit` of 0 means no limit.
     pub async fn list_alerts(&self, filter: &AlertFilter) -> Result<Vec<AlertRow>> {
         const LIST: &str = concat!(
             "SELECT ",
@@ -260,7 +263,7 @@ impl Store {
             " WHERE ($1 IS NULL OR project = $1) AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR severity = $3)",
             " AND ($4 IS NULL OR server = $4)",
             " AND ($5 IS NULL OR resolved_at_ms IS NULL OR resolved_at_ms >= $5) AND ($6 IS NULL OR started_at_ms <= $6)",
-            " ORDER BY started_at_ms DESC, id DESC LIMIT $7"
+            " ORDER BY started_at_ms DESC, id DESC LIMIT $7 OFFSET $8"
         );
         on_pool!(self, pool => {
             let found = sqlx::query(LIST)
@@ -271,6 +274,7 @@ impl Store {
                 .bind(filter.from_ms)
                 .bind(filter.to_ms)
                 .bind(sql_limit(filter.limit))
+                .bind(i64::from(filter.offset))
                 .fetch_all(pool)
                 .await?;
             found.iter().map(alert).collect()

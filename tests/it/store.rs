@@ -727,6 +727,10 @@ async fn list_alerts_applies_every_filter(db: TestDb) {
     assert_eq!(list(AlertFilter { severity: Some(Severity::Fatal), ..Default::default() }).await, [a3, a2]);
     assert_eq!(list(AlertFilter { server: Some("web-01".into()), ..Default::default() }).await, [a3, a1]);
     assert_eq!(list(AlertFilter { limit: 2, ..Default::default() }).await, [a3, a2]);
+    // Pages further back: skip the newest, with and without a limit.
+    assert_eq!(list(AlertFilter { limit: 2, offset: 2, ..Default::default() }).await, [a4, a1]);
+    assert_eq!(list(AlertFilter { offset: 3, ..Default::default() }).await, [a1]);
+    assert_eq!(list(AlertFilter { limit: 2, offset: 4, ..Default::default() }).await, Vec::<i64>::new());
 
     // Active at any time in [from, to]: started by `to`, not resolved before `from`.
     let window = |from_ms, to_ms| AlertFilter { from_ms: Some(from_ms), to_ms: Some(to_ms), ..Default::default() };
