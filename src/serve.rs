@@ -132,9 +132,8 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         live,
         collector: Some(batches_tx),
     };
-    let secure_cookie = options.public_url.as_deref().is_some_and(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")));
     let api_metrics = Arc::clone(&state.metrics);
-    let app = web::router(WebState::new(state, options.session_ttl, secure_cookie));
+    let app = web::router(WebState::new(state, options.session_ttl, options.public_url.as_deref()));
     let api_cancel = cancel.clone();
     // The notice ends early; the listener's task is the pair, which ends when the listener does.
     tasks.spawn(async move {

@@ -1,12 +1,14 @@
 //! The web dashboard `serve` shows on its own listener, next to the status API: sign-in with an
-//! API token, the projects, the compound eye and the server pages. Read-only, with the API's
-//! token scopes: every page reads through the same functions of [`crate::api`] the JSON
-//! endpoints use.
+//! API token, the projects, the compound eye, the server pages and the alert pages. Read-only
+//! with the API's token scopes — every page reads through the same functions of [`crate::api`]
+//! the JSON endpoints use — but for one form: an acknowledgement note on a firing alert, made
+//! by the API's own function and guarded against other sites' posts ([`Signed::form_allowed`]).
 //!
 //! HTML is rendered here (maud), charts are SVG drawn here ([`svg`]); the one script
 //! (`assets/app.js`) only refreshes the compound eye and shows the numbers on hover. Every
 //! answer carries a Content-Security-Policy that allows no inline script.
 
+mod alerts;
 mod eye;
 mod html;
 mod pages;
@@ -18,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -41,12 +43,28 @@ pub struct WebState {
     pub sign_in_limit: Arc<SignInLimit>,
     /// Send the cookie with `Secure` (the dashboard is reached over https).
     pub secure_cookie: bool,
+    /// `--public-url`'s origin (`https://watch.example.com`), which a posted form may come from
+    /// besides the address the request names in `Host` (a proxy may rewrite that).
+    pub public_origin: Option<String>,
 }
 
 impl WebState {
-    pub fn new(api: ApiState, session_ttl: Duration, secure_cookie: bool) -> WebState {
-        WebState { api, sessions: Arc::new(Sessions::new(session_ttl)), sign_in_limit: Arc::default(), secure_cookie }
+    /// `public_url`: where people reach the dashboard (`--public-url`), if serve was told; an
+    /// `https://` address makes the cookie `Secure`.
+    pub fn new(api: ApiState, session_ttl: Duration, public_url: Option<&str>) -> WebState {
+        let public_origin = public_url.map(origin_of);
+        let secure_cookie = public_origin.as_deref().is_some_and(|o| o.starts_with("https://"));
+        WebState { api, sessions: Arc::new(Sessions::new(session_ttl)), sign_in_limit: Arc::default(), secure_cookie, public_origin }
     }
+}
+
+/// The origin of a URL as browsers write it in `Origin`: scheme and authority, lowercase, no
+/// path (`HTTPS://Watch.example.com/dash/` → `https://watch.example.com`).
+fn origin_of(url: &str) -> String {
+    let url = url.trim();
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..].find(['/', '?', '#']).map_or(url.len(), |i| after_scheme + i);
+    url[..end].to_ascii_lowercase()
 }
 
 /// The status API's routes and the dashboard's pages on one listener. Unknown paths under
@@ -62,6 +80,9 @@ pub fn router(state: WebState) -> Router {
         .route("/p/{project}/cells", get(eye::project_cells))
         .route("/p/{project}/s/{server}", get(server::page_of))
         .route("/p/{project}/s/{server}/charts", get(server::charts_of))
+        .route("/p/{project}/alerts", get(alerts::list))
+        .route("/p/{project}/alerts/{id}", get(alerts::page_of))
+        .route("/p/{project}/alerts/{id}/acks", post(alerts::acknowledge).layer(DefaultBodyLimit::max(alerts::FORM_BYTES)))
         .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
         .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))))
         .fallback(fallback)
@@ -85,7 +106,10 @@ async fn method_not_allowed(uri: Uri) -> Response {
     if is_api(&uri) { api::method_not_allowed().await.into_response() } else { StatusCode::METHOD_NOT_ALLOWED.into_response() }
 }
 
-/// On every answer: no inline script, no framing, no sniffing, no referrer; pages not cached.
+/// On every answer: no inline script, no framing, no sniffing, no referrer to other sites;
+/// pages not cached. (`same-origin` rather than `no-referrer`: under `no-referrer` a browser
+/// sends `Origin: null` with the dashboard's own forms, and the origin check could not tell
+/// them from a page that hides where it comes from.)
 async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
@@ -97,7 +121,7 @@ async fn security_headers(mut response: Response) -> Response {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -118,6 +142,39 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
 /// A signed-in request: who it is, as the API sees their token now.
 pub struct Signed {
     pub access: Access,
+    /// The session's form token, for the hidden `csrf` field of the forms a page shows.
+    pub csrf: String,
+}
+
+impl Signed {
+    /// May a form posted with `headers` and the form token `presented` act for this session?
+    /// The token must be the session's (compared in constant time: both are hashed, and the
+    /// digests compared byte by byte to the end). A browser also names the page's origin in
+    /// `Origin`; when it does, that must be this dashboard — the address in `Host`, or
+    /// `--public-url`'s — so a page of another site is refused even before its token is looked
+    /// at. The `SameSite=Strict` cookie already keeps other sites' posts from carrying the
+    /// session; these two checks hold where that does not (an old browser, a sibling subdomain).
+    pub fn form_allowed(&self, headers: &HeaderMap, public_origin: Option<&str>, presented: Option<&str>) -> bool {
+        form_token_matches(&self.csrf, presented) && same_origin(headers, public_origin)
+    }
+}
+
+/// Is `presented` the session's form token `expected`? Constant time whatever the inputs.
+fn form_token_matches(expected: &str, presented: Option<&str>) -> bool {
+    use crate::token::{digest_matches, sha256_hex};
+    presented.is_some_and(|p| digest_matches(&sha256_hex(p), &sha256_hex(expected)))
+}
+
+/// Whether `Origin`, when a request has one, names this dashboard.
+fn same_origin(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    let origin = origin.to_ascii_lowercase();
+    if public_origin == Some(origin.as_str()) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
+    matches!((origin.split_once("://"), host), (Some(("http" | "https", authority)), Some(host)) if authority == host)
 }
 
 /// The signed-in caller, if any. A session whose token the configuration no longer holds ends
@@ -129,9 +186,9 @@ impl FromRequestParts<WebState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Viewer, Self::Rejection> {
         let Some(id) = session_id(&parts.headers) else { return Ok(Viewer(None)) };
-        let Some(digest) = state.sessions.get(id, now_ms()) else { return Ok(Viewer(None)) };
-        match Access::of_digest(&state.api, &digest) {
-            Some(access) => Ok(Viewer(Some(Signed { access }))),
+        let Some(live) = state.sessions.get(id, now_ms()) else { return Ok(Viewer(None)) };
+        match Access::of_digest(&state.api, &live.token_sha256) {
+            Some(access) => Ok(Viewer(Some(Signed { access, csrf: live.csrf }))),
             None => {
                 state.sessions.end(id);
                 Ok(Viewer(None))
@@ -214,5 +271,29 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(header::COOKIE, HeaderValue::from_static("wk_sessionx=abc; wk_session="));
         assert_eq!(session_id(&headers), None);
+    }
+
+    #[test]
+    fn a_form_must_come_from_this_dashboard_when_the_browser_says_where_from() {
+        let headers = |pairs: &[(header::HeaderName, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (name, value) in pairs {
+                h.insert(name.clone(), HeaderValue::from_static(value));
+            }
+            h
+        };
+        let host = (header::HOST, "127.0.0.1:8080");
+        assert!(same_origin(&headers(std::slice::from_ref(&host)), None), "no Origin: the form token decides");
+        assert!(same_origin(&headers(&[host.clone(), (header::ORIGIN, "http://127.0.0.1:8080")]), None));
+        assert!(!same_origin(&headers(&[host.clone(), (header::ORIGIN, "http://evil.example")]), None));
+        assert!(!same_origin(&headers(&[host.clone(), (header::ORIGIN, "null")]), None));
+        let proxied = headers(&[host, (header::ORIGIN, "https://watch.example.com")]);
+        assert!(!same_origin(&proxied, None));
+        assert!(same_origin(&proxied, Some(&origin_of("HTTPS://Watch.example.com/dash/"))));
+
+        assert!(form_token_matches("wk_aBc", Some("wk_aBc")));
+        assert!(!form_token_matches("wk_aBc", Some("wk_abc")), "case matters");
+        assert!(!form_token_matches("wk_aBc", Some("")));
+        assert!(!form_token_matches("wk_aBc", None));
     }
 }

@@ -43,7 +43,7 @@ struct View {
     sort: &'static str,
 }
 
-fn bad(message: String, signed: &Signed) -> Response {
+pub(super) fn bad(message: String, signed: &Signed) -> Response {
     let body = html! { section { h1 { "Bad request" } p.error { (message) } } };
     page(StatusCode::BAD_REQUEST, layout("Bad request", Some(signed), None, body))
 }
@@ -130,25 +130,82 @@ pub async fn charts_of(
 async fn charts(state: &WebState, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
     let to_ms = view.end.unwrap_or_else(now_ms);
     let from_ms = to_ms - view.range.1;
-    let resolution = Resolution::for_range(view.range.1);
-    let series = |name: &'static str| state.api.store.metric_series(&p.name, &s.name, name, None, from_ms, to_ms, resolution);
-    let cpu = series("cpu.usage").await?;
-    let memory = series("memory.usage").await?;
-    let rx = series("network.in_bps").await?;
-    let tx = series("network.out_bps").await?;
-    let io = series("disk.io").await?;
+    let span = Span { from_ms, to_ms, resolution: Resolution::for_range(view.range.1) };
+    graphs(state, p, &s.name, &[Graph::Cpu, Graph::Memory, Graph::Network, Graph::DiskIo], span, &[]).await
+}
+
+/// One chart a page can show of a server, from the samples store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Graph {
+    Cpu,
+    Memory,
+    /// The fullest mount.
+    DiskUsage,
+    /// The busiest device.
+    DiskIo,
+    /// In and out of the busiest interface.
+    Network,
+}
+
+/// The time a set of charts covers, [from_ms, to_ms), and the resolution of their points.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub resolution: Resolution,
+}
+
+/// The charts `which` of `server` over `span`, with `marks` (time, CSS class, label) across each:
+/// the server page's charts, and an alert page's around its start.
+pub async fn graphs(
+    state: &WebState,
+    p: &Project,
+    server: &str,
+    which: &[Graph],
+    span: Span,
+    marks: &[(i64, &str, &str)],
+) -> Result<Markup, ApiError> {
+    let Span { from_ms, to_ms, resolution } = span;
+    let series = |name: &'static str| state.api.store.metric_series(&p.name, server, name, None, from_ms, to_ms, resolution);
     let tz = api::project_tz(&p.timezone);
     let chart = |title, fixed_max, format: fn(f64) -> String, lines: &[Line]| {
-        Chart { title, from_ms, to_ms, fixed_max, gap_ms: resolution.step_ms() * 3, lines, marks: &[], tz: &tz, format }.render()
+        Chart { title, from_ms, to_ms, fixed_max, gap_ms: resolution.step_ms() * 3, lines, marks, tz: &tz, format }.render()
     };
     let percent: fn(f64) -> String = |v| format!("{v:.0}%");
     let bits: fn(f64) -> String = |v| html::bps(Some(v));
-    Ok(html! {
-        (chart("CPU usage", Some(100.0), percent, &[Line { label: "usage", class: "a", points: &cpu }]))
-        (chart("Memory usage", Some(100.0), percent, &[Line { label: "usage", class: "a", points: &memory }]))
-        (chart("Network (busiest interface)", None, bits, &[Line { label: "in", class: "a", points: &rx }, Line { label: "out", class: "b", points: &tx }]))
-        (chart("Disk IO busy (busiest device)", Some(100.0), percent, &[Line { label: "busy", class: "a", points: &io }]))
-    })
+    let mut out = Vec::with_capacity(which.len());
+    for graph in which {
+        out.push(match graph {
+            Graph::Cpu => {
+                chart("CPU usage", Some(100.0), percent, &[Line { label: "usage", class: "a", points: &series("cpu.usage").await? }])
+            }
+            Graph::Memory => {
+                chart("Memory usage", Some(100.0), percent, &[Line { label: "usage", class: "a", points: &series("memory.usage").await? }])
+            }
+            Graph::DiskUsage => chart(
+                "Disk usage (fullest mount)",
+                Some(100.0),
+                percent,
+                &[Line { label: "used", class: "a", points: &series("disk.usage").await? }],
+            ),
+            Graph::DiskIo => chart(
+                "Disk IO busy (busiest device)",
+                Some(100.0),
+                percent,
+                &[Line { label: "busy", class: "a", points: &series("disk.io").await? }],
+            ),
+            Graph::Network => {
+                let (rx, tx) = (series("network.in_bps").await?, series("network.out_bps").await?);
+                chart(
+                    "Network (busiest interface)",
+                    None,
+                    bits,
+                    &[Line { label: "in", class: "a", points: &rx }, Line { label: "out", class: "b", points: &tx }],
+                )
+            }
+        });
+    }
+    Ok(html! { @for c in &out { (c) } })
 }
 
 async fn render(state: &WebState, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
@@ -234,14 +291,14 @@ async fn render(state: &WebState, p: &Project, s: &Server, view: &View) -> Resul
             }
         }
         section {
-            h2 { "Recent alerts" }
-            (alert_table(&alerts, &tz))
+            h2 { "Recent alerts " a.more href={ "/p/" (p.name) "/alerts?server=" (s.name) } { "all alerts of " (s.name) } }
+            (alert_table(&p.name, &alerts, &tz))
         }
     })
 }
 
-/// Alerts as a table: time, severity, state, what.
-pub fn alert_table(alerts: &[AlertRow], tz: &jiff::tz::TimeZone) -> Markup {
+/// A server's alerts as a table: time, severity, state, what; each opens its alert page.
+pub fn alert_table(project: &str, alerts: &[AlertRow], tz: &jiff::tz::TimeZone) -> Markup {
     html! {
         @if alerts.is_empty() {
             p.meta { "None." }
@@ -251,9 +308,9 @@ pub fn alert_table(alerts: &[AlertRow], tz: &jiff::tz::TimeZone) -> Markup {
                 tbody {
                     @for a in alerts {
                         tr data-alert=(a.id) {
-                            td { (html::time(a.started_at_ms, tz)) }
+                            td { a href={ "/p/" (project) "/alerts/" (a.id) } { (html::time(a.started_at_ms, tz)) } }
                             td { span class={ "sev " (a.severity.as_str()) } { (a.severity.as_str()) } }
-                            td { (a.status.as_str()) }
+                            td { (a.status.as_str()) @if a.acknowledged_at_ms.is_some() { " " span.ack { "acknowledged" } } }
                             td { (a.key.rule) @if !a.key.subject.is_empty() { " " (a.key.subject) } }
                             td { (a.message) }
                         }

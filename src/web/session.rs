@@ -1,8 +1,10 @@
 //! Dashboard sessions and the sign-in rate limit, in serve's memory.
 //!
 //! A session id is 256 random bits, given to the browser once as a cookie; serve keeps only its
-//! SHA-256, the SHA-256 of the token that signed in, and when the session ends. Sessions do not
-//! survive a restart of serve (everyone signs in again).
+//! SHA-256, the SHA-256 of the token that signed in, when the session ends, and the session's
+//! form token (another 256 random bits, written into the dashboard's forms and compared in
+//! constant time when one is posted, so another site cannot post a form in the user's name).
+//! Sessions do not survive a restart of serve (everyone signs in again).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -20,7 +22,16 @@ pub struct Sessions {
 
 struct Session {
     token_sha256: String,
+    csrf: String,
     expires_ms: i64,
+}
+
+/// A live session, as a request sees it.
+pub struct Live {
+    /// SHA-256 of the token that signed in.
+    pub token_sha256: String,
+    /// The session's form token.
+    pub csrf: String,
 }
 
 impl Sessions {
@@ -37,18 +48,19 @@ impl Sessions {
     /// cookie only). Ended sessions are dropped here.
     pub fn start(&self, token_sha256: String, now_ms: i64) -> Result<String, getrandom::Error> {
         let id = token::generate()?;
+        let csrf = token::generate()?;
         let mut map = self.lock();
         map.retain(|_, s| s.expires_ms > now_ms);
-        map.insert(token::sha256_hex(&id), Session { token_sha256, expires_ms: now_ms.saturating_add(self.ttl_ms) });
+        map.insert(token::sha256_hex(&id), Session { token_sha256, csrf, expires_ms: now_ms.saturating_add(self.ttl_ms) });
         Ok(id)
     }
 
-    /// The token digest of the live session `id`.
-    pub fn get(&self, id: &str, now_ms: i64) -> Option<String> {
+    /// The live session `id`.
+    pub fn get(&self, id: &str, now_ms: i64) -> Option<Live> {
         let key = token::sha256_hex(id);
         let mut map = self.lock();
         match map.get(&key) {
-            Some(s) if s.expires_ms > now_ms => Some(s.token_sha256.clone()),
+            Some(s) if s.expires_ms > now_ms => Some(Live { token_sha256: s.token_sha256.clone(), csrf: s.csrf.clone() }),
             Some(_) => {
                 map.remove(&key);
                 None
@@ -104,14 +116,24 @@ mod tests {
     #[test]
     fn a_session_lives_until_its_expiry_or_its_end() {
         let sessions = Sessions::new(Duration::from_secs(60));
+        let digest = |id: &str, now| sessions.get(id, now).map(|live| live.token_sha256);
         let id = sessions.start("digest".into(), 1_000).unwrap();
-        assert_eq!(sessions.get(&id, 1_000).as_deref(), Some("digest"));
-        assert_eq!(sessions.get(&id, 60_999).as_deref(), Some("digest"));
-        assert_eq!(sessions.get(&id, 61_000), None);
+        assert_eq!(digest(&id, 1_000).as_deref(), Some("digest"));
+        assert_eq!(digest(&id, 60_999).as_deref(), Some("digest"));
+        assert_eq!(digest(&id, 61_000), None);
         let id = sessions.start("digest".into(), 1_000).unwrap();
         sessions.end(&id);
-        assert_eq!(sessions.get(&id, 1_000), None);
-        assert_eq!(sessions.get("made-up", 1_000), None);
+        assert_eq!(digest(&id, 1_000), None);
+        assert_eq!(digest("made-up", 1_000), None);
+    }
+
+    #[test]
+    fn each_session_has_its_own_form_token() {
+        let sessions = Sessions::new(Duration::from_secs(60));
+        let (a, b) = (sessions.start("digest".into(), 0).unwrap(), sessions.start("digest".into(), 0).unwrap());
+        let (a, b) = (sessions.get(&a, 0).unwrap().csrf, sessions.get(&b, 0).unwrap().csrf);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 46);
     }
 
     #[test]

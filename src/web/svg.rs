@@ -1,6 +1,6 @@
 //! Line charts as SVG, drawn on the server: a time axis in the project's timezone, a value axis
-//! from zero, one polyline per series (broken where points are missing), and marks at given
-//! times (an alert's start).
+//! from zero, one polyline per series (broken where points are missing), and labelled marks at
+//! given times (an alert's start).
 
 use std::fmt::Write as _;
 
@@ -32,7 +32,8 @@ pub struct Chart<'a> {
     pub fixed_max: Option<f64>,
     pub gap_ms: i64,
     pub lines: &'a [Line<'a>],
-    pub marks: &'a [(i64, &'a str)],
+    /// Vertical lines across the chart: (time, CSS class, label).
+    pub marks: &'a [(i64, &'a str, &'a str)],
     pub tz: &'a jiff::tz::TimeZone,
     pub format: fn(f64) -> String,
 }
@@ -75,9 +76,10 @@ impl Chart<'_> {
                     @for (at, label) in &ticks {
                         text.axis x=(self.x(*at)) y=(H - 6.0) text-anchor="middle" { (label) }
                     }
-                    @for (at, class) in self.marks {
+                    @for (at, class, label) in self.marks {
                         @if (self.from_ms..=self.to_ms).contains(at) {
                             line class={ "mark " (class) } x1=(self.x(*at)) x2=(self.x(*at)) y1=(TOP) y2=(H - BOTTOM) {}
+                            text class={ "mark " (class) } x=(self.x(*at) + 4.0) y=(TOP + 10.0) { (label) }
                         }
                     }
                     @for (line, d) in self.lines.iter().zip(&paths) {

@@ -8,6 +8,7 @@ mod ci_templates;
 mod common;
 mod config_cli;
 mod dashboard;
+mod dashboard_alerts;
 mod engine;
 mod flood;
 mod ingest;
