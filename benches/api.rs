@@ -141,6 +141,7 @@ async fn run() {
         metrics: Arc::new(Metrics::new()),
         admin_token_sha256: Some(watchkeeper::token::sha256_hex(TOKEN)),
         started_at_ms: now_ms(),
+        lease_ttl_ms: watchkeeper::store::DEFAULT_LEASE_TTL_MS,
         live,
         collector: None,
     };

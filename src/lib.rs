@@ -30,7 +30,8 @@
 //! - [`policy_test`] — `watchkeeper test`: policy unit tests through that decision; a test that
 //!   cannot run is reported as `lint` reports a problem.
 //! - [`store`] — SQLite / PostgreSQL, one file per table group: revisions, probe results, alert
-//!   state, history and acknowledgements, outbox, host samples with their rollups.
+//!   state, history and acknowledgements, outbox, host samples with their rollups, the replicas'
+//!   heartbeats; the lock that keeps a SQLite file to one serve.
 //! - [`report`] — daily, weekly and monthly reports from the stored samples and alert history,
 //!   in the project's days; as JSON, text tables and CSV.
 //! - [`delivery`] — SMTP / SMS / webhook senders and the outbox worker.
@@ -46,8 +47,8 @@
 //!   compound eye, server pages, alert pages; read through [`api`]'s functions and scopes, and
 //!   the one form (an acknowledgement) written through the API's own function.
 //! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.
-//! - [`serve`] — the composition root: starts, wires and stops every task; its HTTP listener
-//!   with connection caps and timeouts, within an open-files budget.
+//! - [`serve`] — the composition root: starts, wires and stops every task; this replica's
+//!   heartbeat; its HTTP listener with connection caps and timeouts, within an open-files budget.
 //! - [`agent`] — on a monitored server: host sampling on its own thread, log keyword tailing,
 //!   down-checks, and the push loop with its bounded backlog.
 //!

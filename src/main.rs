@@ -241,6 +241,14 @@ struct ServeArgs {
     /// sqlite://PATH (created on first run, with its directory) or postgres://…
     #[arg(long, value_name = "URL", env = "WATCHKEEPER_DB", default_value = DEFAULT_DB)]
     db: String,
+    /// This replica's id among the serves on one database (its heartbeat row, its outbox
+    /// leases); unique per replica. Default: hostname-pid.
+    #[arg(long, value_name = "ID", value_parser = replica_id)]
+    replica_id: Option<String>,
+    /// How long a replica's heartbeat keeps it alive; it heartbeats every third of it, and a
+    /// replica silent for longer is dropped from the live ones.
+    #[arg(long, default_value = "15s", value_parser = lease_ttl)]
+    lease_ttl: Dur,
     /// Where the status API and the agents' ingest endpoint listen.
     #[arg(long, value_name = "ADDR", env = "WATCHKEEPER_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -338,6 +346,27 @@ fn duration(s: &str) -> Result<Dur, String> {
 /// A duration longer than zero.
 fn timeout(s: &str) -> Result<Dur, String> {
     Dur::parse(s).and_then(|d| if d.0.is_zero() { Err(format!("`{s}`: a timeout must be longer than zero")) } else { Ok(d) })
+}
+
+/// A lease TTL: at least 3 s, so the heartbeat every third of it is at least a second apart,
+/// and at most an hour.
+fn lease_ttl(s: &str) -> Result<Dur, String> {
+    Dur::parse(s).and_then(|d| {
+        if (Duration::from_secs(3)..=Duration::from_secs(3600)).contains(&d.0) {
+            Ok(d)
+        } else {
+            Err(format!("`{s}`: the lease TTL is from 3s to 1h"))
+        }
+    })
+}
+
+/// A replica id: 1 to 128 characters, none of them a control character.
+fn replica_id(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.chars().count() > 128 || s.chars().any(char::is_control) {
+        Err(format!("`{}`: a replica id is 1 to 128 characters, without control characters", s.escape_debug()))
+    } else {
+        Ok(s.to_string())
+    }
 }
 
 /// A whole number of at least 1.
@@ -614,7 +643,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --config DIR or --git URL"),
     };
     let admin_token_sha256 = api_token(args.token).map(|t| token::sha256_hex(&t));
-    let holder = format!("{}-{}", hostname(), std::process::id());
+    let replica_id = args.replica_id.unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let options = watchkeeper::serve::ServeOptions {
         source,
         library: args.library.library(),
@@ -627,7 +656,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             days_ms: args.retention_days.as_millis() as i64,
         },
         admin_token_sha256,
-        holder,
+        replica_id,
+        lease_ttl: args.lease_ttl.0,
         scrape_interval: watchkeeper::collect::scrape::interval_from(
             std::env::var(watchkeeper::collect::scrape::INTERVAL_ENV).ok().as_deref(),
         ),

@@ -48,6 +48,8 @@ pub struct Metrics {
     http_refused: Family<Labels, Counter>,
     http_accept_errors: Family<Labels, Counter>,
     http_timeouts: Family<Labels, Counter>,
+    replicas_live: Gauge,
+    replica_info: Family<Labels, Gauge>,
     /// The revision whose `watchkeeper_revision_info` label set is present, to remove it when
     /// the next one is applied.
     current_revision: Mutex<Option<String>>,
@@ -90,6 +92,18 @@ impl Metrics {
         registry.register("watchkeeper_reconcile_rejected", "Configuration revisions rejected as invalid", rejected.clone());
         let revision_info = Family::<Labels, Gauge>::default();
         registry.register("watchkeeper_revision_info", "The applied configuration revision (value 1)", revision_info.clone());
+        let replicas_live = Gauge::default();
+        registry.register(
+            "watchkeeper_replicas_live",
+            "serve replicas on this database whose heartbeat is within the lease TTL",
+            replicas_live.clone(),
+        );
+        let replica_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "watchkeeper_replica_info",
+            "Each live serve replica on this database and the revision it runs (value 1; revision \"\" before its first)",
+            replica_info.clone(),
+        );
         let reconcile_status = Gauge::default();
         registry.register(
             "watchkeeper_reconcile_status",
@@ -185,6 +199,8 @@ impl Metrics {
             reconcile_status,
             outbox_depth,
             notifications,
+            replicas_live,
+            replica_info,
             current_revision: Mutex::new(None),
         }
     }
@@ -219,6 +235,25 @@ impl Metrics {
         }
         self.revision_info.get_or_create(&vec![("revision", revision.to_string())]).set(1);
         *current = Some(revision.to_string());
+    }
+
+    /// The revision this serve runs, once it has applied one.
+    pub fn applied_revision(&self) -> Option<String> {
+        self.current_revision.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// The live replicas, `(id, revision)`, as this replica's last heartbeat read them: replaces
+    /// the previous set, so a replica gone is no longer shown.
+    pub fn set_replicas<'a>(&self, replicas: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) {
+        self.replica_info.clear();
+        let mut live = 0;
+        for (id, revision) in replicas {
+            live += 1;
+            self.replica_info
+                .get_or_create(&vec![("replica", id.to_string()), ("revision", revision.unwrap_or_default().to_string())])
+                .set(1);
+        }
+        self.replicas_live.set(live);
     }
 
     /// A revision was rejected; the previous one keeps running (and keeps its revision_info).
@@ -374,11 +409,22 @@ mod tests {
             ("watchkeeper_outbox_depth", "gauge"),
             ("watchkeeper_notifications", "counter"),
             ("watchkeeper_http_connections", "gauge"),
+            ("watchkeeper_replicas_live", "gauge"),
         ] {
             assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} missing:\n{text}");
             assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn replica_info_shows_only_the_replicas_of_the_last_heartbeat() {
+        let m = Metrics::new();
+        m.set_replicas([("a", Some("abc")), ("b", None)]);
+        m.set_replicas([("a", Some("def"))]);
+        let text = m.render();
+        assert_eq!(samples(&text, "watchkeeper_replica_info"), [r#"watchkeeper_replica_info{replica="a",revision="def"} 1"#], "{text}");
+        assert_eq!(samples(&text, "watchkeeper_replicas_live"), ["watchkeeper_replicas_live 1"], "{text}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `watchkeeper serve`: open the store, start every task — source, reconciler (with the
-//! prober), alert engine, collector writer, outbox, status API, rollups and retention — wire them with channels, and on
+//! prober), alert engine, collector writer, outbox, status API, rollups and retention, this
+//! replica's heartbeat — wire them with channels, and on
 //! shutdown signal them all and wait for each.
 
 pub mod fds;
@@ -42,8 +43,10 @@ pub struct ServeOptions {
     pub probe_retention: ProbeRetention,
     /// SHA-256 of the operator token (from `WATCHKEEPER_TOKEN`), if set.
     pub admin_token_sha256: Option<String>,
-    /// This replica's name, for outbox leases.
-    pub holder: String,
+    /// This replica's id (`--replica-id`): its heartbeat row and its outbox leases.
+    pub replica_id: String,
+    /// How long a replica's heartbeat keeps it alive (`--lease-ttl`); it heartbeats every third.
+    pub lease_ttl: Duration,
     /// How often node_exporter servers are scraped.
     pub scrape_interval: Duration,
     /// How long a dashboard sign-in lasts.
@@ -117,10 +120,13 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         config_rx.clone(),
         Senders::new(),
         Arc::clone(&metrics),
-        options.holder,
+        options.replica_id.clone(),
         outbox_wake,
         cancel.clone(),
     ));
+
+    let lease_ttl_ms = i64::try_from(options.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    tasks.spawn(membership(store.clone(), Arc::clone(&metrics), options.replica_id, options.lease_ttl, cancel.clone()));
 
     let locked_out = no_way_in_notice(config_rx.clone(), options.admin_token_sha256.is_some(), cancel.clone());
     let state = ApiState {
@@ -129,6 +135,7 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         metrics,
         admin_token_sha256: options.admin_token_sha256,
         started_at_ms: now_ms(),
+        lease_ttl_ms,
         live,
         collector: Some(batches_tx),
     };
@@ -269,6 +276,37 @@ async fn probe_upkeep(store: Store, retention: ProbeRetention, cancel: Cancellat
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot prune probe events and rollups"),
         }
+    }
+}
+
+/// Heartbeat this replica's row every third of `lease_ttl` (with the revision it runs), delete
+/// the rows of replicas dead for longer, and show the live ones in `/metrics`; on shutdown,
+/// delete its own row so the others see it gone at once. A heartbeat the database refuses is
+/// logged and tried again at the next tick.
+async fn membership(store: Store, metrics: Arc<Metrics>, replica_id: String, lease_ttl: Duration, cancel: CancellationToken) {
+    let ttl_ms = i64::try_from(lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    let mut row = store::ReplicaRow { id: replica_id, started_ms: now_ms(), heartbeat_ms: 0, revision: None };
+    tracing::info!(replica = %row.id, lease_ttl_ms = ttl_ms, "replica {} joins; its heartbeat keeps it alive for {lease_ttl:?}", row.id);
+    let mut tick = tokio::time::interval(lease_ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        row.heartbeat_ms = now_ms();
+        row.revision = metrics.applied_revision();
+        if let Err(e) = store.heartbeat_replica(&row, ttl_ms).await {
+            tracing::warn!(replica = %row.id, error = %e, "cannot write this replica's heartbeat; will try again");
+            continue;
+        }
+        match store.live_replicas(row.heartbeat_ms, ttl_ms).await {
+            Ok(live) => metrics.set_replicas(live.iter().map(|r| (r.id.as_str(), r.revision.as_deref()))),
+            Err(e) => tracing::warn!(error = %e, "cannot read the live replicas"),
+        }
+    }
+    if let Err(e) = store.release_replica(&row.id).await {
+        tracing::warn!(replica = %row.id, error = %e, "cannot remove this replica's row; it expires after the lease TTL");
     }
 }
 

@@ -50,6 +50,9 @@ pub struct ApiState {
     pub admin_token_sha256: Option<String>,
     /// When serve started (epoch ms), for `/api/v1/status`.
     pub started_at_ms: i64,
+    /// How long a replica's heartbeat keeps it alive (`--lease-ttl`), for the replicas
+    /// `/api/v1/status` lists.
+    pub lease_ttl_ms: i64,
     /// The newest report of every server.
     pub live: LiveServers,
     /// The collector's writer; `None` answers ingest requests with 503.

@@ -10,6 +10,7 @@ use super::auth::{Access, Role};
 use super::params::Params;
 use super::{ApiError, ApiState, rfc3339};
 use crate::alert::Severity;
+use crate::clock::now_ms;
 use crate::config::model::Project;
 use crate::config::raw::MemberRole;
 use crate::store::{FiringAlert, RevisionRecord, Store};
@@ -68,8 +69,20 @@ struct Status {
     /// The newest revision, when it is held.
     #[serde(skip_serializing_if = "Option::is_none")]
     held: Option<Revision>,
+    /// The serve replicas on this database whose heartbeat is within the lease TTL, by id.
+    replicas: Vec<Replica>,
     /// For the caller's scope.
     counts: Counts,
+}
+
+#[derive(Serialize)]
+struct Replica {
+    id: String,
+    started_ms: i64,
+    started: Option<String>,
+    heartbeat_ms: i64,
+    /// The revision it runs; `null` until it has applied one.
+    revision: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -176,6 +189,19 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
         applied: revisions.applied,
         rejected: revisions.rejected,
         held: revisions.held,
+        replicas: state
+            .store
+            .live_replicas(now_ms(), state.lease_ttl_ms)
+            .await?
+            .into_iter()
+            .map(|r| Replica {
+                started: rfc3339(r.started_ms, &jiff::tz::TimeZone::UTC),
+                id: r.id,
+                started_ms: r.started_ms,
+                heartbeat_ms: r.heartbeat_ms,
+                revision: r.revision,
+            })
+            .collect(),
         counts,
     };
     Ok(Json(serde_json::to_value(body).unwrap_or_default()))

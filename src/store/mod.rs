@@ -7,6 +7,7 @@
 //! - [`alerts`] — alert instance state, the alert history and its acknowledgements;
 //! - [`outbox`] — the notification outbox and its delivery log;
 //! - [`samples`] — host reports and their 5-minute and hourly rollups;
+//! - [`replicas`] — the serve replicas on one database and their heartbeats;
 //! - [`lock`] — one serve per SQLite file.
 //!
 //! Runtime `sqlx::query` only (no macros, no `Any` driver); timestamps are epoch milliseconds
@@ -25,6 +26,7 @@ pub use self::alerts::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, Firi
 pub use self::lock::{SqliteClaim, claim_sqlite, sqlite_file};
 pub use self::outbox::{Attempt, DeliveryOutcome, OutboxRow, SentCount};
 pub use self::probes::{LatencySummary, ProbeBucket, ProbeDay, ProbeLatency, ProbeRecord, ProbeRetention};
+pub use self::replicas::{DEFAULT_LEASE_TTL_MS, ReplicaRow};
 pub use self::revisions::RevisionRecord;
 pub use self::samples::{
     GRACE_MS, PeriodSeries, PeriodStats, Resolution, RollupStats, SampleRetention, SeriesPoint, ServerStateRow, StoredReport,
@@ -84,6 +86,7 @@ mod alerts;
 mod lock;
 mod outbox;
 mod probes;
+mod replicas;
 mod revisions;
 mod rows;
 mod samples;
@@ -96,6 +99,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "alert_acks", include_str!("migrations/sqlite/0005_alert_acks.sql")),
     (6, "probe_rollups", include_str!("migrations/sqlite/0006_probe_rollups.sql")),
     (7, "held_revisions", include_str!("migrations/sqlite/0007_held_revisions.sql")),
+    (8, "replicas", include_str!("migrations/sqlite/0008_replicas.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -105,6 +109,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "alert_acks", include_str!("migrations/postgres/0005_alert_acks.sql")),
     (6, "probe_rollups", include_str!("migrations/postgres/0006_probe_rollups.sql")),
     (7, "held_revisions", include_str!("migrations/postgres/0007_held_revisions.sql")),
+    (8, "replicas", include_str!("migrations/postgres/0008_replicas.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

@@ -285,6 +285,7 @@ impl Api {
             metrics: Arc::new(Metrics::new()),
             admin_token_sha256: Some(watchkeeper::token::sha256_hex(&tokens.operator)),
             started_at_ms: now_ms,
+            lease_ttl_ms: watchkeeper::store::DEFAULT_LEASE_TTL_MS,
             live: live.clone(),
             collector: None,
         };

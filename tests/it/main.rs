@@ -23,6 +23,7 @@ mod plan_against;
 mod policy_tests;
 mod probe_store;
 mod reconcile_dir;
+mod replicas;
 mod reports;
 mod samples;
 mod scrape;

@@ -200,6 +200,7 @@ impl Serve {
             metrics: Arc::new(Metrics::new()),
             admin_token_sha256: Some(watchkeeper::token::sha256_hex(&tokens.operator)),
             started_at_ms: now,
+            lease_ttl_ms: watchkeeper::store::DEFAULT_LEASE_TTL_MS,
             live: Default::default(),
             collector: None,
         };

@@ -400,6 +400,7 @@ async fn reports_api_answers_json_and_csv_within_the_token_scope() {
         metrics: Arc::new(watchkeeper::metrics::Metrics::new()),
         admin_token_sha256: None,
         started_at_ms: 0,
+        lease_ttl_ms: watchkeeper::store::DEFAULT_LEASE_TTL_MS,
         live: Default::default(),
         collector: None,
     };

@@ -12,8 +12,8 @@ use watchkeeper::alert::{AlertChange, Instance, InstanceKey};
 use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::notification::{DeliveryStatus, Medium, NewNotification};
 use watchkeeper::store::{
-    AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, ProbeRetention, RevisionRecord,
-    SentCount, Store, StoreError, StoredInstance,
+    AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, ProbeRetention, ReplicaRow,
+    RevisionRecord, SentCount, Store, StoreError, StoredInstance,
 };
 
 /// 2026-03-01T00:00:00Z.
@@ -144,6 +144,7 @@ macro_rules! both_backends {
 pub(crate) use both_backends;
 
 both_backends!(
+    replicas_are_live_within_the_ttl_of_their_heartbeat_and_leave_when_released,
     migrations_run_twice_are_idempotent,
     latest_revisions_are_the_last_applied_and_the_last_rejected,
     probe_results_history_latest_buckets_and_prune,
@@ -789,4 +790,27 @@ async fn a_closed_postgres_port_is_an_error_not_a_hang() {
         .expect("connect must not hang");
     assert!(matches!(result, Err(StoreError::Db(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+async fn replicas_are_live_within_the_ttl_of_their_heartbeat_and_leave_when_released(db: TestDb) {
+    let store = db.connect().await;
+    const TTL: i64 = 15 * SEC;
+    let row = |id: &str, heartbeat_ms: i64, revision: Option<&str>| ReplicaRow {
+        id: id.to_string(),
+        started_ms: T0,
+        heartbeat_ms,
+        revision: revision.map(str::to_string),
+    };
+    store.heartbeat_replica(&row("a", T0, None), TTL).await.unwrap();
+    store.heartbeat_replica(&row("b", T0 + SEC, Some("r1")), TTL).await.unwrap();
+    assert_eq!(store.live_replicas(T0 + SEC, TTL).await.unwrap(), [row("a", T0, None), row("b", T0 + SEC, Some("r1"))]);
+    // A replica silent for longer than the TTL is not live.
+    assert_eq!(store.live_replicas(T0 + 15 * SEC, TTL).await.unwrap(), [row("a", T0, None), row("b", T0 + SEC, Some("r1"))]);
+    assert_eq!(store.live_replicas(T0 + 16 * SEC, TTL).await.unwrap(), [row("b", T0 + SEC, Some("r1"))]);
+    // A renewal replaces the row, and deletes the rows dead by then.
+    store.heartbeat_replica(&row("b", T0 + 16 * SEC, Some("r2")), TTL).await.unwrap();
+    // b's heartbeat deleted a's dead row: it does not come back when asked with an older clock.
+    assert_eq!(store.live_replicas(T0, TTL).await.unwrap(), [row("b", T0 + 16 * SEC, Some("r2"))]);
+    store.release_replica("b").await.unwrap();
+    assert_eq!(store.live_replicas(T0 + 16 * SEC, TTL).await.unwrap(), []);
 }

@@ -1,0 +1,103 @@
+//! Several serve replicas on one PostgreSQL database: each heartbeats its row, every replica's
+//! status lists the live ones with the revision each runs, `/metrics` shows them, a replica
+//! stopped with SIGTERM leaves at once and one killed with -9 expires after the lease TTL.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::run;
+use crate::store::TestDb;
+use crate::support::serve::Serve;
+
+/// Generous: the machine may be loaded.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn write_tree(dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("tree.yaml"),
+        "kind: User\nemail: alice@example.com\nname: Alice\n---\n\
+         kind: Project\nname: shop\nmembers: [{ user: alice@example.com, role: admin }]\nchannels: []\n",
+    )
+    .unwrap();
+}
+
+fn replica_args(tree: &Path, db: &str, id: &str) -> Vec<String> {
+    ["--config", &tree.display().to_string(), "--db", db, "--replica-id", id, "--lease-ttl", "3s"].map(String::from).to_vec()
+}
+
+/// The live replicas a serve's status lists: (id, revision).
+fn replicas(serve: &Serve) -> Vec<(String, Option<String>)> {
+    let status = serve.get("/api/v1/status");
+    let list = status["replicas"].as_array().unwrap_or_else(|| panic!("no replicas in {status}"));
+    list.iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["revision"].as_str().map(str::to_string))).collect()
+}
+
+fn ids(serve: &Serve) -> Vec<String> {
+    replicas(serve).into_iter().map(|(id, _)| id).collect()
+}
+
+#[test]
+fn replicas_on_one_postgresql_see_each_other_and_see_a_stopped_or_killed_one_leave() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = runtime.block_on(TestDb::postgres());
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    write_tree(&tree);
+
+    let alpha = Serve::start(&replica_args(&tree, &db.url, "alpha"), &[], &work.path().join("alpha.log"));
+    alpha.wait_until("alpha applies the tree", WAIT, || alpha.applied().is_some());
+    let revision = alpha.applied();
+    let mut beta = Serve::start(&replica_args(&tree, &db.url, "beta"), &[], &work.path().join("beta.log"));
+    beta.wait_until("beta applies the tree", WAIT, || beta.applied().is_some());
+
+    // Both list both, each with the revision it runs, whichever is asked.
+    let both = vec![("alpha".to_string(), revision.clone()), ("beta".to_string(), revision.clone())];
+    for serve in [&alpha, &beta] {
+        serve.wait_until("both replicas are listed with their revision", WAIT, || replicas(serve) == both);
+    }
+    let status: Value = alpha.get("/api/v1/status");
+    let first = &status["replicas"][0];
+    assert!(first["started_ms"].as_i64().unwrap() <= first["heartbeat_ms"].as_i64().unwrap(), "{status}");
+    assert!(first["started"].as_str().is_some_and(|s| s.starts_with("20")), "{status}");
+    alpha.wait_until("/metrics shows both", WAIT, || alpha.metric("watchkeeper_replicas_live") == Some(2.0));
+    let info = format!(r#"watchkeeper_replica_info{{replica="beta",revision="{}"}}"#, revision.clone().unwrap());
+    alpha.wait_until("/metrics shows beta's revision", WAIT, || alpha.metric(&info) == Some(1.0));
+
+    // SIGTERM: beta removes its row as it stops, not a lease TTL later.
+    assert!(beta.terminate().success(), "{}", beta.log());
+    let rows: Vec<String> = runtime.block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query_scalar("SELECT id FROM replicas ORDER BY id").fetch_all(&mut conn).await.unwrap()
+    });
+    assert_eq!(rows, ["alpha"], "beta's row is gone once it has stopped");
+    alpha.wait_until("beta has left", WAIT, || ids(&alpha) == ["alpha"]);
+    alpha.wait_until("/metrics shows one", WAIT, || alpha.metric("watchkeeper_replicas_live") == Some(1.0));
+
+    // kill -9: gamma cannot say it leaves; its row expires after the lease TTL.
+    let mut gamma = Serve::start(&replica_args(&tree, &db.url, "gamma"), &[], &work.path().join("gamma.log"));
+    alpha.wait_until("gamma joins", WAIT, || ids(&alpha) == ["alpha", "gamma"]);
+    gamma.kill();
+    alpha.wait_until("gamma's lease expires", WAIT, || ids(&alpha) == ["alpha"]);
+    assert!(alpha.log().contains("replica alpha joins"), "{}", alpha.log());
+}
+
+#[test]
+fn serve_refuses_a_lease_ttl_or_replica_id_it_cannot_use() {
+    let tree = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        ("--lease-ttl", "1s", "the lease TTL is from 3s to 1h"),
+        ("--lease-ttl", "2h", "the lease TTL is from 3s to 1h"),
+        ("--lease-ttl", "soon", "soon"),
+        ("--replica-id", "", "a replica id is 1 to 128 characters"),
+        ("--replica-id", "a\nb", "without control characters"),
+    ] {
+        let out = run(&["serve", "--config", tree.path().to_str().unwrap(), flag, value]);
+        assert_eq!(out.code, Some(2), "{flag} {value:?}: {}", out.output());
+        assert!(out.stderr.contains(says), "{flag} {value:?}: {}", out.output());
+    }
+}
