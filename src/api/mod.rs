@@ -35,6 +35,10 @@ use crate::store::{Store, StoreError};
 
 pub use alerts::{AlertOf, MAX_NOTE_CHARS, acknowledge_alert, alert_of};
 pub use auth::{Access, Role};
+pub use monitors::{
+    BucketView, By, DisconnectLog, DownCheckView, FailureView, LastCheck, Monitors, PeriodCount, PortMonitorView, PortView, TargetKind,
+    TargetView, availability_of, disconnect_log, monitors,
+};
 pub use objects::ObjectsDoc;
 pub use projects::{Firing, ProjectSummary, Revision, Revisions, revisions, summaries};
 pub use servers::{Cell, CellState, ProcessItems, Processes, RECENT_ALERTS, cells, server_alerts};

@@ -7,16 +7,17 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
 
-use super::auth::Access;
+use super::auth::{Access, Role};
 use super::params::Params;
 use super::projects::firing_alerts;
 use super::{ApiError, ApiState, project_tz, rfc3339, zoned};
 use crate::alert::{RuleId, Severity};
 use crate::clock::now_ms;
+use crate::config::model::Project;
 use crate::config::values::Dur;
 use crate::notification::Medium;
 use crate::protocol::Verdict;
-use crate::store::{LatencySummary, ProbeRecord};
+use crate::store::{LatencySummary, ProbeRecord, Store};
 
 /// The alert rule of a port monitor, as the engine keys it (`InstanceKey::rule`); the subject
 /// is the port.
@@ -27,60 +28,67 @@ const DETECTOR_SILENCE_MS: i64 = 15_000;
 // ---------------------------------------------------------------------------------------------
 // GET /api/v1/projects/{p}/monitors
 
+/// A port's newest check.
 #[derive(Serialize)]
-struct LastCheck {
-    at_ms: i64,
-    ok: bool,
-    latency_ms: Option<u32>,
-    error_kind: Option<String>,
-    error: Option<String>,
+pub struct LastCheck {
+    pub at_ms: i64,
+    pub ok: bool,
+    pub latency_ms: Option<u32>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+}
+
+impl LastCheck {
+    fn of(r: ProbeRecord) -> LastCheck {
+        LastCheck { at_ms: r.at_ms, ok: r.ok, latency_ms: r.latency_ms, error_kind: r.error_kind, error: r.error }
+    }
 }
 
 #[derive(Serialize)]
-struct PortView {
-    port: u16,
+pub struct PortView {
+    pub port: u16,
     /// The newest check of this port; `null` before the first.
-    last: Option<LastCheck>,
+    pub last: Option<LastCheck>,
     /// The severity of the alert firing on this port, if any.
-    firing: Option<Severity>,
+    pub firing: Option<Severity>,
 }
 
 #[derive(Serialize)]
-struct PortMonitorView<'a> {
-    name: &'a str,
-    server: Option<&'a str>,
-    host: &'a str,
-    interval: Dur,
-    timeout: Dur,
-    failures: u32,
-    recoveries: u32,
-    email: bool,
-    sms: bool,
+pub struct PortMonitorView<'a> {
+    pub name: &'a str,
+    pub server: Option<&'a str>,
+    pub host: &'a str,
+    pub interval: Dur,
+    pub timeout: Dur,
+    pub failures: u32,
+    pub recoveries: u32,
+    pub email: bool,
+    pub sms: bool,
     /// Who is notified (e-mail addresses): admins and the operator only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    notify: Option<&'a [String]>,
+    pub notify: Option<&'a [String]>,
     /// Whether an alert is firing on any of its ports.
-    alert_firing: bool,
-    ports: Vec<PortView>,
+    pub alert_firing: bool,
+    pub ports: Vec<PortView>,
 }
 
 #[derive(Serialize)]
-struct DownCheckView<'a> {
-    name: &'a str,
-    detector: &'a str,
-    target: &'a str,
-    ip: &'a str,
-    port: u16,
-    liveness_port: u16,
-    interval: Dur,
-    failures: u32,
+pub struct DownCheckView<'a> {
+    pub name: &'a str,
+    pub detector: &'a str,
+    pub target: &'a str,
+    pub ip: &'a str,
+    pub port: u16,
+    pub liveness_port: u16,
+    pub interval: Dur,
+    pub failures: u32,
     /// `up`, `service_down`, `host_down`, or `unknown` while the detector is not reporting
     /// (or before its first result).
-    verdict: Verdict,
+    pub verdict: Verdict,
     /// The newest result the detector reported.
-    last: Option<LastCheck>,
+    pub last: Option<LastCheck>,
     /// The severity of the alert firing on it, if any (verdicts come with agent reports).
-    firing: Option<Severity>,
+    pub firing: Option<Severity>,
 }
 
 pub async fn list(
@@ -91,6 +99,18 @@ pub async fn list(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     params.allow(&[])?;
     let (p, role) = access.project(&project)?;
+    Ok(Json(serde_json::json!(monitors(&state, p, role).await?)))
+}
+
+/// A project's port monitors and down-checks with their newest results, firing alerts and the
+/// down-checks' verdicts: the `…/monitors` answer and the dashboard's port page.
+#[derive(Serialize)]
+pub struct Monitors<'a> {
+    pub port_monitors: Vec<PortMonitorView<'a>>,
+    pub down_checks: Vec<DownCheckView<'a>>,
+}
+
+pub async fn monitors<'a>(state: &ApiState, p: &'a Project, role: Role) -> Result<Monitors<'a>, ApiError> {
     let mut latest: HashMap<(String, u16), ProbeRecord> = HashMap::new();
     for rec in state.store.latest_probes(&p.name).await? {
         latest.insert((rec.monitor.clone(), rec.port), rec);
@@ -111,13 +131,7 @@ pub async fn list(
                 .iter()
                 .map(|&port| PortView {
                     port,
-                    last: latest.remove(&(m.name.clone(), port)).map(|r| LastCheck {
-                        at_ms: r.at_ms,
-                        ok: r.ok,
-                        latency_ms: r.latency_ms,
-                        error_kind: r.error_kind,
-                        error: r.error,
-                    }),
+                    last: latest.remove(&(m.name.clone(), port)).map(LastCheck::of),
                     firing: firing.get(&(rule.clone(), port.to_string())).copied(),
                 })
                 .collect();
@@ -155,13 +169,7 @@ pub async fn list(
             };
             DownCheckView {
                 verdict,
-                last: last.map(|r| LastCheck {
-                    at_ms: r.at_ms,
-                    ok: r.ok,
-                    latency_ms: r.latency_ms,
-                    error_kind: r.error_kind,
-                    error: r.error,
-                }),
+                last: last.map(LastCheck::of),
                 name: &d.name,
                 detector: &d.detector,
                 target: &d.target,
@@ -174,7 +182,7 @@ pub async fn list(
             }
         })
         .collect();
-    Ok(Json(serde_json::json!({ "port_monitors": port_monitors, "down_checks": down_checks })))
+    Ok(Monitors { port_monitors, down_checks })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,20 +193,82 @@ const DAY_MS: i64 = 86_400_000;
 const COUNT_ROWS: u32 = 100_000;
 const DEFAULT_LOG_LIMIT: i64 = 1000;
 
+/// One failed check in the disconnect log.
 #[derive(Serialize)]
-struct FailureView {
-    at_ms: i64,
-    at: Option<String>,
-    port: u16,
-    error_kind: Option<String>,
-    error: Option<String>,
+pub struct FailureView {
+    pub at_ms: i64,
+    pub at: Option<String>,
+    pub port: u16,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
 }
 
+/// Failed checks in one period.
 #[derive(Serialize)]
-struct PeriodCount {
+pub struct PeriodCount {
     /// `2026`, `2026-03`, `2026-03-05` or `2026-03-05T14`, in the project's timezone.
-    period: String,
-    failures: i64,
+    pub period: String,
+    pub failures: i64,
+}
+
+/// The periods a disconnect log is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum By {
+    Year,
+    Month,
+    Day,
+    Hour,
+}
+
+impl By {
+    /// The period key of `z`, as [`PeriodCount::period`] writes it.
+    pub fn key(self, z: &jiff::Zoned) -> String {
+        let format = match self {
+            By::Year => "%Y",
+            By::Month => "%Y-%m",
+            By::Day => "%Y-%m-%d",
+            By::Hour => "%Y-%m-%dT%H",
+        };
+        z.strftime(format).to_string()
+    }
+}
+
+/// A monitor's disconnect log over [from, to): failed checks newest first (at most `limit`),
+/// and their counts per period in the project's timezone, oldest first.
+#[derive(Serialize)]
+pub struct DisconnectLog {
+    pub counts: Vec<PeriodCount>,
+    pub failures: Vec<FailureView>,
+    /// More failures than could be counted: the counts are of the newest ones.
+    pub truncated: bool,
+}
+
+pub async fn disconnect_log(
+    store: &Store,
+    p: &Project,
+    monitor: &str,
+    by: By,
+    from_ms: i64,
+    to_ms: i64,
+    limit: usize,
+) -> Result<DisconnectLog, ApiError> {
+    let rows = store.probe_history(&p.name, monitor, from_ms, to_ms, true, COUNT_ROWS).await?;
+    let truncated = rows.len() >= COUNT_ROWS as usize;
+    let tz = project_tz(&p.timezone);
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+    for r in &rows {
+        if let Some(z) = zoned(r.at_ms, &tz) {
+            *counts.entry(by.key(&z)).or_default() += 1;
+        }
+    }
+    let failures = rows
+        .into_iter()
+        .take(limit)
+        .map(|r| FailureView { at_ms: r.at_ms, at: rfc3339(r.at_ms, &tz), port: r.port, error_kind: r.error_kind, error: r.error })
+        .collect();
+    let counts = counts.into_iter().map(|(period, failures)| PeriodCount { period, failures }).collect();
+    Ok(DisconnectLog { counts, failures, truncated })
 }
 
 /// `?by=year|month|day|hour&from=&to=&limit=` — failed checks newest first, and their counts per
@@ -216,39 +286,24 @@ pub async fn log(
         .port_monitors
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("port monitor `{name}` not found in project `{}`", p.name)))?;
-    let by = params.one_of("by", &["year", "month", "day", "hour"])?.unwrap_or("day");
+    let by = match params.one_of("by", &["year", "month", "day", "hour"])? {
+        Some("year") => By::Year,
+        Some("month") => By::Month,
+        Some("hour") => By::Hour,
+        _ => By::Day,
+    };
     let limit = params.int("limit", 1, COUNT_ROWS as i64)?.unwrap_or(DEFAULT_LOG_LIMIT) as usize;
     let (from, to) = params.range_ms()?;
     let to_ms = to.unwrap_or_else(now_ms);
     let span = match by {
-        "hour" => DAY_MS,
-        "day" => 31 * DAY_MS,
-        "month" => 366 * DAY_MS,
-        _ => 5 * 366 * DAY_MS,
+        By::Hour => DAY_MS,
+        By::Day => 31 * DAY_MS,
+        By::Month => 366 * DAY_MS,
+        By::Year => 5 * 366 * DAY_MS,
     };
     let from_ms = from.unwrap_or(to_ms - span);
-    // The store's range is half-open; an explicit `to` is meant inclusively.
-    let rows = state.store.probe_history(&p.name, &monitor.name, from_ms, to_ms.saturating_add(1), true, COUNT_ROWS).await?;
-    let truncated = rows.len() >= COUNT_ROWS as usize;
-    let tz = project_tz(&p.timezone);
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for r in &rows {
-        if let Some(z) = zoned(r.at_ms, &tz) {
-            let key = match by {
-                "year" => z.strftime("%Y"),
-                "month" => z.strftime("%Y-%m"),
-                "day" => z.strftime("%Y-%m-%d"),
-                _ => z.strftime("%Y-%m-%dT%H"),
-            };
-            *counts.entry(key.to_string()).or_default() += 1;
-        }
-    }
-    let failures: Vec<FailureView> = rows
-        .into_iter()
-        .take(limit)
-        .map(|r| FailureView { at_ms: r.at_ms, at: rfc3339(r.at_ms, &tz), port: r.port, error_kind: r.error_kind, error: r.error })
-        .collect();
-    let counts: Vec<PeriodCount> = counts.into_iter().map(|(period, failures)| PeriodCount { period, failures }).collect();
+    // The log's range is half-open; an explicit `to` is meant inclusively.
+    let log = disconnect_log(&state.store, p, &monitor.name, by, from_ms, to_ms.saturating_add(1), limit).await?;
     Ok(Json(serde_json::json!({
         "monitor": monitor.name,
         "host": monitor.host,
@@ -256,9 +311,9 @@ pub async fn log(
         "by": by,
         "from_ms": from_ms,
         "to_ms": to_ms,
-        "counts": counts,
-        "failures": failures,
-        "truncated": truncated,
+        "counts": log.counts,
+        "failures": log.failures,
+        "truncated": log.truncated,
     })))
 }
 
@@ -300,28 +355,79 @@ pub async fn stats(
 // ---------------------------------------------------------------------------------------------
 // GET /api/v1/projects/{p}/availability
 
+/// One bucket of an availability timeline.
 #[derive(Serialize)]
-struct BucketView {
-    start_ms: i64,
-    ok: i64,
-    failed: i64,
+pub struct BucketView {
+    pub start_ms: i64,
+    pub ok: i64,
+    pub failed: i64,
     /// `up` (no failures), `down` (no good checks) or `partial`.
-    state: &'static str,
+    pub state: &'static str,
 }
 
+/// What a timeline is of: a port monitor's port, or a down-check's target port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    PortMonitor,
+    DownCheck,
+}
+
+/// One port's availability over a window.
 #[derive(Serialize)]
-struct TargetView<'a> {
-    monitor: &'a str,
-    host: &'a str,
-    port: u16,
-    ok: i64,
-    failed: i64,
+pub struct TargetView<'a> {
+    pub kind: TargetKind,
+    /// The port monitor's or the down-check's name.
+    pub monitor: &'a str,
+    /// The address checked: the monitor's host, the down-check's IP.
+    pub host: &'a str,
+    pub port: u16,
+    pub ok: i64,
+    pub failed: i64,
     /// ok / (ok + failed) × 100, three decimals; `null` without checks.
-    uptime_percent: Option<f64>,
-    /// The good checks' latency over the window; `null` without any.
-    latency_ms: Option<LatencySummary>,
+    pub uptime_percent: Option<f64>,
+    /// The good checks' latency over the window; `null` without any (down-checks report none).
+    pub latency_ms: Option<LatencySummary>,
     /// Only buckets with checks, oldest first; gaps mean no data.
-    buckets: Vec<BucketView>,
+    pub buckets: Vec<BucketView>,
+}
+
+/// Every port monitor port and down-check of a project over [from, to) in buckets of
+/// `bucket_ms` starting at `from_ms`: port monitors first, each group by name.
+pub async fn availability_of<'a>(
+    store: &Store,
+    p: &'a Project,
+    from_ms: i64,
+    to_ms: i64,
+    bucket_ms: i64,
+) -> Result<Vec<TargetView<'a>>, ApiError> {
+    let mut by_port: HashMap<(String, u16), Vec<BucketView>> = HashMap::new();
+    for b in store.probe_buckets(&p.name, from_ms, to_ms, bucket_ms).await? {
+        let state = match (b.ok, b.failed) {
+            (_, 0) => "up",
+            (0, _) => "down",
+            _ => "partial",
+        };
+        by_port.entry((b.monitor, b.port)).or_default().push(BucketView { start_ms: b.bucket_start_ms, ok: b.ok, failed: b.failed, state });
+    }
+    let mut latency: HashMap<(String, u16), LatencySummary> = HashMap::new();
+    for l in store.probe_latency(&p.name, from_ms, to_ms).await? {
+        latency.insert((l.monitor, l.port), l.latency);
+    }
+    let ports = p.port_monitors.values().flat_map(|m| m.ports.iter().map(move |&port| (TargetKind::PortMonitor, &m.name, &m.host, port)));
+    let checks = p.down_checks.values().map(|d| (TargetKind::DownCheck, &d.name, &d.ip, d.port));
+    Ok(ports
+        .chain(checks)
+        .map(|(kind, name, host, port)| {
+            let mut buckets = by_port.remove(&(name.clone(), port)).unwrap_or_default();
+            buckets.sort_by_key(|b| b.start_ms);
+            let ok: i64 = buckets.iter().map(|b| b.ok).sum();
+            let failed: i64 = buckets.iter().map(|b| b.failed).sum();
+            let uptime_percent = (ok + failed > 0).then(|| (ok as f64 * 100_000.0 / (ok + failed) as f64).round() / 1000.0);
+            let latency_ms = latency.remove(&(name.clone(), port));
+            TargetView { kind, monitor: name, host, port, ok, failed, uptime_percent, latency_ms, buckets }
+        })
+        .collect())
 }
 
 /// `?days=1|7|30|90|365` (default 1): 5-minute buckets for a day, hourly for 7 and 30 days, daily
@@ -349,31 +455,7 @@ pub async fn availability(
     // Whole buckets: the window ends at the end of the current one.
     let to_ms = (now_ms() / bucket_ms + 1) * bucket_ms;
     let from_ms = to_ms - days * DAY_MS;
-    let mut by_port: HashMap<(String, u16), Vec<BucketView>> = HashMap::new();
-    for b in state.store.probe_buckets(&p.name, from_ms, to_ms, bucket_ms).await? {
-        let state = match (b.ok, b.failed) {
-            (_, 0) => "up",
-            (0, _) => "down",
-            _ => "partial",
-        };
-        by_port.entry((b.monitor, b.port)).or_default().push(BucketView { start_ms: b.bucket_start_ms, ok: b.ok, failed: b.failed, state });
-    }
-    let mut latency: HashMap<(String, u16), LatencySummary> = HashMap::new();
-    for l in state.store.probe_latency(&p.name, from_ms, to_ms).await? {
-        latency.insert((l.monitor, l.port), l.latency);
-    }
-    let mut targets = Vec::new();
-    for m in p.port_monitors.values() {
-        for &port in &m.ports {
-            let mut buckets = by_port.remove(&(m.name.clone(), port)).unwrap_or_default();
-            buckets.sort_by_key(|b| b.start_ms);
-            let ok: i64 = buckets.iter().map(|b| b.ok).sum();
-            let failed: i64 = buckets.iter().map(|b| b.failed).sum();
-            let uptime_percent = (ok + failed > 0).then(|| (ok as f64 * 100_000.0 / (ok + failed) as f64).round() / 1000.0);
-            let latency_ms = latency.remove(&(m.name.clone(), port));
-            targets.push(TargetView { monitor: &m.name, host: &m.host, port, ok, failed, uptime_percent, latency_ms, buckets });
-        }
-    }
+    let targets = availability_of(&state.store, p, from_ms, to_ms, bucket_ms).await?;
     Ok(Json(serde_json::json!({
         "days": days,
         "bucket_ms": bucket_ms,

@@ -12,7 +12,8 @@ use crate::config::model::Project;
 const NAV: &[(&str, &str)] = &[("/", "Projects"), ("/eye", "All servers")];
 
 /// A project's own pages, under `/p/{project}`: (path suffix, label).
-const PROJECT_NAV: &[(&str, &str)] = &[("", "Compound eye"), ("/alerts", "Alerts")];
+const PROJECT_NAV: &[(&str, &str)] =
+    &[("", "Compound eye"), ("/alerts", "Alerts"), ("/ports", "Port monitors"), ("/availability", "Availability")];
 
 /// Where a page sits, to mark its navigation entries.
 pub enum Place<'a> {

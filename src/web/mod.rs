@@ -1,17 +1,20 @@
 //! The web dashboard `serve` shows on its own listener, next to the status API: sign-in with an
-//! API token, the projects, the compound eye, the server pages and the alert pages. Read-only
-//! with the API's token scopes — every page reads through the same functions of [`crate::api`]
-//! the JSON endpoints use — but for one form: an acknowledgement note on a firing alert, made
-//! by the API's own function and guarded against other sites' posts ([`Signed::form_allowed`]).
+//! API token, the projects, the compound eye, the server pages, the alert pages, the port
+//! monitors with their disconnect logs, and availability timelines. Read-only with the API's
+//! token scopes — every page reads through the same functions of [`crate::api`] the JSON
+//! endpoints use — but for one form: an acknowledgement note on a firing alert, made by the
+//! API's own function and guarded against other sites' posts ([`Signed::form_allowed`]).
 //!
-//! HTML is rendered here (maud), charts are SVG drawn here ([`svg`]); the one script
+//! HTML is rendered here (maud), charts and timelines are SVG drawn here ([`svg`]); the one script
 //! (`assets/app.js`) only refreshes the compound eye and shows the numbers on hover. Every
 //! answer carries a Content-Security-Policy that allows no inline script.
 
 mod alerts;
+mod availability;
 mod eye;
 mod html;
 mod pages;
+mod ports;
 mod server;
 mod session;
 mod svg;
@@ -83,6 +86,9 @@ pub fn router(state: WebState) -> Router {
         .route("/p/{project}/alerts", get(alerts::list))
         .route("/p/{project}/alerts/{id}", get(alerts::page_of))
         .route("/p/{project}/alerts/{id}/acks", post(alerts::acknowledge).layer(DefaultBodyLimit::max(alerts::FORM_BYTES)))
+        .route("/p/{project}/ports", get(ports::list))
+        .route("/p/{project}/ports/{monitor}", get(ports::monitor))
+        .route("/p/{project}/availability", get(availability::page_of))
         .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
         .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))))
         .fallback(fallback)

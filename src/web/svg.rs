@@ -1,6 +1,7 @@
-//! Line charts as SVG, drawn on the server: a time axis in the project's timezone, a value axis
-//! from zero, one polyline per series (broken where points are missing), and labelled marks at
-//! given times (an alert's start).
+//! Charts as SVG, drawn on the server, on one time axis in the project's timezone: line charts
+//! (a value axis from zero, one polyline per series, broken where points are missing, and
+//! labelled marks at given times such as an alert's start) and timelines (coloured spans, such as
+//! a port's up and down time).
 
 use std::fmt::Write as _;
 
@@ -38,10 +39,24 @@ pub struct Chart<'a> {
     pub format: fn(f64) -> String,
 }
 
+/// The x of `at_ms` on an axis over [from, to).
+fn x_of(from_ms: i64, to_ms: i64, at_ms: i64) -> f64 {
+    let span = (to_ms - from_ms).max(1) as f64;
+    LEFT + (at_ms.clamp(from_ms, to_ms) - from_ms) as f64 / span * (W - LEFT - RIGHT)
+}
+
+/// The labelled times under an axis.
+fn time_axis(from_ms: i64, to_ms: i64, tz: &jiff::tz::TimeZone, y: f64) -> Markup {
+    html! {
+        @for (at, label) in time_ticks(from_ms, to_ms, tz) {
+            text.axis x=(x_of(from_ms, to_ms, at)) y=(y) text-anchor="middle" { (label) }
+        }
+    }
+}
+
 impl Chart<'_> {
     fn x(&self, at_ms: i64) -> f64 {
-        let span = (self.to_ms - self.from_ms).max(1) as f64;
-        LEFT + (at_ms - self.from_ms) as f64 / span * (W - LEFT - RIGHT)
+        x_of(self.from_ms, self.to_ms, at_ms)
     }
 
     pub fn render(&self) -> Markup {
@@ -60,7 +75,6 @@ impl Chart<'_> {
             }
             paths.push(d);
         }
-        let ticks = time_ticks(self.from_ms, self.to_ms, self.tz);
         let title = self.title;
         html! {
             figure.chart {
@@ -73,9 +87,7 @@ impl Chart<'_> {
                         line.grid x1=(LEFT) x2=(W - RIGHT) y1=(y(max * frac)) y2=(y(max * frac)) {}
                         text.axis x=(LEFT - 4.0) y=(y(max * frac) + 4.0) text-anchor="end" { ((self.format)(max * frac)) }
                     }
-                    @for (at, label) in &ticks {
-                        text.axis x=(self.x(*at)) y=(H - 6.0) text-anchor="middle" { (label) }
-                    }
+                    (time_axis(self.from_ms, self.to_ms, self.tz, H - 6.0))
                     @for (at, class, label) in self.marks {
                         @if (self.from_ms..=self.to_ms).contains(at) {
                             line class={ "mark " (class) } x1=(self.x(*at)) x2=(self.x(*at)) y1=(TOP) y2=(H - BOTTOM) {}
@@ -89,6 +101,52 @@ impl Chart<'_> {
                         text.axis x=(W / 2.0) y=(H / 2.0) text-anchor="middle" { "no data in this range" }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// One span of a timeline: [from, to), its CSS class (colour) and the tooltip it shows.
+pub struct Span {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub class: &'static str,
+    pub title: String,
+}
+
+/// A timeline over [from, to): one bar, coloured where `spans` say, blank elsewhere; `now` (when
+/// inside the range) is marked, so the time still to come reads as such rather than as no data.
+pub struct Timeline<'a> {
+    pub label: &'a str,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub spans: &'a [Span],
+    pub now_ms: i64,
+    pub tz: &'a jiff::tz::TimeZone,
+}
+
+const BAR_TOP: f64 = 4.0;
+const BAR_H: f64 = 22.0;
+const TIMELINE_H: f64 = BAR_TOP + BAR_H + 16.0;
+
+impl Timeline<'_> {
+    pub fn render(&self) -> Markup {
+        let x = |at: i64| x_of(self.from_ms, self.to_ms, at);
+        html! {
+            svg.timeline viewBox={ "0 0 " (W) " " (TIMELINE_H) } role="img" aria-label=(self.label) data-spans=(self.spans.len()) {
+                rect.bar x=(LEFT) y=(BAR_TOP) width=(W - LEFT - RIGHT) height=(BAR_H) {}
+                @for s in self.spans {
+                    @if s.to_ms > self.from_ms && s.from_ms < self.to_ms {
+                        // At least half a unit wide, so a single short bucket in a month stays visible.
+                        rect class={ "span " (s.class) } x=(x(s.from_ms)) y=(BAR_TOP) width=((x(s.to_ms) - x(s.from_ms)).max(0.5)) height=(BAR_H) {
+                            title { (s.title) }
+                        }
+                    }
+                }
+                @if self.from_ms < self.now_ms && self.now_ms < self.to_ms {
+                    line.now x1=(x(self.now_ms)) x2=(x(self.now_ms)) y1=(BAR_TOP - 2.0) y2=(BAR_TOP + BAR_H + 2.0) {}
+                }
+                (time_axis(self.from_ms, self.to_ms, self.tz, TIMELINE_H - 3.0))
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::support::{free_port, install_crypto};
 const ALICE: &str = "alice-token-for-dashboard-tests";
 const BOB: &str = "bob-token-for-dashboard-tests";
 
-/// Two teams: `shop` (alice's, group `web-team`) with two servers and a port monitor on web-01,
+/// Two teams: `shop` (alice's, group `web-team`, in Seoul) with two servers and a port monitor on web-01,
 /// and `billing` (bob's, group `billing-team`).
 fn write_tree(dir: &Path, web_port: u16, bob_token: Option<&str>) {
     let hash = |t: &str| watchkeeper::token::sha256_hex(t);
@@ -34,7 +34,7 @@ fn write_tree(dir: &Path, web_port: u16, bob_token: Option<&str>) {
     fs::write(
         dir.join("projects.yaml"),
         format!(
-            "kind: Project\nname: shop\ngroup: web-team\ndescription: The web shop\ningest_key_sha256: {}\n---\n\
+            "kind: Project\nname: shop\ngroup: web-team\ndescription: The web shop\ntimezone: Asia/Seoul\ningest_key_sha256: {}\n---\n\
              kind: Server\nname: web-01\nproject: shop\nhost: 127.0.0.1\n---\n\
              kind: Server\nname: db-01\nproject: shop\nhost: 127.0.0.1\npaused: true\n---\n\
              kind: PortMonitor\nname: web\nproject: shop\nserver: web-01\nports: [{web_port}]\ninterval: 1s\ntimeout: 500ms\nfailures: 2\n---\n\
@@ -185,6 +185,138 @@ async fn a_user_sees_only_their_projects_and_the_eye_follows_a_port_without_relo
     assert_eq!(servers, ["db-01", "pay-01", "web-01"]);
     operator.screenshot("dashboard-eye-all").await;
     operator.close().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_down_in_the_port_list_its_log_and_its_availability() {
+    let Setup { tmp: _tmp, tree: _, web, serve, base } = setup();
+    let browser = Browser::start(1280, 900).await;
+    browser.sign_in(&base, ALICE).await;
+    let long = Duration::from_secs(60);
+
+    // From the project's pages to the port list, where the open port is up.
+    browser.client.goto(&format!("{base}/p/shop")).await.unwrap();
+    browser.click("nav.project a[href='/p/shop/ports']").await;
+    let ports = format!("{base}/p/shop/ports");
+    let row = "document.querySelector('tr[data-monitor=web]')";
+    browser.wait_reloading("the port is up", long, &ports, &format!("return {row}.dataset.state === 'up';")).await;
+    let text = browser.text("tr[data-monitor=web]").await;
+    assert!(text.contains("127.0.0.1") && text.contains(&web.port.to_string()) && text.contains("web-01"), "{text}");
+    browser.screenshot("ports-up").await;
+
+    // The port really closes: down, with the prober's error, until it opens again.
+    let port = web.close();
+    browser.wait_reloading("the port is down", long, &ports, &format!("return {row}.dataset.state === 'down';")).await;
+    let error = browser.text("tr[data-monitor=web] td.error-text").await;
+    assert!(error.to_lowercase().contains("refused"), "the error of a closed port: {error}");
+    assert_eq!(browser.text("tr[data-monitor=web] .port[data-state=down]").await, port.to_string());
+    browser.screenshot("ports-down").await;
+    let _web = Listener::open(port);
+    browser.wait_reloading("the port is up again", long, &ports, &format!("return {row}.dataset.state === 'up';")).await;
+
+    // The disconnect log, year → month → day → hour, each a click, down to the failed checks.
+    browser.click("tr[data-monitor=web] a").await;
+    browser.wait_for("the monitor page", Duration::from_secs(20), "return location.pathname === '/p/shop/ports/web';").await;
+    let mut depth = 0;
+    for (level, length) in [("Year", 4), ("Month", 7), ("Day", 10), ("Hour", 13)] {
+        assert_eq!(browser.text("table.counts th").await, level);
+        let period: String = serde_json::from_value(
+            browser.client.execute("return document.querySelector('table.counts tr[data-period]').dataset.period;", vec![]).await.unwrap(),
+        )
+        .unwrap();
+        assert_eq!(period.len(), length, "{period}");
+        browser.screenshot(&format!("ports-log-{}", level.to_lowercase())).await;
+        browser.click("table.counts tr[data-period] a").await;
+        let expected = format!("?period={period}");
+        browser
+            .wait_for(&format!("the log of {period}"), Duration::from_secs(20), &format!("return location.search === '{expected}';"))
+            .await;
+        depth += 1;
+    }
+    assert_eq!(depth, 4);
+    let failures = browser.text("table.failures").await;
+    assert!(failures.to_lowercase().contains("refused") && failures.contains("KST"), "the hour's failures in Seoul time: {failures}");
+    assert_eq!(browser.text("nav.trail a[aria-current]").await.len(), 5, "the hour is the current step: 14:00");
+    browser.screenshot("ports-log-failures").await;
+
+    // Availability: the last 24 hours show the down span and an uptime below 100 %.
+    browser.click("nav.project a[href='/p/shop/availability']").await;
+    browser
+        .wait_for("today's availability", Duration::from_secs(20), "return document.querySelector('figure[data-target=web]') !== null;")
+        .await;
+    browser.screenshot("availability-today").await;
+    browser.click("nav.range a[href$='range=1d']").await;
+    let figure = "document.querySelector('figure[data-target=web]')";
+    browser
+        .wait_for(
+            "a down span in the last 24 hours",
+            Duration::from_secs(20),
+            &format!("return location.search === '?range=1d' && {figure}.querySelector('rect.span.down, rect.span.partial') !== null;"),
+        )
+        .await;
+    let percent: f64 =
+        serde_json::from_value::<String>(browser.client.execute(&format!("return {figure}.dataset.uptime;"), vec![]).await.unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+    assert!(percent > 0.0 && percent < 100.0, "uptime {percent}");
+    let caption = browser.text("figure[data-target=web] figcaption").await;
+    assert!(caption.contains("uptime") && caption.contains(" %") && !caption.contains("uptime 100 %"), "{caption}");
+    browser.screenshot("availability-24h").await;
+    // ◀ shows the 24 hours before, when serve was not running yet; ▶ comes back to now.
+    browser.click("nav.range a[title=earlier]").await;
+    browser
+        .wait_for(
+            "the 24 hours before",
+            Duration::from_secs(20),
+            &format!("return location.search.startsWith('?range=1d&end=') && {figure}.querySelector('rect.span') === null;"),
+        )
+        .await;
+    assert!(browser.text("figure[data-target=web] figcaption").await.contains("no data"));
+    browser.click("nav.range a[title=later]").await;
+    browser
+        .wait_for(
+            "back to now",
+            Duration::from_secs(20),
+            &format!("return location.search === '?range=1d' && {figure}.querySelector('rect.span') !== null;"),
+        )
+        .await;
+    // A day at a time: ◀ is the day before, ▶ today again.
+    browser.client.goto(&format!("{base}/p/shop/availability")).await.unwrap();
+    browser.click("nav.range a[title=earlier]").await;
+    browser.wait_for("the day before", Duration::from_secs(20), "return location.search.startsWith('?range=day&date=');").await;
+    browser.click("nav.range a[title=later]").await;
+    browser.wait_for("today again", Duration::from_secs(20), "return location.search === '?range=day';").await;
+    // At phone width the timelines stack and nothing spills over the page's width.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.client.goto(&format!("{base}/p/shop/availability?range=1d")).await.unwrap();
+    let overflow = browser.client.execute("return document.documentElement.scrollWidth <= window.innerWidth;", vec![]).await.unwrap();
+    assert_eq!(overflow, serde_json::Value::Bool(true), "the availability page fits a phone");
+    browser.screenshot("availability-phone").await;
+    browser.client.goto(&ports).await.unwrap();
+    let overflow = browser.client.execute("return document.documentElement.scrollWidth <= window.innerWidth;", vec![]).await.unwrap();
+    assert_eq!(overflow, serde_json::Value::Bool(true), "the port list fits a phone (its table scrolls inside)");
+    browser.screenshot("ports-phone").await;
+
+    // Bad addresses are a 400 naming the parameter; another group's user gets the 404 page.
+    let cookie = format!("wk_session={}", session_cookie(&browser).await);
+    for (path, message) in [
+        ("/p/shop/ports/web?period=2026-13", "invalid `period`"),
+        ("/p/shop/availability?range=2d", "invalid `range`"),
+        ("/p/shop/availability?range=7d&end=soon", "invalid `end`"),
+    ] {
+        let (status, body) = serve.request("GET", path, &[("Cookie", &cookie)], b"");
+        assert!(status == 400 && body.contains(message), "{path}: {status} {body}");
+    }
+    let (status, _) = serve.request("GET", "/p/shop/ports/no-such-monitor", &[("Cookie", &cookie)], b"");
+    assert_eq!(status, 404);
+    browser.click("form.signout button").await;
+    browser.sign_in(&base, BOB).await;
+    for path in ["/p/shop/ports", "/p/shop/ports/web", "/p/shop/availability"] {
+        browser.client.goto(&format!("{base}{path}")).await.unwrap();
+        assert_eq!(browser.text("h1").await, "Not found", "{path}");
+    }
     browser.close().await;
 }
 

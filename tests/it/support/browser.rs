@@ -105,6 +105,34 @@ impl Browser {
         self.client.find(Locator::Css(css)).await.expect("the element just seen")
     }
 
+    /// Open `url` again and again until `script` (run in the page) returns true: for a page that
+    /// does not refresh itself. Panics with `what` after `timeout`.
+    pub async fn wait_reloading(&self, what: &str, timeout: Duration, url: &str, script: &str) {
+        let start = Instant::now();
+        loop {
+            self.client.goto(url).await.expect("open the page");
+            let value = self.client.execute(script, vec![]).await;
+            if matches!(&value, Ok(serde_json::Value::Bool(true))) {
+                return;
+            }
+            if start.elapsed() > timeout {
+                let html = self.client.source().await.unwrap_or_default();
+                panic!("timed out after {timeout:?} waiting until {what} (last answer: {value:?})\n--- page ---\n{html}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The text of the first element matching `css`, once the page has one.
+    pub async fn text(&self, css: &str) -> String {
+        self.element(css).await.text().await.expect("its text")
+    }
+
+    /// Click the first element matching `css`, once the page has one.
+    pub async fn click(&self, css: &str) {
+        self.element(css).await.click().await.expect("click");
+    }
+
     /// Sign in at `base` with `token` through the sign-in form.
     pub async fn sign_in(&self, base: &str, token: &str) {
         self.client.goto(base).await.expect("open the dashboard");
