@@ -44,8 +44,9 @@
 //! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running
 //!   serve's objects and firing alerts through its status API.
 //! - [`web`] — the dashboard pages on serve's listener: sign-in sessions, projects, the
-//!   compound eye, server pages, alert pages; read through [`api`]'s functions and scopes, and
-//!   the one form (an acknowledgement) written through the API's own function.
+//!   compound eye, server pages, alert pages, port monitors with their disconnect logs,
+//!   availability timelines; read through [`api`]'s functions and scopes, and the one form (an
+//!   acknowledgement) written through the API's own function.
 //! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.
 //! - [`serve`] — the composition root: starts, wires and stops every task; this replica's
 //!   heartbeat; its HTTP listener with connection caps and timeouts, within an open-files budget.
