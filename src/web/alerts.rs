@@ -384,8 +384,14 @@ fn snapshot_list(s: &Value) -> Markup {
             dl.snapshot { dt { "Snapshot" } dd.meta { "none: this alert comes from a port or down-check, not from a host report" } }
         } @else {
             dl.snapshot aria-label="Snapshot at firing" {
-                dt { "CPU" } dd { (html::num(number(s, &["cpu", "usage"]), " %"))
-                    span.meta { " iowait " (html::num(number(s, &["cpu", "iowait"]), " %")) ", steal " (html::num(number(s, &["cpu", "steal"]), " %")) } }
+                dt { "CPU" } dd {
+                    @if let Some(cpu) = number(s, &["cpu", "usage"]) {
+                        (html::num(Some(cpu), " %"))
+                        span.meta { " iowait " (html::num(number(s, &["cpu", "iowait"]), " %")) ", steal " (html::num(number(s, &["cpu", "steal"]), " %")) }
+                    } @else {
+                        span.meta { "not in that report (an agent's first report has no CPU figures: they need two samples)" }
+                    }
+                }
                 dt { "Load" } dd { (html::num(number(s, &["load", "1"]), "")) " " (html::num(number(s, &["load", "5"]), "")) " " (html::num(number(s, &["load", "15"]), "")) }
                 dt { "Memory" } dd { (html::num(number(s, &["memory", "usage"]), " %"))
                     span.meta { " swap " (html::num(number(s, &["memory", "swap_usage"]), " %")) } }
