@@ -11,8 +11,10 @@
 //!     start: 2026-12-01T10:00:00+09:00     # optional; default 2026-01-05T00:00:00Z
 //!     ports:
 //!       80: "ok down*4 ok"                 # one result per interval: ok|up|. or down|fail|x, `*N` repeats
-//!     expect:                              # every transition
+//!     acks: [12m]                          # optional: someone acknowledges every firing alert then
+//!     expect:                              # every transition, and what time decides
 //!       - { at: 9m, port: 80, alert: fired, severity: fatal }
+//!       - { at: 11m, port: 80, alert: escalation, step: 1 }   # the project's `escalation` step 1
 //!       - { at: 15m, port: 80, alert: resolved }
 //!     notifications:                       # optional: then every notification, in order
 //!       - { at: 9m, to: alice@example.com, medium: email, status: pending }
@@ -51,8 +53,14 @@
 //! server listed there is down, notifications of a server that `depends_on` it (directly or
 //! through other parents) are held back as serve holds them back.
 //!
-//! Transitions are compared in time order (at one instant, by instance), notifications in the
-//! order they were made.
+//! Besides transitions, `expect` lists what serve tells people without one, from the same
+//! decisions: `reminder`, `escalation` (with its `step`, from 1), `flapping` (at the transition
+//! that made the alert flap) and `settled` (when a flapping alert has been stable for its
+//! window). Time runs to the last step or the latest `at` the test expects, whichever is later;
+//! what time decides at an instant comes before the observations of that instant.
+//!
+//! Transitions are compared in time order (at one instant, by instance, then kind), notifications
+//! in the order they were made.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
@@ -60,9 +68,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::alert::decide::{Told, next_due_ms, timed};
 use crate::alert::rule::ProcessAspect;
 use crate::alert::rules::{self, Observed};
-use crate::alert::{AlertState, Decision, Instance, Observation, RuleId, Scene, Severity, decide};
+use crate::alert::{AlertState, Decision, Instance, InstanceKey, Observation, RuleId, Scene, Severity, Transition, decide};
 use crate::catalog;
 use crate::config::diagnostic::FileId;
 use crate::config::load::{self, Doc, is_test_file};
@@ -103,6 +112,9 @@ struct TestCase {
     logs: Vec<LogLine>,
     #[serde(default)]
     parents_down: Vec<ParentDown>,
+    /// Offsets at which someone acknowledges every alert of the test that fires then.
+    #[serde(default)]
+    acks: Vec<String>,
     #[serde(default)]
     expect: Vec<ExpectAlert>,
     notifications: Option<Vec<ExpectNotification>>,
@@ -159,6 +171,8 @@ struct ExpectAlert {
     subject: Option<String>,
     alert: MessageKind,
     severity: Option<Severity>,
+    /// The step of an `escalation`, from 1.
+    step: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +211,7 @@ struct GotAlert {
     instance: Watched,
     kind: MessageKind,
     severity: Severity,
+    step: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -349,6 +364,10 @@ struct Recorder<'a> {
     start_ms: i64,
     /// (server, from, to) in epoch ms: when a server stands for a parent that is down.
     down: Vec<(&'a str, i64, i64)>,
+    /// When someone acknowledges what fires then (epoch ms, in order), not yet reached.
+    acks: Vec<i64>,
+    /// Instances whose alert was acknowledged, until it resolves or fires anew.
+    acked: BTreeSet<Watched>,
     alerts: Vec<GotAlert>,
     notes: Vec<GotNotification>,
 }
@@ -357,17 +376,35 @@ impl<'a> Recorder<'a> {
     /// Decide one observation as serve's engine does, keep the new state in `states`, and record
     /// the transition and its notifications.
     fn decide(&mut self, scene: &Scene, observed: Observed, states: &mut BTreeMap<Watched, AlertState>, watched: Watched, at_ms: i64) {
-        let before = Instance { state: states.get(&watched).copied().unwrap_or_default(), open_alert_id: None };
-        // One server or monitor is simulated; its parents are down when the test says so.
-        let parent_down = |server: &str| self.down.iter().any(|&(s, from, to)| s == server && (from..to).contains(&at_ms));
-        let Decision { state, transition, notifications, .. } = decide(scene, observed, &before, at_ms, &parent_down);
+        let before = Instance { state: states.get(&watched).cloned().unwrap_or_default(), open_alert_id: None };
+        let decision = decide(scene, observed, &before, at_ms, &|server| self.parent_down(server, at_ms));
+        if let Some(t) = decision.transition {
+            if matches!(t, Transition::Fired { .. } | Transition::Resolved { .. }) {
+                self.acked.remove(&watched);
+            }
+            let got =
+                GotAlert { at_ms: at_ms - self.start_ms, instance: watched.clone(), kind: t.kind(), severity: t.severity(), step: None };
+            self.alerts.push(got);
+        }
+        self.record(decision, states, watched, at_ms);
+    }
+
+    /// One server or monitor is simulated; its parents are down when the test says so.
+    fn parent_down(&self, server: &str, at_ms: i64) -> bool {
+        self.down.iter().any(|&(s, from, to)| s == server && (from..to).contains(&at_ms))
+    }
+
+    /// Keep a decision's state and record what it told and its notifications.
+    fn record(&mut self, decision: Decision, states: &mut BTreeMap<Watched, AlertState>, watched: Watched, at_ms: i64) {
+        let Decision { state, notifications, told, .. } = decision;
         if state == AlertState::default() {
             states.remove(&watched);
         } else {
             states.insert(watched.clone(), state);
         }
-        let Some(t) = transition else { return };
-        self.alerts.push(GotAlert { at_ms: at_ms - self.start_ms, instance: watched, kind: t.kind(), severity: t.severity() });
+        for Told { kind, severity, step } in told {
+            self.alerts.push(GotAlert { at_ms: at_ms - self.start_ms, instance: watched.clone(), kind, severity, step });
+        }
         for n in notifications {
             self.notes.push(GotNotification {
                 at_ms: at_ms - self.start_ms,
@@ -379,9 +416,52 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// Let time pass up to `until_ms` (or to just before it, unless `inclusive`): the
+    /// acknowledgements, and what time decides for each instance (reminders, escalation steps,
+    /// the end of flapping), in time order.
+    fn pass_time(&mut self, scene: &Scene, states: &mut BTreeMap<Watched, AlertState>, until_ms: i64, inclusive: bool) {
+        let reached = |t: i64| t < until_ms || (inclusive && t == until_ms);
+        loop {
+            let due = states.iter().filter_map(|(w, s)| Some((next_due_ms(scene, &key_of(scene, w).rule, s)?, w.clone()))).min();
+            match (self.acks.first().copied(), due) {
+                (Some(ack), due) if reached(ack) && due.as_ref().is_none_or(|(t, _)| ack <= *t) => {
+                    self.acks.remove(0);
+                    self.acked.extend(states.iter().filter(|(_, s)| s.is_firing()).map(|(w, _)| w.clone()));
+                }
+                (_, Some((at_ms, watched))) if reached(at_ms) => {
+                    let before = Instance { state: states[&watched].clone(), open_alert_id: None };
+                    let acked = self.acked.contains(&watched);
+                    let parent_down = |server: &str| self.parent_down(server, at_ms);
+                    let Some(decision) = timed(scene, &key_of(scene, &watched), &before, acked, at_ms, &parent_down) else { break };
+                    self.record(decision, states, watched, at_ms);
+                }
+                _ => break,
+            }
+        }
+    }
+
     fn scene(&self, server: &'a str, host: &'a str, monitor: Option<&'a PortMonitor>, report: Option<&'a HostReport>) -> Scene<'a> {
         Scene { config: self.config, project: self.project, server, host, monitor, report }
     }
+}
+
+/// The key of a watched instance in `scene` (a port's needs the scene's monitor).
+fn key_of(scene: &Scene, watched: &Watched) -> InstanceKey {
+    match watched {
+        Watched::Port(port) => scene.key(RuleId::Port(scene.monitor.map(|m| m.name.clone()).unwrap_or_default()), port.to_string()),
+        Watched::Rule { rule, subject } => scene.key(rule.clone(), subject.clone()),
+    }
+}
+
+/// The latest offset a test expects something at (transitions or notifications), in epoch ms:
+/// time runs at least that far.
+fn horizon(case: &TestCase, start_ms: i64) -> Result<i64, String> {
+    let ats = case.expect.iter().map(|e| &e.at).chain(case.notifications.iter().flatten().map(|n| &n.at));
+    let mut latest = start_ms;
+    for at in ats {
+        latest = latest.max(start_ms + offset(at).map_err(|e| format!("expect: {e}"))?);
+    }
+    Ok(latest)
 }
 
 /// Run one test; `Ok(None)` passed, `Ok(Some(explanation))` failed.
@@ -408,19 +488,23 @@ fn run_case(case: &TestCase, config: &Config) -> Result<Option<String>, String> 
         let to = d.to.as_deref().map(offset).transpose().map_err(|e| format!("parents_down: {e}"))?;
         down.push((d.server.as_str(), start_ms + from, to.map_or(i64::MAX, |to| start_ms + to)));
     }
-    let mut recorder = Recorder { config, project, start_ms, down, alerts: Vec::new(), notes: Vec::new() };
+    let mut acks = Vec::new();
+    for at in &case.acks {
+        acks.push(start_ms + offset(at).map_err(|e| format!("acks: {e}"))?);
+    }
+    acks.sort_unstable();
+    let mut recorder = Recorder { config, project, start_ms, down, acks, acked: BTreeSet::new(), alerts: Vec::new(), notes: Vec::new() };
     let expected = if is_server {
         let server = project.servers.get(name).ok_or_else(|| {
             let hint = did_you_mean(name, project.servers.keys().map(String::as_str)).map_or(String::new(), |h| format!("; {h}"));
             format!("no server `{name}` in `{project_name}`{hint}")
         })?;
-        let expected = run_server(case, &mut recorder, server)?;
-        recorder.alerts.sort_by(|a, b| (a.at_ms, &a.instance, a.kind).cmp(&(b.at_ms, &b.instance, b.kind)));
-        expected
+        run_server(case, &mut recorder, server)?
     } else {
         let monitor = project.port_monitors.get(name).ok_or_else(|| format!("no port monitor `{name}` in `{project_name}`"))?;
         run_monitor(case, &mut recorder, monitor)?
     };
+    recorder.alerts.sort_by(|a, b| (a.at_ms, &a.instance, a.kind).cmp(&(b.at_ms, &b.instance, b.kind)));
     compare(case, expected, &recorder.alerts, &recorder.notes)
 }
 
@@ -463,12 +547,15 @@ fn run_monitor<'c, 'a>(case: &'c TestCase, recorder: &mut Recorder<'a>, monitor:
     let mut states = BTreeMap::new();
     for step in 0..steps {
         let at_ms = recorder.start_ms + step as i64 * interval_ms;
+        recorder.pass_time(&scene, &mut states, at_ms, true);
         for (port, results) in &series {
             let Some(&ok) = results.get(step) else { continue };
             let observed = rules::port_check(monitor, *port, (!ok).then_some("connection refused"));
             recorder.decide(&scene, observed, &mut states, Watched::Port(*port), at_ms);
         }
     }
+    let last_step_ms = recorder.start_ms + steps.saturating_sub(1) as i64 * interval_ms;
+    recorder.pass_time(&scene, &mut states, last_step_ms.max(horizon(case, recorder.start_ms)?), true);
     Ok(expected)
 }
 
@@ -664,13 +751,14 @@ fn run_server<'c, 'a>(case: &'c TestCase, recorder: &mut Recorder<'a>, server: &
     contacts.extend(reports.into_iter().map(|r| (r.at_ms, Contact::Report(Box::new(r)))));
     // A report and a hit at one instant: serve handles a batch's reports before its hits.
     contacts.sort_by_key(|(at_ms, contact)| (*at_ms, matches!(contact, Contact::Log(..))));
-    let end_ms = contacts.last().map_or(last_step_ms, |(at_ms, _)| last_step_ms.max(*at_ms));
+    let end_ms = contacts.last().map_or(last_step_ms, |(at_ms, _)| last_step_ms.max(*at_ms)).max(horizon(case, recorder.start_ms)?);
     if server.paused {
         return Ok(expected); // serve takes nothing from a paused server
     }
     let last_seen_ms = recorder.start_ms;
     let mut sim = HostSim { recorder, server, policy, states: BTreeMap::new(), last_seen_ms, boot_time: None };
     for (at_ms, contact) in contacts {
+        sim.pass_time(at_ms);
         sim.silence_until(at_ms, false);
         match contact {
             Contact::Report(report) => sim.report(&report),
@@ -682,7 +770,9 @@ fn run_server<'c, 'a>(case: &'c TestCase, recorder: &mut Recorder<'a>, server: &
         }
         sim.heard_from(at_ms);
     }
+    sim.pass_time(end_ms);
     sim.silence_until(end_ms, true);
+    sim.pass_time(end_ms);
     Ok(expected)
 }
 
@@ -705,6 +795,12 @@ impl HostSim<'_, '_> {
         let scene = Scene { report, ..self.recorder.scene(&self.server.name, &self.server.host, None, None) };
         let watched = Watched::Rule { rule: o.rule.clone(), subject: o.subject.clone() };
         self.recorder.decide(&scene, o, &mut self.states, watched, at_ms);
+    }
+
+    /// What time decides up to `until_ms`, that instant included.
+    fn pass_time(&mut self, until_ms: i64) {
+        let scene = self.recorder.scene(&self.server.name, &self.server.host, None, None);
+        self.recorder.pass_time(&scene, &mut self.states, until_ms, true);
     }
 
     /// One report: its thresholds, the instances it no longer mentions, a restart.
@@ -761,17 +857,23 @@ fn compare(case: &TestCase, mut expected: Expected, alerts: &[GotAlert], notes: 
     let mut failure = String::new();
     let alerts_match = expected.len() == alerts.len()
         && expected.iter().zip(alerts).all(|((t, instance, e), g)| {
-            *t == g.at_ms && *instance == g.instance && e.alert == g.kind && e.severity.is_none_or(|s| s == g.severity)
+            *t == g.at_ms
+                && *instance == g.instance
+                && e.alert == g.kind
+                && e.severity.is_none_or(|s| s == g.severity)
+                && e.step.is_none_or(|n| Some(n) == g.step)
         });
     if !alerts_match {
         let _ = writeln!(failure, "  alerts expected:");
         for (t, instance, e) in &expected {
             let sev = e.severity.map_or(String::new(), |s| format!(" {s}"));
-            let _ = writeln!(failure, "    {} {instance} {}{sev}", show_ms(*t), e.alert);
+            let step = e.step.map_or(String::new(), |n| format!(" step {n}"));
+            let _ = writeln!(failure, "    {} {instance} {}{step}{sev}", show_ms(*t), e.alert);
         }
         let _ = writeln!(failure, "  alerts got:");
         for g in alerts {
-            let _ = writeln!(failure, "    {} {} {} {}", show_ms(g.at_ms), g.instance, g.kind, g.severity);
+            let step = g.step.map_or(String::new(), |n| format!(" step {n}"));
+            let _ = writeln!(failure, "    {} {} {}{step} {}", show_ms(g.at_ms), g.instance, g.kind, g.severity);
         }
     }
     if let Some(expected) = &case.notifications {

@@ -3,18 +3,27 @@
 //! back, and why). Pure — the configuration, the time and whether a parent server is down are
 //! passed in. serve's engine stores what [`decide`] returns; `watchkeeper test` compares it with
 //! what a test file expects; so a policy test cannot pass while serve does something else.
-//! [`remind`] is the decision time alone makes for a firing alert: the reminder every `repeat`.
+//! [`timed`] is what time alone decides for an instance: the reminder every `repeat`, the
+//! project's escalation steps, and the end of flapping.
+//!
+//! Flapping: an instance that fires or resolves more than its `flapping.changes` times within
+//! `flapping.within` is marked flapping at that transition, whose notification becomes one
+//! "flapping" notification. Its later transitions are recorded (state and history stay true)
+//! and their notifications kept as not sent with the reason `flapping`; no reminders or
+//! escalation steps go out. Once `within` passes without a change, one "settled" notification
+//! tells the state it settled in, and a firing alert's reminders and escalation count afresh
+//! from then.
 
 use super::rule::{InstanceKey, RuleId};
 use super::rules::{Observed, server_policy, snapshot};
 use super::suppress::suppression;
 use super::{AlertState, Phase, Severity, Transition, step};
-use crate::config::model::{Config, PortMonitor, Project};
-use crate::notification::{AlertMessage, MessageKind, NewNotification, build_notifications};
+use crate::config::model::{Config, Flapping, PortMonitor, Project};
+use crate::notification::{AlertMessage, MessageKind, NewNotification, build_escalation, build_notifications};
 use crate::protocol::Report;
 
 /// What is remembered about one alert instance between observations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Instance {
     pub state: AlertState,
     /// The alert history row while the instance fires.
@@ -71,6 +80,16 @@ impl Scene<'_> {
     }
 }
 
+/// Something a decision told people beyond a transition: a reminder, an escalation step (its
+/// number, from 1), the start or the end of flapping. `watchkeeper test` lists these beside
+/// the transitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Told {
+    pub kind: MessageKind,
+    pub severity: Severity,
+    pub step: Option<u32>,
+}
+
 /// Everything one observation decides.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -81,6 +100,7 @@ pub struct Decision {
     pub change: Option<AlertChange>,
     /// Every notification the transition causes, suppressed ones included (as not sent).
     pub notifications: Vec<NewNotification>,
+    pub told: Vec<Told>,
 }
 
 impl Decision {
@@ -90,12 +110,34 @@ impl Decision {
     }
 }
 
+fn millis(d: crate::config::values::Dur) -> i64 {
+    i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Advance one instance by one observation at `at_ms`. `parent_down` tells whether a server of
 /// the project has a fatal alert firing (for `depends_on` suppression).
 pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, parent_down: &dyn Fn(&str) -> bool) -> Decision {
-    let (mut state, transition) = step(before.state, observed.kind, observed.observation, at_ms);
-    if matches!(transition, Some(Transition::Fired { .. })) {
-        state.fired_at_ms = Some(at_ms);
+    let (mut state, transition) = step(before.state.clone(), observed.kind, observed.observation, at_ms);
+    // What the state machine does not own: the lifecycle of the alert around it.
+    let flapping = flapping_of(scene, &observed.rule);
+    state.changes.clone_from(&before.state.changes);
+    state.flapping = before.state.flapping;
+    if let Some(Transition::Fired { .. } | Transition::Resolved { .. }) = transition {
+        // A new firing has its own reminders, acknowledgement and escalation; a resolve ends them.
+        state.fired_at_ms = matches!(transition, Some(Transition::Fired { .. })).then_some(at_ms);
+        (state.reminders, state.acknowledged, state.escalations) = (0, false, 0);
+        state.changes.retain(|&t| at_ms - t < millis(flapping.within));
+        state.changes.push(at_ms);
+        let keep = flapping.changes as usize + 1;
+        if state.changes.len() > keep {
+            state.changes.drain(..state.changes.len() - keep);
+        }
+    }
+    let starts_flapping = before.state.flapping.is_none() && state.changes.len() > flapping.changes as usize;
+    if let Some(t) = transition
+        && (starts_flapping || state.flapping.is_some())
+    {
+        state.flapping = state.flapping.max(Some(t.severity()));
     }
     let key = scene.key(observed.rule, observed.subject);
     let snapshot = || scene.report.map_or_else(|| serde_json::json!({}), snapshot);
@@ -110,6 +152,7 @@ pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, 
             AlertChange::Event { severity, at_ms, message: message(), host: scene.host.to_string(), snapshot: snapshot() }
         }
     });
+    let mut told = Vec::new();
     let notifications = match transition {
         None => Vec::new(),
         Some(t) => {
@@ -119,7 +162,7 @@ pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, 
                 Transition::Event { .. } => at_ms,
             };
             let server = (!scene.server.is_empty()).then_some(scene.server);
-            let msg = AlertMessage {
+            let mut msg = AlertMessage {
                 kind: t.kind(),
                 severity: t.severity(),
                 project: scene.project.name.clone(),
@@ -131,20 +174,52 @@ pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, 
                 at_ms,
                 alert_id: before.open_alert_id,
             };
-            // Whoever heard that it fired hears that it resolved.
+            if starts_flapping {
+                msg.kind = MessageKind::Flapping;
+                msg.detail = format!("changed state {} times within {}", state.changes.len(), flapping.within);
+                told.push(Told { kind: MessageKind::Flapping, severity: t.severity(), step: None });
+            }
+            // Whoever heard that it fired hears that it resolved — unless it flaps.
             let suppressed = match t {
+                _ if before.state.flapping.is_some() => Some("flapping".to_string()),
                 Transition::Resolved { .. } if before.state.announced => None,
                 _ => suppression(scene.project, server, at_ms, parent_down),
             };
             state.announced = match t {
+                _ if state.flapping.is_some() => false,
                 Transition::Fired { .. } => suppressed.is_none(),
                 Transition::Escalated { .. } => state.announced || suppressed.is_none(),
                 Transition::Resolved { .. } | Transition::Event { .. } => false,
             };
-            build_notifications(scene.config, &scene.project.name, &msg, scene.monitor, suppressed.as_deref(), at_ms)
+            // A resolve also reaches the escalation steps' people who heard it fire.
+            let reached = if matches!(t, Transition::Resolved { .. }) { before.state.escalations } else { 0 };
+            audience(scene.config, &scene.project.name, scene.monitor, &msg, reached, suppressed.as_deref(), at_ms)
         }
     };
-    Decision { key, state, transition, change, notifications }
+    Decision { key, state, transition, change, notifications, told }
+}
+
+/// The notifications of `msg`: the alert's recipients, then the people of the first `reached`
+/// escalation steps, each once per channel.
+fn audience(
+    config: &Config,
+    project: &str,
+    monitor: Option<&PortMonitor>,
+    msg: &AlertMessage,
+    reached: u32,
+    suppressed: Option<&str>,
+    at_ms: i64,
+) -> Vec<NewNotification> {
+    let mut rows = build_notifications(config, project, msg, monitor, suppressed, at_ms);
+    let steps = config.projects.get(project).map_or(&[][..], |p| &p.escalation[..]);
+    for step in steps.iter().take(reached as usize) {
+        for row in build_escalation(config, project, msg, step, suppressed, at_ms) {
+            if !rows.iter().any(|r| r.channel == row.channel && r.recipient == row.recipient) {
+                rows.push(row);
+            }
+        }
+    }
+    rows
 }
 
 /// How often a firing alert of `rule` is repeated, in ms: its port monitor's `repeat`, else (for
@@ -160,31 +235,64 @@ pub fn repeat_ms(scene: &Scene, rule: &RuleId) -> Option<i64> {
             .and_then(|policy| policy.repeat),
         _ => None,
     };
-    own.or(scene.project.repeat).map(|d| i64::try_from(d.0.as_millis()).unwrap_or(i64::MAX))
+    own.or(scene.project.repeat).map(millis)
 }
 
-/// Whether a reminder of `before` is due at `now_ms`: it fires, nobody acknowledged it, and a
-/// `repeat` has passed since it fired for every reminder it already had.
-pub fn reminder_due(scene: &Scene, rule: &RuleId, before: &AlertState, now_ms: i64) -> bool {
-    next_reminder_ms(scene, rule, before).is_some_and(|due| now_ms >= due)
+/// When an instance of `rule` counts as flapping: its port monitor's `flapping`, else (for the
+/// rules of an alert policy) its server's policy's, else the project's.
+pub fn flapping_of(scene: &Scene, rule: &RuleId) -> Flapping {
+    let own = match rule {
+        RuleId::Port(_) => scene.monitor.and_then(|m| m.flapping),
+        RuleId::Metric(_) | RuleId::NoData | RuleId::Restart => scene
+            .project
+            .servers
+            .get(scene.server)
+            .and_then(|server| server_policy(scene.config, scene.project, server))
+            .and_then(|policy| policy.flapping),
+        _ => None,
+    };
+    own.unwrap_or(scene.project.flapping)
+}
+
+/// When time alone next decides something for `state`: a reminder, an escalation step, the end
+/// of flapping, or forgetting changes that left the flapping window.
+pub fn next_due_ms(scene: &Scene, rule: &RuleId, state: &AlertState) -> Option<i64> {
+    let quiet = state.changes.last().map(|last| last.saturating_add(millis(flapping_of(scene, rule).within)));
+    [next_reminder_ms(scene, rule, state), next_step_ms(scene, state), quiet].into_iter().flatten().min()
 }
 
 fn next_reminder_ms(scene: &Scene, rule: &RuleId, state: &AlertState) -> Option<i64> {
-    if !state.is_firing() || state.acknowledged {
+    if !state.is_firing() || state.acknowledged || state.flapping.is_some() {
         return None;
     }
     let repeat = repeat_ms(scene, rule)?;
     Some(state.fired_at_ms?.saturating_add(repeat.saturating_mul(i64::from(state.reminders) + 1)))
 }
 
-/// What time alone decides for a firing instance at `now_ms`: when its alert was acknowledged
-/// (`acknowledged`), the state remembers it and reminders stop; else, when a reminder is due, one
-/// reminder to the recipients of a new alert, saying how long it has been firing. Reminder `n`
-/// is due `n × repeat` after the alert fired; the count is stored with the notification, so a
-/// restart neither repeats a reminder nor skips one — a reminder due while serve was down goes
-/// out once, at the first look after, and the count moves past every slot that went by.
+fn next_step_ms(scene: &Scene, state: &AlertState) -> Option<i64> {
+    if !state.is_firing() || state.acknowledged || state.flapping.is_some() {
+        return None;
+    }
+    let step = scene.project.escalation.get(state.escalations as usize)?;
+    Some(state.fired_at_ms?.saturating_add(millis(step.after)))
+}
+
+/// What time alone decides for an instance at `now_ms`, once [`next_due_ms`] has come:
+///
+/// - When its changes have all left the flapping window, it forgets them; a flapping instance
+///   is stable then: one `settled` notification says whether it still fails, and a firing one
+///   counts its reminders and escalation from now.
+/// - When its alert was acknowledged (`acknowledged`), the state remembers it, and reminders
+///   and escalation stop.
+/// - Each escalation step whose `after` has passed since it fired reaches its people once —
+///   every step due, in order: a restart neither skips a step nor repeats one.
+/// - A reminder to the recipients of a new alert, saying how long it has been firing. Reminder
+///   `n` is due `n × repeat` after the alert fired; the count is stored with the notification,
+///   so a restart neither repeats a reminder nor skips one — a reminder due while serve was down
+///   goes out once, at the first look after, and the count moves past every slot that went by.
+///
 /// `None`: nothing to record.
-pub fn remind(
+pub fn timed(
     scene: &Scene,
     key: &InstanceKey,
     before: &Instance,
@@ -192,43 +300,117 @@ pub fn remind(
     now_ms: i64,
     parent_down: &dyn Fn(&str) -> bool,
 ) -> Option<Decision> {
-    let due = next_reminder_ms(scene, &key.rule, &before.state)?;
-    let Phase::Firing { since_ms, severity } = before.state.phase else { return None };
-    let quiet = |state| Decision { key: key.clone(), state, transition: None, change: None, notifications: Vec::new() };
-    if acknowledged {
-        return Some(quiet(AlertState { acknowledged: true, ..before.state }));
+    let due = next_due_ms(scene, &key.rule, &before.state)?;
+    let mut state = before.state.clone();
+    if acknowledged && state.is_firing() {
+        state.acknowledged = true;
     }
-    if now_ms < due {
+    let mut notifications = Vec::new();
+    let mut told = Vec::new();
+    if now_ms >= due {
+        let server = (!scene.server.is_empty()).then_some(scene.server);
+        let suppressed = suppression(scene.project, server, now_ms, parent_down);
+        let (severity, since_ms) = match state.phase {
+            Phase::Firing { since_ms, severity } => (severity, since_ms),
+            _ => (state.flapping.unwrap_or(Severity::Warning), now_ms),
+        };
+        let msg = |kind, detail: String| AlertMessage {
+            kind,
+            severity,
+            project: scene.project.name.clone(),
+            server: server.map(str::to_string),
+            host: scene.host.to_string(),
+            what: describe(key),
+            detail,
+            started_at_ms: since_ms,
+            at_ms: now_ms,
+            alert_id: before.open_alert_id,
+        };
+        let flapping = flapping_of(scene, &key.rule);
+        if state.changes.last().is_some_and(|last| now_ms - last >= millis(flapping.within)) {
+            state.changes.clear();
+            if state.flapping.take().is_some() {
+                let firing = state.is_firing();
+                let detail = if firing {
+                    format!("still failing after flapping; stable for {}", flapping.within)
+                } else {
+                    format!("recovered after flapping; stable for {}", flapping.within)
+                };
+                let reached = if firing { 0 } else { state.escalations };
+                let config = scene.config;
+                notifications.extend(audience(
+                    config,
+                    &scene.project.name,
+                    scene.monitor,
+                    &msg(MessageKind::Settled, detail),
+                    reached,
+                    suppressed.as_deref(),
+                    now_ms,
+                ));
+                told.push(Told { kind: MessageKind::Settled, severity, step: None });
+                if firing {
+                    (state.fired_at_ms, state.reminders, state.escalations) = (Some(now_ms), 0, 0);
+                    state.announced = suppressed.is_none();
+                }
+            }
+        }
+        if state.is_firing() && !state.acknowledged && state.flapping.is_none() {
+            let fired_at = state.fired_at_ms.unwrap_or(now_ms);
+            let steps = &scene.project.escalation;
+            let reached = steps.iter().take_while(|s| now_ms - fired_at >= millis(s.after)).count();
+            for (index, step) in steps.iter().enumerate().take(reached).skip(state.escalations as usize) {
+                let n = index as u32 + 1;
+                let detail = format!("escalation step {n}: not acknowledged after {}", step.after);
+                notifications.extend(build_escalation(
+                    scene.config,
+                    &scene.project.name,
+                    &msg(MessageKind::Escalation, detail),
+                    step,
+                    suppressed.as_deref(),
+                    now_ms,
+                ));
+                told.push(Told { kind: MessageKind::Escalation, severity, step: Some(n) });
+            }
+            state.escalations = state.escalations.max(reached as u32);
+            if let Some(repeat) = repeat_ms(scene, &key.rule)
+                && next_reminder_ms(scene, &key.rule, &state).is_some_and(|due| now_ms >= due)
+            {
+                let slots = u32::try_from((now_ms - fired_at) / repeat.max(1)).unwrap_or(u32::MAX);
+                notifications.extend(build_notifications(
+                    scene.config,
+                    &scene.project.name,
+                    &msg(MessageKind::Reminder, String::new()),
+                    scene.monitor,
+                    suppressed.as_deref(),
+                    now_ms,
+                ));
+                told.push(Told { kind: MessageKind::Reminder, severity, step: None });
+                state.reminders = slots.max(state.reminders + 1);
+            }
+            // Whoever heard a reminder or a step hears the resolve, as for the fired notification.
+            state.announced |= !told.is_empty() && suppressed.is_none();
+        }
+    }
+    if state == before.state && notifications.is_empty() {
         return None;
     }
-    let (repeat, fired_at) = (repeat_ms(scene, &key.rule)?, before.state.fired_at_ms?);
-    let slots = u32::try_from((now_ms - fired_at) / repeat.max(1)).unwrap_or(u32::MAX);
-    let server = (!scene.server.is_empty()).then_some(scene.server);
-    let msg = AlertMessage {
-        kind: MessageKind::Reminder,
-        severity,
-        project: scene.project.name.clone(),
-        server: server.map(str::to_string),
-        host: scene.host.to_string(),
-        what: describe(key),
-        detail: String::new(),
-        started_at_ms: since_ms,
-        at_ms: now_ms,
-        alert_id: before.open_alert_id,
-    };
-    let suppressed = suppression(scene.project, server, now_ms, parent_down);
-    let notifications = build_notifications(scene.config, &scene.project.name, &msg, scene.monitor, suppressed.as_deref(), now_ms);
-    // Whoever heard a reminder hears the resolve, as for the fired notification.
-    let announced = before.state.announced || suppressed.is_none();
-    Some(Decision { notifications, ..quiet(AlertState { reminders: slots.max(before.state.reminders + 1), announced, ..before.state }) })
+    Some(Decision { key: key.clone(), state, transition: None, change: None, notifications, told })
 }
 
 /// Close an instance for good because a revision removed or paused what it watches: a firing
-/// alert resolves with `reason` and notifies as a resolve (unless its project is gone, when
-/// nobody is left to tell); anything else is simply forgotten.
+/// alert resolves with `reason` and notifies as a resolve (its escalation steps' people
+/// included), unless its project is gone, when nobody is left to tell; anything else is simply
+/// forgotten.
 pub fn retire(config: &Config, key: &InstanceKey, before: &Instance, reason: &str, now_ms: i64) -> Decision {
     let Phase::Firing { since_ms, severity } = before.state.phase else {
-        return Decision { key: key.clone(), state: AlertState::default(), transition: None, change: None, notifications: Vec::new() };
+        return Decision {
+            key: key.clone(),
+            state: AlertState::default(),
+            transition: None,
+            change: None,
+            notifications: Vec::new(),
+            told: Vec::new(),
+        };
     };
     let msg = AlertMessage {
         kind: MessageKind::Resolved,
@@ -247,7 +429,8 @@ pub fn retire(config: &Config, key: &InstanceKey, before: &Instance, reason: &st
         state: AlertState::default(),
         transition: Some(Transition::Resolved { since_ms, severity }),
         change: Some(AlertChange::Resolve { at_ms: now_ms, reason: reason.to_string() }),
-        notifications: build_notifications(config, &key.project, &msg, None, None, now_ms),
+        notifications: audience(config, &key.project, None, &msg, before.state.escalations, None, now_ms),
+        told: Vec::new(),
     }
 }
 
@@ -330,12 +513,14 @@ failures: 1
         for &t in times {
             let acked = acked_from.is_some_and(|a| t >= a);
             assert_eq!(
-                reminder_due(&scene, &key.rule, &instance.state, t),
-                remind(&scene, &key, &instance, false, t, &|_| false).is_some()
+                next_due_ms(&scene, &key.rule, &instance.state).is_some_and(|due| t >= due),
+                timed(&scene, &key, &instance, false, t, &|_| false).is_some()
             );
-            if let Some(d) = remind(&scene, &key, &instance, acked, t, &|_| false) {
+            if let Some(d) = timed(&scene, &key, &instance, acked, t, &|_| false) {
                 assert!(d.notifications.iter().all(|n| n.kind == MessageKind::Reminder), "{d:?}");
-                out.push((t, d.notifications.len()));
+                if !d.notifications.is_empty() || d.state.acknowledged != instance.state.acknowledged {
+                    out.push((t, d.notifications.len()));
+                }
                 instance.state = d.state;
             }
         }
@@ -373,5 +558,189 @@ failures: 1
         // Without `repeat` anywhere, never.
         let quiet = compile_inline(&TREE.replace("repeat: 1h\n", "").replace("repeat: 10m\n", ""));
         assert_eq!(reminders(&quiet, "web", &times, None), []);
+    }
+
+    const LADDER: &str = r#"
+kind: User
+email: alice@example.com
+name: Alice
+---
+kind: User
+email: boss@example.com
+name: Boss
+phone: "+82-10-1111-1111"
+notify: { email: false }
+---
+kind: User
+email: ceo@example.com
+name: Ceo
+---
+kind: Channel
+name: ops-mail
+type: email
+smtp: { host: smtp.example.com, port: 587 }
+from: "watchkeeper <alerts@example.com>"
+---
+kind: Channel
+name: ops-sms
+type: sms
+url: https://sms.example.com/send
+---
+kind: Project
+name: shop
+members: [{ user: alice@example.com, role: admin }]
+channels: [ops-mail, ops-sms]
+escalation:
+  - { after: 15m, notify: [boss@example.com], media: [email, sms] }
+  - { after: 30m, notify: [ceo@example.com] }
+flapping: { changes: 3, within: 10m }
+---
+kind: PortMonitor
+name: web
+project: shop
+host: 192.0.2.1
+ports: [80]
+failures: 1
+"#;
+
+    /// Drive the `web` monitor of `config`: at each (time, check) a result (`Some(ok)`) or only
+    /// time passing (`None`); acknowledged from `acked_from`. Returns what each decision told,
+    /// as (time, kind, step), and the recipients of each time's notifications.
+    #[allow(clippy::type_complexity)]
+    fn drive(
+        config: &Config,
+        script: &[(i64, Option<bool>)],
+        acked_from: Option<i64>,
+    ) -> (Vec<(i64, MessageKind, Option<u32>)>, Vec<(i64, MessageKind, String, crate::notification::DeliveryStatus)>) {
+        let project = &config.projects["shop"];
+        let m = &project.port_monitors["web"];
+        let scene = Scene { config, project, server: "", host: &m.host, monitor: Some(m), report: None };
+        let mut instance = Instance::default();
+        let (mut told, mut rows) = (Vec::new(), Vec::new());
+        for &(t, check) in script {
+            let acked = acked_from.is_some_and(|a| t >= a);
+            let key = scene.key(RuleId::Port("web".into()), "80".into());
+            let mut decisions = Vec::new();
+            if let Some(d) = timed(&scene, &key, &instance, acked, t, &|_| false) {
+                decisions.push(d);
+            }
+            if let Some(ok) = check {
+                let before = Instance { state: decisions.last().map_or_else(|| instance.state.clone(), |d| d.state.clone()), ..instance };
+                decisions.push(decide(&scene, port_check(m, 80, (!ok).then_some("refused")), &before, t, &|_| false));
+            }
+            for d in decisions {
+                if let Some(tr) = d.transition {
+                    told.push((t, tr.kind(), None));
+                }
+                told.extend(d.told.iter().map(|x| (t, x.kind, x.step)));
+                rows.extend(d.notifications.iter().map(|n| (t, n.kind, n.recipient.clone(), n.status)));
+                instance = Instance { state: d.state, open_alert_id: Some(1) };
+            }
+        }
+        (told, rows)
+    }
+
+    #[test]
+    fn escalation_steps_reach_their_people_in_order_once_each_and_the_resolve_reaches_them_too() {
+        use crate::notification::DeliveryStatus::Pending;
+        let config = compile_inline(LADDER);
+        let script = [(0, Some(false)), (14 * MIN, None), (15 * MIN, None), (16 * MIN, None), (31 * MIN, None), (32 * MIN, Some(true))];
+        let (told, rows) = drive(&config, &script, None);
+        assert_eq!(
+            told,
+            [
+                (0, MessageKind::Fired, None),
+                (15 * MIN, MessageKind::Escalation, Some(1)),
+                (31 * MIN, MessageKind::Escalation, Some(2)),
+                (32 * MIN, MessageKind::Resolved, None)
+            ]
+        );
+        let at = |t: i64| rows.iter().filter(|r| r.0 == t).map(|r| (r.1, r.2.as_str(), r.3)).collect::<Vec<_>>();
+        // Step 1: the boss by e-mail and SMS, though his own e-mail is off; not alice again.
+        assert_eq!(
+            at(15 * MIN),
+            [(MessageKind::Escalation, "boss@example.com", Pending), (MessageKind::Escalation, "+821011111111", Pending)]
+        );
+        assert_eq!(at(31 * MIN), [(MessageKind::Escalation, "ceo@example.com", Pending)]);
+        // Everyone who heard of it hears the resolve.
+        let resolve: Vec<&str> = at(32 * MIN).iter().map(|r| r.1).collect();
+        assert_eq!(resolve, ["alice@example.com", "boss@example.com", "+821011111111", "ceo@example.com"]);
+    }
+
+    #[test]
+    fn escalation_after_a_gap_sends_every_step_due_once_and_an_ack_stops_the_ladder() {
+        let config = compile_inline(LADDER);
+        // Nobody looked between 1 and 40 minutes (serve was down): both steps then, once.
+        let (told, _) = drive(&config, &[(0, Some(false)), (MIN, None), (40 * MIN, None), (41 * MIN, None)], None);
+        assert_eq!(
+            told,
+            [(0, MessageKind::Fired, None), (40 * MIN, MessageKind::Escalation, Some(1)), (40 * MIN, MessageKind::Escalation, Some(2))]
+        );
+        // Acknowledged at 20: step 1 went out, step 2 never does, and the resolve reaches step 1 only.
+        let script = [(0, Some(false)), (15 * MIN, None), (20 * MIN, None), (31 * MIN, None), (45 * MIN, Some(true))];
+        let (told, rows) = drive(&config, &script, Some(20 * MIN));
+        assert_eq!(
+            told,
+            [(0, MessageKind::Fired, None), (15 * MIN, MessageKind::Escalation, Some(1)), (45 * MIN, MessageKind::Resolved, None)]
+        );
+        assert!(rows.iter().any(|r| r.0 == 45 * MIN && r.2 == "boss@example.com"));
+        assert!(!rows.iter().any(|r| r.2 == "ceo@example.com"));
+        // A restored state continues: step 1 already counted, the ladder goes on with step 2.
+        let state = AlertState { escalations: 1, ..fired(&config, "web").1.state };
+        let restored: AlertState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(restored.escalations, 1);
+    }
+
+    #[test]
+    fn a_flapping_alert_says_so_once_keeps_quiet_then_tells_where_it_settled() {
+        use crate::notification::DeliveryStatus::{NotSent, Pending};
+        let config = compile_inline(LADDER);
+        // changes: 3 within 10m — the 4th change (fired, resolved, fired, resolved) makes it flap.
+        let mut script: Vec<(i64, Option<bool>)> = (0..8).map(|i| (i * MIN, Some(i % 2 == 1))).collect();
+        script.extend([(16 * MIN, None), (17 * MIN, None), (18 * MIN, None)]);
+        let (told, rows) = drive(&config, &script, None);
+        let kinds: Vec<(i64, MessageKind)> =
+            told.iter().map(|t| (t.0, t.1)).filter(|t| !matches!(t.1, MessageKind::Fired | MessageKind::Resolved)).collect();
+        // Last change at 7m: stable for 10m at 17m, settled there as recovered (the last check was good).
+        assert_eq!(kinds, [(3 * MIN, MessageKind::Flapping), (17 * MIN, MessageKind::Settled)]);
+        let sent: Vec<(i64, MessageKind)> = rows.iter().filter(|r| r.3 == Pending).map(|r| (r.0, r.1)).collect();
+        assert_eq!(
+            sent,
+            [
+                (0, MessageKind::Fired),
+                (MIN, MessageKind::Resolved),
+                (2 * MIN, MessageKind::Fired),
+                (3 * MIN, MessageKind::Flapping),
+                (17 * MIN, MessageKind::Settled)
+            ]
+        );
+        assert!(rows.iter().filter(|r| (4 * MIN..=7 * MIN).contains(&r.0)).all(|r| r.3 == NotSent));
+        // Settling firing: the state keeps firing, and the ladder counts from the settle.
+        let mut script: Vec<(i64, Option<bool>)> = (0..8).map(|i| (i * MIN, Some(i % 2 == 1))).collect();
+        script.extend([(8 * MIN, Some(false)), (17 * MIN, None), (18 * MIN, None), (32 * MIN, None), (33 * MIN, None)]);
+        let (told, _) = drive(&config, &script, None);
+        let late: Vec<_> = told.into_iter().filter(|t| t.0 > 8 * MIN).collect();
+        assert_eq!(late, [(18 * MIN, MessageKind::Settled, None), (33 * MIN, MessageKind::Escalation, Some(1))]);
+    }
+
+    #[test]
+    fn changes_outside_the_window_do_not_count_and_are_forgotten() {
+        let config = compile_inline(LADDER);
+        // A change every 4 minutes: never more than 3 within 10m.
+        let script: Vec<(i64, Option<bool>)> = (0..12).map(|i| (i * 4 * MIN, Some(i % 2 == 1))).collect();
+        let (told, _) = drive(&config, &script, None);
+        assert!(told.iter().all(|t| matches!(t.1, MessageKind::Fired | MessageKind::Resolved)), "{told:?}");
+        // An instance at rest forgets its changes once they leave the window, and is dropped.
+        let (key, instance) = fired(&config, "web");
+        let project = &config.projects["shop"];
+        let m = &project.port_monitors["web"];
+        let scene = Scene { config: &config, project, server: "", host: &m.host, monitor: Some(m), report: None };
+        let resolved = decide(&scene, port_check(m, 80, None), &instance, MIN, &|_| false);
+        assert_eq!(resolved.state.changes, [0, MIN]);
+        let rest = Instance { state: resolved.state, open_alert_id: None };
+        assert_eq!(next_due_ms(&scene, &key.rule, &rest.state), Some(11 * MIN));
+        let forgotten = timed(&scene, &key, &rest, false, 11 * MIN, &|_| false).expect("a decision");
+        assert_eq!(forgotten.state, AlertState::default());
+        assert!(forgotten.notifications.is_empty());
     }
 }

@@ -66,7 +66,7 @@ pub enum Phase {
 
 /// Everything the machine remembers about one alert instance; persisted by the store so a
 /// restart neither forgets a firing alert nor fires it twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct AlertState {
     pub phase: Phase,
     /// Consecutive failed checks (counted rules).
@@ -85,9 +85,20 @@ pub struct AlertState {
     /// Reminders sent since it fired (or reminder slots passed while serve was down).
     #[serde(default)]
     pub reminders: u32,
-    /// Someone acknowledged its alert: no more reminders until it resolves.
+    /// Someone acknowledged its alert: no more reminders or escalation steps until it resolves.
     #[serde(default)]
     pub acknowledged: bool,
+    /// Escalation steps that reached their people since it fired.
+    #[serde(default)]
+    pub escalations: u32,
+    /// When it fired or resolved lately, oldest first: the changes within its flapping window
+    /// (at most its flapping `changes` + 1), to tell when it flaps and when it is stable again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<i64>,
+    /// `Some` while it is flapping — its transitions are recorded but not notified until it is
+    /// stable; the highest severity it reached meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<Severity>,
 }
 
 /// What changed, for the caller to record and, unless suppressed, notify.
@@ -235,7 +246,7 @@ mod tests {
         let mut state = AlertState::default();
         let mut out = Vec::new();
         for &(t, obs) in steps {
-            let (next, transition) = step(state, rule, obs, t);
+            let (next, transition) = step(state.clone(), rule, obs, t);
             state = next;
             out.extend(transition.map(|tr| (t, tr)));
         }
@@ -333,7 +344,7 @@ mod tests {
     #[test]
     fn mismatched_observations_change_nothing() {
         let state = AlertState::default();
-        assert_eq!(step(state, RuleKind::Threshold { for_ms: 0 }, DOWN, 0), (state, None));
-        assert_eq!(step(state, RuleKind::Counted { failures: 1, recoveries: 1 }, Observation::Event(Fatal), 0), (state, None));
+        assert_eq!(step(state.clone(), RuleKind::Threshold { for_ms: 0 }, DOWN, 0), (state.clone(), None));
+        assert_eq!(step(state.clone(), RuleKind::Counted { failures: 1, recoveries: 1 }, Observation::Event(Fatal), 0), (state, None));
     }
 }

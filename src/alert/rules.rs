@@ -346,6 +346,7 @@ mod tests {
             restart: true,
             rules,
             repeat: None,
+            flapping: None,
         }
     }
 

@@ -99,6 +99,8 @@ mod tests {
             networks: vec![],
             daily_email: false,
             repeat: None,
+            escalation: vec![],
+            flapping: Default::default(),
             servers: BTreeMap::new(),
             port_monitors: BTreeMap::new(),
             down_checks: BTreeMap::new(),

@@ -268,19 +268,143 @@ impl Ctx<'_> {
     /// A `repeat:` reminder interval: a duration of at least a second (serve looks for due
     /// reminders once a second).
     fn repeat<T>(&mut self, doc: &Doc<T>, value: Option<&SpStr>) -> Option<Dur> {
-        let sp = value?;
-        let repeat = match Dur::parse(&sp.value) {
-            Ok(repeat) => repeat,
+        self.period(doc, value?, "repeat")
+    }
+
+    /// A duration serve's once-a-second look at firing alerts acts on: at least a second.
+    fn period<T>(&mut self, doc: &Doc<T>, sp: &SpStr, what: &str) -> Option<Dur> {
+        let period = match Dur::parse(&sp.value) {
+            Ok(period) => period,
             Err(e) => {
                 self.diags.error("bad-duration", doc.at(sp), e);
                 return None;
             }
         };
-        if repeat.0.as_millis() < 1000 {
-            self.diags.error("bad-duration", doc.at(sp), format!("repeat {repeat} is shorter than the 1s minimum"));
+        if period.0.as_millis() < 1000 {
+            self.diags.error("bad-duration", doc.at(sp), format!("{what} {period} is shorter than the 1s minimum"));
             return None;
         }
-        Some(repeat)
+        Some(period)
+    }
+
+    /// A `flapping:` block; what it leaves out is the default.
+    fn flapping<T>(&mut self, doc: &Doc<T>, value: Option<&Sp<raw::Flapping>>) -> Option<Flapping> {
+        let f = &value?.value;
+        let default = Flapping::default();
+        let changes = match &f.changes {
+            None => default.changes,
+            Some(sp) => match u32::try_from(sp.value) {
+                Ok(n) if (1..=100).contains(&n) => n,
+                _ => {
+                    self.diags.error("bad-count", doc.at(sp), format!("flapping `changes` must be between 1 and 100, not {}", sp.value));
+                    default.changes
+                }
+            },
+        };
+        let within = f.within.as_ref().map_or(Some(default.within), |w| self.period(doc, w, "flapping within"));
+        Some(Flapping { changes, within: within.unwrap_or(default.within) })
+    }
+
+    /// A project's `escalation:` steps: each `after` at least a second and longer than the step
+    /// before, known users, and media the project has a channel of. A step with a problem is
+    /// reported and left out.
+    fn escalation(&mut self, doc: &Doc<raw::Project>, config: &Config) -> Vec<EscalationStep> {
+        let p = &doc.value;
+        let medium_of = |name: &SpStr| config.channels.get(&name.value).map(|c| c.type_);
+        let mut steps: Vec<EscalationStep> = Vec::new();
+        let mut previous: Option<Dur> = None;
+        for (index, step) in p.escalation.iter().enumerate() {
+            let (n, step) = (index + 1, &step.value);
+            let mut ok = true;
+            let after = self.period(doc, &step.after, "escalation after");
+            if let (Some(after), Some(before)) = (after, previous)
+                && after <= before
+            {
+                self.diags
+                    .error(
+                        "escalation-order",
+                        doc.at(&step.after),
+                        format!("escalation step {n} comes after {after}, not later than every step before it ({before})"),
+                    )
+                    .with_hint("give each step a longer `after` than the one before; steps are counted from when the alert fired");
+                ok = false;
+            }
+            previous = previous.max(after);
+            let mut notify = Vec::new();
+            for email in &step.notify {
+                if self.email_ref(doc, email, config) {
+                    notify.push(email.value.to_ascii_lowercase());
+                } else {
+                    ok = false;
+                }
+            }
+            if step.notify.is_empty() {
+                self.diags
+                    .error("escalation-empty", doc.at(&step.after), format!("escalation step {n} notifies nobody"))
+                    .with_hint("list users under `notify`");
+                ok = false;
+            }
+            let mut media = Vec::new();
+            for medium in step.media.iter().flatten() {
+                if medium.value == ChannelType::Webhook {
+                    self.diags.error(
+                        "escalation-medium",
+                        doc.at(medium),
+                        format!("escalation step {n}: a step reaches people, by `email` or `sms`, not `webhook`"),
+                    );
+                    ok = false;
+                } else if !p.channels.iter().any(|c| medium_of(c) == Some(medium.value)) {
+                    self.diags
+                        .error(
+                            "escalation-medium",
+                            doc.at(medium),
+                            format!(
+                                "escalation step {n} sends {} but project `{}` has no {} channel",
+                                medium.value, p.name.value, medium.value
+                            ),
+                        )
+                        .with_hint("add a channel of that type to the project's `channels`, or drop the medium");
+                    ok = false;
+                } else if !media.contains(&medium.value) {
+                    media.push(medium.value);
+                }
+            }
+            if step.media.is_none() {
+                if p.channels.iter().any(|c| medium_of(c) == Some(ChannelType::Email)) {
+                    media.push(ChannelType::Email);
+                } else {
+                    self.diags
+                        .error(
+                            "escalation-medium",
+                            doc.at(&step.after),
+                            format!(
+                                "escalation step {n} sends email (the default `media`) but project `{}` has no email channel",
+                                p.name.value
+                            ),
+                        )
+                        .with_hint("add `media: [sms]`, or an email channel to the project's `channels`");
+                    ok = false;
+                }
+            } else if step.media.as_ref().is_some_and(Vec::is_empty) {
+                self.diags.error("escalation-medium", doc.at(&step.after), format!("escalation step {n} has no `media`"));
+                ok = false;
+            }
+            if media.contains(&ChannelType::Sms) {
+                for email in
+                    step.notify.iter().filter(|e| config.users.get(&e.value.to_ascii_lowercase()).is_some_and(|u| u.phone.is_none()))
+                {
+                    self.diags.warning(
+                        "sms-no-phone",
+                        doc.at(email),
+                        format!("`{}` gets SMS from escalation step {n} but has no `phone`", email.value),
+                    );
+                }
+            }
+            if let (true, Some(after)) = (ok, after) {
+                steps.push(EscalationStep { after, notify, media });
+            }
+        }
+        steps
     }
 
     fn port<T>(&mut self, doc: &Doc<T>, value: &Sp<i64>) -> Option<u16> {
@@ -683,6 +807,8 @@ impl Ctx<'_> {
         }
         let networks = self.networks(doc, &p.networks, network_owner(None, &p.name.value));
         let repeat = self.repeat(doc, p.repeat.as_ref());
+        let escalation = self.escalation(doc, config);
+        let flapping = self.flapping(doc, p.flapping.as_ref()).unwrap_or_default();
         config.projects.insert(
             p.name.value.clone(),
             Project {
@@ -697,6 +823,8 @@ impl Ctx<'_> {
                 networks,
                 daily_email: p.reports.as_ref().is_some_and(|r| r.daily_email),
                 repeat,
+                escalation,
+                flapping,
                 servers: BTreeMap::new(),
                 port_monitors: BTreeMap::new(),
                 down_checks: BTreeMap::new(),
@@ -934,6 +1062,7 @@ impl Ctx<'_> {
             email: m.email.unwrap_or(true),
             sms,
             repeat: self.repeat(doc, m.repeat.as_ref()),
+            flapping: self.flapping(doc, m.flapping.as_ref()),
         })
     }
 
@@ -1038,6 +1167,7 @@ impl Ctx<'_> {
             restart: p.restart,
             rules,
             repeat: self.repeat(doc, p.repeat.as_ref()),
+            flapping: self.flapping(doc, p.flapping.as_ref()),
         })
     }
 

@@ -86,6 +86,9 @@ pub struct Project {
     pub daily_email: bool,
     /// Reminders of a firing, unacknowledged alert; `None`: never.
     pub repeat: Option<Dur>,
+    /// Who else hears of a firing, unacknowledged alert: `after` strictly increasing.
+    pub escalation: Vec<EscalationStep>,
+    pub flapping: Flapping,
     #[serde(skip)]
     pub servers: BTreeMap<String, Server>,
     #[serde(skip)]
@@ -100,6 +103,31 @@ pub struct Project {
     pub log_policies: BTreeMap<String, LogPolicy>,
     #[serde(skip)]
     pub maintenance: BTreeMap<String, Maintenance>,
+}
+
+/// One step of a project's escalation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EscalationStep {
+    /// Counted from when the alert fired.
+    pub after: Dur,
+    /// Users' e-mail addresses, lower case.
+    pub notify: Vec<String>,
+    /// `email` and/or `sms`, each once.
+    pub media: Vec<ChannelType>,
+}
+
+/// When an alert instance counts as flapping: more than `changes` fired or resolved
+/// transitions within `within`; it is stable again once `within` passes without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Flapping {
+    pub changes: u32,
+    pub within: Dur,
+}
+
+impl Default for Flapping {
+    fn default() -> Flapping {
+        Flapping { changes: 5, within: Dur(std::time::Duration::from_secs(30 * 60)) }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -145,6 +173,8 @@ pub struct PortMonitor {
     pub sms: bool,
     /// Overrides the project's `repeat` for this monitor's alerts.
     pub repeat: Option<Dur>,
+    /// Overrides the project's `flapping` for this monitor's alerts.
+    pub flapping: Option<Flapping>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +205,8 @@ pub struct AlertPolicy {
     pub rules: Vec<MetricRule>,
     /// Overrides the project's `repeat` for this policy's alerts.
     pub repeat: Option<Dur>,
+    /// Overrides the project's `flapping` for this policy's alerts.
+    pub flapping: Option<Flapping>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -141,6 +141,36 @@ pub struct Project {
     /// While an alert fires unacknowledged, notify again this often (e.g. 1h); default never.
     /// An AlertPolicy's or PortMonitor's own `repeat` wins for its alerts.
     pub repeat: Option<SpStr>,
+    /// Who else hears of a firing alert nobody acknowledged, and when: steps in order, each
+    /// `after` (counted from firing) longer than the one before.
+    #[serde(default)]
+    pub escalation: Vec<Sp<EscalationStep>>,
+    /// When an alert counts as flapping; default 5 changes within 30m. An AlertPolicy's or
+    /// PortMonitor's own `flapping` wins for its alerts.
+    pub flapping: Option<Sp<Flapping>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+/// One step of a project's escalation.
+pub struct EscalationStep {
+    /// How long after firing, unacknowledged, the step's people hear of it (e.g. 15m).
+    pub after: SpStr,
+    /// Users (e-mail addresses) the step reaches.
+    pub notify: Vec<SpStr>,
+    /// Through which of the project's channels: `email`, `sms`; default `[email]`.
+    pub media: Option<Vec<Sp<ChannelType>>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+/// An alert that fires or resolves more than `changes` times within `within` is flapping: one
+/// notification says so, then its changes are not notified until it is stable for `within`.
+pub struct Flapping {
+    /// Default 5 (1–100).
+    pub changes: Option<Sp<i64>>,
+    /// Default 30m.
+    pub within: Option<SpStr>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -240,6 +270,8 @@ pub struct PortMonitor {
     pub sms: Option<bool>,
     /// Remind of a firing, unacknowledged alert this often; default the project's `repeat`.
     pub repeat: Option<SpStr>,
+    /// When its alerts count as flapping; default the project's `flapping`.
+    pub flapping: Option<Sp<Flapping>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -279,6 +311,8 @@ pub struct AlertPolicy {
     pub rules: Vec<Sp<MetricRule>>,
     /// Remind of a firing, unacknowledged alert this often; default the project's `repeat`.
     pub repeat: Option<SpStr>,
+    /// When its alerts count as flapping; default the project's `flapping`.
+    pub flapping: Option<Sp<Flapping>>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

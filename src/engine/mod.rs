@@ -3,8 +3,9 @@
 //! observations ([`alert::rules`]), asks [`alert::decide`] what they mean, and stores each
 //! decision — the instance's new state, the alert history change and the notifications — in one
 //! transaction; then wakes the outbox. A new revision retires the instances it no longer keeps
-//! alive ([`alert::retire`]). Every second it also asks [`alert::decide::remind`] about firing
-//! alerts whose reminder is due, reading which of them people acknowledged from the store.
+//! alive ([`alert::retire`]). Every second it also asks [`alert::decide::timed`] about the
+//! instances time has something for — a reminder, an escalation step, the end of flapping —
+//! reading which of them people acknowledged from the store.
 //!
 //! Error policy: state is kept in memory only once the store accepted it, so a failed write
 //! leaves the instance as it was and the next observation continues from there. Retirements
@@ -219,8 +220,8 @@ impl Engine {
                     if let Err(e) = self.tick(now).await {
                         tracing::error!(error = %e, "could not record no-data alerts");
                     }
-                    if let Err(e) = self.remind(now).await {
-                        tracing::error!(error = %e, "could not record reminders");
+                    if let Err(e) = self.timed(now).await {
+                        tracing::error!(error = %e, "could not record reminders, escalation steps or the end of flapping");
                     }
                 }
                 else => break,
@@ -279,7 +280,7 @@ impl Engine {
     /// Close an instance for good: resolve its open alert (notifying, as a resolve) and forget
     /// it. Returns whether notifications were enqueued.
     async fn retire(&mut self, key: &InstanceKey, retiring: &Retiring, now_ms: i64) -> Result<bool, StoreError> {
-        let Some(before) = self.instances.get(key).copied() else { return Ok(false) };
+        let Some(before) = self.instances.get(key).cloned() else { return Ok(false) };
         let reason = retiring.reason.as_str();
         let mut decision = alert::decide::retire(&retiring.told, key, &before, reason, now_ms);
         let held = self.storm_hold(&key.project, &mut decision.notifications);
@@ -401,7 +402,7 @@ impl Engine {
         if self.retiring.contains_key(&key) {
             return Ok(false); // a revision retired it; its resolution is being recorded
         }
-        let before = self.instances.get(&key).copied().unwrap_or_default();
+        let before = self.instances.get(&key).cloned().unwrap_or_default();
         let decision = decide(scene, observed, &before, at_ms, &|parent| self.parent_down(&scene.project.name, parent));
         if !decision.changes(&before) {
             return Ok(false);
@@ -411,7 +412,7 @@ impl Engine {
 
     /// Store a decision and only then take its state as the instance's.
     async fn record(&mut self, decision: Decision, before: Instance, at_ms: i64) -> Result<bool, StoreError> {
-        let Decision { key, state, transition, change, mut notifications } = decision;
+        let Decision { key, state, transition, change, mut notifications, .. } = decision;
         let held = self.storm_hold(&key.project, &mut notifications);
         let open_alert_id = self.store.apply_alert(&key, &state, before.open_alert_id, change.as_ref(), &notifications, at_ms).await?;
         self.collect_digests(&key.project, held).await;
@@ -580,15 +581,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Reminders: every firing instance whose reminder is due, unless its alert was acknowledged
-    /// (which the store knows; it is read only when a reminder is due).
-    pub async fn remind(&mut self, now_ms: i64) -> Result<(), StoreError> {
+    /// What time decides: every instance whose reminder, escalation step or end of flapping is
+    /// due, unless its alert was acknowledged (which the store knows; it is read only when
+    /// something is due).
+    pub async fn timed(&mut self, now_ms: i64) -> Result<(), StoreError> {
         let config = Arc::clone(&self.config);
         let due: Vec<(InstanceKey, Instance)> = self
             .instances
             .iter()
-            .filter(|(key, i)| scene_of(&config, key).is_some_and(|scene| alert::decide::reminder_due(&scene, &key.rule, &i.state, now_ms)))
-            .map(|(key, i)| (key.clone(), *i))
+            .filter(|(key, i)| {
+                scene_of(&config, key)
+                    .and_then(|scene| alert::decide::next_due_ms(&scene, &key.rule, &i.state))
+                    .is_some_and(|due| now_ms >= due)
+            })
+            .map(|(key, i)| (key.clone(), i.clone()))
             .collect();
         if due.is_empty() {
             return Ok(());
@@ -599,7 +605,7 @@ impl Engine {
             let Some(scene) = scene_of(&config, &key) else { continue };
             let acked = before.open_alert_id.is_some_and(|id| acknowledged.contains(&id));
             let parent_down = |parent: &str| self.parent_down(&key.project, parent);
-            if let Some(decision) = alert::decide::remind(&scene, &key, &before, acked, now_ms, &parent_down) {
+            if let Some(decision) = alert::decide::timed(&scene, &key, &before, acked, now_ms, &parent_down) {
                 notified |= self.record(decision, before, now_ms).await?;
             }
         }

@@ -12,7 +12,7 @@ mod recipients;
 pub mod storm;
 mod templates;
 
-pub use recipients::build_notifications;
+pub use recipients::{build_escalation, build_notifications};
 pub use templates::{Rendered, json_payload, render, render_sms, slack_payload};
 
 pub use crate::config::raw::ChannelType as Medium;
@@ -30,9 +30,25 @@ pub enum MessageKind {
     Event,
     /// Still firing and nobody acknowledged it: sent every `repeat`.
     Reminder,
+    /// Still firing and nobody acknowledged it: a step of the project's `escalation` reaches
+    /// its people.
+    Escalation,
+    /// It changes state too often: its further transitions are not notified until it is stable.
+    Flapping,
+    /// A flapping alert has been stable for its window: the state it settled in.
+    Settled,
 }
 
-words!(MessageKind { Fired => "fired", Escalated => "escalated", Resolved => "resolved", Event => "event", Reminder => "reminder" });
+words!(MessageKind {
+    Fired => "fired",
+    Escalated => "escalated",
+    Resolved => "resolved",
+    Event => "event",
+    Reminder => "reminder",
+    Escalation => "escalation",
+    Flapping => "flapping",
+    Settled => "settled",
+});
 
 /// Where a notification stands in the delivery log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

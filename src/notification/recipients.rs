@@ -7,7 +7,7 @@ use jiff::tz::TimeZone;
 
 use super::templates::{Rendered, json_payload, render, render_sms};
 use super::{AlertMessage, DeliveryStatus, Medium, MessageKind, NewNotification};
-use crate::config::model::{Channel, Config, NotifyPrefs, PortMonitor, Project, User};
+use crate::config::model::{Channel, Config, EscalationStep, NotifyPrefs, PortMonitor, Project, User};
 use crate::config::raw::{Language, Weekday};
 use crate::config::values::normalize_phone;
 
@@ -47,13 +47,52 @@ pub fn build_notifications(
     suppressed: Option<&str>,
     now_ms: i64,
 ) -> Vec<NewNotification> {
+    let listed = monitor.map(|m| Listed { users: &m.notify, email: m.email, sms: m.sms });
+    build(config, project, msg, true, listed, suppressed, now_ms)
+}
+
+/// The notifications of one escalation step: its users only, through the project's channels of
+/// the step's media. As for a monitor's `notify` list, the step chooses the media (the users'
+/// own `notify.email`/`notify.sms` do not matter) while their `hours` and `days` still apply;
+/// channels' `to:` lists and webhooks are the project's everyday recipients, not a step's.
+pub fn build_escalation(
+    config: &Config,
+    project: &str,
+    msg: &AlertMessage,
+    step: &EscalationStep,
+    suppressed: Option<&str>,
+    now_ms: i64,
+) -> Vec<NewNotification> {
+    let listed = Listed { users: &step.notify, email: step.media.contains(&Medium::Email), sms: step.media.contains(&Medium::Sms) };
+    build(config, project, msg, false, Some(listed), suppressed, now_ms)
+}
+
+/// Users named on a monitor or an escalation step, with the media they get.
+struct Listed<'a> {
+    users: &'a [String],
+    email: bool,
+    sms: bool,
+}
+
+/// `everyone`: the project's role users, channels' `to:` lists and webhooks too; else only
+/// the `listed` users.
+fn build(
+    config: &Config,
+    project: &str,
+    msg: &AlertMessage,
+    everyone: bool,
+    listed: Option<Listed>,
+    suppressed: Option<&str>,
+    now_ms: i64,
+) -> Vec<NewNotification> {
     let Some(p) = config.projects.get(project) else {
         return Vec::new();
     };
     let tz = TimeZone::get(&p.timezone).unwrap_or(TimeZone::UTC);
     let clock = local_clock(now_ms, &tz);
-    let role_users = role_users(config, p);
-    let listed: Vec<&User> = monitor.map_or_else(Vec::new, |m| m.notify.iter().filter_map(|e| user(config, e)).collect());
+    let role_users = if everyone { role_users(config, p) } else { Vec::new() };
+    let (listed_email, listed_sms) = listed.as_ref().map_or((false, false), |l| (l.email, l.sms));
+    let listed: Vec<&User> = listed.map_or_else(Vec::new, |l| l.users.iter().filter_map(|e| user(config, e)).collect());
     let texts = Texts::new(msg, &p.timezone);
     let kind = msg.kind;
 
@@ -71,7 +110,6 @@ pub fn build_notifications(
     for channel in p.channels.iter().filter_map(|name| config.channels.get(name)) {
         match channel.type_ {
             Medium::Email => {
-                let listed_email = monitor.is_some_and(|m| m.email);
                 let users = role_users.iter().filter(|u| u.notify.email).chain(listed.iter().filter(|_| listed_email));
                 let mut seen = HashSet::new();
                 for u in users {
@@ -81,7 +119,7 @@ pub fn build_notifications(
                         out.push(row(channel, Medium::Email, &u.email, &mail.subject, &mail.text, kind, status, reason));
                     }
                 }
-                for address in &channel.to {
+                for address in channel.to.iter().filter(|_| everyone) {
                     if seen.insert(address.to_ascii_lowercase()) {
                         let mail = texts.mail(Language::En);
                         let (status, reason) = status(None);
@@ -90,7 +128,6 @@ pub fn build_notifications(
                 }
             }
             Medium::Sms => {
-                let listed_sms = monitor.is_some_and(|m| m.sms);
                 let users = role_users.iter().filter(|u| u.notify.sms).chain(listed.iter().filter(|_| listed_sms));
                 let mut seen = HashSet::new();
                 for u in users {
@@ -101,7 +138,7 @@ pub fn build_notifications(
                         out.push(row(channel, Medium::Sms, phone, subject, texts.sms(u.language), kind, status, reason));
                     }
                 }
-                for number in &channel.to {
+                for number in channel.to.iter().filter(|_| everyone) {
                     let phone = normalize_phone(number).unwrap_or_else(|_| number.clone());
                     if seen.insert(phone.clone()) {
                         let (status, reason) = status(None);
@@ -110,11 +147,12 @@ pub fn build_notifications(
                     }
                 }
             }
-            Medium::Webhook => {
+            Medium::Webhook if everyone => {
                 let (status, reason) = status(None);
                 let subject = &texts.mail(Language::En).subject;
                 out.push(row(channel, Medium::Webhook, &channel.name, subject, &texts.json, kind, status, reason));
             }
+            Medium::Webhook => {}
         }
     }
     out

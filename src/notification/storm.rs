@@ -107,6 +107,9 @@ impl Digest {
             MessageKind::Escalated => "alerts escalated",
             MessageKind::Event => "events",
             MessageKind::Reminder => "reminders of firing alerts",
+            MessageKind::Escalation => "escalations of unacknowledged alerts",
+            MessageKind::Flapping => "flapping alerts",
+            MessageKind::Settled => "alerts settled after flapping",
         };
         let subject = format!("[watchkeeper] {} more {what} in {}", self.count, self.project);
         let unlisted = self.count - self.lines.len();

@@ -59,7 +59,8 @@ pub fn render(msg: &AlertMessage, language: Language, timezone: &str) -> Rendere
         }
         MessageKind::Event => {}
         // How long it has been firing.
-        MessageKind::Reminder => rows.push((w.duration, duration(msg.at_ms - msg.started_at_ms, language))),
+        MessageKind::Reminder | MessageKind::Escalation => rows.push((w.duration, duration(msg.at_ms - msg.started_at_ms, language))),
+        MessageKind::Flapping | MessageKind::Settled => rows.push((w.at, local_time(msg.at_ms, &tz, "%Y-%m-%d %H:%M:%S %Z"))),
     }
     if let Some(id) = msg.alert_id {
         rows.push((w.alert, format!("#{id}")));
@@ -92,6 +93,12 @@ pub fn render_sms(msg: &AlertMessage, language: Language, timezone: &str) -> Str
         (MessageKind::Resolved, Language::Ko) => "복구".to_string(),
         (MessageKind::Event, Language::Ko) => format!("이벤트({})", severity_word(msg.severity, language)),
         (MessageKind::Reminder, Language::Ko) => format!("지속({})", severity_word(msg.severity, language)),
+        (MessageKind::Escalation, Language::En) => format!("UNACKED {}", msg.severity.as_str().to_ascii_uppercase()),
+        (MessageKind::Escalation, Language::Ko) => format!("미확인({})", severity_word(msg.severity, language)),
+        (MessageKind::Flapping, Language::En) => "FLAPPING".to_string(),
+        (MessageKind::Flapping, Language::Ko) => "반복변동".to_string(),
+        (MessageKind::Settled, Language::En) => "SETTLED".to_string(),
+        (MessageKind::Settled, Language::Ko) => "안정".to_string(),
     };
     let head = format!("{PREFIX} {tag} {} ", target(msg));
     let when = match msg.kind {
@@ -100,7 +107,9 @@ pub fn render_sms(msg: &AlertMessage, language: Language, timezone: &str) -> Str
     };
     let tail = format!(" {}", local_time(when, &tz, "%H:%M"));
     let middle = match msg.kind {
-        MessageKind::Resolved | MessageKind::Reminder => format!("{} ({})", msg.what, duration(msg.at_ms - msg.started_at_ms, language)),
+        MessageKind::Resolved | MessageKind::Reminder | MessageKind::Escalation => {
+            format!("{} ({})", msg.what, duration(msg.at_ms - msg.started_at_ms, language))
+        }
         _ if msg.detail.is_empty() => msg.what.clone(),
         _ => format!("{}: {}", msg.what, msg.detail),
     };
@@ -189,6 +198,12 @@ fn headline(kind: MessageKind, severity: Severity, language: Language) -> String
         (MessageKind::Resolved, Language::Ko) => "복구".to_string(),
         (MessageKind::Event, Language::Ko) => format!("이벤트 ({s})"),
         (MessageKind::Reminder, Language::Ko) => format!("장애 지속 ({s})"),
+        (MessageKind::Escalation, Language::En) => format!("Unacknowledged ({s})"),
+        (MessageKind::Escalation, Language::Ko) => format!("미확인 장애 ({s})"),
+        (MessageKind::Flapping, Language::En) => "Flapping".to_string(),
+        (MessageKind::Flapping, Language::Ko) => "상태 반복 변동".to_string(),
+        (MessageKind::Settled, Language::En) => "Settled".to_string(),
+        (MessageKind::Settled, Language::Ko) => "상태 안정".to_string(),
     }
 }
 
@@ -205,6 +220,14 @@ fn sentence(kind: MessageKind, severity: Severity, language: Language) -> String
         (MessageKind::Resolved, Language::Ko) => "장애가 복구되었습니다".to_string(),
         (MessageKind::Event, Language::Ko) => format!("이벤트가 발생했습니다 ({s})"),
         (MessageKind::Reminder, Language::Ko) => format!("장애가 확인되지 않은 채 계속되고 있습니다 ({s})"),
+        (MessageKind::Escalation, Language::En) => format!("An alert nobody acknowledged is escalated to you ({s})"),
+        (MessageKind::Escalation, Language::Ko) => format!("아무도 확인하지 않은 장애가 전달되었습니다 ({s})"),
+        (MessageKind::Flapping, Language::En) => {
+            "An alert keeps changing state; its changes are not notified until it is stable".to_string()
+        }
+        (MessageKind::Flapping, Language::Ko) => "장애 상태가 계속 바뀌고 있어, 안정될 때까지 변동을 알리지 않습니다".to_string(),
+        (MessageKind::Settled, Language::En) => "A flapping alert is stable again".to_string(),
+        (MessageKind::Settled, Language::Ko) => "반복 변동하던 장애 상태가 안정되었습니다".to_string(),
     }
 }
 
@@ -218,6 +241,7 @@ struct Words {
     escalated: &'static str,
     resolved: &'static str,
     duration: &'static str,
+    at: &'static str,
     alert: &'static str,
     zone_note: &'static str,
 }
@@ -235,6 +259,7 @@ impl Words {
                 escalated: "Escalated",
                 resolved: "Resolved",
                 duration: "Duration",
+                at: "At",
                 alert: "Alert",
                 zone_note: "Times are in {tz}.",
             },
@@ -248,6 +273,7 @@ impl Words {
                 escalated: "상승 시각",
                 resolved: "복구 시각",
                 duration: "지속 시간",
+                at: "시각",
                 alert: "알림 번호",
                 zone_note: "시각은 {tz} 기준입니다.",
             },
