@@ -33,7 +33,7 @@
 //!   state, history and acknowledgements, outbox, host samples with their rollups, the replicas'
 //!   heartbeats; the lock that keeps a SQLite file to one serve.
 //! - [`report`] — daily, weekly and monthly reports from the stored samples and alert history,
-//!   in the project's days; as JSON, text tables and CSV.
+//!   in the project's days; as JSON, text tables and CSV; the daily report e-mail.
 //! - [`delivery`] — SMTP / SMS / webhook senders and the outbox worker.
 //! - [`collect`] — host metrics into serve: the group-committing `writer`, the `live` view of each
 //!   server's newest report, agents' assignments, the node_exporter `scrape`r.
@@ -45,7 +45,8 @@
 //!   serve's objects and firing alerts through its status API.
 //! - [`web`] — the dashboard pages on serve's listener: sign-in sessions, projects, the
 //!   compound eye, server pages, alert pages, port monitors with their disconnect logs,
-//!   availability timelines; read through [`api`]'s functions and scopes, and the one form (an
+//!   availability timelines, reports; read through [`api`]'s functions and scopes (reports
+//!   through [`report`], as the API builds them), and the one form (an
 //!   acknowledgement) written through the API's own function.
 //! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.
 //! - [`serve`] — the composition root: starts, wires and stops every task; this replica's
@@ -80,15 +81,15 @@
 //! | `alert` | `config`, `notification`, `protocol` |
 //! | `policy_test` | `alert`, `catalog`, `config`, `lint`, `notification`, `protocol` |
 //! | `store` | `alert`, `catalog`, `clock`, `errors`, `notification`, `protocol` |
-//! | `report` | `config`, `store` |
+//! | `report` | `clock`, `config`, `notification`, `store` |
 //! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store` |
 //! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
 //! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `notification`, `probe`, `protocol`, `store` |
 //! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
 //! | `plan` | `alert`, `api`, `config` |
-//! | `web` | `api`, `clock`, `config`, `store`, `token` |
+//! | `web` | `api`, `clock`, `config`, `report`, `store`, `token` |
 //! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |
-//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `notification`, `probe`, `reconcile`, `store`, `web` |
+//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `notification`, `probe`, `reconcile`, `report`, `store`, `web` |
 //! | `agent` | `catalog`, `clock`, `errors`, `metrics`, `probe`, `protocol` |
 
 /// `as_str`, `Display` and `FromStr` for an enum written as fixed words — in YAML, the

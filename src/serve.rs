@@ -1,6 +1,6 @@
 //! `watchkeeper serve`: open the store, start every task — source, reconciler (with the
-//! prober), alert engine, collector writer, outbox, status API, rollups and retention, this
-//! replica's heartbeat — wire them with channels, and on
+//! prober), alert engine, collector writer, outbox, daily report mails, status API, rollups and
+//! retention, this replica's heartbeat — wire them with channels, and on
 //! shutdown signal them all and wait for each.
 
 pub mod fds;
@@ -27,6 +27,7 @@ use crate::notification::storm::StormSettings;
 use crate::probe::Prober;
 use crate::reconcile::source::{self, SourceSpec};
 use crate::reconcile::{MassRemoval, Reconciler};
+use crate::report;
 use crate::store::{self, ProbeRetention, SampleRetention, Store};
 use crate::web::{self, WebState};
 use http::HttpLimits;
@@ -121,9 +122,11 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         Senders::new(),
         Arc::clone(&metrics),
         options.replica_id.clone(),
-        outbox_wake,
+        Arc::clone(&outbox_wake),
         cancel.clone(),
     ));
+
+    tasks.spawn(report::mail::run(store.clone(), config_rx.clone(), Arc::clone(&outbox_wake), cancel.clone()));
 
     let lease_ttl_ms = i64::try_from(options.lease_ttl.as_millis()).unwrap_or(i64::MAX);
     tasks.spawn(membership(store.clone(), Arc::clone(&metrics), options.replica_id, options.lease_ttl, cancel.clone()));

@@ -98,6 +98,7 @@ mod tests {
             channels: vec![],
             networks: vec![],
             daily_email: false,
+            daily_email_at: 8 * 60,
             repeat: None,
             escalation: vec![],
             flapping: Default::default(),

@@ -407,6 +407,23 @@ impl Ctx<'_> {
         steps
     }
 
+    /// `reports.at`: a time of day, 00:00 to 23:59; 08:00 when absent (or wrong, after the error).
+    fn daily_email_at(&mut self, doc: &Doc<raw::Project>, p: &raw::Project) -> u16 {
+        const DEFAULT: u16 = 8 * 60;
+        let Some(at) = p.reports.as_ref().and_then(|r| r.at.as_ref()) else { return DEFAULT };
+        match values::parse_clock(&at.value) {
+            Ok(minute) if minute < 24 * 60 => minute,
+            Ok(_) => {
+                self.diags.error("bad-time", doc.at(at), format!("`{}` is not a time of day: the latest is 23:59", at.value));
+                DEFAULT
+            }
+            Err(e) => {
+                self.diags.error("bad-time", doc.at(at), e);
+                DEFAULT
+            }
+        }
+    }
+
     fn port<T>(&mut self, doc: &Doc<T>, value: &Sp<i64>) -> Option<u16> {
         match u16::try_from(value.value) {
             Ok(p) if p >= 1 => Some(p),
@@ -809,6 +826,7 @@ impl Ctx<'_> {
         let repeat = self.repeat(doc, p.repeat.as_ref());
         let escalation = self.escalation(doc, config);
         let flapping = self.flapping(doc, p.flapping.as_ref()).unwrap_or_default();
+        let daily_email_at = self.daily_email_at(doc, p);
         config.projects.insert(
             p.name.value.clone(),
             Project {
@@ -822,6 +840,7 @@ impl Ctx<'_> {
                 channels: p.channels.iter().map(|c| c.value.clone()).collect(),
                 networks,
                 daily_email: p.reports.as_ref().is_some_and(|r| r.daily_email),
+                daily_email_at,
                 repeat,
                 escalation,
                 flapping,

@@ -84,6 +84,8 @@ pub struct Project {
     pub channels: Vec<String>,
     pub networks: Vec<Cidr>,
     pub daily_email: bool,
+    /// When the daily report is mailed: minutes after midnight in the project's timezone.
+    pub daily_email_at: u16,
     /// Reminders of a firing, unacknowledged alert; `None`: never.
     pub repeat: Option<Dur>,
     /// Who else hears of a firing, unacknowledged alert: `after` strictly increasing.

@@ -190,9 +190,12 @@ pub enum MemberRole {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reports {
-    /// Mail the daily report each morning to the project's admins.
+    /// Mail the previous day's report each morning to the group owner, the group's admins and
+    /// the project's admins.
     #[serde(default)]
     pub daily_email: bool,
+    /// When the daily report is mailed, `HH:MM` in the project's timezone; default 08:00.
+    pub at: Option<SpStr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Attachment, Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -21,6 +21,11 @@ use crate::config::{MissingEnv, expand_env, read_ca_file};
 use crate::errors::error_chain;
 use crate::notification::{Medium, slack_payload};
 use crate::store::OutboxRow;
+
+/// The type of a report's attachment.
+fn text_csv() -> ContentType {
+    ContentType::parse("text/csv; charset=utf-8").unwrap_or(ContentType::TEXT_PLAIN)
+}
 
 /// How long one network operation may take (connect, one SMTP command, one HTTP exchange).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -190,14 +195,28 @@ impl Senders {
         // A stable Message-ID per notification lets mail systems drop a duplicate should a
         // send be retried after the server accepted it but before we recorded that.
         let domain = from.email.domain().to_string();
-        let message = Message::builder()
+        let builder = Message::builder()
             .from(from)
             .to(to)
             .subject(row.subject.clone())
-            .message_id(Some(format!("<notification.{}.{}@{domain}>", row.id, row.created_ms)))
-            .header(ContentType::TEXT_PLAIN)
-            .body(row.body.clone())
-            .map_err(|e| SendError::Address { what: "message", value: format!("notification {}", row.id), reason: e.to_string() })?;
+            .message_id(Some(format!("<notification.{}.{}@{domain}>", row.id, row.created_ms)));
+        let built = match (&row.html, &row.attachment) {
+            (None, None) => builder.header(ContentType::TEXT_PLAIN).body(row.body.clone()),
+            (html, attachment) => {
+                // A report: the text and its HTML as alternatives, then the attachment.
+                let text = match html {
+                    Some(html) => MultiPart::alternative_plain_html(row.body.clone(), html.clone()),
+                    None => MultiPart::mixed().singlepart(SinglePart::plain(row.body.clone())),
+                };
+                let mut mixed = MultiPart::mixed().multipart(text);
+                if let Some((name, content)) = attachment {
+                    mixed = mixed.singlepart(Attachment::new(name.clone()).body(content.clone(), text_csv()));
+                }
+                builder.multipart(mixed)
+            }
+        };
+        let message =
+            built.map_err(|e| SendError::Address { what: "message", value: format!("notification {}", row.id), reason: e.to_string() })?;
 
         let transport = self.transport(&channel.name, key)?;
         let total = self.timeout * 3;

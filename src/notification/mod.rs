@@ -18,7 +18,8 @@ pub use templates::{Rendered, json_payload, render, render_sms, slack_payload};
 pub use crate::config::raw::ChannelType as Medium;
 use crate::config::raw::Severity;
 
-/// What happened to the alert a message is about.
+/// What happened to the alert a message is about — or, for [`MessageKind::Report`], that the
+/// message is a project's daily report rather than about an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {
@@ -37,6 +38,8 @@ pub enum MessageKind {
     Flapping,
     /// A flapping alert has been stable for its window: the state it settled in.
     Settled,
+    /// The daily report e-mail (no alert).
+    Report,
 }
 
 words!(MessageKind {
@@ -48,6 +51,7 @@ words!(MessageKind {
     Escalation => "escalation",
     Flapping => "flapping",
     Settled => "settled",
+    Report => "report",
 });
 
 /// Where a notification stands in the delivery log.

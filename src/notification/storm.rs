@@ -110,6 +110,7 @@ impl Digest {
             MessageKind::Escalation => "escalations of unacknowledged alerts",
             MessageKind::Flapping => "flapping alerts",
             MessageKind::Settled => "alerts settled after flapping",
+            MessageKind::Report => "daily reports",
         };
         let subject = format!("[watchkeeper] {} more {what} in {}", self.count, self.project);
         let unlisted = self.count - self.lines.len();

@@ -57,7 +57,7 @@ pub fn render(msg: &AlertMessage, language: Language, timezone: &str) -> Rendere
             rows.push((w.resolved, local_time(msg.at_ms, &tz, "%Y-%m-%d %H:%M:%S %Z")));
             rows.push((w.duration, duration(msg.at_ms - msg.started_at_ms, language)));
         }
-        MessageKind::Event => {}
+        MessageKind::Event | MessageKind::Report => {}
         // How long it has been firing.
         MessageKind::Reminder | MessageKind::Escalation => rows.push((w.duration, duration(msg.at_ms - msg.started_at_ms, language))),
         MessageKind::Flapping | MessageKind::Settled => rows.push((w.at, local_time(msg.at_ms, &tz, "%Y-%m-%d %H:%M:%S %Z"))),
@@ -99,6 +99,8 @@ pub fn render_sms(msg: &AlertMessage, language: Language, timezone: &str) -> Str
         (MessageKind::Flapping, Language::Ko) => "반복변동".to_string(),
         (MessageKind::Settled, Language::En) => "SETTLED".to_string(),
         (MessageKind::Settled, Language::Ko) => "안정".to_string(),
+        (MessageKind::Report, Language::En) => "REPORT".to_string(),
+        (MessageKind::Report, Language::Ko) => "보고서".to_string(),
     };
     let head = format!("{PREFIX} {tag} {} ", target(msg));
     let when = match msg.kind {
@@ -204,6 +206,8 @@ fn headline(kind: MessageKind, severity: Severity, language: Language) -> String
         (MessageKind::Flapping, Language::Ko) => "상태 반복 변동".to_string(),
         (MessageKind::Settled, Language::En) => "Settled".to_string(),
         (MessageKind::Settled, Language::Ko) => "상태 안정".to_string(),
+        (MessageKind::Report, Language::En) => "Daily report".to_string(),
+        (MessageKind::Report, Language::Ko) => "일일 보고서".to_string(),
     }
 }
 
@@ -228,6 +232,8 @@ fn sentence(kind: MessageKind, severity: Severity, language: Language) -> String
         (MessageKind::Flapping, Language::Ko) => "장애 상태가 계속 바뀌고 있어, 안정될 때까지 변동을 알리지 않습니다".to_string(),
         (MessageKind::Settled, Language::En) => "A flapping alert is stable again".to_string(),
         (MessageKind::Settled, Language::Ko) => "반복 변동하던 장애 상태가 안정되었습니다".to_string(),
+        (MessageKind::Report, Language::En) => "The daily report".to_string(),
+        (MessageKind::Report, Language::Ko) => "일일 보고서입니다".to_string(),
     }
 }
 

@@ -3,8 +3,10 @@
 //! computation behind `watchkeeper report`, the reports API and the daily e-mail.
 //!
 //! - [`build`] — a [`Report`] from the store, for a period and a kind;
-//! - [`render`] — the report as tables: text, CSV (RFC 4180, UTF-8 with a byte-order mark).
+//! - [`render`] — the report as tables: text, CSV (RFC 4180, UTF-8 with a byte-order mark);
+//! - [`mail`] — the daily report e-mail, queued once per project and day.
 
+pub mod mail;
 pub mod render;
 
 use std::collections::BTreeMap;

@@ -17,7 +17,8 @@ pub enum Cell {
 }
 
 impl Cell {
-    fn show(&self) -> String {
+    /// The value as every form writes it.
+    pub fn show(&self) -> String {
         match self {
             Cell::Text(text) => text.clone(),
             Cell::Number(Some(n)) => format!("{n:.2}"),
@@ -28,7 +29,8 @@ impl Cell {
         }
     }
 
-    fn right_aligned(&self) -> bool {
+    /// Whether the value is a number (right-aligned in tables).
+    pub fn right_aligned(&self) -> bool {
         matches!(self, Cell::Number(_) | Cell::Count(_))
     }
 }

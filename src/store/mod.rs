@@ -24,7 +24,7 @@ use sqlx::{Connection, PgConnection, Postgres, SqlSafeStr, Sqlite, Transaction};
 
 pub use self::alerts::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, FiringAlert, StoredInstance};
 pub use self::lock::{SqliteClaim, claim_sqlite, sqlite_file};
-pub use self::outbox::{Attempt, DeliveryOutcome, OutboxRow, SentCount};
+pub use self::outbox::{Attempt, DeliveryOutcome, OutboxRow, ReportMail, SentCount};
 pub use self::probes::{LatencySummary, ProbeBucket, ProbeDay, ProbeLatency, ProbeRecord, ProbeRetention};
 pub use self::replicas::{DEFAULT_LEASE_TTL_MS, ReplicaRow};
 pub use self::revisions::RevisionRecord;
@@ -100,6 +100,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "probe_rollups", include_str!("migrations/sqlite/0006_probe_rollups.sql")),
     (7, "held_revisions", include_str!("migrations/sqlite/0007_held_revisions.sql")),
     (8, "replicas", include_str!("migrations/sqlite/0008_replicas.sql")),
+    (9, "daily_reports", include_str!("migrations/sqlite/0009_daily_reports.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -110,6 +111,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "probe_rollups", include_str!("migrations/postgres/0006_probe_rollups.sql")),
     (7, "held_revisions", include_str!("migrations/postgres/0007_held_revisions.sql")),
     (8, "replicas", include_str!("migrations/postgres/0008_replicas.sql")),
+    (9, "daily_reports", include_str!("migrations/postgres/0009_daily_reports.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

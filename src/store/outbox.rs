@@ -12,7 +12,7 @@ use crate::notification::{DeliveryStatus, Medium, MessageKind, NewNotification};
 // The column list shared by several queries (a macro, so `concat!` can splice it into SQL text).
 macro_rules! outbox_columns {
     () => {
-        "id, alert_id, channel, medium, recipient, subject, body, kind, status, reason, attempts, next_attempt_ms, last_error, created_ms, sent_ms"
+        "id, alert_id, channel, medium, recipient, subject, body, kind, status, reason, attempts, next_attempt_ms, last_error, created_ms, sent_ms, html, attachment_name, attachment"
     };
 }
 
@@ -52,6 +52,22 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_ms: i64,
     pub sent_ms: Option<i64>,
+    /// A report mail's HTML part (the body is then its plain-text part).
+    #[serde(skip)]
+    pub html: Option<String>,
+    /// A report mail's attachment: file name and text.
+    #[serde(skip)]
+    pub attachment: Option<(String, String)>,
+}
+
+/// A report e-mail to queue: the notification (its body the plain-text part), the same in
+/// HTML, and the report as a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportMail {
+    pub notification: NewNotification,
+    pub html: String,
+    pub attachment_name: String,
+    pub attachment: String,
 }
 
 /// One try to send one notification.
@@ -195,6 +211,51 @@ impl Store {
         })
     }
 
+    /// Whether the daily report of `project` for `day` (YYYY-MM-DD) was queued already.
+    pub async fn daily_report_queued(&self, project: &str, day: &str) -> Result<bool> {
+        const QUEUED: &str = "SELECT COUNT(*) AS n FROM daily_reports WHERE project = $1 AND day = $2";
+        on_pool!(self, pool => Ok(sqlx::query(QUEUED).bind(project).bind(day).fetch_one(pool).await?.col::<i64>("n")? > 0))
+    }
+
+    /// Queue the daily report of `project` for `day` (YYYY-MM-DD): claim the day and write
+    /// `mails` to the outbox in one transaction. A day claimed before (by an earlier run, or
+    /// by another replica at the same moment) queues nothing and returns false.
+    pub async fn queue_daily_report(&self, project: &str, day: &str, mails: &[ReportMail], now_ms: i64) -> Result<bool> {
+        const CLAIM: &str =
+            "INSERT INTO daily_reports (project, day, created_ms) VALUES ($1, $2, $3) ON CONFLICT (project, day) DO NOTHING";
+        const ENQUEUE: &str = "INSERT INTO outbox
+                (alert_id, channel, medium, recipient, subject, body, kind, status, reason, attempts, next_attempt_ms, created_ms,
+                 html, attachment_name, attachment)
+            VALUES (NULL, $1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10, $11, $12)";
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if sqlx::query(CLAIM).bind(project).bind(day).bind(now_ms).execute(&mut *tx).await?.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            for mail in mails {
+                let n = &mail.notification;
+                sqlx::query(ENQUEUE)
+                    .bind(&n.channel)
+                    .bind(n.medium.as_str())
+                    .bind(&n.recipient)
+                    .bind(&n.subject)
+                    .bind(&n.body)
+                    .bind(n.kind.as_str())
+                    .bind(n.status.as_str())
+                    .bind(&n.reason)
+                    .bind(now_ms)
+                    .bind(&mail.html)
+                    .bind(&mail.attachment_name)
+                    .bind(&mail.attachment)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(true)
+    }
+
     /// Notifications not yet sent or failed.
     pub async fn outbox_depth(&self) -> Result<i64> {
         on_pool!(self, pool => {
@@ -236,6 +297,11 @@ fn outbox(row: &impl Columns) -> Result<OutboxRow> {
         last_error: row.col("last_error")?,
         created_ms: row.col("created_ms")?,
         sent_ms: row.col("sent_ms")?,
+        html: row.col("html")?,
+        attachment: match (row.col::<Option<String>>("attachment_name")?, row.col::<Option<String>>("attachment")?) {
+            (Some(name), Some(text)) => Some((name, text)),
+            _ => None,
+        },
     })
 }
 

@@ -13,7 +13,7 @@ const NAV: &[(&str, &str)] = &[("/", "Projects"), ("/eye", "All servers")];
 
 /// A project's own pages, under `/p/{project}`: (path suffix, label).
 const PROJECT_NAV: &[(&str, &str)] =
-    &[("", "Compound eye"), ("/alerts", "Alerts"), ("/ports", "Port monitors"), ("/availability", "Availability")];
+    &[("", "Compound eye"), ("/alerts", "Alerts"), ("/ports", "Port monitors"), ("/availability", "Availability"), ("/reports", "Reports")];
 
 /// Where a page sits, to mark its navigation entries.
 pub enum Place<'a> {

@@ -1,12 +1,12 @@
 //! The web dashboard `serve` shows on its own listener, next to the status API: sign-in with an
 //! API token, the projects, the compound eye, the server pages, the alert pages, the port
-//! monitors with their disconnect logs, and availability timelines. Read-only with the API's
+//! monitors with their disconnect logs, availability timelines and the reports. Read-only with the API's
 //! token scopes — every page reads through the same functions of [`crate::api`] the JSON
 //! endpoints use — but for one form: an acknowledgement note on a firing alert, made by the
 //! API's own function and guarded against other sites' posts ([`Signed::form_allowed`]).
 //!
 //! HTML is rendered here (maud), charts and timelines are SVG drawn here ([`svg`]); the one script
-//! (`assets/app.js`) only refreshes the compound eye and shows the numbers on hover. Every
+//! (`assets/app.js`) only refreshes the compound eye, shows the numbers on hover and prints. Every
 //! answer carries a Content-Security-Policy that allows no inline script.
 
 mod alerts;
@@ -15,6 +15,7 @@ mod eye;
 mod html;
 mod pages;
 mod ports;
+mod reports;
 mod server;
 mod session;
 mod svg;
@@ -89,6 +90,8 @@ pub fn router(state: WebState) -> Router {
         .route("/p/{project}/ports", get(ports::list))
         .route("/p/{project}/ports/{monitor}", get(ports::monitor))
         .route("/p/{project}/availability", get(availability::page_of))
+        .route("/p/{project}/reports", get(reports::page_of))
+        .route("/p/{project}/reports.csv", get(reports::csv_of))
         .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
         .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))))
         .fallback(fallback)

@@ -24,6 +24,8 @@ mod policy_tests;
 mod probe_store;
 mod reconcile_dir;
 mod replicas;
+mod report_mail;
+mod report_pages;
 mod reports;
 mod samples;
 mod scrape;

@@ -90,6 +90,8 @@ fn row(channel: &str, medium: Medium, recipient: &str, subject: &str, body: &str
         last_error: None,
         created_ms: 1234,
         sent_ms: None,
+        html: None,
+        attachment: None,
     }
 }
 

@@ -37,7 +37,7 @@ fn day_end() -> i64 {
     at("2026-03-29T22:00:00Z")
 }
 /// After everything written: the reports are complete.
-fn later() -> i64 {
+pub(crate) fn later() -> i64 {
     at("2026-04-05T12:00:00Z")
 }
 
@@ -367,7 +367,7 @@ fn report_command_errors_are_clear() {
 // ---- the API ----
 
 /// The fixture tree with API tokens: alice (an admin of shop) and eve (in no project).
-fn tree_with_tokens(root: &Path, alice: &str, eve: &str) {
+pub(crate) fn tree_with_tokens(root: &Path, alice: &str, eve: &str) {
     let sha = watchkeeper::token::sha256_hex;
     let text = std::fs::read_to_string(fixture().join("tree.yaml")).unwrap().replace(
         "email: alice@example.com\nname: Alice Kim\n",

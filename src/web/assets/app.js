@@ -1,6 +1,12 @@
 // watchkeeper dashboard: refreshes the compound eye every 5 s and shows a cell's numbers on
-// hover and keyboard focus. Everything else is plain HTML from serve.
+// hover and keyboard focus; a report's Print button prints. Everything else is plain HTML from
+// serve.
 "use strict";
+(function () {
+  for (const button of document.querySelectorAll("button[data-print]")) {
+    button.addEventListener("click", function () { window.print(); });
+  }
+})();
 (function () {
   // A server page's live charts: redrawn by serve every 5 s.
   const charts = document.getElementById("charts");

@@ -36,7 +36,12 @@ pub struct Mail {
     pub subject: String,
     pub message_id: String,
     pub content_type: String,
+    /// The plain-text part (the whole body of a single-part message).
     pub body: String,
+    /// The HTML part of a multipart message.
+    pub html: Option<String>,
+    /// File name and text of each attachment.
+    pub attachments: Vec<(String, String)>,
 }
 
 impl SmtpServer {
@@ -164,7 +169,9 @@ with open(sys.argv[1], "rb") as f:
 print(json.dumps({
     "from": str(m["From"]), "to": str(m["To"]), "subject": str(m["Subject"]),
     "message_id": str(m["Message-ID"]), "content_type": m.get_content_type(),
-    "body": m.get_content(),
+    "body": m.get_body(preferencelist=("plain",)).get_content(),
+    "html": (lambda part: part.get_content() if part is not None else None)(m.get_body(preferencelist=("html",))),
+    "attachments": [[a.get_filename(), a.get_content()] for a in m.iter_attachments()],
 }))
 "#;
     let out = Command::new(python()).args(["-c", SCRIPT]).arg(path).output().expect("run python");

@@ -1,0 +1,249 @@
+//! The daily report e-mail: once a project's `reports.at` has passed in its timezone, the
+//! previous day's summary goes to the group owner, the group's admins and the project's admins,
+//! each in their language, as text and HTML with the CSV attached — queued through the outbox
+//! once per project and day, however often serve restarts (the day is claimed in the same
+//! transaction as the outbox rows).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::render;
+use super::{Kind, Period, Report, Request, Result, build, timezone};
+use crate::clock::now_ms;
+use crate::config::model::{Config, Project, User};
+use crate::config::raw::{Language, MemberRole};
+use crate::notification::{DeliveryStatus, Medium, MessageKind, NewNotification};
+use crate::store::{ReportMail, Store};
+
+/// How often serve looks whether a project's report is due (and at once when the tree changes).
+const CHECK_EVERY: Duration = Duration::from_secs(20);
+
+/// The day whose report is due at `now_ms`: yesterday, once today's `reports.at` has passed in
+/// the project's timezone; `None` before that.
+pub fn due_day(project: &Project, now_ms: i64) -> Result<Option<Date>> {
+    let now = Timestamp::from_millisecond(now_ms).unwrap_or(Timestamp::UNIX_EPOCH).to_zoned(timezone(project)?);
+    let minute = now.hour() as u16 * 60 + now.minute() as u16;
+    Ok(if minute < project.daily_email_at { None } else { now.date().yesterday().ok() })
+}
+
+/// Who gets the daily report: the group's owner and admins, then the project's admins, each
+/// once; users who turned e-mail off (`notify.email: false`) are left out.
+pub fn recipients<'a>(config: &'a Config, project: &Project) -> Vec<&'a User> {
+    let mut emails: Vec<&str> = Vec::new();
+    if let Some(group) = project.group.as_ref().and_then(|g| config.groups.get(g)) {
+        emails.push(&group.owner);
+        emails.extend(group.admins.iter().map(String::as_str));
+    }
+    emails.extend(project.members.iter().filter(|m| m.role == MemberRole::Admin).map(|m| m.user.as_str()));
+    let mut seen = HashSet::new();
+    emails
+        .into_iter()
+        .filter_map(|email| config.users.get(&email.to_ascii_lowercase()))
+        .filter(|u| u.notify.email && seen.insert(u.email.to_ascii_lowercase()))
+        .collect()
+}
+
+/// The report's mails, one per recipient, through the project's first e-mail channel (none
+/// without one).
+pub fn mails(config: &Config, project: &Project, report: &Report) -> Vec<ReportMail> {
+    let Some(channel) = project.channels.iter().filter_map(|name| config.channels.get(name)).find(|c| c.type_ == Medium::Email) else {
+        return Vec::new();
+    };
+    let (csv, file_name, tables) = (render::to_csv(report), render::csv_file_name(report), render::to_text(report));
+    recipients(config, project)
+        .into_iter()
+        .map(|user| {
+            let words = Words::of(user.language);
+            ReportMail {
+                notification: NewNotification {
+                    channel: channel.name.clone(),
+                    medium: Medium::Email,
+                    recipient: user.email.clone(),
+                    subject: (words.subject)(report),
+                    body: format!("{}\n\n{tables}\n-- \nwatchkeeper\n", (words.intro)(report)),
+                    kind: MessageKind::Report,
+                    status: DeliveryStatus::Pending,
+                    reason: None,
+                },
+                html: html(report, &words),
+                attachment_name: file_name.clone(),
+                attachment: csv.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The texts of a report mail in one language.
+struct Words {
+    language: Language,
+    subject: fn(&Report) -> String,
+    intro: fn(&Report) -> String,
+}
+
+impl Words {
+    fn of(language: Language) -> Words {
+        match language {
+            Language::En => Words {
+                language,
+                subject: |r| format!("[watchkeeper] Daily report of {}, {}", r.project, r.date),
+                intro: |r| {
+                    format!(
+                        "The daily report of {} for {} (from {} to {}, {}). The attached CSV file holds the same tables.",
+                        r.project, r.date, r.from, r.to, r.timezone
+                    )
+                },
+            },
+            Language::Ko => Words {
+                language,
+                subject: |r| format!("[watchkeeper] {} 일일 보고서, {}", r.project, r.date),
+                intro: |r| {
+                    format!(
+                        "{} 프로젝트의 {} 일일 보고서입니다 ({} ~ {}, {}). 첨부한 CSV 파일에 같은 표가 있습니다.",
+                        r.project, r.date, r.from, r.to, r.timezone
+                    )
+                },
+            },
+        }
+    }
+
+    /// A table's or column's heading.
+    fn label(&self, word: &'static str) -> &'static str {
+        let (en, ko) = match word {
+            "summary" => ("Summary", "요약"),
+            "servers" => ("Servers", "서버"),
+            "alerts" => ("Alerts", "알림"),
+            "figure" => ("", "항목"),
+            "count" => ("Count", "수"),
+            "previous" => ("Day before", "전날"),
+            "change" => ("Change", "변화"),
+            "change_pct" => ("Change %", "변화율 %"),
+            "server" => ("Server", "서버"),
+            "paused" => ("Paused", "일시 정지"),
+            "cpu_avg" => ("CPU avg %", "CPU 평균 %"),
+            "memory_avg" => ("Memory avg %", "메모리 평균 %"),
+            "time" => ("Time", "시각"),
+            "severity" => ("Severity", "심각도"),
+            "description" => ("Description", "내용"),
+            "cpu" => ("CPU %", "CPU %"),
+            "memory" => ("Memory %", "메모리 %"),
+            "disk" => ("Disk %", "디스크 %"),
+            "network_in_bps" => ("In bit/s", "수신 bit/s"),
+            "network_out_bps" => ("Out bit/s", "송신 bit/s"),
+            other => (other, other),
+        };
+        match self.language {
+            Language::En => en,
+            Language::Ko => ko,
+        }
+    }
+}
+
+/// `&`, `<`, `>` and `"` as HTML writes them.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The HTML part: the intro, then each table with its headings in the recipient's language.
+fn html(report: &Report, words: &Words) -> String {
+    let lang = match words.language {
+        Language::En => "en",
+        Language::Ko => "ko",
+    };
+    let subject = escape(&(words.subject)(report));
+    let mut out = format!(
+        "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>{subject}</title></head>\n<body style=\"font-family:sans-serif\">\n<p>{}</p>\n",
+        escape(&(words.intro)(report))
+    );
+    for table in render::tables(report) {
+        let _ = write!(
+            out,
+            "<h2>{}</h2>\n<table cellpadding=\"4\" style=\"border-collapse:collapse\" border=\"1\">\n<tr>",
+            words.label(table.name)
+        );
+        for column in table.columns {
+            let _ = write!(out, "<th>{}</th>", escape(words.label(column)));
+        }
+        out.push_str("</tr>\n");
+        if table.rows.is_empty() {
+            let _ = writeln!(out, "<tr><td colspan=\"{}\">—</td></tr>", table.columns.len());
+        }
+        for row in &table.rows {
+            out.push_str("<tr>");
+            for cell in row {
+                let align = if cell.right_aligned() { " style=\"text-align:right\"" } else { "" };
+                let _ = write!(out, "<td{align}>{}</td>", escape(&cell.show()));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n");
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+/// Queue `project`'s daily report when it is due and was not queued before. Returns whether
+/// this call queued it.
+async fn queue_if_due(store: &Store, config: &Config, project: &Project, now_ms: i64, told: &mut HashSet<(String, Date)>) -> Result<bool> {
+    let Some(day) = due_day(project, now_ms)? else { return Ok(false) };
+    let day_text = day.to_string();
+    let first_look = told.insert((project.name.clone(), day));
+    if store.daily_report_queued(&project.name, &day_text).await? {
+        if first_look {
+            tracing::info!(project = %project.name, day = %day_text, "the daily report of this day was queued before; not again");
+        }
+        return Ok(false);
+    }
+    let report = build(store, Request { project, period: Period::Daily, kind: Kind::Summary, date: Some(day), now_ms }).await?;
+    let mails = mails(config, project, &report);
+    if !store.queue_daily_report(&project.name, &day_text, &mails, now_ms).await? {
+        return Ok(false);
+    }
+    if mails.is_empty() {
+        tracing::warn!(project = %project.name, day = %day_text,
+            "the daily report has nobody to go to: the project needs an e-mail channel and an owner or admin with e-mail on");
+    } else {
+        tracing::info!(project = %project.name, day = %day_text, recipients = mails.len(), "queued the daily report");
+    }
+    Ok(true)
+}
+
+/// Serve's task: look every [`CHECK_EVERY`] (and whenever the tree changes) which projects'
+/// daily reports are due, queue each once and wake the outbox worker, until `cancel` fires.
+pub async fn run(store: Store, mut config: watch::Receiver<Arc<Config>>, outbox_wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    let mut told = HashSet::new();
+    let mut config_open = true;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+            changed = config.changed(), if config_open => config_open = changed.is_ok(),
+        }
+        let current = Arc::clone(&config.borrow_and_update());
+        let now = now_ms();
+        for project in current.projects.values().filter(|p| p.daily_email) {
+            match queue_if_due(&store, &current, project, now, &mut told).await {
+                Ok(true) => outbox_wake.notify_one(),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(project = %project.name, error = %e, "cannot queue the daily report; will try again"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escapes_what_it_shows() {
+        assert_eq!(escape("<b>\"a\" & b</b>"), "&lt;b&gt;&quot;a&quot; &amp; b&lt;/b&gt;");
+    }
+}

@@ -1,0 +1,220 @@
+//! A project's reports page: the daily, weekly or monthly report as tables, with the period,
+//! kind and first day to choose, the period before and after, the CSV to download and a print
+//! layout. The figures come from [`crate::report`] as the API's and the CLI's do, and the CSV
+//! is the same text.
+//!
+//! `GET /p/{project}/reports?period=daily|weekly|monthly&kind=summary|disk|app&date=YYYY-MM-DD`
+//! (defaults: daily, summary, the last complete period); `GET /p/{project}/reports.csv?…` the
+//! same report as a CSV download.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::ToSpan;
+use jiff::civil::Date;
+use maud::{Markup, html};
+
+use super::html::{self, Place, layout};
+use super::pages::failed;
+use super::{Signed, WebState, page};
+use crate::api::ApiError;
+use crate::clock::now_ms;
+use crate::config::model::Project;
+use crate::report::{self, Kind, Period, Report, ReportError, Request, render};
+
+/// The page's query, checked.
+#[derive(Debug)]
+struct View {
+    period: Period,
+    kind: Kind,
+    /// `None`: the last complete period.
+    date: Option<Date>,
+}
+
+impl View {
+    fn parse(query: &HashMap<String, String>) -> Result<View, String> {
+        for name in query.keys() {
+            if !["period", "kind", "date"].contains(&name.as_str()) {
+                return Err(format!("unknown query parameter `{name}` (expected period, kind, date)"));
+            }
+        }
+        let word = |name: &str| query.get(name).map(String::as_str).filter(|w| !w.is_empty());
+        let period = match word("period") {
+            None => Period::Daily,
+            Some(w) => w.parse().map_err(|_| format!("invalid `period`: `{w}` is not one of daily, weekly, monthly"))?,
+        };
+        let kind = match word("kind") {
+            None => Kind::Summary,
+            Some(w) => w.parse().map_err(|_| format!("invalid `kind`: `{w}` is not one of summary, disk, app"))?,
+        };
+        let date = word("date").map(report::parse_date).transpose().map_err(|e| format!("invalid `date`: {e}"))?;
+        Ok(View { period, kind, date })
+    }
+}
+
+fn href(project: &str, csv: bool, period: Period, kind: Kind, date: Date) -> String {
+    let path = if csv { "reports.csv" } else { "reports" };
+    format!("/p/{project}/{path}?period={period}&kind={kind}&date={date}")
+}
+
+/// The first day of the period before (`-1`) or after (`1`) the one starting on `date`.
+fn step(period: Period, date: Date, by: i64) -> Option<Date> {
+    match period {
+        Period::Daily => date.checked_add(by.days()),
+        Period::Weekly => date.checked_add((7 * by).days()),
+        Period::Monthly => date.checked_add(by.months()),
+    }
+    .ok()
+}
+
+fn bad(message: String, signed: &Signed, p: &Project) -> Response {
+    let body = html! { section { h1 { "Bad request" } p.error role="alert" { (message) } p { a href={ "/p/" (p.name) "/reports" } { "Back to the reports" } } } };
+    page(StatusCode::BAD_REQUEST, layout("Bad request", Some(signed), Some(&Place::Project(p, "/reports")), body))
+}
+
+/// The project (in the caller's scope) and the report the query asks for, or the page saying
+/// why not (another team's project is not found).
+async fn build<'s>(
+    state: &WebState,
+    signed: &'s Signed,
+    project: &str,
+    query: &HashMap<String, String>,
+) -> Result<(&'s Project, Report), Response> {
+    let Ok((p, _)) = signed.access.project(project) else { return Err(html::not_found(Some(signed))) };
+    let view = View::parse(query).map_err(|message| bad(message, signed, p))?;
+    let request = Request { project: p, period: view.period, kind: view.kind, date: view.date, now_ms: now_ms() };
+    report::build(&state.api.store, request)
+        .await
+        .map_err(|e| match e {
+            ReportError::Store(e) => failed(ApiError::from(e), signed),
+            other => bad(format!("invalid `date`: {other}"), signed, p),
+        })
+        .map(|built| (p, built))
+}
+
+/// `GET /p/{project}/reports`.
+pub async fn page_of(
+    State(state): State<WebState>,
+    signed: Signed,
+    Path(project): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match build(&state, &signed, &project, &query).await {
+        Ok((p, built)) => page(StatusCode::OK, layout("Reports", Some(&signed), Some(&Place::Project(p, "/reports")), body(p, &built))),
+        Err(response) => response,
+    }
+}
+
+/// `GET /p/{project}/reports.csv`: the CSV the API and `watchkeeper report --format csv` give.
+pub async fn csv_of(
+    State(state): State<WebState>,
+    signed: Signed,
+    Path(project): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    match build(&state, &signed, &project, &query).await {
+        Ok((_, built)) => {
+            let disposition = format!("attachment; filename=\"{}\"", render::csv_file_name(&built));
+            (
+                [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
+                render::to_csv(&built),
+            )
+                .into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+fn period_label(period: Period) -> (&'static str, &'static str) {
+    match period {
+        Period::Daily => ("Daily", "day"),
+        Period::Weekly => ("Weekly", "week"),
+        Period::Monthly => ("Monthly", "month"),
+    }
+}
+
+fn kind_label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Summary => "Summary",
+        Kind::Disk => "Disk",
+        Kind::App => "Application detail",
+    }
+}
+
+fn body(p: &Project, built: &Report) -> Markup {
+    let Ok(date) = built.date.parse::<Date>() else { return html! {} };
+    let today = jiff::Timestamp::from_millisecond(now_ms())
+        .ok()
+        .zip(report::timezone(p).ok())
+        .map(|(now, tz)| now.to_zoned(tz).date())
+        .unwrap_or(date);
+    let (period, kind) = (built.period, built.kind);
+    let unit = period_label(period).1;
+    let previous = step(period, date, -1);
+    let next = step(period, date, 1).filter(|next| *next <= today);
+    html! {
+        section.report {
+            form.report-controls method="get" action={ "/p/" (p.name) "/reports" } {
+                label { "Period " select name="period" {
+                    @for each in Period::ALL { option value=(each.as_str()) selected[*each == period] { (period_label(*each).0) } }
+                } }
+                label { "Kind " select name="kind" {
+                    @for each in Kind::ALL { option value=(each.as_str()) selected[*each == kind] { (kind_label(*each)) } }
+                } }
+                label { "From " input type="date" name="date" value=(built.date) max=(today.to_string()); }
+                button type="submit" { "Show" }
+            }
+            nav.report-nav aria-label="Periods" {
+                @if let Some(previous) = previous { a rel="prev" href=(href(&p.name, false, period, kind, previous)) { "← Previous " (unit) } }
+                @if let Some(next) = next { a rel="next" href=(href(&p.name, false, period, kind, next)) { "Next " (unit) " →" } }
+                a.csv href=(href(&p.name, true, period, kind, date)) download { "Export CSV" }
+                button.print type="button" data-print { "Print" }
+            }
+            h1 { (period_label(period).0) " report · " (kind_label(kind)) " · " (p.name) }
+            p.period {
+                (built.from) " – " (built.to) " (" (built.timezone) ")"
+                @if !built.complete { " · " strong { "the period is not over yet" } }
+            }
+            @for table in render::tables(built) {
+                h2 { (table.name) }
+                table.report {
+                    thead { tr { @for column in table.columns { th { (column) } } } }
+                    tbody {
+                        @if table.rows.is_empty() { tr { td colspan=(table.columns.len()) { "None" } } }
+                        @for row in &table.rows {
+                            tr { @for cell in row { td.num[cell.right_aligned()] { (cell.show()) } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(text: &str) -> Date {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn periods_step_by_their_length() {
+        assert_eq!(step(Period::Daily, d("2026-03-01"), -1), Some(d("2026-02-28")));
+        assert_eq!(step(Period::Weekly, d("2026-03-02"), 1), Some(d("2026-03-09")));
+        assert_eq!(step(Period::Monthly, d("2026-01-31"), 1), Some(d("2026-02-28")));
+    }
+
+    #[test]
+    fn the_query_is_checked() {
+        let query = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let view = View::parse(&query(&[("period", "monthly"), ("kind", "disk"), ("date", "2026-03-01")])).unwrap();
+        assert_eq!((view.period, view.kind, view.date), (Period::Monthly, Kind::Disk, Some(d("2026-03-01"))));
+        assert!(View::parse(&query(&[("period", "yearly")])).unwrap_err().contains("daily, weekly, monthly"));
+        assert!(View::parse(&query(&[("date", "03/01/2026")])).unwrap_err().contains("YYYY-MM-DD"));
+        assert!(View::parse(&query(&[("sort", "cpu")])).unwrap_err().contains("unknown query parameter"));
+    }
+}

@@ -1,0 +1,131 @@
+//! The daily report e-mail end to end: the real serve binary mails the previous day's report
+//! to aiosmtpd — to the group owner, the group's admins and the project's admins, each in their
+//! language, as text and HTML with the CSV attached — once, whether its time comes while serve
+//! runs or passed while it was down, and not again after a restart.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::support::serve::{OPERATOR, Serve};
+use crate::support::smtp::{Mail, SmtpServer};
+
+/// A fixed-offset timezone in which it is about noon now, and the local time there: far from
+/// midnight, so "yesterday" does not change while a test runs.
+fn noon_zone() -> (String, jiff::Zoned) {
+    let now = Timestamp::now();
+    let utc_hour = i32::from(now.to_zoned(jiff::tz::TimeZone::UTC).hour());
+    let offset = 12 - utc_hour;
+    // IANA's Etc zones have the sign inverted: Etc/GMT-3 is UTC+3.
+    let zone = match offset {
+        0 => "UTC".to_string(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    };
+    let local = now.to_zoned(jiff::tz::TimeZone::get(&zone).unwrap());
+    (zone, local)
+}
+
+/// A tree: the group `ops` (owner Alice, Korean; admin Bob) holding project `shop` (admin
+/// Carol; plain user Dave, who gets no report) with the report mailed at `at`.
+fn write_tree(dir: &Path, smtp_port: u16, zone: &str, at: &str) {
+    let operator = watchkeeper::token::sha256_hex(OPERATOR);
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("tree.yaml"),
+        format!(
+            "kind: User\nemail: alice@example.com\nname: Alice Kim\nlanguage: ko\ntoken_sha256: {operator}\n---\n\
+             kind: User\nemail: bob@example.com\nname: Bob Lee\n---\n\
+             kind: User\nemail: carol@example.com\nname: Carol Park\n---\n\
+             kind: User\nemail: dave@example.com\nname: Dave Choi\n---\n\
+             kind: Group\nname: ops\nowner: alice@example.com\nadmins: [bob@example.com]\n---\n\
+             kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {smtp_port}, tls: none }}\nfrom: \"wk <reports@example.com>\"\n---\n\
+             kind: Project\nname: shop\ngroup: ops\ntimezone: {zone}\nchannels: [mail]\n\
+             members: [{{ user: carol@example.com, role: admin }}, {{ user: dave@example.com, role: user }}]\n\
+             reports: {{ daily_email: true, at: \"{at}\" }}\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn args(work: &Path) -> Vec<String> {
+    vec!["--config".into(), work.join("tree").display().to_string(), "--db".into(), format!("sqlite://{}", work.join("wk.db").display())]
+}
+
+/// One mail per recipient, each with the day's report in its language and the CSV attached.
+fn check_mails(mails: &[Mail], yesterday: &str) {
+    let mut to: Vec<&str> = mails.iter().map(|m| m.to.as_str()).collect();
+    to.sort();
+    assert_eq!(to, ["alice@example.com", "bob@example.com", "carol@example.com"], "owner, group admin, project admin; not the plain user");
+    for mail in mails {
+        let korean = mail.to == "alice@example.com";
+        let subject = if korean {
+            format!("[watchkeeper] shop 일일 보고서, {yesterday}")
+        } else {
+            format!("[watchkeeper] Daily report of shop, {yesterday}")
+        };
+        assert_eq!(mail.subject, subject);
+        assert_eq!(mail.content_type, "multipart/mixed", "{mail:#?}");
+        let intro = if korean { "shop 프로젝트의" } else { "The daily report of shop" };
+        assert!(mail.body.contains(intro) && mail.body.contains("Daily report (summary) of shop"), "the text part: {}", mail.body);
+        let html = mail.html.as_deref().unwrap_or_else(|| panic!("an HTML part: {mail:#?}"));
+        assert!(html.contains(if korean { "<th>CPU 평균 %</th>" } else { "<th>CPU avg %</th>" }), "{html}");
+        let [(name, csv)] = mail.attachments.as_slice() else { panic!("one attachment: {mail:#?}") };
+        assert_eq!(name, &format!("shop-daily-{yesterday}.csv"));
+        assert!(csv.starts_with("\u{feff}figure,count,previous,change,change_pct"), "{csv:?}");
+    }
+}
+
+#[test]
+fn the_daily_report_is_mailed_once_when_its_time_comes_and_not_again_after_a_restart() {
+    crate::support::install_crypto();
+    let smtp = SmtpServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (zone, local) = noon_zone();
+    // The next minute: serve starts before the report's time and mails it once that passes.
+    let next = local.checked_add(jiff::SignedDuration::from_mins(1)).unwrap();
+    write_tree(&work.join("tree"), smtp.port, &zone, &next.strftime("%H:%M").to_string());
+    let yesterday = local.date().yesterday().unwrap().to_string();
+
+    let serve = Serve::start(&args(work), &[], &work.join("serve.log"));
+    let mails = smtp.wait_for(3, Duration::from_secs(180));
+    check_mails(&mails, &yesterday);
+
+    restart_mails_nothing(serve, work, &smtp);
+}
+
+/// Stop serve once its mails are recorded as sent, start it again later that morning: it finds
+/// the day queued and mails nothing.
+fn restart_mails_nothing(mut serve: Serve, work: &Path, smtp: &SmtpServer) {
+    serve.wait_until("every mail is recorded as sent", Duration::from_secs(60), || serve.metric("watchkeeper_outbox_depth") == Some(0.0));
+    serve.terminate();
+    drop(serve);
+    let serve = Serve::start(&args(work), &[], &work.join("serve-again.log"));
+    serve.wait_until("serve finds the day's report queued before", Duration::from_secs(120), || {
+        serve.log().contains("the daily report of this day was queued before")
+    });
+    assert_eq!(smtp.message_files().len(), 3, "no mail again after the restart");
+    assert!(!serve.log().contains("queued the daily report"), "{}", serve.log());
+}
+
+#[test]
+fn a_morning_missed_while_serve_was_down_is_mailed_once_when_it_starts() {
+    crate::support::install_crypto();
+    let smtp = SmtpServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (zone, local) = noon_zone();
+    // The report's time passed an hour ago, while serve was not running.
+    let past = local.checked_sub(jiff::SignedDuration::from_hours(1)).unwrap();
+    write_tree(&work.join("tree"), smtp.port, &zone, &past.strftime("%H:%M").to_string());
+    let yesterday = local.date().yesterday().unwrap().to_string();
+
+    let serve = Serve::start(&args(work), &[], &work.join("serve.log"));
+    let mails = smtp.wait_for(3, Duration::from_secs(120));
+    check_mails(&mails, &yesterday);
+    assert_eq!(serve.log().matches("queued the daily report").count(), 1, "{}", serve.log());
+    restart_mails_nothing(serve, work, &smtp);
+}
