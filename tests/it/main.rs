@@ -10,6 +10,7 @@ mod config_cli;
 mod dashboard;
 mod dashboard_alerts;
 mod engine;
+mod escalation;
 mod flood;
 mod ingest;
 mod layout;
