@@ -34,13 +34,13 @@
 //!   heartbeats; the lock that keeps a SQLite file to one serve.
 //! - [`report`] — daily, weekly and monthly reports from the stored samples and alert history,
 //!   in the project's days; as JSON, text tables and CSV; the daily report e-mail.
-//! - [`delivery`] — SMTP / SMS / webhook senders and the outbox worker.
+//! - [`delivery`] — SMTP / SMS / webhook senders, the outbox worker, the bounce Maildir scanner.
 //! - [`collect`] — host metrics into serve: the group-committing `writer`, the `live` view of each
 //!   server's newest report, agents' assignments, the node_exporter `scrape`r.
 //! - [`engine`] — the one writer of alert state: observations → [`alert::decide`] → store + outbox,
 //!   with storm control (digests) on the notifications.
 //! - [`api`] — the status API and its token scopes (read-only but for acknowledgement notes);
-//!   the agents' ingest endpoint.
+//!   the agents' ingest endpoint; delivery receipts (read-receipt images, SMS delivery reports).
 //! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running
 //!   serve's objects and firing alerts through its status API.
 //! - [`web`] — the dashboard pages on serve's listener: sign-in sessions, projects, the
@@ -56,7 +56,8 @@
 //!
 //! `src/main.rs` parses arguments, reads the environment (tokens, tuning variables), installs the
 //! TLS provider and maps results to exit codes. The library reads the environment only to
-//! expand the `${NAME}` references of channel settings, when a message is sent.
+//! expand the `${NAME}` references of channel settings, when a message is sent or an SMS
+//! gateway's delivery report arrives.
 //!
 //! # Dependencies
 //!
@@ -82,10 +83,10 @@
 //! | `policy_test` | `alert`, `catalog`, `config`, `lint`, `notification`, `protocol` |
 //! | `store` | `alert`, `catalog`, `clock`, `errors`, `notification`, `protocol` |
 //! | `report` | `clock`, `config`, `notification`, `store` |
-//! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store` |
+//! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store`, `token` |
 //! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
 //! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `notification`, `probe`, `protocol`, `store` |
-//! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
+//! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `errors`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
 //! | `plan` | `alert`, `api`, `config` |
 //! | `web` | `api`, `clock`, `config`, `report`, `store`, `token` |
 //! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |

@@ -288,9 +288,12 @@ struct ServeArgs {
     #[arg(long, default_value = "12h", value_parser = duration)]
     session_ttl: Dur,
     /// The address users open the dashboard at, e.g. https://watch.example.com; with https the
-    /// session cookie is marked Secure.
-    #[arg(long, value_name = "URL", env = "WATCHKEEPER_PUBLIC_URL")]
+    /// session cookie is marked Secure. Read-receipt images in mails (`track_reads`) point here.
+    #[arg(long, value_name = "URL", env = "WATCHKEEPER_PUBLIC_URL", value_parser = public_url)]
     public_url: Option<String>,
+    /// How often e-mail channels' `bounces` Maildirs are scanned.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = timeout)]
+    bounce_interval: Dur,
     /// Storm control: how many alerts of one project that fire (or resolve, escalate, remind)
     /// within `--storm-window` are told one by one; the rest reach each recipient as one digest.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
@@ -344,6 +347,10 @@ fn duration(s: &str) -> Result<Dur, String> {
 }
 
 /// A duration longer than zero.
+fn public_url(s: &str) -> Result<String, String> {
+    watchkeeper::config::values::check_http_url(s).map(|()| s.to_string())
+}
+
 fn timeout(s: &str) -> Result<Dur, String> {
     Dur::parse(s).and_then(|d| if d.0.is_zero() { Err(format!("`{s}`: a timeout must be longer than zero")) } else { Ok(d) })
 }
@@ -663,6 +670,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         ),
         session_ttl: args.session_ttl.0,
         public_url: args.public_url,
+        bounce_interval: args.bounce_interval.0,
         http: HttpLimits {
             header_timeout: args.header_timeout.0,
             body_timeout: args.body_timeout.0,

@@ -53,7 +53,10 @@ pub struct ServeOptions {
     /// How long a dashboard sign-in lasts.
     pub session_ttl: Duration,
     /// The address users open (`--public-url`); an https one makes the session cookie `Secure`.
+    /// Mails of channels with `track_reads` carry read-receipt images under it.
     pub public_url: Option<String>,
+    /// How often e-mail channels' `bounces` Maildirs are scanned.
+    pub bounce_interval: Duration,
     /// The HTTP listener's timeouts and connection caps (the caps lowered at start to fit the
     /// open-files limit).
     pub http: HttpLimits,
@@ -119,12 +122,14 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     tasks.spawn(delivery::run_outbox(
         store.clone(),
         config_rx.clone(),
-        Senders::new(),
+        Senders::new().with_public_url(options.public_url.as_deref()),
         Arc::clone(&metrics),
         options.replica_id.clone(),
         Arc::clone(&outbox_wake),
         cancel.clone(),
     ));
+    tasks.spawn(delivery::run_bounces(store.clone(), config_rx.clone(), options.bounce_interval, cancel.clone()));
+    tasks.spawn(untracked_reads_notice(config_rx.clone(), options.public_url.is_some(), cancel.clone()));
 
     tasks.spawn(report::mail::run(store.clone(), config_rx.clone(), Arc::clone(&outbox_wake), cancel.clone()));
 
@@ -310,6 +315,30 @@ async fn membership(store: Store, metrics: Arc<Metrics>, replica_id: String, lea
     }
     if let Err(e) = store.release_replica(&row.id).await {
         tracing::warn!(replica = %row.id, error = %e, "cannot remove this replica's row; it expires after the lease TTL");
+    }
+}
+
+/// Without `--public-url`, say at ERROR — for each revision that has them — which channels ask
+/// for read receipts (`track_reads`) that their mails cannot carry: those mails go out without
+/// the image. Mail is never held back for it: an alert matters more than knowing it was read.
+async fn untracked_reads_notice(mut config: watch::Receiver<Arc<Config>>, public_url: bool, cancel: CancellationToken) {
+    if public_url {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = config.changed() => if changed.is_err() { return },
+        }
+        let tracking: Vec<String> =
+            config.borrow_and_update().channels.values().filter(|c| c.track_reads).map(|c| c.name.clone()).collect();
+        if !tracking.is_empty() {
+            tracing::error!(
+                channels = %tracking.join(", "),
+                "channels with track_reads need serve's --public-url (the address mail readers fetch the read-receipt image from); \
+                 their mails go out without one until serve is restarted with it"
+            );
+        }
     }
 }
 

@@ -145,7 +145,8 @@ struct NotificationView {
     subject: String,
     /// `fired`, `escalated`, `resolved`, `event`.
     kind: MessageKind,
-    /// `pending`, `sent`, `not_sent`, `failed`, `delivered`.
+    /// `pending`, `sent`, `not_sent`, `failed` (given up, bounced, or reported undelivered by
+    /// the SMS gateway: `last_error` says which), `delivered` (the SMS gateway reported it).
     status: DeliveryStatus,
     /// Why a `not_sent` notification was not sent: "maintenance `name`", "parent `db-01` is
     /// down", "outside notify hours".
@@ -153,6 +154,11 @@ struct NotificationView {
     last_error: Option<String>,
     created_ms: i64,
     sent_ms: Option<i64>,
+    /// Whether the mail's read-receipt image was fetched, and when first.
+    read: bool,
+    read_ms: Option<i64>,
+    /// When a bounce or the SMS gateway's delivery report set the status.
+    receipt_ms: Option<i64>,
     attempts: Vec<Attempt>,
 }
 
@@ -170,6 +176,9 @@ impl NotificationView {
             last_error: row.last_error,
             created_ms: row.created_ms,
             sent_ms: row.sent_ms,
+            read: row.read_ms.is_some(),
+            read_ms: row.read_ms,
+            receipt_ms: row.receipt_ms,
             attempts,
         }
     }

@@ -1,4 +1,6 @@
-//! The read-only status API (axum), and the agents' ingest endpoint ([`ingest`]): token auth and scopes, JSON endpoints, /healthz, /metrics.
+//! The read-only status API (axum), the agents' ingest endpoint ([`ingest`]) and delivery
+//! receipts ([`receipts`]: read-receipt images, SMS gateways' delivery reports): token auth and
+//! scopes, JSON endpoints, /healthz, /metrics.
 //!
 //! Everything under `/api/v1` needs `Authorization: Bearer <token>` ([`auth`]); a project outside
 //! the token's scope answers 404 exactly like a project that does not exist. The one thing a
@@ -13,6 +15,7 @@ mod monitors;
 mod objects;
 mod params;
 mod projects;
+mod receipts;
 mod reports;
 mod servers;
 
@@ -64,8 +67,9 @@ pub struct ApiState {
 }
 
 /// Every route. Unknown paths answer 404 and other methods than GET/HEAD 405, both as JSON.
-/// Two writes: agents' ingest, authenticated by the project's ingest key, and acknowledgements,
-/// by a user token (or the operator's).
+/// Writes: agents' ingest, authenticated by the project's ingest key; acknowledgements, by a
+/// user token (or the operator's); SMS delivery reports, by the channel's secret; and the first
+/// fetch of a read-receipt image, by its unguessable id.
 pub fn router(state: ApiState) -> Router {
     routes(state).fallback(not_found).method_not_allowed_fallback(method_not_allowed)
 }
@@ -76,6 +80,8 @@ pub fn router(state: ApiState) -> Router {
 pub fn routes(state: ApiState) -> Router {
     Router::new()
         .route("/ingest/v1/report", post(ingest::report).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .route("/ingest/v1/delivery/{channel}", post(receipts::delivery_report).layer(DefaultBodyLimit::max(receipts::REPORT_BODY_BYTES)))
+        .route("/r/{file}", get(receipts::read_image))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/status", get(projects::status))

@@ -323,12 +323,21 @@ pub async fn log(
 #[derive(Serialize, Default)]
 struct HostCounts {
     host: String,
+    /// Sent, per medium.
     email: i64,
     sms: i64,
     webhook: i64,
+    /// E-mails whose read-receipt image was fetched.
+    read: i64,
+    /// SMS the gateway reported delivered.
+    delivered: i64,
+    /// Notifications given up, bounced or reported undelivered (their errors are in each alert's
+    /// delivery log).
+    failed: i64,
 }
 
-/// `?year=YYYY` (default: this year, UTC) — notifications sent per host and medium.
+/// `?year=YYYY` (default: this year, UTC) — notifications sent per host and medium, and how many
+/// were read, delivered and failed.
 pub async fn stats(
     State(state): State<ApiState>,
     access: Access,
@@ -347,6 +356,9 @@ pub async fn stats(
             Medium::Sms => h.sms += c.count,
             Medium::Webhook => h.webhook += c.count,
         }
+        h.read += c.read;
+        h.delivered += c.delivered;
+        h.failed += c.failed;
     }
     let hosts: Vec<HostCounts> = hosts.into_values().collect();
     Ok(Json(serde_json::json!({ "year": year, "hosts": hosts })))

@@ -641,6 +641,7 @@ impl Ctx<'_> {
             cx.diags.error("exclusive-fields", at, format!("`{field}` does not apply to a {type_name} channel"));
         };
         let mut smtp = None;
+        let mut delivery_reports = None;
         match kind {
             ChannelType::Email => {
                 match c.smtp.as_ref().and_then(|s| s.value.host.as_ref().map(|h| (s, h))) {
@@ -683,10 +684,24 @@ impl Ctx<'_> {
                         self.diags.error("bad-email", doc.at(to), e);
                     }
                 }
+                if let Some(to) = &c.read_receipt_to
+                    && !to.value.contains("${")
+                    && let Err(e) = values::check_email(&to.value)
+                {
+                    self.diags.error("bad-email", doc.at(to), e);
+                }
+                if let Some(path) = &c.bounces
+                    && !Path::new(&path.value).is_absolute()
+                {
+                    self.diags.error("bad-maildir", doc.at(path), format!("`bounces: {}` is not an absolute path", path.value)).with_hint(
+                        "the Maildir where this channel's bounces arrive, on the machine serve runs on, e.g. /var/mail/watchkeeper-bounces",
+                    );
+                }
                 for (field, present) in [
                     ("url", c.url.as_ref().map(|u| doc.at(u))),
                     ("body", c.body.as_ref().map(|b| doc.at(b))),
                     ("format", c.format.as_ref().map(|f| doc.at(f))),
+                    ("delivery_reports", c.delivery_reports.as_deref().map(|d| doc.at(d))),
                 ] {
                     if let Some(at) = present {
                         misplaced(self, field, at);
@@ -712,6 +727,15 @@ impl Ctx<'_> {
                 if let Some(f) = &c.from {
                     misplaced(self, "from", doc.at(f));
                 }
+                for (field, present) in [
+                    ("track_reads", c.track_reads.as_ref().map(|t| doc.at(t))),
+                    ("read_receipt_to", c.read_receipt_to.as_ref().map(|t| doc.at(t))),
+                    ("bounces", c.bounces.as_ref().map(|b| doc.at(b))),
+                ] {
+                    if let Some(at) = present {
+                        misplaced(self, field, at);
+                    }
+                }
                 if kind == ChannelType::Sms {
                     for to in &c.to {
                         if let Err(e) = values::normalize_phone(&to.value) {
@@ -721,7 +745,11 @@ impl Ctx<'_> {
                     if let Some(f) = &c.format {
                         misplaced(self, "format", doc.at(f));
                     }
+                    delivery_reports = c.delivery_reports.as_deref().and_then(|d| self.delivery_reports(doc, d));
                 } else {
+                    if let Some(d) = c.delivery_reports.as_deref() {
+                        misplaced(self, "delivery_reports", doc.at(d));
+                    }
                     if let Some(to) = c.to.first() {
                         misplaced(self, "to", doc.at(to));
                     }
@@ -744,8 +772,48 @@ impl Ctx<'_> {
                 headers: c.headers.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
                 body: c.body.as_ref().map(|b| b.value.clone()).or_else(|| (kind == ChannelType::Sms).then(|| DEFAULT_SMS_BODY.to_string())),
                 format: c.format.as_ref().map_or(WebhookFormat::Json, |f| f.value),
+                track_reads: kind == ChannelType::Email && c.track_reads.as_ref().is_some_and(|t| t.value),
+                read_receipt_to: c.read_receipt_to.as_ref().filter(|_| kind == ChannelType::Email).map(|t| t.value.clone()),
+                bounces: c.bounces.as_ref().filter(|_| kind == ChannelType::Email).map(|b| PathBuf::from(&b.value)),
+                delivery_reports,
             },
         );
+    }
+
+    /// An SMS channel's `delivery_reports`, if its JSON paths parse.
+    fn delivery_reports(&mut self, doc: &Doc<raw::Channel>, reports: &Sp<raw::DeliveryReports>) -> Option<DeliveryReports> {
+        let r = &reports.value;
+        if !r.secret.value.contains("${") {
+            self.diags
+                .warning("inline-secret", doc.at(&r.secret), "`delivery_reports.secret` is written inline")
+                .with_hint("write `${ENV_NAME}` and give serve the value in its environment");
+        }
+        let path = |cx: &mut Self, written: &SpStr| match values::JsonPath::parse(&written.value) {
+            Ok(path) => Some(path),
+            Err(e) => {
+                cx.diags.error("bad-json-path", doc.at(written), e);
+                None
+            }
+        };
+        let id = path(self, &r.id);
+        let status = path(self, &r.status);
+        let error = r.error.as_ref().map(|e| path(self, e));
+        for (a, b) in r.delivered.iter().flat_map(|d| r.failed.iter().map(move |f| (d, f))) {
+            if a.value == b.value {
+                self.diags.error("exclusive-fields", doc.at(b), format!("status `{}` is listed as both delivered and failed", b.value));
+            }
+        }
+        Some(DeliveryReports {
+            secret: r.secret.value.clone(),
+            id: id?,
+            status: status?,
+            error: match error {
+                None => None,
+                Some(parsed) => Some(parsed?),
+            },
+            delivered: r.delivered.iter().map(|s| s.value.clone()).collect(),
+            failed: r.failed.iter().map(|s| s.value.clone()).collect(),
+        })
     }
 
     fn project(&mut self, doc: &Doc<raw::Project>, config: &mut Config) {

@@ -170,6 +170,8 @@ pub const RULES: &[Rule] = &[
     rule("bad-time", Level::Error, "a time, time range or timestamp is malformed or out of order"),
     rule("bad-url", Level::Error, "a URL is not http(s)"),
     rule("bad-ca-file", Level::Error, "a channel's smtp.ca_file cannot be read or holds no usable CA certificate"),
+    rule("bad-maildir", Level::Error, "a channel's `bounces` is not an absolute path"),
+    rule("bad-json-path", Level::Error, "a JSON path is not `$.key` or `$.key.key…`"),
     rule("bad-regex", Level::Error, "a process regex does not compile"),
     rule("bad-count", Level::Error, "a count is out of range (failures/recoveries >= 1, min <= max)"),
     rule("port-count", Level::Error, "a port monitor lists no ports, more than 16, or one twice"),

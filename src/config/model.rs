@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::diagnostic::Location;
 use super::raw::{ChannelType, Language, MemberRole, MetricsKind, Os, ProcessMatch, Severity, SmtpTls, WebhookFormat, Weekday};
-use super::values::{Cidr, Dur};
+use super::values::{Cidr, Dur, JsonPath};
 
 /// Where an object was defined; not part of its identity or of a plan's diff.
 pub type Origin = Option<Location>;
@@ -280,6 +280,26 @@ pub struct Channel {
     pub headers: BTreeMap<String, String>,
     pub body: Option<String>,
     pub format: WebhookFormat,
+    /// E-mail: a read-receipt image in each mail (needs serve's `--public-url`).
+    pub track_reads: bool,
+    /// E-mail: the `Disposition-Notification-To` address, as written (`${ENV}` expanded at send).
+    pub read_receipt_to: Option<String>,
+    /// E-mail: the Maildir (absolute) where bounces of this channel's mails arrive.
+    pub bounces: Option<PathBuf>,
+    /// SMS: how the gateway's answers and delivery reports are read.
+    pub delivery_reports: Option<DeliveryReports>,
+}
+
+/// An SMS channel's delivery reports, validated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryReports {
+    /// As written (`${ENV}`), expanded when a report arrives.
+    pub secret: String,
+    pub id: JsonPath,
+    pub status: JsonPath,
+    pub error: Option<JsonPath>,
+    pub delivered: Vec<String>,
+    pub failed: Vec<String>,
 }
 
 /// SMTP settings as written: `${ENV}` references are expanded by serve, not here.

@@ -449,6 +449,35 @@ pub struct Channel {
     /// SMS request body template: `{{phone}}`, `{{text}}`.
     pub body: Option<Text>,
     pub format: Option<Sp<WebhookFormat>>,
+    /// E-mail: each mail carries an HTML part with a unique image under serve's `--public-url`;
+    /// fetching it records the notification as read.
+    pub track_reads: Option<Sp<bool>>,
+    /// E-mail: ask the recipient's mail program for a read receipt to this address
+    /// (`Disposition-Notification-To`).
+    pub read_receipt_to: Option<Text>,
+    /// E-mail: an absolute path to a Maildir where this channel's bounces arrive; serve scans
+    /// its `new/` and marks bounced notifications failed.
+    pub bounces: Option<SpStr>,
+    /// SMS: receive the gateway's delivery reports at `POST /ingest/v1/delivery/<channel>`.
+    pub delivery_reports: Option<Box<Sp<DeliveryReports>>>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+/// How an SMS gateway's answers and delivery reports are read.
+pub struct DeliveryReports {
+    /// What the gateway sends as `Authorization: Bearer <secret>`; write `${ENV_NAME}`.
+    pub secret: Text,
+    /// JSON path (`$.a.b`) of the message id, in the gateway's answer to a send and in its reports.
+    pub id: SpStr,
+    /// JSON path of the status in a report.
+    pub status: SpStr,
+    /// JSON path of the gateway's error text in a report of failure (optional).
+    pub error: Option<SpStr>,
+    /// Statuses that mean delivered.
+    pub delivered: Vec<SpStr>,
+    /// Statuses that mean not delivered; other statuses are ignored.
+    pub failed: Vec<SpStr>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

@@ -66,6 +66,49 @@ impl Serialize for Dur {
     }
 }
 
+/// A JSON path of object keys only, `$.a.b`: where a value sits in an SMS gateway's answer or
+/// delivery report. Deliberately minimal and strict — no arrays, wildcards or quoting — so a
+/// path means one thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonPath(Vec<String>);
+
+impl JsonPath {
+    pub fn parse(s: &str) -> Result<JsonPath, String> {
+        let err = || {
+            format!(
+                "`{s}` is not a JSON path like `$.msg_id` or `$.result.id` (`$.` and keys of letters, digits, `_` and `-`, split by `.`)"
+            )
+        };
+        let keys = s.strip_prefix("$.").ok_or_else(err)?;
+        let keys: Vec<String> = keys.split('.').map(str::to_string).collect();
+        let key_ok = |k: &String| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if keys.iter().all(key_ok) { Ok(JsonPath(keys)) } else { Err(err()) }
+    }
+
+    /// The string or number at this path in `value`, as text; `None` when a key is missing or
+    /// the value there is anything else (an object, an array, a boolean, null).
+    pub fn get(&self, value: &serde_json::Value) -> Option<String> {
+        let found = self.0.iter().try_fold(value, |v, key| v.get(key))?;
+        match found {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JsonPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "$.{}", self.0.join("."))
+    }
+}
+
+impl Serialize for JsonPath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 pub fn check_email(s: &str) -> Result<(), String> {
     let err = || format!("`{s}` is not a valid e-mail address");
     let (local, domain) = s.rsplit_once('@').ok_or_else(err)?;
@@ -225,6 +268,21 @@ pub fn check_http_url(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_paths_are_object_keys_only_and_read_strings_or_numbers() {
+        let answer = serde_json::json!({"msg_id": "gw-1", "result": {"id": 42, "ok": true, "list": ["x"]}});
+        let get = |path: &str| JsonPath::parse(path).unwrap().get(&answer);
+        assert_eq!(get("$.msg_id").as_deref(), Some("gw-1"));
+        assert_eq!(get("$.result.id").as_deref(), Some("42"));
+        assert_eq!(get("$.result.ok"), None, "a boolean is no id");
+        assert_eq!(get("$.result.list"), None);
+        assert_eq!(get("$.missing.id"), None);
+        assert_eq!(JsonPath::parse("$.result.id").unwrap().to_string(), "$.result.id");
+        for bad in ["", "$", "$.", "msg_id", "$..a", "$.a.", "$.a[0]", "$.*", "$.a b", "$['a']"] {
+            assert!(JsonPath::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_round_trip_and_reject_junk() {

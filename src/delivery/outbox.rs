@@ -159,13 +159,13 @@ async fn deliver(store: &Store, config: &Config, senders: &Senders, metrics: &Me
             DeliveryOutcome::Failed { error: format!("channel `{}` no longer exists in the configuration", row.channel), retry_at_ms: None }
         }
         Some(channel) => match senders.send(channel, &row, &process_env).await {
-            Ok(()) => DeliveryOutcome::Sent,
+            Ok(tracking) => DeliveryOutcome::Sent(tracking),
             Err(e) => failed(&row, &e, now_ms()),
         },
     };
-    metrics.notification(row.medium.as_str(), outcome == DeliveryOutcome::Sent);
+    metrics.notification(row.medium.as_str(), matches!(outcome, DeliveryOutcome::Sent(_)));
     match &outcome {
-        DeliveryOutcome::Sent => tracing::info!(recipient = %row.recipient, "notification sent"),
+        DeliveryOutcome::Sent(_) => tracing::info!(recipient = %row.recipient, "notification sent"),
         DeliveryOutcome::Failed { error, retry_at_ms: Some(at) } => {
             tracing::warn!(attempts = row.attempts + 1, retry_in_ms = at - now_ms(), %error, "notification failed; will retry")
         }

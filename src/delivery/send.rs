@@ -1,12 +1,13 @@
 //! Senders: one outbox row out through its channel — SMTP (lettre), an HTTP SMS gateway, or a
-//! webhook (reqwest). `${ENV}` references are expanded here, at send time, and never appear in
-//! errors or logs.
+//! webhook (reqwest) — returning what the notification can later be recognised by (its
+//! Message-ID, the gateway's message id, its read-receipt image). `${ENV}` references are
+//! expanded here, at send time, and never appear in errors or logs.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Attachment, Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
@@ -18,9 +19,10 @@ use serde_json::Value;
 use crate::config::model::{Channel, DEFAULT_SMS_BODY};
 use crate::config::raw::{SmtpTls, WebhookFormat};
 use crate::config::{MissingEnv, expand_env, read_ca_file};
-use crate::errors::error_chain;
+use crate::errors::{error_chain, one_line};
 use crate::notification::{Medium, slack_payload};
-use crate::store::OutboxRow;
+use crate::store::{OutboxRow, Tracking};
+use crate::token;
 
 /// The type of a report's attachment.
 fn text_csv() -> ContentType {
@@ -32,6 +34,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// At most this much of an HTTP error response is kept in the delivery log.
 const EXCERPT_CHARS: usize = 200;
+/// At most this much of an SMS gateway's answer is read for its message id.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// Why a send failed. Every message is safe to store and show: it names channels, settings and
 /// environment variables, never their expanded values.
@@ -62,6 +66,8 @@ pub enum SendError {
     Status { status: u16, excerpt: String },
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("cannot make a read-receipt id: {0}")]
+    Random(String),
 }
 
 impl SendError {
@@ -76,7 +82,7 @@ impl SendError {
             SendError::WrongMedium { .. } | SendError::Incomplete { .. } | SendError::Address { .. } => true,
             SendError::Smtp { permanent, .. } => *permanent,
             SendError::Status { status, .. } => (400..500).contains(status) && !matches!(status, 408 | 429),
-            SendError::Env { .. } | SendError::Http(_) | SendError::Timeout(_) => false,
+            SendError::Env { .. } | SendError::Http(_) | SendError::Timeout(_) | SendError::Random(_) => false,
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct Senders {
     http: Result<reqwest::Client, String>,
     smtp: Mutex<HashMap<String, CachedSmtp>>,
     timeout: Duration,
+    /// serve's `--public-url`, without a trailing `/`: read-receipt images live under it.
+    public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Senders {
@@ -143,7 +151,14 @@ impl Senders {
         if let Err(error) = &http {
             tracing::error!(%error, "SMS and webhook notifications cannot be sent");
         }
-        Senders { http, smtp: Mutex::new(HashMap::new()), timeout }
+        Senders { http, smtp: Mutex::new(HashMap::new()), timeout, public_url: None }
+    }
+
+    /// Read-receipt images (channels with `track_reads`) are `<public_url>/r/<id>.png`. Without
+    /// a public URL, such channels send their mails without one.
+    pub fn with_public_url(mut self, public_url: Option<&str>) -> Senders {
+        self.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
+        self
     }
 
     fn http(&self) -> Result<&reqwest::Client, SendError> {
@@ -151,8 +166,9 @@ impl Senders {
     }
 
     /// Send one outbox row through `channel`, expanding `${ENV}` in the channel's settings
-    /// through `env` (serve passes the process environment).
-    pub async fn send(&self, channel: &Channel, row: &OutboxRow, env: Env<'_>) -> Result<(), SendError> {
+    /// through `env` (serve passes the process environment). Returns what the notification can
+    /// be recognised by later, to be stored with it.
+    pub async fn send(&self, channel: &Channel, row: &OutboxRow, env: Env<'_>) -> Result<Tracking, SendError> {
         let (actual, wanted) = (channel.type_.as_str(), row.medium.as_str());
         if actual != wanted {
             return Err(SendError::WrongMedium { channel: channel.name.clone(), actual, wanted });
@@ -160,11 +176,11 @@ impl Senders {
         match row.medium {
             Medium::Email => self.send_email(channel, row, env).await,
             Medium::Sms => self.send_sms(channel, row, env).await,
-            Medium::Webhook => self.send_webhook(channel, row, env).await,
+            Medium::Webhook => self.send_webhook(channel, row, env).await.map(|_| Tracking::default()),
         }
     }
 
-    async fn send_email(&self, channel: &Channel, row: &OutboxRow, env: Env<'_>) -> Result<(), SendError> {
+    async fn send_email(&self, channel: &Channel, row: &OutboxRow, env: Env<'_>) -> Result<Tracking, SendError> {
         let expand = |text: &str| expand_env(text, env).map_err(|source| SendError::Env { channel: channel.name.clone(), source });
         let smtp = channel.smtp.as_ref().ok_or_else(|| SendError::Incomplete { channel: channel.name.clone(), what: "smtp settings" })?;
         let from_text = channel.from.as_deref().ok_or_else(|| SendError::Incomplete { channel: channel.name.clone(), what: "`from`" })?;
@@ -192,16 +208,31 @@ impl Senders {
             value: row.recipient.clone(),
             reason: e.to_string(),
         })?;
+        let receipt_to = match &channel.read_receipt_to {
+            Some(written) => Some(expand(written)?.parse::<Mailbox>().map_err(|e| SendError::Address {
+                what: "read_receipt_to address",
+                value: written.clone(),
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
         // A stable Message-ID per notification lets mail systems drop a duplicate should a
-        // send be retried after the server accepted it but before we recorded that.
-        let domain = from.email.domain().to_string();
-        let builder = Message::builder()
-            .from(from)
-            .to(to)
-            .subject(row.subject.clone())
-            .message_id(Some(format!("<notification.{}.{}@{domain}>", row.id, row.created_ms)));
+        // send be retried after the server accepted it but before we recorded that; a bounce
+        // names it too.
+        let message_id = format!("<notification.{}.{}@{}>", row.id, row.created_ms, from.email.domain());
+        let mut builder = Message::builder().from(from).to(to).subject(row.subject.clone()).message_id(Some(message_id.clone()));
+        if let Some(receipt_to) = receipt_to {
+            builder = builder.header(DispositionNotificationTo(receipt_to));
+        }
+        let mut tracking = Tracking { message_id: Some(message_id), ..Tracking::default() };
         let built = match (&row.html, &row.attachment) {
-            (None, None) => builder.header(ContentType::TEXT_PLAIN).body(row.body.clone()),
+            (None, None) => match self.read_receipt_url(channel)? {
+                Some((url, token_sha256)) => {
+                    tracking.read_token_sha256 = Some(token_sha256);
+                    builder.multipart(MultiPart::alternative_plain_html(row.body.clone(), html_with_image(&row.body, &url)))
+                }
+                None => builder.header(ContentType::TEXT_PLAIN).body(row.body.clone()),
+            },
             (html, attachment) => {
                 // A report: the text and its HTML as alternatives, then the attachment.
                 let text = match html {
@@ -222,10 +253,21 @@ impl Senders {
         let total = self.timeout * 3;
         match tokio::time::timeout(total, transport.send(message)).await {
             Err(_) => Err(SendError::Timeout(total)),
-            Ok(Ok(_response)) => Ok(()),
+            Ok(Ok(_response)) => Ok(tracking),
             Ok(Err(e)) if e.is_timeout() => Err(SendError::Timeout(self.timeout)),
             Ok(Err(e)) => Err(SendError::Smtp { message: e.to_string(), permanent: e.is_permanent() }),
         }
+    }
+
+    /// A fresh read-receipt image URL and the SHA-256 of its id, when the channel tracks reads
+    /// and serve has a public URL. The id is a 256-bit random token: unguessable, and only its
+    /// hash is stored.
+    fn read_receipt_url(&self, channel: &Channel) -> Result<Option<(String, String)>, SendError> {
+        let Some(base) = self.public_url.as_deref().filter(|_| channel.track_reads) else {
+            return Ok(None);
+        };
+        let id = token::generate().map_err(|e| SendError::Random(e.to_string()))?;
+        Ok(Some((format!("{base}/r/{id}.png"), token::sha256_hex(&id))))
     }
 
     /// The channel's pooled transport, rebuilt when its expanded settings changed.
@@ -264,7 +306,7 @@ impl Senders {
         Ok(transport)
     }
 
-    async fn send_sms(&self, channel: &Channel, row: &OutboxRow, env: Env<'_>) -> Result<(), SendError> {
+    async fn send_sms(&self, channel: &Channel, row: &OutboxRow, env: Env<'_>) -> Result<Tracking, SendError> {
         let expand = |text: &str| expand_env(text, env).map_err(|source| SendError::Env { channel: channel.name.clone(), source });
         let url_template = channel.url.as_deref().ok_or_else(|| SendError::Incomplete { channel: channel.name.clone(), what: "`url`" })?;
         let template = expand(channel.body.as_deref().unwrap_or(DEFAULT_SMS_BODY))?;
@@ -295,7 +337,16 @@ impl Senders {
             request =
                 request.header(reqwest::header::CONTENT_TYPE, if json_like { "application/json" } else { "text/plain; charset=utf-8" });
         }
-        self.execute(request.body(body)).await
+        let answer = self.execute(request.body(body)).await?;
+        let Some(reports) = &channel.delivery_reports else {
+            return Ok(Tracking::default());
+        };
+        let gateway_id = serde_json::from_str::<Value>(&answer).ok().and_then(|answer| reports.id.get(&answer));
+        if gateway_id.is_none() {
+            tracing::warn!(path = %reports.id, answer = %excerpt(&answer),
+                "the SMS gateway's answer has no message id at the channel's delivery_reports.id; its delivery reports for this message cannot be matched");
+        }
+        Ok(Tracking { gateway_id, ..Tracking::default() })
     }
 
     async fn send_webhook(&self, channel: &Channel, row: &OutboxRow, env: Env<'_>) -> Result<(), SendError> {
@@ -308,7 +359,7 @@ impl Senders {
             WebhookFormat::Slack => slack_payload(&payload),
         };
         let headers = self.headers(channel, env)?;
-        self.execute(self.http()?.post(url).headers(headers).json(&body)).await
+        self.execute(self.http()?.post(url).headers(headers).json(&body)).await.map(drop)
     }
 
     /// The channel's `headers`, expanded. Errors name the header, never its value.
@@ -326,11 +377,24 @@ impl Senders {
         Ok(map)
     }
 
-    async fn execute(&self, request: reqwest::RequestBuilder) -> Result<(), SendError> {
-        let response = request.send().await.map_err(|e| self.http_error(e))?;
+    /// Send the request; a 2xx answer's body (its first [`MAX_ANSWER_BYTES`], or nothing should
+    /// it not arrive in time: the send itself succeeded).
+    async fn execute(&self, request: reqwest::RequestBuilder) -> Result<String, SendError> {
+        let mut response = request.send().await.map_err(|e| self.http_error(e))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(self.timeout, async {
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    answer.extend_from_slice(&chunk);
+                    if answer.len() >= MAX_ANSWER_BYTES {
+                        break;
+                    }
+                }
+            });
+            let _ = read.await;
+            answer.truncate(MAX_ANSWER_BYTES);
+            return Ok(String::from_utf8_lossy(&answer).into_owned());
         }
         let text = match tokio::time::timeout(self.timeout, response.text()).await {
             Ok(Ok(text)) => text,
@@ -342,6 +406,49 @@ impl Senders {
     fn http_error(&self, e: reqwest::Error) -> SendError {
         if e.is_timeout() { SendError::Timeout(self.timeout) } else { SendError::Http(error_chain(&e.without_url())) }
     }
+}
+
+/// `Disposition-Notification-To` (RFC 8098): the address a recipient's mail program may send a
+/// read receipt to, if its user agrees.
+#[derive(Debug, Clone)]
+struct DispositionNotificationTo(Mailbox);
+
+impl Header for DispositionNotificationTo {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("Disposition-Notification-To")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(DispositionNotificationTo(s.parse()?))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.to_string())
+    }
+}
+
+/// The HTML part of a mail with a read-receipt image: the text as it is, and the image.
+fn html_with_image(text: &str, image_url: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><body><pre style=\"font-family: inherit; white-space: pre-wrap\">{}</pre>\n<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\"></body></html>\n",
+        html_escape(text),
+        html_escape(image_url)
+    )
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Replace `{{name}}` placeholders in one pass (a value containing `{{…}}` stays as it is);
@@ -388,9 +495,7 @@ fn percent_encode(s: &str) -> String {
 
 /// A short, single-line piece of an error response for the delivery log.
 fn excerpt(text: &str) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > EXCERPT_CHARS { format!("{}…", flat.chars().take(EXCERPT_CHARS).collect::<String>()) } else { flat }
+    one_line(text, EXCERPT_CHARS)
 }
 
 #[cfg(test)]
@@ -411,6 +516,13 @@ mod tests {
     fn escaping_for_json_and_forms() {
         assert_eq!(json_escape("a \"b\"\n한글\\"), "a \\\"b\\\"\\n한글\\\\");
         assert_eq!(percent_encode("+82 10&x=한"), "%2B82%2010%26x%3D%ED%95%9C");
+    }
+
+    #[test]
+    fn the_html_part_escapes_the_text_and_carries_the_image() {
+        let html = html_with_image("port <80> & \"web\"", "https://wk.example/r/abc.png");
+        assert!(html.contains("port &lt;80&gt; &amp; &quot;web&quot;"), "{html}");
+        assert!(html.contains(r#"<img src="https://wk.example/r/abc.png" width="1" height="1" alt="">"#), "{html}");
     }
 
     #[test]

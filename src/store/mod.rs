@@ -5,7 +5,8 @@
 //! - [`probes`] — probe results (port monitors, down-checks) as events and hourly/daily rollups:
 //!   disconnect logs, latest, availability, latency;
 //! - [`alerts`] — alert instance state, the alert history and its acknowledgements;
-//! - [`outbox`] — the notification outbox and its delivery log;
+//! - [`outbox`] — the notification outbox, its delivery log and delivery receipts (reads,
+//!   bounces, SMS delivery reports);
 //! - [`samples`] — host reports and their 5-minute and hourly rollups;
 //! - [`replicas`] — the serve replicas on one database and their heartbeats;
 //! - [`lock`] — one serve per SQLite file.
@@ -24,7 +25,7 @@ use sqlx::{Connection, PgConnection, Postgres, SqlSafeStr, Sqlite, Transaction};
 
 pub use self::alerts::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, FiringAlert, StoredInstance};
 pub use self::lock::{SqliteClaim, claim_sqlite, sqlite_file};
-pub use self::outbox::{Attempt, DeliveryOutcome, OutboxRow, ReportMail, SentCount};
+pub use self::outbox::{Attempt, DeliveryOutcome, DeliveryReport, OutboxRow, ReportMail, SentCount, Tracking};
 pub use self::probes::{LatencySummary, ProbeBucket, ProbeDay, ProbeLatency, ProbeRecord, ProbeRetention};
 pub use self::replicas::{DEFAULT_LEASE_TTL_MS, ReplicaRow};
 pub use self::revisions::RevisionRecord;
@@ -101,6 +102,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "held_revisions", include_str!("migrations/sqlite/0007_held_revisions.sql")),
     (8, "replicas", include_str!("migrations/sqlite/0008_replicas.sql")),
     (9, "daily_reports", include_str!("migrations/sqlite/0009_daily_reports.sql")),
+    (10, "receipts", include_str!("migrations/sqlite/0010_receipts.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -112,6 +114,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "held_revisions", include_str!("migrations/postgres/0007_held_revisions.sql")),
     (8, "replicas", include_str!("migrations/postgres/0008_replicas.sql")),
     (9, "daily_reports", include_str!("migrations/postgres/0009_daily_reports.sql")),
+    (10, "receipts", include_str!("migrations/postgres/0010_receipts.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

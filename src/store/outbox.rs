@@ -1,5 +1,6 @@
 //! The notification outbox and its delivery log: rows claimed with leases, every attempt
-//! recorded, yearly counts of what was sent.
+//! recorded, delivery receipts (a read-receipt image fetched, a bounce, an SMS gateway's
+//! delivery report), yearly counts of what was sent, read and delivered.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,7 @@ use crate::notification::{DeliveryStatus, Medium, MessageKind, NewNotification};
 // The column list shared by several queries (a macro, so `concat!` can splice it into SQL text).
 macro_rules! outbox_columns {
     () => {
-        "id, alert_id, channel, medium, recipient, subject, body, kind, status, reason, attempts, next_attempt_ms, last_error, created_ms, sent_ms, html, attachment_name, attachment"
+        "id, alert_id, channel, medium, recipient, subject, body, kind, status, reason, attempts, next_attempt_ms, last_error, created_ms, sent_ms, read_ms, receipt_ms, html, attachment_name, attachment"
     };
 }
 
@@ -52,6 +53,10 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_ms: i64,
     pub sent_ms: Option<i64>,
+    /// When the mail's read-receipt image was first fetched.
+    pub read_ms: Option<i64>,
+    /// When a bounce or a gateway's delivery report last changed the status.
+    pub receipt_ms: Option<i64>,
     /// A report mail's HTML part (the body is then its plain-text part).
     #[serde(skip)]
     pub html: Option<String>,
@@ -78,10 +83,29 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// What a sent notification can later be recognised by; each is stored when the send is
+/// recorded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tracking {
+    /// The Message-ID an e-mail went out with: a bounce names it.
+    pub message_id: Option<String>,
+    /// The id an SMS gateway answered with: its delivery reports name it.
+    pub gateway_id: Option<String>,
+    /// SHA-256 of the id in the mail's read-receipt image URL (the id is only in the mail).
+    pub read_token_sha256: Option<String>,
+}
+
+/// What an SMS gateway reported about a message it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryReport {
+    Delivered,
+    Failed { error: String },
+}
+
 /// The result of one send attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryOutcome {
-    Sent,
+    Sent(Tracking),
     /// Failed; retry at `retry_at_ms`, or give up (status `failed`) when `None`.
     Failed {
         error: String,
@@ -94,7 +118,14 @@ pub enum DeliveryOutcome {
 pub struct SentCount {
     pub host: String,
     pub medium: Medium,
+    /// Sent (a gateway's report of delivery included).
     pub count: i64,
+    /// Of those, e-mails whose read-receipt image was fetched.
+    pub read: i64,
+    /// Of those, SMS the gateway reported delivered.
+    pub delivered: i64,
+    /// Given up, bounced or reported undelivered.
+    pub failed: i64,
 }
 
 impl Store {
@@ -124,7 +155,7 @@ impl Store {
     /// the claim on it is released. An unknown `id` is `sqlx::Error::RowNotFound`.
     pub async fn record_delivery(&self, id: i64, at_ms: i64, outcome: &DeliveryOutcome) -> Result<()> {
         const SENT: &str = "UPDATE outbox SET status = 'sent', sent_ms = $1, attempts = attempts + 1,
-            claimed_by = NULL, claimed_until_ms = NULL WHERE id = $2";
+            message_id = $2, gateway_id = $3, read_token_sha256 = $4, claimed_by = NULL, claimed_until_ms = NULL WHERE id = $5";
         const RETRY: &str = "UPDATE outbox SET status = 'pending', next_attempt_ms = $1, attempts = attempts + 1, last_error = $2,
             claimed_by = NULL, claimed_until_ms = NULL WHERE id = $3";
         const GIVE_UP: &str = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = $1,
@@ -132,13 +163,15 @@ impl Store {
         const LOG: &str = "INSERT INTO delivery_attempts (outbox_id, at_ms, ok, error) VALUES ($1, $2, $3, $4)";
 
         let (ok, error) = match outcome {
-            DeliveryOutcome::Sent => (true, None),
+            DeliveryOutcome::Sent(_) => (true, None),
             DeliveryOutcome::Failed { error, .. } => (false, Some(error)),
         };
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let update = match outcome {
-                DeliveryOutcome::Sent => sqlx::query(SENT).bind(at_ms).bind(id),
+                DeliveryOutcome::Sent(t) => {
+                    sqlx::query(SENT).bind(at_ms).bind(&t.message_id).bind(&t.gateway_id).bind(&t.read_token_sha256).bind(id)
+                }
                 DeliveryOutcome::Failed { error, retry_at_ms: Some(retry_at_ms) } => sqlx::query(RETRY).bind(retry_at_ms).bind(error).bind(id),
                 DeliveryOutcome::Failed { error, retry_at_ms: None } => sqlx::query(GIVE_UP).bind(error).bind(id),
             };
@@ -256,6 +289,43 @@ impl Store {
         Ok(true)
     }
 
+    /// A mail's read-receipt image was fetched at `at_ms`: the first time is recorded, later ones
+    /// change nothing. Whether this was the first time.
+    pub async fn mark_read(&self, token_sha256: &str, at_ms: i64) -> Result<bool> {
+        const READ: &str = "UPDATE outbox SET read_ms = $1 WHERE read_token_sha256 = $2 AND read_ms IS NULL";
+        on_pool!(self, pool => {
+            Ok(sqlx::query(READ).bind(at_ms).bind(token_sha256).execute(pool).await?.rows_affected() > 0)
+        })
+    }
+
+    /// A bounce for the e-mail that `channel` sent with `message_id`: the notification is
+    /// `failed` with `reason`. Whether such a notification exists.
+    pub async fn mark_bounced(&self, channel: &str, message_id: &str, reason: &str, at_ms: i64) -> Result<bool> {
+        const BOUNCED: &str = "UPDATE outbox SET status = 'failed', last_error = $1, receipt_ms = $2
+            WHERE channel = $3 AND message_id = $4 AND medium = 'email' AND status IN ('sent', 'failed')";
+        on_pool!(self, pool => {
+            let done = sqlx::query(BOUNCED).bind(reason).bind(at_ms).bind(channel).bind(message_id).execute(pool).await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// A gateway's delivery report for the SMS that `channel` sent and the gateway called
+    /// `gateway_id`: the notification becomes `delivered`, or `failed` with the gateway's error.
+    /// Whether such a notification exists.
+    pub async fn record_delivery_report(&self, channel: &str, gateway_id: &str, report: &DeliveryReport, at_ms: i64) -> Result<bool> {
+        const DELIVERED: &str = "UPDATE outbox SET status = 'delivered', last_error = NULL, receipt_ms = $1
+            WHERE channel = $2 AND gateway_id = $3 AND medium = 'sms' AND status IN ('sent', 'delivered', 'failed')";
+        const FAILED: &str = "UPDATE outbox SET status = 'failed', last_error = $1, receipt_ms = $2
+            WHERE channel = $3 AND gateway_id = $4 AND medium = 'sms' AND status IN ('sent', 'delivered', 'failed')";
+        on_pool!(self, pool => {
+            let query = match report {
+                DeliveryReport::Delivered => sqlx::query(DELIVERED).bind(at_ms),
+                DeliveryReport::Failed { error } => sqlx::query(FAILED).bind(error).bind(at_ms),
+            };
+            Ok(query.bind(channel).bind(gateway_id).execute(pool).await?.rows_affected() > 0)
+        })
+    }
+
     /// Notifications not yet sent or failed.
     pub async fn outbox_depth(&self) -> Result<i64> {
         on_pool!(self, pool => {
@@ -264,10 +334,18 @@ impl Store {
         })
     }
 
-    /// Sent notifications per host and medium for a project in a calendar year (UTC).
+    /// Notifications sent, read, delivered and failed per host and medium for a project in a
+    /// calendar year (UTC).
     pub async fn sent_counts(&self, project: &str, year: i32) -> Result<Vec<SentCount>> {
-        const COUNTS: &str = "SELECT a.host, o.medium, COUNT(*) AS sent FROM outbox o JOIN alerts a ON a.id = o.alert_id
-            WHERE a.project = $1 AND o.status IN ('sent', 'delivered')
+        // COUNT of a CASE counts its non-NULL values: bigint on both backends, where SUM would be
+        // numeric on PostgreSQL.
+        const COUNTS: &str = "SELECT a.host, o.medium,
+                COUNT(CASE WHEN o.status IN ('sent', 'delivered') THEN 1 END) AS sent,
+                COUNT(CASE WHEN o.status IN ('sent', 'delivered') AND o.read_ms IS NOT NULL THEN 1 END) AS read,
+                COUNT(CASE WHEN o.status = 'delivered' THEN 1 END) AS delivered,
+                COUNT(CASE WHEN o.status = 'failed' THEN 1 END) AS failed
+            FROM outbox o JOIN alerts a ON a.id = o.alert_id
+            WHERE a.project = $1 AND o.status IN ('sent', 'delivered', 'failed')
               AND COALESCE(o.sent_ms, o.created_ms) >= $2 AND COALESCE(o.sent_ms, o.created_ms) < $3
             GROUP BY a.host, o.medium ORDER BY a.host, o.medium";
         let Some((start_ms, end_ms)) = year_range_ms(year) else {
@@ -297,6 +375,8 @@ fn outbox(row: &impl Columns) -> Result<OutboxRow> {
         last_error: row.col("last_error")?,
         created_ms: row.col("created_ms")?,
         sent_ms: row.col("sent_ms")?,
+        read_ms: row.col("read_ms")?,
+        receipt_ms: row.col("receipt_ms")?,
         html: row.col("html")?,
         attachment: match (row.col::<Option<String>>("attachment_name")?, row.col::<Option<String>>("attachment")?) {
             (Some(name), Some(text)) => Some((name, text)),
@@ -311,7 +391,14 @@ fn attempt(row: &impl Columns) -> Result<(i64, Attempt)> {
 }
 
 fn sent_count(row: &impl Columns) -> Result<SentCount> {
-    Ok(SentCount { host: row.col("host")?, medium: text(row, "medium")?, count: row.col("sent")? })
+    Ok(SentCount {
+        host: row.col("host")?,
+        medium: text(row, "medium")?,
+        count: row.col("sent")?,
+        read: row.col("read")?,
+        delivered: row.col("delivered")?,
+        failed: row.col("failed")?,
+    })
 }
 
 #[cfg(test)]

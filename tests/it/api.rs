@@ -360,13 +360,13 @@ async fn fill(store: &Store, now: i64) -> Ids {
     for row in &claimed {
         let outcome = match row.medium {
             Medium::Email => DeliveryOutcome::Failed { error: "smtp: connection refused".into(), retry_at_ms: Some(started + 2000) },
-            _ => DeliveryOutcome::Sent,
+            _ => DeliveryOutcome::Sent(Default::default()),
         };
         store.record_delivery(row.id, started + 1000, &outcome).await.unwrap();
     }
     let retried = store.claim_due_notifications(started + 3000, 10, "test", MIN).await.unwrap();
     assert_eq!(retried.len(), 1);
-    store.record_delivery(retried[0].id, started + 3000, &DeliveryOutcome::Sent).await.unwrap();
+    store.record_delivery(retried[0].id, started + 3000, &DeliveryOutcome::Sent(Default::default())).await.unwrap();
 
     // shop: db-01's CPU was high for an hour in June 2025 (warning, resolved).
     let k = key("shop", "db-01", "metric:database:cpu.usage", "");
@@ -947,7 +947,10 @@ async fn stats_is_not_taken_for_a_monitor_name_and_a_monitor_named_stats_has_a_l
     let token = &api.tokens.user;
     let year = jiff::Timestamp::from_millisecond(api.now_ms - 3 * MIN + 3000).unwrap().to_zoned(jiff::tz::TimeZone::UTC).year();
     let stats = api.ok(&format!("/api/v1/projects/shop/monitors/stats?year={year}"), token).await;
-    assert_eq!(stats, json!({"year": year, "hosts": [{"host": "203.0.113.10", "email": 1, "sms": 1, "webhook": 0}]}));
+    assert_eq!(
+        stats,
+        json!({"year": year, "hosts": [{"host": "203.0.113.10", "email": 1, "sms": 1, "webhook": 0, "read": 0, "delivered": 0, "failed": 0}]})
+    );
     assert_eq!(api.ok("/api/v1/projects/shop/monitors/stats?year=2020", token).await["hosts"], json!([]));
     let r = api.get("/api/v1/projects/shop/monitors/stats?year=twenty", token).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);

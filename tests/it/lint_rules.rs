@@ -264,6 +264,44 @@ fn the_generated_base_tree_is_clean() {
 }
 
 #[test]
+fn receipt_settings_belong_to_their_channel_type() {
+    let tmp = base_tree();
+    let dir = tmp.path();
+    let good = format!(
+        "{CHANNELS}track_reads: true\nread_receipt_to: receipts@example.com\nbounces: /var/mail/wk-bounces\n---\n\
+         kind: Channel\nname: ops-sms\ntype: sms\nurl: https://sms.example.com/send\n\
+         delivery_reports: {{ secret: \"${{SMS_REPORT_SECRET}}\", id: $.msg_id, status: $.result.status, error: $.result.error, \
+         delivered: [DELIVRD], failed: [UNDELIV] }}\n"
+    );
+    write(dir, "channels.yaml", &good);
+    let run = lint_json(dir, true);
+    assert_eq!(run.code, Some(0), "{}", run.output());
+
+    let wrong = format!(
+        "{CHANNELS}delivery_reports: {{ secret: \"${{S}}\", id: $.id, status: $.s, delivered: [ok], failed: [ko] }}\n\
+         read_receipt_to: not-an-address\n---\n\
+         kind: Channel\nname: ops-sms\ntype: sms\nurl: https://sms.example.com/send\ntrack_reads: true\nbounces: /var/mail/x\n\
+         delivery_reports: {{ secret: inline-secret, id: $.id, status: $.s, delivered: [DONE], failed: [DONE] }}\n"
+    );
+    write(dir, "channels.yaml", &wrong);
+    let run = lint_json(dir, false);
+    assert_eq!(run.code, Some(1), "{}", run.output());
+    assert_eq!(
+        diagnostics(&run),
+        vec![
+            diag("channels.yaml", 6, 19, "exclusive-fields"),
+            diag("channels.yaml", 7, 18, "bad-email"),
+            diag("channels.yaml", 13, 14, "exclusive-fields"),
+            diag("channels.yaml", 14, 10, "exclusive-fields"),
+            diag("channels.yaml", 15, 29, "inline-secret"),
+            diag("channels.yaml", 15, 95, "exclusive-fields"),
+        ],
+        "{}",
+        run.output()
+    );
+}
+
+#[test]
 fn a_100_mb_file_is_refused_without_reading_it() {
     let tmp = base_tree();
     let dir = tmp.path();

@@ -23,6 +23,7 @@ mod pg_outage;
 mod plan_against;
 mod policy_tests;
 mod probe_store;
+mod receipts;
 mod reconcile_dir;
 mod replicas;
 mod report_mail;

@@ -50,7 +50,7 @@ fn message(kind: MessageKind) -> AlertMessage {
     }
 }
 
-fn channel(name: &str, type_: ChannelType) -> Channel {
+pub(crate) fn channel(name: &str, type_: ChannelType) -> Channel {
     Channel {
         origin: None,
         name: name.into(),
@@ -62,6 +62,10 @@ fn channel(name: &str, type_: ChannelType) -> Channel {
         headers: BTreeMap::new(),
         body: None,
         format: WebhookFormat::Json,
+        track_reads: false,
+        read_receipt_to: None,
+        bounces: None,
+        delivery_reports: None,
     }
 }
 
@@ -92,6 +96,8 @@ fn row(channel: &str, medium: Medium, recipient: &str, subject: &str, body: &str
         sent_ms: None,
         html: None,
         attachment: None,
+        read_ms: None,
+        receipt_ms: None,
     }
 }
 

@@ -13,7 +13,7 @@ use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::notification::{DeliveryStatus, Medium, NewNotification};
 use watchkeeper::store::{
     AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, ProbeRetention, ReplicaRow,
-    RevisionRecord, SentCount, Store, StoreError, StoredInstance,
+    RevisionRecord, SentCount, Store, StoreError, StoredInstance, Tracking,
 };
 
 /// 2026-03-01T00:00:00Z.
@@ -162,7 +162,7 @@ both_backends!(
 
 // ---- helpers ----
 
-fn key(project: &str, server: &str, rule: &str, subject: &str) -> InstanceKey {
+pub(crate) fn key(project: &str, server: &str, rule: &str, subject: &str) -> InstanceKey {
     InstanceKey { project: project.into(), server: server.into(), rule: rule.parse().unwrap(), subject: subject.into() }
 }
 
@@ -170,7 +170,7 @@ fn firing(severity: Severity, since_ms: i64) -> AlertState {
     AlertState { phase: Phase::Firing { since_ms, severity }, failures: 3, ..AlertState::default() }
 }
 
-fn email(to: &str, kind: &str) -> NewNotification {
+pub(crate) fn email(to: &str, kind: &str) -> NewNotification {
     NewNotification {
         channel: "ops-mail".into(),
         medium: Medium::Email,
@@ -183,7 +183,7 @@ fn email(to: &str, kind: &str) -> NewNotification {
     }
 }
 
-fn sms(to: &str, kind: &str) -> NewNotification {
+pub(crate) fn sms(to: &str, kind: &str) -> NewNotification {
     NewNotification { channel: "ops-sms".into(), medium: Medium::Sms, recipient: to.into(), ..email("", kind) }
 }
 
@@ -192,7 +192,14 @@ fn open(severity: Severity, started_at_ms: i64, host: &str) -> AlertChange {
 }
 
 /// Fire an alert for `key` at `started_at_ms`; returns its id.
-async fn fire(store: &Store, key: &InstanceKey, severity: Severity, started_at_ms: i64, host: &str, notes: &[NewNotification]) -> i64 {
+pub(crate) async fn fire(
+    store: &Store,
+    key: &InstanceKey,
+    severity: Severity,
+    started_at_ms: i64,
+    host: &str,
+    notes: &[NewNotification],
+) -> i64 {
     let change = open(severity, started_at_ms, host);
     let id = store.apply_alert(key, &firing(severity, started_at_ms), None, Some(&change), notes, started_at_ms).await.expect("open");
     id.expect("an open alert id")
@@ -546,7 +553,7 @@ async fn claims_respect_due_time_and_leases(db: TestDb) {
     assert!(store.claim_due_notifications(T0 + lease - 1, 10, "b", lease).await.unwrap().is_empty(), "leases still held");
 
     // A sender that crashed holding a lease: once it expires, another sender takes over.
-    store.record_delivery(all[3], T0 + SEC, &DeliveryOutcome::Sent).await.unwrap();
+    store.record_delivery(all[3], T0 + SEC, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
     let retaken = store.claim_due_notifications(T0 + lease, 10, "c", lease).await.unwrap();
     assert_eq!(retaken.iter().map(|n| n.id).collect::<Vec<_>>(), [all[0], all[1]], "sent rows are never claimed again");
     assert!(store.claim_due_notifications(T0 + lease, 10, "d", lease).await.unwrap().is_empty());
@@ -605,12 +612,12 @@ async fn record_delivery_retries_sends_fails_and_logs_every_attempt(db: TestDb) 
     let row = &again[0];
     assert_eq!((row.id, row.status, row.attempts, row.next_attempt_ms), (retried, DeliveryStatus::Pending, 1, T0 + MIN));
     assert_eq!(row.last_error.as_deref(), Some("connection refused"));
-    store.record_delivery(retried, T0 + MIN + SEC, &DeliveryOutcome::Sent).await.unwrap();
+    store.record_delivery(retried, T0 + MIN + SEC, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
 
     // A permanent failure, and a plain success.
     let rejected = DeliveryOutcome::Failed { error: "550 mailbox unavailable".into(), retry_at_ms: None };
     store.record_delivery(given_up, T0 + 2 * SEC, &rejected).await.unwrap();
-    store.record_delivery(sent, T0 + 3 * SEC, &DeliveryOutcome::Sent).await.unwrap();
+    store.record_delivery(sent, T0 + 3 * SEC, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
 
     let log = store.notifications_for_alert(id).await.unwrap();
     let summary: Vec<_> = log.iter().map(|(n, a)| (n.id, n.status, n.attempts, n.sent_ms, n.last_error.as_deref(), a.clone())).collect();
@@ -641,7 +648,7 @@ async fn record_delivery_retries_sends_fails_and_logs_every_attempt(db: TestDb) 
     assert_eq!(store.outbox_depth().await.unwrap(), 0);
     assert!(store.claim_due_notifications(T0 + 10 * MIN, 10, "c", lease).await.unwrap().is_empty());
 
-    let missing = store.record_delivery(given_up + 1_000, T0, &DeliveryOutcome::Sent).await;
+    let missing = store.record_delivery(given_up + 1_000, T0, &DeliveryOutcome::Sent(Tracking::default())).await;
     assert!(matches!(missing, Err(StoreError::Db(sqlx::Error::RowNotFound))), "{missing:?}");
 }
 
@@ -659,7 +666,7 @@ async fn outbox_depth_counts_only_pending_notifications(db: TestDb) {
     assert_eq!(store.outbox_depth().await.unwrap(), 3);
     store.claim_due_notifications(T0, 10, "a", MIN).await.unwrap();
     assert_eq!(store.outbox_depth().await.unwrap(), 3, "claimed but unsent still counts");
-    store.record_delivery(ids[0], T0, &DeliveryOutcome::Sent).await.unwrap();
+    store.record_delivery(ids[0], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
     store.record_delivery(ids[1], T0, &DeliveryOutcome::Failed { error: "timeout".into(), retry_at_ms: Some(T0 + MIN) }).await.unwrap();
     assert_eq!(store.outbox_depth().await.unwrap(), 2, "a retry is still queued");
     store.record_delivery(ids[2], T0, &DeliveryOutcome::Failed { error: "rejected".into(), retry_at_ms: None }).await.unwrap();
@@ -689,14 +696,14 @@ async fn sent_counts_are_per_host_medium_and_utc_year(db: TestDb) {
     };
     let (a, b, c) = (rows(a).await, rows(b).await, rows(c).await);
     // The last millisecond of 2025, the first of 2026, and March 2026.
-    store.record_delivery(a[0], NEW_YEAR_2026 - 1, &DeliveryOutcome::Sent).await.unwrap();
-    store.record_delivery(a[1], NEW_YEAR_2026, &DeliveryOutcome::Sent).await.unwrap();
-    store.record_delivery(a[2], T0, &DeliveryOutcome::Sent).await.unwrap();
-    store.record_delivery(a[3], T0, &DeliveryOutcome::Sent).await.unwrap();
-    store.record_delivery(b[0], T0, &DeliveryOutcome::Sent).await.unwrap();
-    store.record_delivery(c[0], T0, &DeliveryOutcome::Sent).await.unwrap();
+    store.record_delivery(a[0], NEW_YEAR_2026 - 1, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
+    store.record_delivery(a[1], NEW_YEAR_2026, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
+    store.record_delivery(a[2], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
+    store.record_delivery(a[3], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
+    store.record_delivery(b[0], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
+    store.record_delivery(c[0], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
 
-    let count = |host: &str, medium, count| SentCount { host: host.into(), medium, count };
+    let count = |host: &str, medium, count| SentCount { host: host.into(), medium, count, read: 0, delivered: 0, failed: 0 };
     assert_eq!(
         store.sent_counts("shop", 2026).await.unwrap(),
         vec![count("10.0.0.1", Medium::Email, 2), count("10.0.0.1", Medium::Sms, 1), count("10.0.0.2", Medium::Email, 1)]

@@ -1,6 +1,7 @@
 //! A real HTTP server (axum on 127.0.0.1:0) that records every request and can answer error
 //! statuses to the first ones, for SMS gateway and webhook tests, or serve one page (a metrics
-//! page to scrape).
+//! page to scrape) — or act as an SMS gateway that answers each message with an id and then
+//! posts a delivery report about it to a callback URL, as real gateways do.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,8 +29,26 @@ impl Recorded {
     }
 }
 
+/// The delivery report an SMS gateway stand-in posts about a message: from the request that
+/// sent it and the message id the gateway gave it.
+pub type Report = Arc<dyn Fn(&Recorded, &str) -> serde_json::Value + Send + Sync>;
+
+/// Where and how an SMS gateway stand-in posts its delivery reports.
+struct Callback {
+    url: String,
+    secret: String,
+    report: Report,
+    /// The status of each report's final answer.
+    answers: Mutex<Vec<u16>>,
+}
+
+/// How long a gateway stand-in keeps retrying a report answered 404 (its message not recorded
+/// as sent yet), like real gateways retry.
+const CALLBACK_RETRY_FOR: Duration = Duration::from_secs(60);
+
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
+    gateway: Option<Callback>,
     /// The statuses of the first requests, in order, each with [`FAILURE_BODY`].
     fail_first: Vec<StatusCode>,
     /// What a request that is not failed gets, with 200.
@@ -69,8 +88,26 @@ impl HttpServer {
         HttpServer::with(Vec::new(), body).await
     }
 
+    /// An SMS gateway: answers each request 200 `{"msg_id": "gw-<n>"}` (n counting from 1), then
+    /// posts `report` about it to `callback` with `Authorization: Bearer <secret>`, retrying
+    /// while that answers 404.
+    pub async fn sms_gateway(callback: &str, secret: &str, report: Report) -> HttpServer {
+        let gateway = Callback { url: callback.to_owned(), secret: secret.to_owned(), report, answers: Mutex::default() };
+        HttpServer::start_with(Shared { requests: Mutex::default(), gateway: Some(gateway), fail_first: Vec::new(), body: String::new() })
+            .await
+    }
+
+    /// The final answers to the delivery reports a gateway stand-in posted.
+    pub fn callback_answers(&self) -> Vec<u16> {
+        self.shared.gateway.as_ref().map(|g| g.answers.lock().expect("answers lock").clone()).unwrap_or_default()
+    }
+
     async fn with(fail_first: Vec<StatusCode>, body: &str) -> HttpServer {
-        let shared = Arc::new(Shared { requests: Mutex::default(), fail_first, body: body.to_owned() });
+        HttpServer::start_with(Shared { requests: Mutex::default(), gateway: None, fail_first, body: body.to_owned() }).await
+    }
+
+    async fn start_with(shared: Shared) -> HttpServer {
+        let shared = Arc::new(shared);
         let app = axum::Router::new().fallback(record).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
@@ -119,9 +156,35 @@ async fn record(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     let mut requests = shared.requests.lock().expect("requests lock");
-    requests.push(recorded);
+    requests.push(recorded.clone());
+    if shared.gateway.is_some() {
+        let id = format!("gw-{}", requests.len());
+        tokio::spawn(post_report(shared.clone(), recorded, id.clone()));
+        return (StatusCode::OK, serde_json::json!({ "msg_id": id }).to_string());
+    }
     match shared.fail_first.get(requests.len() - 1) {
         Some(&status) => (status, FAILURE_BODY.to_string()),
         None => (StatusCode::OK, shared.body.clone()),
+    }
+}
+
+/// Post the gateway's delivery report about message `id`, again while it answers 404.
+async fn post_report(shared: Arc<Shared>, request: Recorded, id: String) {
+    let Some(gateway) = shared.gateway.as_ref() else { return };
+    let body = (gateway.report)(&request, &id);
+    let client = reqwest::Client::new();
+    let start = Instant::now();
+    loop {
+        let answer = client.post(&gateway.url).bearer_auth(&gateway.secret).json(&body).send().await.map(|r| r.status().as_u16());
+        match answer {
+            Ok(404) if start.elapsed() < CALLBACK_RETRY_FOR => {}
+            Ok(status) => {
+                gateway.answers.lock().expect("answers lock").push(status);
+                return;
+            }
+            Err(e) if start.elapsed() >= CALLBACK_RETRY_FOR => panic!("the delivery report could not be posted: {e}"),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

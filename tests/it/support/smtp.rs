@@ -42,6 +42,7 @@ pub struct Mail {
     pub html: Option<String>,
     /// File name and text of each attachment.
     pub attachments: Vec<(String, String)>,
+    pub disposition_notification_to: Option<String>,
 }
 
 impl SmtpServer {
@@ -166,12 +167,15 @@ fn parse(path: &Path) -> Mail {
 import email, email.policy, json, sys
 with open(sys.argv[1], "rb") as f:
     m = email.message_from_binary_file(f, policy=email.policy.default)
+plain, html = m.get_body(preferencelist=("plain",)), m.get_body(preferencelist=("html",))
+dnt = m["Disposition-Notification-To"]
 print(json.dumps({
     "from": str(m["From"]), "to": str(m["To"]), "subject": str(m["Subject"]),
     "message_id": str(m["Message-ID"]), "content_type": m.get_content_type(),
     "body": m.get_body(preferencelist=("plain",)).get_content(),
     "html": (lambda part: part.get_content() if part is not None else None)(m.get_body(preferencelist=("html",))),
     "attachments": [[a.get_filename(), a.get_content()] for a in m.iter_attachments()],
+    "disposition_notification_to": (lambda h: str(h) if h is not None else None)(m["Disposition-Notification-To"]),
 }))
 "#;
     let out = Command::new(python()).args(["-c", SCRIPT]).arg(path).output().expect("run python");
