@@ -206,7 +206,13 @@ async fn while_the_collector_answers_503_the_backlog_is_kept_and_then_sent_in_fu
 
     collector.set_mode(Mode::Fail(503, "shutting down".into()));
     let failing_from = collector.received().len();
-    tokio::time::sleep(Duration::from_millis(6_500)).await; // more than one batch of 60 reports
+    // Until a refused request carried a full batch of 60: more than one batch is waiting (a
+    // fixed sleep is not enough on a loaded machine, where the agent may sample more slowly).
+    collector
+        .wait_until("a full batch refused", WAIT, |r| {
+            r[failing_from..].iter().any(|r| r.status == 503 && r.request.as_ref().is_some_and(|q| q.reports.len() >= 60))
+        })
+        .await;
     agent.wait_for_log("the collector is unavailable").await;
     collector.set_mode(Mode::Accept);
     let received = collector

@@ -187,8 +187,9 @@ fn systemd_unit_verifies_and_runs_serve_with_the_example_environment() {
     assert_eq!(setting("TimeoutStopSec"), "30s");
     let status = serve.terminate();
     assert!(status.success(), "{status}\n{}", serve.log());
-    let left: Vec<_> = fs::read_dir(state.join("data")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(left, ["watchkeeper.db"]);
+    let mut left: Vec<_> = fs::read_dir(state.join("data")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    left.sort();
+    assert_eq!(left, ["watchkeeper.db", "watchkeeper.db.lock"], "the database and the lock file that keeps a second serve off it");
 }
 
 /// The instructions of a Dockerfile, continuation lines joined, comments dropped.
