@@ -82,8 +82,17 @@ impl Browser {
 
     /// Wait until `check` (run in the page) returns true; panics with `what` after `timeout`.
     pub async fn wait_for(&self, what: &str, timeout: Duration, script: &str) {
+        self.poll(what, timeout, None, script).await
+    }
+
+    /// Run `script` until it returns true, opening `reload` before each run when given; panics
+    /// with `what` and the page after `timeout`.
+    async fn poll(&self, what: &str, timeout: Duration, reload: Option<&str>, script: &str) {
         let start = Instant::now();
         loop {
+            if let Some(url) = reload {
+                self.client.goto(url).await.expect("open the page");
+            }
             // A script run while the page is being replaced can fail; that is "not yet".
             let value = self.client.execute(script, vec![]).await;
             if matches!(&value, Ok(serde_json::Value::Bool(true))) {
@@ -93,7 +102,7 @@ impl Browser {
                 let html = self.client.source().await.unwrap_or_default();
                 panic!("timed out after {timeout:?} waiting until {what} (last answer: {value:?})\n--- page ---\n{html}");
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(Duration::from_millis(if reload.is_some() { 500 } else { 200 })).await;
         }
     }
 
@@ -108,19 +117,7 @@ impl Browser {
     /// Open `url` again and again until `script` (run in the page) returns true: for a page that
     /// does not refresh itself. Panics with `what` after `timeout`.
     pub async fn wait_reloading(&self, what: &str, timeout: Duration, url: &str, script: &str) {
-        let start = Instant::now();
-        loop {
-            self.client.goto(url).await.expect("open the page");
-            let value = self.client.execute(script, vec![]).await;
-            if matches!(&value, Ok(serde_json::Value::Bool(true))) {
-                return;
-            }
-            if start.elapsed() > timeout {
-                let html = self.client.source().await.unwrap_or_default();
-                panic!("timed out after {timeout:?} waiting until {what} (last answer: {value:?})\n--- page ---\n{html}");
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        self.poll(what, timeout, Some(url), script).await
     }
 
     /// The text of the first element matching `css`, once the page has one.
