@@ -790,7 +790,7 @@ async fn sqlite_urls_with_and_without_slashes_create_a_wal_database() {
 
 #[tokio::test]
 async fn a_closed_postgres_port_is_an_error_not_a_hang() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::support::free_port();
     let started = Instant::now();
     let result = tokio::time::timeout(Duration::from_secs(20), Store::connect(&format!("postgres://postgres@127.0.0.1:{port}/test")))
         .await

@@ -4,7 +4,6 @@
 //! A test that needs it fails when it is not installed (`scripts/test.sh` installs it), unless
 //! [`SKIP_ENV`] is `1`: then the test says SKIPPED and passes.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,10 +47,10 @@ impl Drop for Exporter {
 }
 
 /// Start `binary` (from [`required`]) on a free port and wait until it answers (a few tries: the
-/// port is picked by binding 127.0.0.1:0 and releasing it, so another process may take it first).
+/// port is free when picked, but another process may take it before the exporter binds it).
 pub async fn start(client: &reqwest::Client, binary: &Path) -> Exporter {
     for _ in 0..3 {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let port = super::free_port();
         let child = Command::new(binary)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
