@@ -107,13 +107,6 @@ async fn reminders_survive_a_restart_without_a_skip_or_a_double_and_an_ack_stops
         );
     }
 
-    // The reminders reached the mailbox, saying how long the alert has been firing.
-    serve.wait_until("the outbox is empty", long, || serve.metric("watchkeeper_outbox_depth") == Some(0.0));
-    let mails: Vec<_> = smtp.messages().into_iter().filter(|m| m.to.contains("alice@example.com")).collect();
-    let still: Vec<_> = mails.iter().filter(|m| m.subject.contains("Still firing (fatal)")).collect();
-    assert_eq!(still.len(), reminders.len(), "{:?}", mails.iter().map(|m| &m.subject).collect::<Vec<_>>());
-    assert!(still[0].body.contains("still firing, unacknowledged") && still[0].body.contains("Duration:"), "{}", still[0].body);
-
     // alice acknowledges: no reminder after, though the port stays closed.
     let path = format!("/api/v1/projects/shop/alerts/{alert}/acks");
     let auth = format!("Bearer {ALICE}");
@@ -128,4 +121,13 @@ async fn reminders_survive_a_restart_without_a_skip_or_a_double_and_an_ack_stops
     let detail = serve.get(&format!("/api/v1/projects/shop/alerts/{alert}"));
     assert_eq!((&detail["status"], &detail["acknowledged"]), (&Value::from("firing"), &Value::from(true)));
     assert_eq!(detail["acks"][0]["by"], "alice@example.com");
+
+    // Every reminder reached the mailbox (none comes after the ack, so the count is final), saying
+    // how long the alert has been firing.
+    serve.wait_until("the outbox is empty", long, || serve.metric("watchkeeper_outbox_depth") == Some(0.0));
+    let reminders = notified(&serve, &alert, "reminder");
+    let mails: Vec<_> = smtp.messages().into_iter().filter(|m| m.to.contains("alice@example.com")).collect();
+    let still: Vec<_> = mails.iter().filter(|m| m.subject.contains("Still firing (fatal)")).collect();
+    assert_eq!(still.len(), reminders.len(), "{:?}", mails.iter().map(|m| &m.subject).collect::<Vec<_>>());
+    assert!(still[0].body.contains("still firing, unacknowledged") && still[0].body.contains("Duration:"), "{}", still[0].body);
 }
