@@ -43,6 +43,9 @@ pub struct AlertView {
     acknowledged: bool,
     /// Its acknowledgement notes, oldest first.
     acks: Vec<AckView>,
+    /// It changed state too often while it was open: its notifications were held back (one
+    /// "flapping" notification instead) until it was stable. For a firing alert: it flaps now.
+    flapping: bool,
 }
 
 /// One acknowledgement note as the API shows it.
@@ -66,6 +69,7 @@ impl AlertView {
     fn new(row: AlertRow, acks: Vec<Ack>, tz: &jiff::tz::TimeZone, with_snapshot: bool) -> AlertView {
         AlertView {
             acknowledged: row.acknowledged_at_ms.is_some(),
+            flapping: row.flapping,
             acks: acks.into_iter().map(|a| AckView::new(a, tz)).collect(),
             id: row.id,
             server: Some(row.key.server).filter(|s| !s.is_empty()),

@@ -13,7 +13,7 @@ use crate::notification::NewNotification;
 macro_rules! alert_columns {
     () => {
         "id, project, server, rule, subject, severity, status, started_at_ms, resolved_at_ms, resolve_reason, message, host, snapshot, \
-         acknowledged_at_ms"
+         acknowledged_at_ms, flapping"
     };
 }
 
@@ -63,6 +63,9 @@ pub struct AlertRow {
     pub snapshot: serde_json::Value,
     /// When someone first acknowledged it; `None` while nobody has.
     pub acknowledged_at_ms: Option<i64>,
+    /// Its instance was flapping while it was open (its notifications held back); for a
+    /// firing alert, it flaps now.
+    pub flapping: bool,
 }
 
 /// One acknowledgement note on an alert.
@@ -145,6 +148,7 @@ impl Store {
         const ESCALATE: &str = "UPDATE alerts SET severity = $1 WHERE id = $2";
         const RESOLVE: &str =
             "UPDATE alerts SET status = 'resolved', resolved_at_ms = $1, resolve_reason = $2 WHERE id = $3 AND status = 'firing'";
+        const FLAPPING: &str = "UPDATE alerts SET flapping = $1 WHERE id = $2 AND flapping <> $1";
         const SAVE: &str = "INSERT INTO alert_instances (project, server, rule, subject, state, open_alert_id, updated_ms)
             VALUES ($1, $2, $3, $4, $5, $6, $7)
             ON CONFLICT (project, server, rule, subject)
@@ -217,6 +221,18 @@ impl Store {
                 Some(AlertChange::Event { .. }) => open_alert_id,
                 _ => alert_id,
             };
+            // The alert this decision concerns is marked while its instance flaps; an open one
+            // is unmarked once it settled (a decision of time alone, with no change).
+            let flapping = state.flapping.is_some();
+            let mark = match change {
+                Some(AlertChange::Event { .. }) => None,
+                Some(_) if flapping => alert_id,
+                None => open_after,
+                Some(_) => None,
+            };
+            if let Some(id) = mark {
+                sqlx::query(FLAPPING).bind(flapping).bind(id).execute(&mut *tx).await?;
+            }
 
             if at_rest {
                 sqlx::query(FORGET).bind(&key.project).bind(&key.server).bind(&rule).bind(&key.subject).execute(&mut *tx).await?;
@@ -396,6 +412,7 @@ fn alert(row: &impl Columns) -> Result<AlertRow> {
         host: row.col("host")?,
         snapshot: json(row, "snapshot")?,
         acknowledged_at_ms: row.col("acknowledged_at_ms")?,
+        flapping: row.col("flapping")?,
     })
 }
 

@@ -103,6 +103,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "replicas", include_str!("migrations/sqlite/0008_replicas.sql")),
     (9, "daily_reports", include_str!("migrations/sqlite/0009_daily_reports.sql")),
     (10, "receipts", include_str!("migrations/sqlite/0010_receipts.sql")),
+    (11, "alert_flapping", include_str!("migrations/sqlite/0011_alert_flapping.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -115,6 +116,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "replicas", include_str!("migrations/postgres/0008_replicas.sql")),
     (9, "daily_reports", include_str!("migrations/postgres/0009_daily_reports.sql")),
     (10, "receipts", include_str!("migrations/postgres/0010_receipts.sql")),
+    (11, "alert_flapping", include_str!("migrations/postgres/0011_alert_flapping.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

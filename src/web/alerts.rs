@@ -254,6 +254,9 @@ fn state_badges(a: &AlertRow, tz: &jiff::tz::TimeZone) -> Markup {
         span class={ "status " (a.status.as_str()) } { (a.status.as_str()) }
         @if let Some(at) = a.resolved_at_ms { " " span.meta { (html::time(at, tz)) } }
         @if a.acknowledged_at_ms.is_some() { " " span.ack { "acknowledged" } }
+        @if a.flapping {
+            " " span.flapping title="it changed state too often: its notifications are held back until it is stable" { "⇅ flapping" }
+        }
     }
 }
 

@@ -310,7 +310,11 @@ pub fn alert_table(project: &str, alerts: &[AlertRow], tz: &jiff::tz::TimeZone) 
                         tr data-alert=(a.id) {
                             td { a href={ "/p/" (project) "/alerts/" (a.id) } { (html::time(a.started_at_ms, tz)) } }
                             td { span class={ "sev " (a.severity.as_str()) } { (a.severity.as_str()) } }
-                            td { (a.status.as_str()) @if a.acknowledged_at_ms.is_some() { " " span.ack { "acknowledged" } } }
+                            td {
+                                (a.status.as_str())
+                                @if a.acknowledged_at_ms.is_some() { " " span.ack { "acknowledged" } }
+                                @if a.flapping { " " span.flapping { "⇅ flapping" } }
+                            }
                             td { (a.key.rule) @if !a.key.subject.is_empty() { " " (a.key.subject) } }
                             td { (a.message) }
                         }

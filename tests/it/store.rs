@@ -158,6 +158,7 @@ both_backends!(
     sent_counts_are_per_host_medium_and_utc_year,
     list_alerts_applies_every_filter,
     acknowledgements_append_to_a_firing_alert_only,
+    an_alert_is_marked_flapping_while_its_instance_flaps,
 );
 
 // ---- helpers ----
@@ -401,6 +402,7 @@ async fn apply_alert_opens_escalates_and_resolves_with_notifications(db: TestDb)
             host: "10.0.0.1".into(),
             snapshot,
             acknowledged_at_ms: None,
+            flapping: false,
         }
     );
     assert_eq!(
@@ -483,6 +485,41 @@ async fn acknowledgements_append_to_a_firing_alert_only(db: TestDb) {
     assert_eq!(store.get_alert(second).await.unwrap().unwrap().acknowledged_at_ms, None);
     assert_eq!(store.acks_for(&[first, second]).await.unwrap().len(), 2);
     assert_eq!(store.acks_for(&[]).await.unwrap(), []);
+}
+
+async fn an_alert_is_marked_flapping_while_its_instance_flaps(db: TestDb) {
+    let store = db.connect().await;
+    let k = key("shop", "web-01", "port:web-ports", "443");
+    let flag = |id: i64| {
+        let store = store.clone();
+        async move { store.get_alert(id).await.unwrap().unwrap().flapping }
+    };
+    let flapping = |mut state: AlertState| {
+        state.flapping = Some(Severity::Fatal);
+        state
+    };
+    // Fired calmly: not flapping.
+    let calm = fire(&store, &k, Severity::Fatal, T0, "h", &[]).await;
+    assert!(!flag(calm).await);
+    // Its resolve is the change that makes it flap: the alert resolved is marked.
+    let resolve = |at_ms| AlertChange::Resolve { at_ms, reason: "recovered".into() };
+    let rest = flapping(AlertState::default());
+    assert_eq!(store.apply_alert(&k, &rest, Some(calm), Some(&resolve(T0 + MIN)), &[], T0 + MIN).await.unwrap(), None);
+    assert!(flag(calm).await);
+    // Fired again while flapping: the new alert is marked from its start.
+    let state = flapping(firing(Severity::Fatal, T0 + 2 * MIN));
+    let again = store.apply_alert(&k, &state, None, Some(&open(Severity::Fatal, T0 + 2 * MIN, "h")), &[], T0 + 2 * MIN).await.unwrap();
+    let again = again.expect("an open alert");
+    assert!(flag(again).await);
+    // Time alone: still flapping keeps the mark; settled (firing) takes it off the open alert,
+    // and the resolved one keeps its own.
+    store.apply_alert(&k, &state, Some(again), None, &[], T0 + 3 * MIN).await.unwrap();
+    assert!(flag(again).await);
+    store.apply_alert(&k, &firing(Severity::Fatal, T0 + 2 * MIN), Some(again), None, &[], T0 + 40 * MIN).await.unwrap();
+    assert!(!flag(again).await);
+    assert!(flag(calm).await);
+    let listed = store.list_alerts(&AlertFilter { project: Some("shop".into()), ..AlertFilter::default() }).await.unwrap();
+    assert_eq!(listed.iter().map(|a| (a.id, a.flapping)).collect::<Vec<_>>(), [(again, false), (calm, true)]);
 }
 
 async fn a_failed_apply_alert_changes_nothing(db: TestDb) {
