@@ -11,6 +11,7 @@ mod dashboard;
 mod dashboard_alerts;
 mod engine;
 mod escalation;
+mod flapping;
 mod flood;
 mod ingest;
 mod layout;
