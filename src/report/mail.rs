@@ -56,7 +56,7 @@ pub fn mails(config: &Config, project: &Project, report: &Report) -> Vec<ReportM
     let Some(channel) = project.channels.iter().filter_map(|name| config.channels.get(name)).find(|c| c.type_ == Medium::Email) else {
         return Vec::new();
     };
-    let (csv, file_name, tables) = (render::to_csv(report), render::csv_file_name(report), render::to_text(report));
+    let (csv, file_name) = (render::to_csv(report), render::csv_file_name(report));
     recipients(config, project)
         .into_iter()
         .map(|user| {
@@ -67,7 +67,7 @@ pub fn mails(config: &Config, project: &Project, report: &Report) -> Vec<ReportM
                     medium: Medium::Email,
                     recipient: user.email.clone(),
                     subject: (words.subject)(report),
-                    body: format!("{}\n\n{tables}\n-- \nwatchkeeper\n", (words.intro)(report)),
+                    body: text(report, &words),
                     kind: MessageKind::Report,
                     status: DeliveryStatus::Pending,
                     reason: None,
@@ -85,6 +85,8 @@ struct Words {
     language: Language,
     subject: fn(&Report) -> String,
     intro: fn(&Report) -> String,
+    /// The line above the tables of the plain-text part.
+    title: fn(&Report) -> String,
 }
 
 impl Words {
@@ -99,6 +101,7 @@ impl Words {
                         r.project, r.date, r.from, r.to, r.timezone
                     )
                 },
+                title: render::title,
             },
             Language::Ko => Words {
                 language,
@@ -108,6 +111,20 @@ impl Words {
                         "{} 프로젝트의 {} 일일 보고서입니다 ({} ~ {}, {}). 첨부한 CSV 파일에 같은 표가 있습니다.",
                         r.project, r.date, r.from, r.to, r.timezone
                     )
+                },
+                title: |r| {
+                    let period = match r.period {
+                        Period::Daily => "일일",
+                        Period::Weekly => "주간",
+                        Period::Monthly => "월간",
+                    };
+                    let kind = match r.kind {
+                        Kind::Summary => "요약",
+                        Kind::Disk => "디스크",
+                        Kind::App => "애플리케이션 상세",
+                    };
+                    let partial = if r.complete { "" } else { " (기간이 아직 끝나지 않음)" };
+                    format!("{} {period} 보고서 ({kind}): {} – {}, {}{partial}", r.project, r.from, r.to, r.timezone)
                 },
             },
         }
@@ -136,6 +153,7 @@ impl Words {
             "disk" => ("Disk %", "디스크 %"),
             "network_in_bps" => ("In bit/s", "수신 bit/s"),
             "network_out_bps" => ("Out bit/s", "송신 bit/s"),
+            "none" => ("(none)", "(없음)"),
             other => (other, other),
         };
         match self.language {
@@ -143,6 +161,13 @@ impl Words {
             Language::Ko => ko,
         }
     }
+}
+
+/// The plain-text part: the intro, then the tables under a title, both in the recipient's
+/// language, headed as the HTML part heads them.
+fn text(report: &Report, words: &Words) -> String {
+    let tables = render::to_text_with(report, &(words.title)(report), |word| words.label(word));
+    format!("{}\n\n{tables}\n-- \nwatchkeeper\n", (words.intro)(report))
 }
 
 /// `&`, `<`, `>` and `"` as HTML writes them.
@@ -241,6 +266,61 @@ pub async fn run(store: Store, mut config: watch::Receiver<Arc<Config>>, outbox_
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn daily() -> Report {
+        use super::super::{Body, Change, DailyServer};
+        Report {
+            project: "shop".into(),
+            period: Period::Daily,
+            kind: Kind::Summary,
+            date: "2026-03-29".into(),
+            timezone: "Asia/Seoul".into(),
+            from: "2026-03-29T00:00:00+09:00".into(),
+            to: "2026-03-30T00:00:00+09:00".into(),
+            complete: true,
+            body: Body::Daily {
+                server_count: Change::new(1, 1),
+                alert_count: Change::new(0, 2),
+                servers: vec![DailyServer { server: "웹-01".into(), paused: false, cpu_avg: Some(12.5), memory_avg: None, alerts: 0 }],
+                alerts: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_plain_text_part_is_headed_in_the_recipients_language() {
+        let report = daily();
+        let korean = text(&report, &Words::of(Language::Ko));
+        assert!(korean.starts_with("shop 프로젝트의 2026-03-29 일일 보고서입니다"), "{korean}");
+        assert!(
+            korean.contains("\nshop 일일 보고서 (요약): 2026-03-29T00:00:00+09:00 – 2026-03-30T00:00:00+09:00, Asia/Seoul\n"),
+            "{korean}"
+        );
+        for heading in
+            ["\n요약\n", "\n서버\n", "\n알림\n", "항목", "전날", "변화율 %", "CPU 평균 %", "메모리 평균 %", "일시 정지", "(없음)"]
+        {
+            assert!(korean.contains(heading), "{heading:?} in {korean}");
+        }
+        for english in ["Daily report", "cpu_avg", "memory_avg", "Servers", "(none)", "previous", "change_pct"] {
+            assert!(!korean.contains(english), "{english:?} in {korean}");
+        }
+        // Hangul takes two columns: a number ends where its Korean heading ends.
+        let header = korean.lines().find(|l| l.starts_with("서버  ")).unwrap();
+        let row = korean.lines().find(|l| l.starts_with("웹-01")).unwrap();
+        let end = |line: &str, what: &str| line.find(what).map(|i| columns(&line[..i + what.len()]));
+        assert_eq!(end(header, "CPU 평균 %"), end(row, "12.50"), "{header}\n{row}");
+
+        let english = text(&report, &Words::of(Language::En));
+        assert!(english.contains("\nDaily report (summary) of shop: "), "{english}");
+        for heading in ["\nSummary\n", "Day before", "CPU avg %", "Memory avg %", "(none)"] {
+            assert!(english.contains(heading), "{heading:?} in {english}");
+        }
+    }
+
+    /// Terminal columns, as the text tables count them.
+    fn columns(text: &str) -> usize {
+        text.chars().map(|c| if ('\u{AC00}'..='\u{D7A3}').contains(&c) { 2 } else { 1 }).sum()
+    }
 
     #[test]
     fn html_escapes_what_it_shows() {

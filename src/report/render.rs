@@ -201,20 +201,28 @@ fn width(text: &str) -> usize {
         .sum()
 }
 
-/// The report as aligned text tables under a title.
+/// The report as aligned text tables under a title, headed by the JSON field names.
 pub fn to_text(report: &Report) -> String {
-    let mut out = title(report);
+    to_text_with(report, &title(report), |word| if word == "none" { "(none)" } else { word })
+}
+
+/// The report as aligned text tables under `title`, with each table's name, each column's name
+/// and the word `none` (a table without rows) shown as `label` gives them: the daily e-mail's
+/// plain-text part heads its tables in the recipient's language.
+pub fn to_text_with(report: &Report, title: &str, label: impl Fn(&'static str) -> &'static str) -> String {
+    let mut out = title.to_string();
     out.push('\n');
     for table in tables(report) {
         let shown: Vec<Vec<String>> = table.rows.iter().map(|row| row.iter().map(Cell::show).collect()).collect();
-        let widths: Vec<usize> = (0..table.columns.len())
-            .map(|i| shown.iter().map(|row| width(&row[i])).chain([table.columns[i].len()]).max().unwrap_or(0))
-            .collect();
-        let _ = write!(out, "\n{}\n", table.name);
-        let header: Vec<String> = table.columns.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let columns: Vec<&str> = table.columns.iter().map(|c| label(c)).collect();
+        let widths: Vec<usize> =
+            (0..columns.len()).map(|i| shown.iter().map(|row| width(&row[i])).chain([width(columns[i])]).max().unwrap_or(0)).collect();
+        let _ = write!(out, "\n{}\n", label(table.name));
+        let header: Vec<String> =
+            columns.iter().zip(&widths).map(|(c, &w)| format!("{c}{}", " ".repeat(w.saturating_sub(width(c))))).collect();
         let _ = writeln!(out, "{}", header.join("  ").trim_end());
         if table.rows.is_empty() {
-            out.push_str("(none)\n");
+            let _ = writeln!(out, "{}", label("none"));
         }
         for (row, cells) in shown.iter().zip(&table.rows) {
             let line: Vec<String> = row

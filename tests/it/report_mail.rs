@@ -69,7 +69,15 @@ fn check_mails(mails: &[Mail], yesterday: &str) {
         assert_eq!(mail.subject, subject);
         assert_eq!(mail.content_type, "multipart/mixed", "{mail:#?}");
         let intro = if korean { "shop 프로젝트의" } else { "The daily report of shop" };
-        assert!(mail.body.contains(intro) && mail.body.contains("Daily report (summary) of shop"), "the text part: {}", mail.body);
+        let title = if korean { "shop 일일 보고서 (요약)" } else { "Daily report (summary) of shop" };
+        assert!(mail.body.contains(intro) && mail.body.contains(title), "the text part: {}", mail.body);
+        // The plain-text part is headed like the HTML part, in the recipient's language.
+        let headings: &[&str] =
+            if korean { &["CPU 평균 %", "메모리 평균 %", "전날", "(없음)"] } else { &["CPU avg %", "Day before", "(none)"] };
+        for heading in headings {
+            assert!(mail.body.contains(heading), "{heading:?} in the text part: {}", mail.body);
+        }
+        assert!(!mail.body.contains("cpu_avg"), "the text part: {}", mail.body);
         let html = mail.html.as_deref().unwrap_or_else(|| panic!("an HTML part: {mail:#?}"));
         assert!(html.contains(if korean { "<th>CPU 평균 %</th>" } else { "<th>CPU avg %</th>" }), "{html}");
         let [(name, csv)] = mail.attachments.as_slice() else { panic!("one attachment: {mail:#?}") };
