@@ -5,7 +5,9 @@
 //!
 //! `GET /p/{project}/reports?period=daily|weekly|monthly&kind=summary|disk|app&date=YYYY-MM-DD`
 //! (defaults: daily, summary, the last complete period); `GET /p/{project}/reports.csv?…` the
-//! same report as a CSV download.
+//! same report as a CSV download. A monthly page's previous and next links keep the day of the
+//! month the user started from in `day=1..31`: a shorter month clamps the date (03-31 → 02-28)
+//! but not the day, so stepping on returns to the 31st (01-31), not to the 28th.
 
 use std::collections::HashMap;
 
@@ -31,13 +33,15 @@ struct View {
     kind: Kind,
     /// `None`: the last complete period.
     date: Option<Date>,
+    /// The day of the month monthly periods start on where the month has it (`None`: the date's).
+    day: Option<i8>,
 }
 
 impl View {
     fn parse(query: &HashMap<String, String>) -> Result<View, String> {
         for name in query.keys() {
-            if !["period", "kind", "date"].contains(&name.as_str()) {
-                return Err(format!("unknown query parameter `{name}` (expected period, kind, date)"));
+            if !["period", "kind", "date", "day"].contains(&name.as_str()) {
+                return Err(format!("unknown query parameter `{name}` (expected period, kind, date, day)"));
             }
         }
         let word = |name: &str| query.get(name).map(String::as_str).filter(|w| !w.is_empty());
@@ -50,21 +54,37 @@ impl View {
             Some(w) => w.parse().map_err(|_| format!("invalid `kind`: `{w}` is not one of summary, disk, app"))?,
         };
         let date = word("date").map(report::parse_date).transpose().map_err(|e| format!("invalid `date`: {e}"))?;
-        Ok(View { period, kind, date })
+        let day = match word("day") {
+            None => None,
+            Some(w) => Some(
+                w.parse::<i8>()
+                    .ok()
+                    .filter(|d| (1..=31).contains(d))
+                    .ok_or_else(|| format!("invalid `day`: `{w}` is not a day of the month (1 to 31)"))?,
+            ),
+        };
+        Ok(View { period, kind, date, day })
     }
 }
 
-fn href(project: &str, csv: bool, period: Period, kind: Kind, date: Date) -> String {
+/// The link to the report of `period` and `kind` starting on `date`; a monthly one names `day`
+/// when the month clamped it (`date` is not on that day).
+fn href(project: &str, csv: bool, period: Period, kind: Kind, date: Date, day: i8) -> String {
     let path = if csv { "reports.csv" } else { "reports" };
-    format!("/p/{project}/{path}?period={period}&kind={kind}&date={date}")
+    let day = if period == Period::Monthly && date.day() != day { format!("&day={day}") } else { String::new() };
+    format!("/p/{project}/{path}?period={period}&kind={kind}&date={date}{day}")
 }
 
-/// The first day of the period before (`-1`) or after (`1`) the one starting on `date`.
-fn step(period: Period, date: Date, by: i64) -> Option<Date> {
+/// The first day of the period before (`-1`) or after (`1`) the one starting on `date`. A
+/// month starts on `day` of the month, or on its last day when it is shorter.
+fn step(period: Period, date: Date, day: i8, by: i64) -> Option<Date> {
     match period {
         Period::Daily => date.checked_add(by.days()),
         Period::Weekly => date.checked_add((7 * by).days()),
-        Period::Monthly => date.checked_add(by.months()),
+        Period::Monthly => date.first_of_month().checked_add(by.months()).map(|first| {
+            let day = day.min(first.days_in_month());
+            first.with().day(day).build().unwrap_or(first)
+        }),
     }
     .ok()
 }
@@ -76,12 +96,13 @@ fn bad(message: String, signed: &Signed, p: &Project) -> Response {
 
 /// The project (in the caller's scope) and the report the query asks for, or the page saying
 /// why not (another team's project is not found).
+/// The day of the month a monthly page keeps comes with them.
 async fn build<'s>(
     state: &WebState,
     signed: &'s Signed,
     project: &str,
     query: &HashMap<String, String>,
-) -> Result<(&'s Project, Report), Response> {
+) -> Result<(&'s Project, Option<i8>, Report), Response> {
     let Ok((p, _)) = signed.access.project(project) else { return Err(html::not_found(Some(signed))) };
     let view = View::parse(query).map_err(|message| bad(message, signed, p))?;
     let request = Request { project: p, period: view.period, kind: view.kind, date: view.date, now_ms: now_ms() };
@@ -91,7 +112,7 @@ async fn build<'s>(
             ReportError::Store(e) => failed(ApiError::from(e), signed),
             other => bad(format!("invalid `date`: {other}"), signed, p),
         })
-        .map(|built| (p, built))
+        .map(|built| (p, view.day, built))
 }
 
 /// `GET /p/{project}/reports`.
@@ -102,7 +123,9 @@ pub async fn page_of(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     match build(&state, &signed, &project, &query).await {
-        Ok((p, built)) => page(StatusCode::OK, layout("Reports", Some(&signed), Some(&Place::Project(p, "/reports")), body(p, &built))),
+        Ok((p, day, built)) => {
+            page(StatusCode::OK, layout("Reports", Some(&signed), Some(&Place::Project(p, "/reports")), body(p, day, &built)))
+        }
         Err(response) => response,
     }
 }
@@ -115,7 +138,7 @@ pub async fn csv_of(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     match build(&state, &signed, &project, &query).await {
-        Ok((_, built)) => {
+        Ok((_, _, built)) => {
             let disposition = format!("attachment; filename=\"{}\"", render::csv_file_name(&built));
             (
                 [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)],
@@ -143,8 +166,9 @@ fn kind_label(kind: Kind) -> &'static str {
     }
 }
 
-fn body(p: &Project, built: &Report) -> Markup {
+fn body(p: &Project, day: Option<i8>, built: &Report) -> Markup {
     let Ok(date) = built.date.parse::<Date>() else { return html! {} };
+    let day = day.unwrap_or(date.day());
     let today = jiff::Timestamp::from_millisecond(now_ms())
         .ok()
         .zip(report::timezone(p).ok())
@@ -152,8 +176,8 @@ fn body(p: &Project, built: &Report) -> Markup {
         .unwrap_or(date);
     let (period, kind) = (built.period, built.kind);
     let unit = period_label(period).1;
-    let previous = step(period, date, -1);
-    let next = step(period, date, 1).filter(|next| *next <= today);
+    let previous = step(period, date, day, -1);
+    let next = step(period, date, day, 1).filter(|next| *next <= today);
     html! {
         section.report {
             form.report-controls method="get" action={ "/p/" (p.name) "/reports" } {
@@ -167,9 +191,9 @@ fn body(p: &Project, built: &Report) -> Markup {
                 button type="submit" { "Show" }
             }
             nav.report-nav aria-label="Periods" {
-                @if let Some(previous) = previous { a rel="prev" href=(href(&p.name, false, period, kind, previous)) { "← Previous " (unit) } }
-                @if let Some(next) = next { a rel="next" href=(href(&p.name, false, period, kind, next)) { "Next " (unit) " →" } }
-                a.csv href=(href(&p.name, true, period, kind, date)) download { "Export CSV" }
+                @if let Some(previous) = previous { a rel="prev" href=(href(&p.name, false, period, kind, previous, day)) { "← Previous " (unit) } }
+                @if let Some(next) = next { a rel="next" href=(href(&p.name, false, period, kind, next, day)) { "Next " (unit) " →" } }
+                a.csv href=(href(&p.name, true, period, kind, date, day)) download { "Export CSV" }
                 button.print type="button" data-print { "Print" }
             }
             h1 { (period_label(period).0) " report · " (kind_label(kind)) " · " (p.name) }
@@ -203,9 +227,38 @@ mod tests {
 
     #[test]
     fn periods_step_by_their_length() {
-        assert_eq!(step(Period::Daily, d("2026-03-01"), -1), Some(d("2026-02-28")));
-        assert_eq!(step(Period::Weekly, d("2026-03-02"), 1), Some(d("2026-03-09")));
-        assert_eq!(step(Period::Monthly, d("2026-01-31"), 1), Some(d("2026-02-28")));
+        assert_eq!(step(Period::Daily, d("2026-03-01"), 1, -1), Some(d("2026-02-28")));
+        assert_eq!(step(Period::Weekly, d("2026-03-02"), 2, 1), Some(d("2026-03-09")));
+        assert_eq!(step(Period::Monthly, d("2026-01-31"), 31, 1), Some(d("2026-02-28")));
+        assert_eq!(step(Period::Monthly, d("2026-03-15"), 15, -1), Some(d("2026-02-15")));
+    }
+
+    #[test]
+    fn months_keep_the_day_they_started_on_through_a_short_month() {
+        // Back from 03-31: February clamps to its last day, January has the 31st again.
+        let mut date = d("2026-03-31");
+        let mut back = Vec::new();
+        for _ in 0..3 {
+            date = step(Period::Monthly, date, 31, -1).unwrap();
+            back.push(date.to_string());
+        }
+        assert_eq!(back, ["2026-02-28", "2026-01-31", "2025-12-31"]);
+        assert_eq!(step(Period::Monthly, d("2026-02-28"), 31, 1), Some(d("2026-03-31")));
+        assert_eq!(step(Period::Monthly, d("2024-03-30"), 30, -1), Some(d("2024-02-29")), "a leap year's February");
+        assert_eq!(step(Period::Monthly, d("2026-02-28"), 28, -1), Some(d("2026-01-28")), "the 28th stays the 28th");
+        // The links carry the day only while the month clamped it.
+        assert_eq!(
+            href("shop", false, Period::Monthly, Kind::Disk, d("2026-02-28"), 31),
+            "/p/shop/reports?period=monthly&kind=disk&date=2026-02-28&day=31"
+        );
+        assert_eq!(
+            href("shop", false, Period::Monthly, Kind::Disk, d("2026-01-31"), 31),
+            "/p/shop/reports?period=monthly&kind=disk&date=2026-01-31"
+        );
+        assert_eq!(
+            href("shop", true, Period::Daily, Kind::Summary, d("2026-02-28"), 31),
+            "/p/shop/reports.csv?period=daily&kind=summary&date=2026-02-28"
+        );
     }
 
     #[test]
@@ -216,5 +269,9 @@ mod tests {
         assert!(View::parse(&query(&[("period", "yearly")])).unwrap_err().contains("daily, weekly, monthly"));
         assert!(View::parse(&query(&[("date", "03/01/2026")])).unwrap_err().contains("YYYY-MM-DD"));
         assert!(View::parse(&query(&[("sort", "cpu")])).unwrap_err().contains("unknown query parameter"));
+        assert_eq!(View::parse(&query(&[("period", "monthly"), ("day", "31")])).unwrap().day, Some(31));
+        for bad in ["0", "32", "-1", "x"] {
+            assert!(View::parse(&query(&[("day", bad)])).unwrap_err().contains("invalid `day`"), "{bad}");
+        }
     }
 }

@@ -93,6 +93,22 @@ async fn a_project_admin_reads_steps_through_and_exports_reports_with_the_apis_f
         )
         .await;
 
+    // Back a month at a time from a 31st: February ends on the 28th, January starts on the 31st again.
+    browser.client.goto(&format!("{base}/p/shop/reports?period=monthly&date=2026-03-31")).await.unwrap();
+    for (date, search) in [("2026-02-28", "date=2026-02-28&day=31"), ("2026-01-31", "date=2026-01-31")] {
+        browser.client.find(Locator::Css("a[rel=prev]")).await.unwrap().click().await.unwrap();
+        browser
+            .wait_for(
+                &format!("the month from {date}"),
+                Duration::from_secs(30),
+                &format!("return location.search.endsWith('{search}') && document.querySelector('p.period').textContent.startsWith('{date}T00:00:00');"),
+            )
+            .await;
+        if date == "2026-02-28" {
+            browser.screenshot("reports-monthly-clamped").await;
+        }
+    }
+
     // The selector: the weekly disk report of the week the day is in.
     browser
         .client
