@@ -1,5 +1,5 @@
-//! Port monitors and down-checks: their state, a monitor's disconnect log, yearly statistics of
-//! notifications sent per host, and availability timelines.
+//! Port monitors and down-checks: their state, a monitor's disconnect log, the year's
+//! notifications per monitor and month (and per host), and availability timelines.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -17,7 +17,7 @@ use crate::config::model::Project;
 use crate::config::values::Dur;
 use crate::notification::Medium;
 use crate::protocol::Verdict;
-use crate::store::{LatencySummary, ProbeRecord, Store};
+use crate::store::{LatencySummary, ProbeRecord, SentCount, Store};
 
 /// The alert rule of a port monitor, as the engine keys it (`InstanceKey::rule`); the subject
 /// is the port.
@@ -320,48 +320,178 @@ pub async fn log(
 // ---------------------------------------------------------------------------------------------
 // GET /api/v1/projects/{p}/monitors/stats
 
-#[derive(Serialize, Default)]
-struct HostCounts {
-    host: String,
-    /// Sent, per medium.
-    email: i64,
-    sms: i64,
-    webhook: i64,
-    /// E-mails whose read-receipt image was fetched.
-    read: i64,
-    /// SMS the gateway reported delivered.
-    delivered: i64,
-    /// Notifications given up, bounced or reported undelivered (their errors are in each alert's
-    /// delivery log).
-    failed: i64,
+/// How the notifications of one medium ended.
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Sent (a gateway's report of delivery included).
+    pub sent: i64,
+    /// Not sent on purpose: maintenance, a parent down, outside the recipient's hours, a storm
+    /// digest.
+    pub not_sent: i64,
+    /// Given up, bounced or reported undelivered (the errors are in each alert's delivery log).
+    pub failed: i64,
+    /// Of the sent, e-mails whose read-receipt image was fetched.
+    pub read: i64,
+    /// Of the sent, SMS the gateway reported delivered.
+    pub delivered: i64,
 }
 
-/// `?year=YYYY` (default: this year, UTC) — notifications sent per host and medium, and how many
-/// were read, delivered and failed.
+impl Delivery {
+    fn add(&mut self, c: &SentCount) {
+        self.sent += c.sent;
+        self.not_sent += c.not_sent;
+        self.failed += c.failed;
+        self.read += c.read;
+        self.delivered += c.delivered;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Delivery::default()
+    }
+}
+
+/// A month's (or the year's) notifications, per medium.
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MediaCounts {
+    pub email: Delivery,
+    pub sms: Delivery,
+    pub webhook: Delivery,
+}
+
+impl MediaCounts {
+    fn add(&mut self, c: &SentCount) {
+        match c.medium {
+            Medium::Email => self.email.add(c),
+            Medium::Sms => self.sms.add(c),
+            Medium::Webhook => self.webhook.add(c),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.email.is_empty() && self.sms.is_empty() && self.webhook.is_empty()
+    }
+}
+
+/// One port monitor's year: its notifications per month and in all.
+#[derive(Debug, Serialize)]
+pub struct MonitorYear {
+    pub monitor: String,
+    pub host: String,
+    /// Whether the monitor is in the applied configuration (notifications about one removed
+    /// since are still counted).
+    pub configured: bool,
+    /// Twelve entries, January first.
+    pub months: Vec<MediaCounts>,
+    pub total: MediaCounts,
+}
+
+/// One host's notifications in a year, every alert about it together (port monitors, server
+/// metrics, down-checks).
+#[derive(Debug, Serialize, Default)]
+pub struct HostCounts {
+    pub host: String,
+    /// Sent, per medium.
+    pub email: i64,
+    pub sms: i64,
+    pub webhook: i64,
+    /// Not sent on purpose, every medium together.
+    pub not_sent: i64,
+    /// E-mails whose read-receipt image was fetched.
+    pub read: i64,
+    /// SMS the gateway reported delivered.
+    pub delivered: i64,
+    /// Notifications given up, bounced or reported undelivered.
+    pub failed: i64,
+}
+
+/// A project's notifications in a calendar year of its timezone: per port monitor and month,
+/// and per host. What `GET …/monitors/stats` answers and the port monitors page shows.
+#[derive(Debug, Serialize)]
+pub struct DeliveryStats {
+    pub year: i32,
+    pub timezone: String,
+    /// Every configured port monitor in name order (zeros for a quiet one), then any removed
+    /// monitor that had notifications in the year.
+    pub monitors: Vec<MonitorYear>,
+    pub hosts: Vec<HostCounts>,
+}
+
+/// This year in `tz`.
+pub fn this_year(tz: &jiff::tz::TimeZone) -> i32 {
+    zoned(now_ms(), tz).map_or(1970, |z| i32::from(z.year()))
+}
+
+/// The notifications of `p` in `year` (of its timezone), counted once for the API and the
+/// dashboard.
+pub async fn delivery_stats(store: &Store, p: &Project, year: i32) -> Result<DeliveryStats, ApiError> {
+    let tz = project_tz(&p.timezone);
+    let mut monitors: BTreeMap<String, MonitorYear> = p
+        .port_monitors
+        .values()
+        .map(|m| {
+            let year = MonitorYear {
+                monitor: m.name.clone(),
+                host: m.host.clone(),
+                configured: true,
+                months: vec![MediaCounts::default(); 12],
+                total: MediaCounts::default(),
+            };
+            (m.name.clone(), year)
+        })
+        .collect();
+    let mut removed: BTreeMap<String, MonitorYear> = BTreeMap::new();
+    let mut hosts: BTreeMap<String, HostCounts> = BTreeMap::new();
+    for c in store.sent_counts(&p.name, year, &tz).await? {
+        if let Some(name) = &c.monitor {
+            let m = match monitors.get_mut(name) {
+                Some(m) => m,
+                None => removed.entry(name.clone()).or_insert_with(|| MonitorYear {
+                    monitor: name.clone(),
+                    host: c.host.clone(),
+                    configured: false,
+                    months: vec![MediaCounts::default(); 12],
+                    total: MediaCounts::default(),
+                }),
+            };
+            if let Some(month) = m.months.get_mut(usize::from(c.month.saturating_sub(1))) {
+                month.add(&c);
+            }
+            m.total.add(&c);
+        }
+        let h = hosts.entry(c.host.clone()).or_insert_with(|| HostCounts { host: c.host.clone(), ..HostCounts::default() });
+        match c.medium {
+            Medium::Email => h.email += c.sent,
+            Medium::Sms => h.sms += c.sent,
+            Medium::Webhook => h.webhook += c.sent,
+        }
+        h.not_sent += c.not_sent;
+        h.read += c.read;
+        h.delivered += c.delivered;
+        h.failed += c.failed;
+    }
+    Ok(DeliveryStats {
+        year,
+        timezone: p.timezone.clone(),
+        monitors: monitors.into_values().chain(removed.into_values()).collect(),
+        hosts: hosts.into_values().collect(),
+    })
+}
+
+/// `?year=YYYY` (default: this year in the project's timezone) — notifications per port monitor
+/// and month, and per host: sent, not sent, failed, read and delivered.
 pub async fn stats(
     State(state): State<ApiState>,
     access: Access,
     Path(project): Path<String>,
     params: Params,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<DeliveryStats>, ApiError> {
     params.allow(&["year"])?;
     let (p, _role) = access.project(&project)?;
-    let this_year = jiff::Timestamp::from_millisecond(now_ms()).map_or(1970, |t| t.to_zoned(jiff::tz::TimeZone::UTC).year() as i64);
-    let year = params.int("year", 1970, 9999)?.unwrap_or(this_year) as i32;
-    let mut hosts: BTreeMap<String, HostCounts> = BTreeMap::new();
-    for c in state.store.sent_counts(&p.name, year).await? {
-        let h = hosts.entry(c.host.clone()).or_insert_with(|| HostCounts { host: c.host.clone(), ..HostCounts::default() });
-        match c.medium {
-            Medium::Email => h.email += c.count,
-            Medium::Sms => h.sms += c.count,
-            Medium::Webhook => h.webhook += c.count,
-        }
-        h.read += c.read;
-        h.delivered += c.delivered;
-        h.failed += c.failed;
-    }
-    let hosts: Vec<HostCounts> = hosts.into_values().collect();
-    Ok(Json(serde_json::json!({ "year": year, "hosts": hosts })))
+    let year = match params.int("year", 1970, 9999)? {
+        Some(year) => year as i32,
+        None => this_year(&project_tz(&p.timezone)),
+    };
+    Ok(Json(delivery_stats(&state.store, p, year).await?))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -166,13 +166,18 @@ fn to_json(value: &impl Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-/// [start, end) of a calendar year in UTC, in epoch milliseconds; `None` outside the years jiff knows.
-fn year_range_ms(year: i32) -> Option<(i64, i64)> {
-    let start = |year: i32| -> Option<i64> {
-        let date = jiff::civil::Date::new(i16::try_from(year).ok()?, 1, 1).ok()?;
-        Some(date.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp().as_millisecond())
-    };
-    Some((start(year)?, start(year.checked_add(1)?)?))
+/// The starts of the twelve months of a calendar year in `tz` and the start of the next year,
+/// in epoch milliseconds: month `m` (1–12) is [`starts[m - 1]`, `starts[m]`). `None` outside
+/// the years jiff knows.
+fn month_starts_ms(year: i32, tz: &jiff::tz::TimeZone) -> Option<[i64; 13]> {
+    let year = i16::try_from(year).ok()?;
+    let mut starts = [0; 13];
+    for (i, start) in starts.iter_mut().enumerate() {
+        let (y, m) = if i == 12 { (year.checked_add(1)?, 1) } else { (year, i as i8 + 1) };
+        let date = jiff::civil::Date::new(y, m, 1).ok()?;
+        *start = date.to_zoned(tz.clone()).ok()?.timestamp().as_millisecond();
+    }
+    Some(starts)
 }
 
 /// The URL without a password, for error messages.
@@ -250,12 +255,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn year_range_is_the_utc_calendar_year() {
-        assert_eq!(year_range_ms(1970), Some((0, 31_536_000_000)));
-        // 2024 is a leap year: 366 days.
-        let (start, end) = year_range_ms(2024).unwrap();
-        assert_eq!((start, end - start), (1_704_067_200_000, 366 * 86_400_000));
-        assert_eq!(year_range_ms(100_000), None);
+    fn month_starts_are_midnights_in_the_timezone() {
+        let utc = jiff::tz::TimeZone::UTC;
+        let starts = month_starts_ms(1970, &utc).unwrap();
+        assert_eq!((starts[0], starts[1], starts[12]), (0, 31 * 86_400_000, 31_536_000_000));
+        // 2024 is a leap year: 366 days, February 29 of them.
+        let starts = month_starts_ms(2024, &utc).unwrap();
+        assert_eq!((starts[0], starts[12] - starts[0], starts[2] - starts[1]), (1_704_067_200_000, 366 * 86_400_000, 29 * 86_400_000));
+        // Seoul is 9 hours ahead of UTC: its year starts at 15:00 UTC the day before.
+        let seoul = jiff::tz::TimeZone::get("Asia/Seoul").unwrap();
+        assert_eq!(month_starts_ms(2024, &seoul).unwrap()[0], 1_704_067_200_000 - 9 * 3_600_000);
+        assert_eq!(month_starts_ms(100_000, &utc), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::rows::{Columns, narrow, text};
-use super::{Backend, BeginWrite, Result, Store, year_range_ms};
+use super::{Backend, BeginWrite, Result, Store, month_starts_ms};
 use crate::notification::{DeliveryStatus, Medium, MessageKind, NewNotification};
 
 // The column list shared by several queries (a macro, so `concat!` can splice it into SQL text).
@@ -113,19 +113,28 @@ pub enum DeliveryOutcome {
     },
 }
 
-/// Notifications sent per host and medium in a year (the port-monitoring manual's statistics).
+/// How the notifications about one port monitor's (or one host's other) alerts in one medium
+/// and month ended: the port-monitoring service's yearly statistics.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SentCount {
+    /// The port monitor whose alerts they were about; `None` for any other alert (a server's
+    /// metrics, a down-check).
+    pub monitor: Option<String>,
+    /// The alert's host.
     pub host: String,
     pub medium: Medium,
+    /// 1–12, in the time zone the counts were asked for.
+    pub month: u8,
     /// Sent (a gateway's report of delivery included).
-    pub count: i64,
-    /// Of those, e-mails whose read-receipt image was fetched.
-    pub read: i64,
-    /// Of those, SMS the gateway reported delivered.
-    pub delivered: i64,
+    pub sent: i64,
+    /// Not sent on purpose: maintenance, a parent down, outside the recipient's hours, a storm digest.
+    pub not_sent: i64,
     /// Given up, bounced or reported undelivered.
     pub failed: i64,
+    /// Of the sent, e-mails whose read-receipt image was fetched.
+    pub read: i64,
+    /// Of the sent, SMS the gateway reported delivered.
+    pub delivered: i64,
 }
 
 impl Store {
@@ -334,29 +343,45 @@ impl Store {
         })
     }
 
-    /// Notifications sent, read, delivered and failed per host and medium for a project in a
-    /// calendar year (UTC).
-    pub async fn sent_counts(&self, project: &str, year: i32) -> Result<Vec<SentCount>> {
-        // COUNT of a CASE counts its non-NULL values: bigint on both backends, where SUM would be
-        // numeric on PostgreSQL.
-        const COUNTS: &str = "SELECT a.host, o.medium,
-                COUNT(CASE WHEN o.status IN ('sent', 'delivered') THEN 1 END) AS sent,
-                COUNT(CASE WHEN o.status IN ('sent', 'delivered') AND o.read_ms IS NOT NULL THEN 1 END) AS read,
-                COUNT(CASE WHEN o.status = 'delivered' THEN 1 END) AS delivered,
-                COUNT(CASE WHEN o.status = 'failed' THEN 1 END) AS failed
-            FROM outbox o JOIN alerts a ON a.id = o.alert_id
-            WHERE a.project = $1 AND o.status IN ('sent', 'delivered', 'failed')
-              AND COALESCE(o.sent_ms, o.created_ms) >= $2 AND COALESCE(o.sent_ms, o.created_ms) < $3
-            GROUP BY a.host, o.medium ORDER BY a.host, o.medium";
-        let Some((start_ms, end_ms)) = year_range_ms(year) else {
+    /// Notifications sent, not sent, failed, read and delivered per port monitor (or host),
+    /// medium and month of the calendar `year` in `tz`, counted at the time each was sent (or
+    /// made, when it never was); pending ones are not counted yet.
+    pub async fn sent_counts(&self, project: &str, year: i32, tz: &jiff::tz::TimeZone) -> Result<Vec<SentCount>> {
+        let Some(starts) = month_starts_ms(year, tz) else {
             return Ok(Vec::new());
         };
         on_pool!(self, pool => {
-            let found = sqlx::query(COUNTS).bind(project).bind(start_ms).bind(end_ms).fetch_all(pool).await?;
+            let mut query = sqlx::query(SENT_COUNTS.as_str()).bind(project);
+            for start in starts {
+                query = query.bind(start);
+            }
+            let found = query.fetch_all(pool).await?;
             found.iter().map(sent_count).collect()
         })
     }
 }
+
+/// The query of [`Store::sent_counts`]: `$1` the project, `$2`..`$14` the month starts. The
+/// month is a CASE over the starts (the same SQL on both backends, whatever the time zone);
+/// COUNT of a CASE counts its non-NULL values: bigint on both backends, where SUM would be
+/// numeric on PostgreSQL.
+static SENT_COUNTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let at = "COALESCE(o.sent_ms, o.created_ms)";
+    let months: String = (1..12).map(|m| format!(" WHEN {at} < ${} THEN {m}", m + 2)).collect();
+    format!(
+        "SELECT CASE WHEN a.rule LIKE 'port:%' THEN SUBSTR(a.rule, 6) END AS monitor, a.host, o.medium,
+                CAST(CASE{months} ELSE 12 END AS BIGINT) AS month,
+                COUNT(CASE WHEN o.status IN ('sent', 'delivered') THEN 1 END) AS sent,
+                COUNT(CASE WHEN o.status = 'not_sent' THEN 1 END) AS not_sent,
+                COUNT(CASE WHEN o.status = 'failed' THEN 1 END) AS failed,
+                COUNT(CASE WHEN o.status IN ('sent', 'delivered') AND o.read_ms IS NOT NULL THEN 1 END) AS read,
+                COUNT(CASE WHEN o.status = 'delivered' THEN 1 END) AS delivered
+            FROM outbox o JOIN alerts a ON a.id = o.alert_id
+            WHERE a.project = $1 AND o.status IN ('sent', 'delivered', 'failed', 'not_sent')
+              AND {at} >= $2 AND {at} < $14
+            GROUP BY 1, 2, 3, 4 ORDER BY 1 NULLS FIRST, 2, 3, 4"
+    )
+});
 
 fn outbox(row: &impl Columns) -> Result<OutboxRow> {
     Ok(OutboxRow {
@@ -392,12 +417,15 @@ fn attempt(row: &impl Columns) -> Result<(i64, Attempt)> {
 
 fn sent_count(row: &impl Columns) -> Result<SentCount> {
     Ok(SentCount {
+        monitor: row.col("monitor")?,
         host: row.col("host")?,
         medium: text(row, "medium")?,
-        count: row.col("sent")?,
+        month: narrow(row, "month")?,
+        sent: row.col("sent")?,
+        not_sent: row.col("not_sent")?,
+        failed: row.col("failed")?,
         read: row.col("read")?,
         delivered: row.col("delivered")?,
-        failed: row.col("failed")?,
     })
 }
 

@@ -1,8 +1,8 @@
 //! The port-monitoring pages, a hosting service's view of its customers' ports:
 //!
 //! - `/p/{project}/ports` — every port monitor (host, ports and their newest check, e-mail/SMS,
-//!   state, the current error), the down-check pairs with their verdicts, and the year's table
-//!   of notifications sent per host (`?year=`);
+//!   state, the current error), the year's e-mails and SMS per monitor and month — sent, not
+//!   sent, failed, read, delivered (`?year=`) — and the down-check pairs with their verdicts;
 //! - `/p/{project}/ports/{monitor}` — one monitor: its settings and its disconnect log, counted
 //!   per year, then (`?period=2026`) per month, day and hour, each a link to the next, with the
 //!   failed checks of the period and their error messages.
@@ -23,7 +23,7 @@ use super::html::{self, Place, layout};
 use super::pages::failed;
 use super::server::bad;
 use super::{Signed, WebState, page};
-use crate::api::{self, ApiError, By, FailureView, LastCheck, PortMonitorView};
+use crate::api::{self, ApiError, By, DeliveryStats, FailureView, LastCheck, MediaCounts, PortMonitorView};
 use crate::clock::now_ms;
 use crate::config::model::{PortMonitor, Project};
 
@@ -55,17 +55,32 @@ fn on_off(on: bool) -> Markup {
     html! { span.onoff data-on=(on) { (if on { "on" } else { "off" }) } }
 }
 
-/// `GET /p/{project}/ports`.
-pub async fn list(State(state): State<WebState>, signed: Signed, Path(project): Path<String>) -> Response {
+/// `GET /p/{project}/ports?year=`.
+pub async fn list(
+    State(state): State<WebState>,
+    signed: Signed,
+    Path(project): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let Ok((p, role)) = signed.access.project(&project) else { return html::not_found(Some(&signed)) };
-    match render_list(&state, p, role).await {
+    if let Some(name) = query.keys().find(|k| k.as_str() != "year") {
+        return bad(format!("unknown query parameter `{name}` (expected year)"), &signed);
+    }
+    let this_year = api::this_year(&api::project_tz(&p.timezone));
+    let year = match query.get("year").map(|y| y.parse::<i32>()) {
+        None => this_year,
+        Some(Ok(year)) if (1970..=9999).contains(&year) => year,
+        Some(_) => return bad(format!("invalid `year`: `{}` is not a year from 1970 to 9999", query["year"]), &signed),
+    };
+    match render_list(&state, p, role, year, this_year).await {
         Ok(body) => page(StatusCode::OK, layout("Port monitors", Some(&signed), Some(&Place::Project(p, "/ports")), body)),
         Err(e) => failed(e, &signed),
     }
 }
 
-async fn render_list(state: &WebState, p: &Project, role: api::Role) -> Result<Markup, ApiError> {
+async fn render_list(state: &WebState, p: &Project, role: api::Role, year: i32, this_year: i32) -> Result<Markup, ApiError> {
     let monitors = api::monitors(&state.api, p, role).await?;
+    let stats = api::delivery_stats(&state.api.store, p, year).await?;
     let tz = api::project_tz(&p.timezone);
     let base = format!("/p/{}/ports", p.name);
     Ok(html! {
@@ -111,6 +126,7 @@ async fn render_list(state: &WebState, p: &Project, role: api::Role) -> Result<M
                 }
             }
         }
+        (delivery_table(&stats, &base, this_year))
         h2 { "Down-checks" }
         @if monitors.down_checks.is_empty() {
             p.meta { "This project has no down-check pairs." }
@@ -133,6 +149,70 @@ async fn render_list(state: &WebState, p: &Project, role: api::Role) -> Result<M
             }
         }
     })
+}
+
+const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// The year's e-mails and SMS per port monitor: a row for each month that had any, and the
+/// year's total; a quiet monitor gets one line.
+fn delivery_table(stats: &DeliveryStats, base: &str, this_year: i32) -> Markup {
+    let cells = |c: &MediaCounts| {
+        let email = [("sent", c.email.sent), ("not_sent", c.email.not_sent), ("failed", c.email.failed), ("read", c.email.read)];
+        let sms = [("sent", c.sms.sent), ("not_sent", c.sms.not_sent), ("failed", c.sms.failed), ("delivered", c.sms.delivered)];
+        html! {
+            @for (what, n) in email { td.num.zero[n == 0] data-count={ "email-" (what) } { (n) } }
+            @for (what, n) in sms { td.num.zero[n == 0] data-count={ "sms-" (what) } { (n) } }
+        }
+    };
+    html! {
+        section.sent-stats #notifications {
+            h2 { "Notifications in " (stats.year) }
+            nav.years aria-label="Year" {
+                a href={ (base) "?year=" (stats.year - 1) "#notifications" } { "◀ " (stats.year - 1) }
+                @if stats.year < this_year {
+                    " " a href={ (base) "?year=" (stats.year + 1) "#notifications" } { (stats.year + 1) " ▶" }
+                }
+            }
+            p.meta {
+                "E-mails and SMS about each port monitor's alerts, per month in " (stats.timezone) ": sent; not sent on purpose "
+                "(maintenance, a parent down, outside the recipient's hours); failed (given up, bounced or reported undelivered); "
+                "read (the mail's image was fetched) and delivered (the SMS gateway reported it) among the sent."
+            }
+            @if stats.monitors.is_empty() {
+                p.meta { "This project has no port monitors." }
+            } @else {
+                div.scroll {
+                    table.sent-stats {
+                        thead {
+                            tr { th rowspan="2" { "Monitor" } th rowspan="2" { "Month" } th.group colspan="4" { "E-mail" } th.group colspan="4" { "SMS" } }
+                            tr { th { "Sent" } th { "Not sent" } th { "Failed" } th { "Read" } th { "Sent" } th { "Not sent" } th { "Failed" } th { "Delivered" } }
+                        }
+                        @for m in &stats.monitors {
+                            @let months: Vec<(usize, &MediaCounts)> = m.months.iter().enumerate().filter(|(_, c)| !(c.email.is_empty() && c.sms.is_empty())).map(|(i, c)| (i + 1, c)).collect();
+                            @let name = html! {
+                                @if m.configured { a href={ (base) "/" (m.monitor) } { (m.monitor) } } @else { (m.monitor) " " span.meta { "(removed)" } }
+                                br; span.meta { (m.host) }
+                            };
+                            tbody data-monitor=(m.monitor) {
+                                @if months.is_empty() {
+                                    tr data-month="year" { th scope="row" { (name) } td.meta colspan="9" { "none this year" } }
+                                } @else {
+                                    @for (i, (month, c)) in months.iter().enumerate() {
+                                        tr data-month=(month) {
+                                            @if i == 0 { th scope="row" rowspan=(months.len() + 1) { (name) } }
+                                            td { (MONTHS[month - 1]) }
+                                            (cells(c))
+                                        }
+                                    }
+                                    tr.total data-month="year" { td { "Year" } (cells(&m.total)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn check_title(l: &LastCheck, tz: &TimeZone) -> String {

@@ -945,12 +945,33 @@ async fn a_monitor_log_counts_failures_per_period_in_the_project_timezone() {
 async fn stats_is_not_taken_for_a_monitor_name_and_a_monitor_named_stats_has_a_log() {
     let api = Api::start().await;
     let token = &api.tokens.user;
-    let year = jiff::Timestamp::from_millisecond(api.now_ms - 3 * MIN + 3000).unwrap().to_zoned(jiff::tz::TimeZone::UTC).year();
+    // The e-mail and the SMS went out 3 minutes ago: counted in that month of the project's
+    // timezone (Asia/Seoul).
+    let sent_at =
+        jiff::Timestamp::from_millisecond(api.now_ms - 3 * MIN + 3000).unwrap().to_zoned(jiff::tz::TimeZone::get("Asia/Seoul").unwrap());
+    let (year, month) = (sent_at.year(), sent_at.month() as usize);
     let stats = api.ok(&format!("/api/v1/projects/shop/monitors/stats?year={year}"), token).await;
+    assert_eq!((&stats["year"], &stats["timezone"]), (&json!(year), &json!("Asia/Seoul")));
     assert_eq!(
-        stats,
-        json!({"year": year, "hosts": [{"host": "203.0.113.10", "email": 1, "sms": 1, "webhook": 0, "read": 0, "delivered": 0, "failed": 0}]})
+        stats["hosts"],
+        json!([{"host": "203.0.113.10", "email": 1, "sms": 1, "webhook": 0, "not_sent": 0, "read": 0, "delivered": 0, "failed": 0}])
     );
+    let none = json!({"sent": 0, "not_sent": 0, "failed": 0, "read": 0, "delivered": 0});
+    let one = json!({"sent": 1, "not_sent": 0, "failed": 0, "read": 0, "delivered": 0});
+    let quiet = json!({"email": none, "sms": none, "webhook": none});
+    let notified = json!({"email": one, "sms": one, "webhook": none});
+    let monitors = stats["monitors"].as_array().unwrap();
+    let names: Vec<_> = monitors
+        .iter()
+        .map(|m| (m["monitor"].as_str().unwrap(), m["host"].as_str().unwrap(), m["configured"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(names, [("stats", "203.0.113.40", true), ("web-01-ports", "203.0.113.10", true)]);
+    assert_eq!((&monitors[0]["total"], &monitors[1]["total"]), (&quiet, &notified));
+    let months = monitors[1]["months"].as_array().unwrap();
+    assert_eq!(months.len(), 12);
+    for (i, m) in months.iter().enumerate() {
+        assert_eq!(m, if i + 1 == month { &notified } else { &quiet }, "month {}", i + 1);
+    }
     assert_eq!(api.ok("/api/v1/projects/shop/monitors/stats?year=2020", token).await["hosts"], json!([]));
     let r = api.get("/api/v1/projects/shop/monitors/stats?year=twenty", token).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);

@@ -12,8 +12,8 @@ use watchkeeper::alert::{AlertChange, Instance, InstanceKey};
 use watchkeeper::alert::{AlertState, Phase, Severity};
 use watchkeeper::notification::{DeliveryStatus, Medium, NewNotification};
 use watchkeeper::store::{
-    AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, ProbeBucket, ProbeRecord, ProbeRetention, ReplicaRow,
-    RevisionRecord, SentCount, Store, StoreError, StoredInstance, Tracking,
+    AckRefused, AlertFilter, AlertRow, AlertStatus, Attempt, DeliveryOutcome, DeliveryReport, ProbeBucket, ProbeRecord, ProbeRetention,
+    ReplicaRow, RevisionRecord, SentCount, Store, StoreError, StoredInstance, Tracking,
 };
 
 /// 2026-03-01T00:00:00Z.
@@ -155,7 +155,7 @@ both_backends!(
     concurrent_claimers_never_get_the_same_notification,
     record_delivery_retries_sends_fails_and_logs_every_attempt,
     outbox_depth_counts_only_pending_notifications,
-    sent_counts_are_per_host_medium_and_utc_year,
+    sent_counts_are_per_monitor_medium_and_month_of_the_timezone,
     list_alerts_applies_every_filter,
     acknowledgements_append_to_a_firing_alert_only,
     an_alert_is_marked_flapping_while_its_instance_flaps,
@@ -710,44 +710,81 @@ async fn outbox_depth_counts_only_pending_notifications(db: TestDb) {
     assert_eq!(store.outbox_depth().await.unwrap(), 1);
 }
 
-async fn sent_counts_are_per_host_medium_and_utc_year(db: TestDb) {
+async fn sent_counts_are_per_monitor_medium_and_month_of_the_timezone(db: TestDb) {
     const NEW_YEAR_2026: i64 = 1_767_225_600_000;
     let store = db.connect().await;
-    let web1 = [
-        email("a@example.com", "fired"),
-        email("b@example.com", "fired"),
-        email("c@example.com", "fired"),
-        sms("+82101", "fired"),
-        email("pending@example.com", "fired"),
-        NewNotification { status: DeliveryStatus::NotSent, reason: Some("maintenance".into()), ..email("d@example.com", "fired") },
-    ];
-    let a = fire(&store, &key("shop", "web-01", "port:web", "443"), Severity::Fatal, NEW_YEAR_2026 - MIN, "10.0.0.1", &web1).await;
-    let b =
-        fire(&store, &key("shop", "web-02", "port:web", "443"), Severity::Fatal, T0, "10.0.0.2", &[email("a@example.com", "fired")]).await;
-    let c =
-        fire(&store, &key("other", "web-09", "port:web", "443"), Severity::Fatal, T0, "10.0.0.1", &[email("x@example.com", "fired")]).await;
-
-    let rows = |id| {
+    let seoul = jiff::tz::TimeZone::get("Asia/Seoul").unwrap();
+    let utc = jiff::tz::TimeZone::UTC;
+    let sent = |gateway: Option<&str>, read: Option<&str>| {
+        DeliveryOutcome::Sent(Tracking { message_id: None, gateway_id: gateway.map(Into::into), read_token_sha256: read.map(Into::into) })
+    };
+    let not_sent = |to: &str| NewNotification { status: DeliveryStatus::NotSent, reason: Some("maintenance".into()), ..email(to, "fired") };
+    let ids = |id| {
         let store = store.clone();
         async move { store.notifications_for_alert(id).await.unwrap().into_iter().map(|(n, _)| n.id).collect::<Vec<_>>() }
     };
-    let (a, b, c) = (rows(a).await, rows(b).await, rows(c).await);
-    // The last millisecond of 2025, the first of 2026, and March 2026.
-    store.record_delivery(a[0], NEW_YEAR_2026 - 1, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
-    store.record_delivery(a[1], NEW_YEAR_2026, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
-    store.record_delivery(a[2], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
-    store.record_delivery(a[3], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
-    store.record_delivery(b[0], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
-    store.record_delivery(c[0], T0, &DeliveryOutcome::Sent(Tracking::default())).await.unwrap();
 
-    let count = |host: &str, medium, count| SentCount { host: host.into(), medium, count, read: 0, delivered: 0, failed: 0 };
+    // Port monitor `web`: an e-mail sent in the last millisecond of 2025 in UTC (08:59 on
+    // January 1 in Seoul); in March one sent, an SMS the gateway reported delivered, one still
+    // pending (not counted).
+    let z = ids(fire(
+        &store,
+        &key("shop", "", "port:web", "22"),
+        Severity::Fatal,
+        NEW_YEAR_2026 - MIN,
+        "10.0.0.1",
+        &[email("a@example.com", "fired")],
+    )
+    .await)
+    .await;
+    store.record_delivery(z[0], NEW_YEAR_2026 - 1, &sent(None, None)).await.unwrap();
+    let notes = [email("b@example.com", "fired"), sms("+82101", "fired"), email("c@example.com", "fired")];
+    let a = ids(fire(&store, &key("shop", "", "port:web", "443"), Severity::Fatal, T0, "10.0.0.1", &notes).await).await;
+    store.record_delivery(a[0], T0, &sent(None, None)).await.unwrap();
+    store.record_delivery(a[1], T0, &sent(Some("gw-1"), None)).await.unwrap();
+    assert!(store.record_delivery_report("ops-sms", "gw-1", &DeliveryReport::Delivered, T0 + MIN).await.unwrap());
+
+    // April: one held back by maintenance, one given up (counted when it was made), one read.
+    let april = T0 + 40 * DAY;
+    let notes = [not_sent("d@example.com"), email("e@example.com", "fired"), email("f@example.com", "fired")];
+    let b = ids(fire(&store, &key("shop", "", "port:web", "80"), Severity::Fatal, april, "10.0.0.1", &notes).await).await;
+    store.record_delivery(b[1], april + MIN, &DeliveryOutcome::Failed { error: "550".into(), retry_at_ms: None }).await.unwrap();
+    store.record_delivery(b[2], april, &sent(None, Some("read-token"))).await.unwrap();
+    assert!(store.mark_read("read-token", april + HOUR).await.unwrap());
+
+    // A server's alert (no monitor), and another project's.
+    fire(&store, &key("shop", "web-02", "metric:cpu.usage", ""), Severity::Fatal, T0, "10.0.0.2", &[not_sent("g@example.com")]).await;
+    let c =
+        ids(fire(&store, &key("other", "", "port:web", "443"), Severity::Fatal, T0, "10.0.0.1", &[email("x@example.com", "fired")]).await)
+            .await;
+    store.record_delivery(c[0], T0, &sent(None, None)).await.unwrap();
+
+    let count = |monitor: Option<&str>, host: &str, medium, month, [sent, not_sent, failed, read, delivered]: [i64; 5]| SentCount {
+        monitor: monitor.map(Into::into),
+        host: host.into(),
+        medium,
+        month,
+        sent,
+        not_sent,
+        failed,
+        read,
+        delivered,
+    };
+    let web = Some("web");
     assert_eq!(
-        store.sent_counts("shop", 2026).await.unwrap(),
-        vec![count("10.0.0.1", Medium::Email, 2), count("10.0.0.1", Medium::Sms, 1), count("10.0.0.2", Medium::Email, 1)]
+        store.sent_counts("shop", 2026, &seoul).await.unwrap(),
+        vec![
+            count(None, "10.0.0.2", Medium::Email, 3, [0, 1, 0, 0, 0]),
+            count(web, "10.0.0.1", Medium::Email, 1, [1, 0, 0, 0, 0]),
+            count(web, "10.0.0.1", Medium::Email, 3, [1, 0, 0, 0, 0]),
+            count(web, "10.0.0.1", Medium::Email, 4, [1, 1, 1, 1, 0]),
+            count(web, "10.0.0.1", Medium::Sms, 3, [1, 0, 0, 0, 1]),
+        ]
     );
-    assert_eq!(store.sent_counts("shop", 2025).await.unwrap(), vec![count("10.0.0.1", Medium::Email, 1)]);
-    assert_eq!(store.sent_counts("shop", 2027).await.unwrap(), vec![]);
-    assert_eq!(store.sent_counts("other", 2026).await.unwrap(), vec![count("10.0.0.1", Medium::Email, 1)]);
+    assert_eq!(store.sent_counts("shop", 2025, &seoul).await.unwrap(), vec![]);
+    assert_eq!(store.sent_counts("shop", 2025, &utc).await.unwrap(), vec![count(web, "10.0.0.1", Medium::Email, 12, [1, 0, 0, 0, 0])]);
+    assert_eq!(store.sent_counts("shop", 2027, &seoul).await.unwrap(), vec![]);
+    assert_eq!(store.sent_counts("other", 2026, &utc).await.unwrap(), vec![count(web, "10.0.0.1", Medium::Email, 3, [1, 0, 0, 0, 0])]);
 }
 
 async fn list_alerts_applies_every_filter(db: TestDb) {
