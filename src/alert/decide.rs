@@ -126,14 +126,20 @@ pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, 
         // A new firing has its own reminders, acknowledgement and escalation; a resolve ends them.
         state.fired_at_ms = matches!(transition, Some(Transition::Fired { .. })).then_some(at_ms);
         (state.reminders, state.acknowledged, state.escalations) = (0, false, 0);
-        state.changes.retain(|&t| at_ms - t < millis(flapping.within));
-        state.changes.push(at_ms);
-        let keep = flapping.changes as usize + 1;
-        if state.changes.len() > keep {
-            state.changes.drain(..state.changes.len() - keep);
+        match flapping {
+            Some(flapping) => {
+                state.changes.retain(|&t| at_ms - t < millis(flapping.within));
+                state.changes.push(at_ms);
+                let keep = flapping.changes as usize + 1;
+                if state.changes.len() > keep {
+                    state.changes.drain(..state.changes.len() - keep);
+                }
+            }
+            // Off: nothing to count. (A flap begun before it was turned off ends at the next look.)
+            None => state.changes.clear(),
         }
     }
-    let starts_flapping = before.state.flapping.is_none() && state.changes.len() > flapping.changes as usize;
+    let starts_flapping = flapping.is_some_and(|f| before.state.flapping.is_none() && state.changes.len() > f.changes as usize);
     if let Some(t) = transition
         && (starts_flapping || state.flapping.is_some())
     {
@@ -174,7 +180,7 @@ pub fn decide(scene: &Scene, observed: Observed, before: &Instance, at_ms: i64, 
                 at_ms,
                 alert_id: before.open_alert_id,
             };
-            if starts_flapping {
+            if let Some(flapping) = flapping.filter(|_| starts_flapping) {
                 msg.kind = MessageKind::Flapping;
                 msg.detail = format!("changed state {} times within {}", state.changes.len(), flapping.within);
                 told.push(Told { kind: MessageKind::Flapping, severity: t.severity(), step: None });
@@ -239,8 +245,8 @@ pub fn repeat_ms(scene: &Scene, rule: &RuleId) -> Option<i64> {
 }
 
 /// When an instance of `rule` counts as flapping: its port monitor's `flapping`, else (for the
-/// rules of an alert policy) its server's policy's, else the project's.
-pub fn flapping_of(scene: &Scene, rule: &RuleId) -> Flapping {
+/// rules of an alert policy) its server's policy's, else the project's; `None` when that is off.
+pub fn flapping_of(scene: &Scene, rule: &RuleId) -> Option<Flapping> {
     let own = match rule {
         RuleId::Port(_) => scene.monitor.and_then(|m| m.flapping),
         RuleId::Metric(_) | RuleId::NoData | RuleId::Restart => scene
@@ -251,13 +257,22 @@ pub fn flapping_of(scene: &Scene, rule: &RuleId) -> Flapping {
             .and_then(|policy| policy.flapping),
         _ => None,
     };
-    own.unwrap_or(scene.project.flapping)
+    own.unwrap_or(scene.project.flapping).limits()
+}
+
+/// When an instance is stable: its last change has left the flapping window. With flapping off,
+/// at once — what it remembers from before is let go at the next look.
+fn quiet_from(flapping: Option<Flapping>, state: &AlertState) -> Option<i64> {
+    match flapping {
+        Some(f) => state.changes.last().map(|last| last.saturating_add(millis(f.within))),
+        None => (state.flapping.is_some() || !state.changes.is_empty()).then(|| state.changes.last().copied().unwrap_or(i64::MIN)),
+    }
 }
 
 /// When time alone next decides something for `state`: a reminder, an escalation step, the end
 /// of flapping, or forgetting changes that left the flapping window.
 pub fn next_due_ms(scene: &Scene, rule: &RuleId, state: &AlertState) -> Option<i64> {
-    let quiet = state.changes.last().map(|last| last.saturating_add(millis(flapping_of(scene, rule).within)));
+    let quiet = quiet_from(flapping_of(scene, rule), state);
     [next_reminder_ms(scene, rule, state), next_step_ms(scene, state), quiet].into_iter().flatten().min()
 }
 
@@ -327,15 +342,13 @@ pub fn timed(
             alert_id: before.open_alert_id,
         };
         let flapping = flapping_of(scene, &key.rule);
-        if state.changes.last().is_some_and(|last| now_ms - last >= millis(flapping.within)) {
+        if quiet_from(flapping, &state).is_some_and(|quiet| now_ms >= quiet) {
             state.changes.clear();
             if state.flapping.take().is_some() {
                 let firing = state.is_firing();
-                let detail = if firing {
-                    format!("still failing after flapping; stable for {}", flapping.within)
-                } else {
-                    format!("recovered after flapping; stable for {}", flapping.within)
-                };
+                let how = flapping.map_or_else(|| "flapping is now off".to_string(), |f| format!("stable for {}", f.within));
+                let detail =
+                    if firing { format!("still failing after flapping; {how}") } else { format!("recovered after flapping; {how}") };
                 let reached = if firing { 0 } else { state.escalations };
                 let config = scene.config;
                 notifications.extend(audience(
@@ -721,6 +734,45 @@ failures: 1
         let (told, _) = drive(&config, &script, None);
         let late: Vec<_> = told.into_iter().filter(|t| t.0 > 8 * MIN).collect();
         assert_eq!(late, [(18 * MIN, MessageKind::Settled, None), (33 * MIN, MessageKind::Escalation, Some(1))]);
+    }
+
+    #[test]
+    fn flapping_off_tells_every_change_and_turning_it_off_ends_a_flap_at_once() {
+        use crate::notification::DeliveryStatus::Pending;
+        let script: Vec<(i64, Option<bool>)> = (0..8).map(|i| (i * MIN, Some(i % 2 == 1))).collect();
+        let every: Vec<MessageKind> = (0..8).map(|i| if i % 2 == 0 { MessageKind::Fired } else { MessageKind::Resolved }).collect();
+        // Off on the monitor (winning over the project's block), or on the project.
+        for tree in [
+            LADDER.replace("failures: 1\n", "failures: 1\nflapping: off\n"),
+            LADDER.replace("flapping: { changes: 3, within: 10m }", "flapping: off"),
+        ] {
+            let (told, rows) = drive(&compile_inline(&tree), &script, None);
+            assert_eq!(told.iter().map(|t| t.1).collect::<Vec<_>>(), every);
+            assert!(rows.iter().all(|r| r.3 == Pending), "{rows:?}");
+        }
+        // Flapping under the project's block (from the 4th change at 3m), then a revision turns
+        // it off: the next look settles it, and its changes are told again.
+        let on = compile_inline(LADDER);
+        let off = compile_inline(&LADDER.replace("failures: 1\n", "failures: 1\nflapping: off\n"));
+        let (key, mut instance) = (RuleId::Port("web".into()), Instance::default());
+        for (config, t, ok) in [(&on, 0, false), (&on, MIN, true), (&on, 2 * MIN, false), (&on, 3 * MIN, true), (&on, 4 * MIN, false)] {
+            let (project, m) = (&config.projects["shop"], &config.projects["shop"].port_monitors["web"]);
+            let scene = Scene { config, project, server: "", host: &m.host, monitor: Some(m), report: None };
+            let d = decide(&scene, port_check(m, 80, (!ok).then_some("refused")), &instance, t, &|_| false);
+            instance = Instance { state: d.state, open_alert_id: Some(1) };
+        }
+        assert_eq!(instance.state.flapping, Some(Severity::Fatal));
+        let (project, m) = (&off.projects["shop"], &off.projects["shop"].port_monitors["web"]);
+        let scene = Scene { config: &off, project, server: "", host: &m.host, monitor: Some(m), report: None };
+        assert_eq!(next_due_ms(&scene, &key, &instance.state), Some(4 * MIN), "due at once");
+        let settled = timed(&scene, &scene.key(key.clone(), "80".into()), &instance, false, 4 * MIN + 1, &|_| false).expect("a decision");
+        assert_eq!(settled.told.iter().map(|t| t.kind).collect::<Vec<_>>(), [MessageKind::Settled]);
+        assert!(settled.notifications.iter().all(|n| n.body.contains("flapping is now off")), "{:?}", settled.notifications);
+        assert_eq!((settled.state.flapping, settled.state.changes.len()), (None, 0));
+        let instance = Instance { state: settled.state, open_alert_id: Some(1) };
+        let resolved = decide(&scene, port_check(m, 80, None), &instance, 5 * MIN, &|_| false);
+        assert!(resolved.notifications.iter().all(|n| n.kind == MessageKind::Resolved && n.status == Pending));
+        assert!(!resolved.notifications.is_empty());
     }
 
     #[test]

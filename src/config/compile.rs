@@ -287,22 +287,35 @@ impl Ctx<'_> {
         Some(period)
     }
 
-    /// A `flapping:` block; what it leaves out is the default.
-    fn flapping<T>(&mut self, doc: &Doc<T>, value: Option<&Sp<raw::Flapping>>) -> Option<Flapping> {
-        let f = &value?.value;
+    /// A `flapping:` setting: `off` (or `false`), or a block whose missing fields are the
+    /// default. Another word is reported and read as the default.
+    fn flapping<T>(&mut self, doc: &Doc<T>, value: Option<&Sp<raw::Flapping>>) -> Option<FlappingSetting> {
+        let sp = value?;
+        let f = match &sp.value {
+            raw::Flapping::Word(w) if w == "off" || w == "false" => return Some(FlappingSetting::Off),
+            raw::Flapping::Word(w) => {
+                self.diags
+                    .error("bad-value", doc.at(sp), format!("`flapping: {w}` is neither `off` nor a block"))
+                    .with_hint("write `flapping: off` to notify every change, or `flapping: { changes: 5, within: 30m }` to tune it");
+                return Some(FlappingSetting::default());
+            }
+            raw::Flapping::Block(f) => f,
+        };
         let default = Flapping::default();
         let changes = match &f.changes {
             None => default.changes,
             Some(sp) => match u32::try_from(sp.value) {
                 Ok(n) if (1..=100).contains(&n) => n,
                 _ => {
-                    self.diags.error("bad-count", doc.at(sp), format!("flapping `changes` must be between 1 and 100, not {}", sp.value));
+                    self.diags
+                        .error("bad-count", doc.at(sp), format!("flapping `changes` must be between 1 and 100, not {}", sp.value))
+                        .with_hint("to notify every change, write `flapping: off`");
                     default.changes
                 }
             },
         };
         let within = f.within.as_ref().map_or(Some(default.within), |w| self.period(doc, w, "flapping within"));
-        Some(Flapping { changes, within: within.unwrap_or(default.within) })
+        Some(FlappingSetting::On(Flapping { changes, within: within.unwrap_or(default.within) }))
     }
 
     /// A project's `escalation:` steps: each `after` at least a second and longer than the step

@@ -90,7 +90,8 @@ pub struct Project {
     pub repeat: Option<Dur>,
     /// Who else hears of a firing, unacknowledged alert: `after` strictly increasing.
     pub escalation: Vec<EscalationStep>,
-    pub flapping: Flapping,
+    /// When its alerts count as flapping; default 5 changes within 30m.
+    pub flapping: FlappingSetting,
     #[serde(skip)]
     pub servers: BTreeMap<String, Server>,
     #[serde(skip)]
@@ -129,6 +130,30 @@ pub struct Flapping {
 impl Default for Flapping {
     fn default() -> Flapping {
         Flapping { changes: 5, within: Dur(std::time::Duration::from_secs(30 * 60)) }
+    }
+}
+
+/// A `flapping:` setting: off (every change of an alert is notified), or on with its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlappingSetting {
+    Off,
+    On(Flapping),
+}
+
+impl Default for FlappingSetting {
+    fn default() -> FlappingSetting {
+        FlappingSetting::On(Flapping::default())
+    }
+}
+
+impl FlappingSetting {
+    /// The limits, or `None` when flapping is off.
+    pub fn limits(self) -> Option<Flapping> {
+        match self {
+            FlappingSetting::Off => None,
+            FlappingSetting::On(f) => Some(f),
+        }
     }
 }
 
@@ -176,7 +201,7 @@ pub struct PortMonitor {
     /// Overrides the project's `repeat` for this monitor's alerts.
     pub repeat: Option<Dur>,
     /// Overrides the project's `flapping` for this monitor's alerts.
-    pub flapping: Option<Flapping>,
+    pub flapping: Option<FlappingSetting>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -208,7 +233,7 @@ pub struct AlertPolicy {
     /// Overrides the project's `repeat` for this policy's alerts.
     pub repeat: Option<Dur>,
     /// Overrides the project's `flapping` for this policy's alerts.
-    pub flapping: Option<Flapping>,
+    pub flapping: Option<FlappingSetting>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -145,8 +145,8 @@ pub struct Project {
     /// `after` (counted from firing) longer than the one before.
     #[serde(default)]
     pub escalation: Vec<Sp<EscalationStep>>,
-    /// When an alert counts as flapping; default 5 changes within 30m. An AlertPolicy's or
-    /// PortMonitor's own `flapping` wins for its alerts.
+    /// When an alert counts as flapping; default 5 changes within 30m; `off`: never. An
+    /// AlertPolicy's or PortMonitor's own `flapping` wins for its alerts.
     pub flapping: Option<Sp<Flapping>>,
 }
 
@@ -162,15 +162,59 @@ pub struct EscalationStep {
     pub media: Option<Vec<Sp<ChannelType>>>,
 }
 
+/// A `flapping:` setting: `off` (every change is notified), or a block saying when an alert
+/// counts as flapping. A word other than `off` is kept for `compile` to report where it is.
+#[derive(Debug, Clone)]
+pub enum Flapping {
+    /// A scalar: `off`, or `false` as YAML 1.1 habits write it; anything else is an error.
+    Word(String),
+    Block(FlappingBlock),
+}
+
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 /// An alert that fires or resolves more than `changes` times within `within` is flapping: one
 /// notification says so, then its changes are not notified until it is stable for `within`.
-pub struct Flapping {
+pub struct FlappingBlock {
     /// Default 5 (1–100).
     pub changes: Option<Sp<i64>>,
     /// Default 30m.
     pub within: Option<SpStr>,
+}
+
+impl<'de> Deserialize<'de> for Flapping {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Setting;
+        impl<'de> serde::de::Visitor<'de> for Setting {
+            type Value = Flapping;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`off` or a mapping { changes, within }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Flapping, E> {
+                Ok(Flapping::Word(v.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Flapping, E> {
+                Ok(Flapping::Word(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Flapping, A::Error> {
+                FlappingBlock::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Flapping::Block)
+            }
+        }
+        d.deserialize_any(Setting)
+    }
+}
+
+impl JsonSchema for Flapping {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Flapping".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let block = generator.subschema_for::<FlappingBlock>();
+        schemars::json_schema!({
+            "description": "When an alert counts as flapping: `off` (every change is notified), or more than `changes` fired or resolved within `within`.",
+            "anyOf": [{ "const": "off" }, { "const": false }, block]
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -273,7 +317,7 @@ pub struct PortMonitor {
     pub sms: Option<bool>,
     /// Remind of a firing, unacknowledged alert this often; default the project's `repeat`.
     pub repeat: Option<SpStr>,
-    /// When its alerts count as flapping; default the project's `flapping`.
+    /// When its alerts count as flapping (`off`: never); default the project's `flapping`.
     pub flapping: Option<Sp<Flapping>>,
 }
 
@@ -314,7 +358,7 @@ pub struct AlertPolicy {
     pub rules: Vec<Sp<MetricRule>>,
     /// Remind of a firing, unacknowledged alert this often; default the project's `repeat`.
     pub repeat: Option<SpStr>,
-    /// When its alerts count as flapping; default the project's `flapping`.
+    /// When its alerts count as flapping (`off`: never); default the project's `flapping`.
     pub flapping: Option<Sp<Flapping>>,
 }
 
