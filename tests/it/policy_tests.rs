@@ -19,7 +19,7 @@ fn copy_quickstart(to: &Path) {
 fn the_quickstart_tests_pass() {
     let run = common::run(&["test", repo_root().join("examples/quickstart").to_str().unwrap()]);
     assert_eq!(run.code, Some(0), "{}", run.output());
-    assert!(run.stdout.ends_with("9 passed, 0 failed\n"), "{}", run.output());
+    assert!(run.stdout.ends_with("12 passed, 0 failed\n"), "{}", run.output());
 }
 
 #[test]
