@@ -1,6 +1,7 @@
 //! Bounces: delivery status notifications (RFC 3464, `multipart/report`) that arrive in an e-mail
 //! channel's Maildir, matched to the notification they report by the Message-ID it was sent with,
-//! which then becomes `failed` with the bounce's Status and Diagnostic-Code.
+//! which then becomes `failed` with the bounce's Status and Diagnostic-Code. Parts encoded in
+//! base64 or quoted-printable are decoded first.
 //!
 //! A Maildir rather than IMAP: the mail system already delivers there (a local alias, procmail,
 //! fetchmail or an IMAP sync tool can fill one), each message is one file that is moved once
@@ -45,16 +46,17 @@ pub fn parse_bounce(raw: &[u8]) -> Result<Bounce, String> {
     if let Some(boundary) = boundary(&content_type) {
         for part in parts(body, &boundary) {
             let (part_headers, part_body) = split_headers(part);
+            let part_body = decoded(&part_headers, part_body);
             let part_type = header(&part_headers, "content-type").unwrap_or_default().to_ascii_lowercase();
             if part_type.starts_with("message/delivery-status") {
-                status = delivery_status(part_body);
+                status = delivery_status(&part_body);
             } else if part_type.starts_with("message/rfc822") || part_type.starts_with("text/rfc822-headers") {
                 original = header(&split_headers(part_body.trim_start_matches('\n')).0, "message-id");
             }
         }
     }
     let message_id = original
-        .or_else(|| quoted_message_id(body))
+        .or_else(|| quoted_message_id(&decoded(&headers, body)))
         .and_then(|id| angle_id(&id))
         .ok_or("it names no original Message-ID (neither in a report nor quoted in its body)")?;
     let reason = match status {
@@ -136,6 +138,66 @@ fn delivery_status(body: &str) -> Option<String> {
         (None, Some(d)) => Some(d),
         (None, None) => None,
     }
+}
+
+/// A body as text after its `Content-Transfer-Encoding`: `base64` and `quoted-printable` are
+/// undone (some mail systems encode a report's parts, or a plain bounce's text, though the
+/// standards ask for 7-bit there); anything else is the body as it is.
+fn decoded<'a>(fields: &[(String, String)], body: &'a str) -> std::borrow::Cow<'a, str> {
+    let encoding = header(fields, "content-transfer-encoding").unwrap_or_default().to_ascii_lowercase();
+    let bytes = match encoding.as_str() {
+        "base64" => base64(body),
+        "quoted-printable" => quoted_printable(body),
+        _ => return std::borrow::Cow::Borrowed(body),
+    };
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes).replace("\r\n", "\n"))
+}
+
+/// Standard base64, white space ignored; decoding stops at `=` or the first byte outside the
+/// alphabet (a damaged bounce yields what came before it).
+fn base64(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in text.bytes().filter(|b| !b.is_ascii_whitespace()) {
+        let v = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => break,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Quoted-printable: `=XX` is a byte, `=` at the end of a line joins it to the next.
+fn quoted_printable(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'=' if bytes.get(i + 1) == Some(&b'\n') => i += 2,
+            b'=' if i + 2 < bytes.len() && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("3D");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'='));
+                i += 3;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The first `Message-ID:` header line quoted in a body.
@@ -269,6 +331,32 @@ mod tests {
             Message-Id: <notification.9.5@example.com>\nSubject: x\n";
         let bounce = parse_bounce(plain.as_bytes()).unwrap();
         assert_eq!(bounce, Bounce { message_id: "<notification.9.5@example.com>".into(), reason: "bounced: failure notice".into() });
+    }
+
+    #[test]
+    fn encoded_report_parts_and_bodies_are_decoded() {
+        // The headers part in quoted-printable, its Message-ID line broken by a soft line break,
+        // and the delivery status in base64.
+        // "Reporting-MTA: dns; mx.example.org / Final-Recipient: rfc822; nobody@example.org,
+        // Action: failed, Status: 5.1.1", as `base64` prints it.
+        let encoded = "UmVwb3J0aW5nLU1UQTogZG5zOyBteC5leGFtcGxlLm9yZw0KDQpGaW5hbC1SZWNpcGllbnQ6IHJmYzgyMjsgbm9ib2R5QGV4YW1wbGUub3JnDQpBY3Rpb246IGZhaWxlZA0KU3RhdHVzOiA1LjEuMQ0K";
+        let dsn = format!(
+            "From: MAILER-DAEMON@mx.example.org\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+            --B\r\nContent-Type: text/plain\r\n\r\nUndeliverable.\r\n\
+            --B\r\nContent-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n{}\r\n\
+            --B\r\nContent-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+            From: alerts@example.com\r\nMessage-ID: <notification.7.1234=\r\n@example.com>\r\nSubject: =5Bwatchkeeper=5D\r\n\r\n--B--\r\n",
+            &encoded[..40],
+            &encoded[40..]
+        );
+        let bounce = parse_bounce(dsn.as_bytes()).unwrap();
+        assert_eq!(bounce, Bounce { message_id: "<notification.7.1234@example.com>".into(), reason: "bounced: status 5.1.1".into() });
+        // A bounce without a report whose text (quoting the original) is base64.
+        let quoted = "Sorry.\n\nMessage-Id: <notification.9.5@example.com>\n";
+        let b64: String = ["U29ycnkuCgpNZXNzYWdlLUlkOiA8bm90aWZpY2F0aW9uLjkuNUBleGFtcGxlLmNvbT4K"].concat();
+        assert_eq!(String::from_utf8(base64(&b64)).unwrap(), quoted);
+        let plain = format!("From: MAILER-DAEMON@old.example\nSubject: failure notice\nContent-Transfer-Encoding: base64\n\n{b64}\n");
+        assert_eq!(parse_bounce(plain.as_bytes()).unwrap().message_id, "<notification.9.5@example.com>");
     }
 
     #[test]
