@@ -44,7 +44,10 @@ pub use monitors::{
 };
 pub use objects::ObjectsDoc;
 pub use projects::{Firing, ProjectSummary, Revision, Revisions, revisions, summaries};
-pub use servers::{Cell, CellState, ProcessItems, Processes, RECENT_ALERTS, cells, server_alerts};
+pub use servers::{
+    AllMax, Cell, CellState, ProcessItems, Processes, RECENT_ALERTS, SORTS, ServerPage, ServerQuery, ServerState, ServerView, cells,
+    server_alerts, server_page,
+};
 
 /// What the API reads. Cheap to clone (handles only).
 #[derive(Clone)]

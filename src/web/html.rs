@@ -12,8 +12,14 @@ use crate::config::model::Project;
 const NAV: &[(&str, &str)] = &[("/", "Projects"), ("/eye", "All servers")];
 
 /// A project's own pages, under `/p/{project}`: (path suffix, label).
-const PROJECT_NAV: &[(&str, &str)] =
-    &[("", "Compound eye"), ("/alerts", "Alerts"), ("/ports", "Port monitors"), ("/availability", "Availability"), ("/reports", "Reports")];
+const PROJECT_NAV: &[(&str, &str)] = &[
+    ("", "Compound eye"),
+    ("/servers", "Servers"),
+    ("/alerts", "Alerts"),
+    ("/ports", "Port monitors"),
+    ("/availability", "Availability"),
+    ("/reports", "Reports"),
+];
 
 /// Where a page sits, to mark its navigation entries.
 pub enum Place<'a> {

@@ -1,12 +1,13 @@
 //! The web dashboard `serve` shows on its own listener, next to the status API: sign-in with an
-//! API token, the projects, the compound eye, the server pages, the alert pages, the port
+//! API token, the projects, the compound eye, the server list, the server pages, the alert pages, the port
 //! monitors with their disconnect logs, availability timelines and the reports. Read-only with the API's
 //! token scopes — every page reads through the same functions of [`crate::api`] the JSON
 //! endpoints use — but for one form: an acknowledgement note on a firing alert, made by the
 //! API's own function and guarded against other sites' posts ([`Signed::form_allowed`]).
 //!
 //! HTML is rendered here (maud), charts and timelines are SVG drawn here ([`svg`]); the one script
-//! (`assets/app.js`) only refreshes the compound eye, shows the numbers on hover and prints. Every
+//! (`assets/app.js`) only refreshes the compound eye, shows the numbers on hover, keeps the
+//! server list's chosen columns and sort in the browser, and prints. Every
 //! answer carries a Content-Security-Policy that allows no inline script.
 
 mod alerts;
@@ -17,6 +18,7 @@ mod pages;
 mod ports;
 mod reports;
 mod server;
+mod servers;
 mod session;
 mod svg;
 
@@ -82,6 +84,7 @@ pub fn router(state: WebState) -> Router {
         .route("/eye/cells", get(eye::all_cells))
         .route("/p/{project}", get(eye::project))
         .route("/p/{project}/cells", get(eye::project_cells))
+        .route("/p/{project}/servers", get(servers::list))
         .route("/p/{project}/s/{server}", get(server::page_of))
         .route("/p/{project}/s/{server}/charts", get(server::charts_of))
         .route("/p/{project}/alerts", get(alerts::list))

@@ -79,10 +79,6 @@ async fn rows(browser: &Browser) -> Vec<(i64, String)> {
     script(browser, js).await
 }
 
-async fn session(browser: &Browser) -> String {
-    format!("wk_session={}", browser.client.get_named_cookie("wk_session").await.expect("a session cookie").value())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_pages_show_history_snapshot_and_delivery_and_take_a_note_only_from_the_dashboards_own_form() {
     install_crypto();
@@ -136,7 +132,7 @@ async fn alert_pages_show_history_snapshot_and_delivery_and_take_a_note_only_fro
     assert!(listed.iter().all(|(_, severity)| severity == "fatal"), "{listed:?}");
     browser.screenshot("alerts-history-fatal").await;
     // By server, and a bad parameter is named.
-    let cookie = session(&browser).await;
+    let cookie = browser.session().await;
     let get = |path: &str| serve.request("GET", path, &[("Cookie", &cookie)], b"");
     let (status, body) = get("/p/shop/alerts?server=db-01");
     assert!(status == 200 && body.contains("No alert matches.") && !body.contains(&format!("data-alert=\"{port_alert}\"")), "{body}");
@@ -241,7 +237,7 @@ async fn alert_pages_show_history_snapshot_and_delivery_and_take_a_note_only_fro
         bob.client.goto(&format!("{base}{path}")).await.unwrap();
         assert_eq!(text(&bob, "h1").await, "Not found", "{path}");
     }
-    let bob_cookie = session(&bob).await;
+    let bob_cookie = bob.session().await;
     let (status, _) = serve.request(
         "POST",
         &path,

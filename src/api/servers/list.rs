@@ -1,6 +1,7 @@
 //! `GET /api/v1/projects/{p}/servers`: the server list, filtered, sorted and paged.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -13,7 +14,8 @@ use super::super::projects::{Firing, firing_alerts};
 use super::super::{ApiError, ApiState, project_tz};
 use super::{Columns, ServerState, ServerView, desc};
 use crate::clock::now_ms;
-use crate::config::model::Server;
+use crate::collect::live::ServerLive;
+use crate::config::model::{Project, Server};
 
 /// The answer of `…/servers`, serialized straight from the rows: with 10 000 servers, building
 /// a `serde_json::Value` first (and freeing it again) took most of the request's time.
@@ -59,28 +61,57 @@ fn matches_configured(s: &Server, q: &str) -> bool {
     s.name.to_lowercase().contains(q) || s.host.to_lowercase().contains(q) || s.private_ip.is_some_and(|ip| ip.to_string().contains(q))
 }
 
-/// `?tag=&q=&sort=name|state|cpu|memory|disk|network&limit=&offset=`. `q` matches the name, the
-/// configured addresses and the addresses the agent reported. Numbers sort largest first with
-/// servers lacking the value last (`disk` by the fullest mount, `network` by the whole machine);
-/// ties keep name order.
+/// How the server list can be sorted: by name, worst state first, or a column largest first.
+pub const SORTS: &[&str] = &["name", "state", "cpu", "memory", "disk", "network"];
+
+/// What a page of the server list shows: the filters, the order and the window.
+#[derive(Debug, Clone, Default)]
+pub struct ServerQuery {
+    /// Only servers with this tag.
+    pub tag: Option<String>,
+    /// Only servers whose name or address (configured, or reported by the agent) holds this,
+    /// case-insensitively.
+    pub q: Option<String>,
+    /// One of [`SORTS`]; `name` when empty.
+    pub sort: &'static str,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+/// A page of the server list: the servers matching the query, and what each row shows.
+pub struct ServerPage<'a> {
+    /// Servers matching the filters, of which this page is `offset..offset + limit`.
+    pub total: usize,
+    rows: Vec<Row<'a>>,
+}
+
+/// A server of the page with what its row is made of: its firing alerts, its newest report
+/// and the columns computed from that.
+struct Row<'a> {
+    server: &'a Server,
+    firing: Firing,
+    live: Option<Arc<ServerLive>>,
+    columns: Option<Columns>,
+}
+
+impl ServerPage<'_> {
+    /// The page's rows, with the report times in `tz`.
+    pub fn views(&self, tz: &jiff::tz::TimeZone) -> Vec<ServerView<'_>> {
+        let now = now_ms();
+        self.rows.iter().map(|r| ServerView::new(r.server, r.firing, r.live.as_deref(), r.columns.as_ref(), now, tz)).collect()
+    }
+}
+
+/// The servers of `p` that `query` asks for. Numbers sort largest first with servers lacking
+/// the value last (`disk` by the fullest mount, `network` by the whole machine); ties keep name
+/// order.
 ///
 /// Most requests show a page of a long list, so reports are read and columns computed for the
 /// page only, unless a search or a sort needs them for every server.
-pub async fn list(
-    State(state): State<ApiState>,
-    access: Access,
-    Path(project): Path<String>,
-    params: Params,
-) -> Result<Response, ApiError> {
-    params.allow(&["tag", "q", "sort", "limit", "offset"])?;
-    let (p, _role) = access.project(&project)?;
-    let tag = params.str("tag");
-    let q = params.str("q").map(str::to_lowercase);
-    let sort = params.one_of("sort", &["name", "state", "cpu", "memory", "disk", "network"])?.unwrap_or("name");
-    let limit = params.int("limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT) as usize;
-    let offset = params.int("offset", 0, i64::MAX)?.unwrap_or(0);
-    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-    let firing = firing_by_server(&state, &p.name).await?;
+pub async fn server_page<'a>(state: &ApiState, p: &'a Project, query: &ServerQuery) -> Result<ServerPage<'a>, ApiError> {
+    let (tag, sort, offset, limit) = (query.tag.as_deref(), query.sort, query.offset, query.limit);
+    let q = query.q.as_deref().map(str::to_lowercase);
+    let firing = firing_by_server(state, &p.name).await?;
     let firing_of = |s: &Server| firing.get(&s.name).copied().unwrap_or_default();
     let live_of = |s: &Server| state.live.get(&p.name, &s.name);
     let matching = p.servers.values().filter(|s| tag.is_none_or(|t| s.tags.iter().any(|x| x == t))).filter(|s| {
@@ -119,17 +150,38 @@ pub async fn list(
         (total, page)
     };
     // With the newest report and the columns of each.
-    let page: Vec<_> = page
+    let rows = page
         .into_iter()
         .map(|s| {
             let live = live_of(s);
             let columns = live.as_ref().map(|l| Columns::of(&l.report));
-            (s, live, columns)
+            Row { server: s, firing: firing_of(s), live, columns }
         })
         .collect();
-    let (now, tz) = (now_ms(), project_tz(&p.timezone));
-    let servers =
-        page.iter().map(|(s, live, columns)| ServerView::new(s, firing_of(s), live.as_deref(), columns.as_ref(), now, &tz)).collect();
+    Ok(ServerPage { total, rows })
+}
+
+/// `?tag=&q=&sort=name|state|cpu|memory|disk|network&limit=&offset=`: [`server_page`], as
+/// JSON. `q` matches the name, the configured addresses and the addresses the agent reported.
+pub async fn list(
+    State(state): State<ApiState>,
+    access: Access,
+    Path(project): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.allow(&["tag", "q", "sort", "limit", "offset"])?;
+    let (p, _role) = access.project(&project)?;
+    let offset = params.int("offset", 0, i64::MAX)?.unwrap_or(0);
+    let query = ServerQuery {
+        tag: params.str("tag").map(String::from),
+        q: params.str("q").map(String::from),
+        sort: params.one_of("sort", SORTS)?.unwrap_or("name"),
+        limit: params.int("limit", 1, MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT) as usize,
+        offset: usize::try_from(offset).unwrap_or(usize::MAX),
+    };
+    let page = server_page(&state, p, &query).await?;
+    let servers = page.views(&project_tz(&p.timezone));
     // Serialized here, while the rows can still borrow from the configuration and the reports.
-    Ok(json_response(&ServerList { total, offset, limit, servers }, ROW_BYTES * page.len()))
+    let (offset, limit) = (query.offset, query.limit);
+    Ok(json_response(&ServerList { total: page.total, offset, limit, servers }, ROW_BYTES * page.rows.len()))
 }

@@ -27,7 +27,7 @@ use crate::config::raw::Os;
 use crate::protocol::{MetricValue, Report};
 
 pub use detail::{ProcessItems, Processes, RECENT_ALERTS, detail, server_alerts};
-pub use list::list;
+pub use list::{SORTS, ServerPage, ServerQuery, list, server_page};
 pub use series::metrics;
 
 /// A server whose newest report arrived longer ago than this is not `reporting`: three
@@ -47,13 +47,15 @@ fn fits(m: &MetricValue) -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-enum ServerState {
+pub enum ServerState {
     /// Worst first, so sorting by state shows trouble on top.
     Fatal,
     Warning,
     Ok,
     Paused,
 }
+
+words!(ServerState { Fatal => "fatal", Warning => "warning", Ok => "ok", Paused => "paused" });
 
 impl ServerState {
     fn of(server: &Server, firing: Firing) -> ServerState {
@@ -71,9 +73,9 @@ impl ServerState {
 
 /// A metric over the subjects that have it: the machine as a whole and the worst subject.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-struct AllMax {
-    all: Option<f64>,
-    max: Option<f64>,
+pub struct AllMax {
+    pub all: Option<f64>,
+    pub max: Option<f64>,
 }
 
 /// Running figures over the subjects of a metric: how many, their sum and the largest.
@@ -193,37 +195,37 @@ impl Columns {
 /// One row of the server list. Configuration first, then what the newest report says (all
 /// `null` for a server that never reported).
 #[derive(Serialize)]
-struct ServerView<'a> {
-    name: &'a str,
-    os: Os,
-    host: &'a str,
-    private_ip: Option<IpAddr>,
-    tags: &'a [String],
-    paused: bool,
-    policy: Option<&'a PolicyRef>,
-    depends_on: &'a [String],
+pub struct ServerView<'a> {
+    pub name: &'a str,
+    pub os: Os,
+    pub host: &'a str,
+    pub private_ip: Option<IpAddr>,
+    pub tags: &'a [String],
+    pub paused: bool,
+    pub policy: Option<&'a PolicyRef>,
+    pub depends_on: &'a [String],
     /// `paused` (grey), `fatal`, `warning` or `ok`, from the alerts firing on it.
-    state: ServerState,
-    alerts_firing: Firing,
+    pub state: ServerState,
+    pub alerts_firing: Firing,
     /// The operating system the agent found (`Debian GNU/Linux 12 (bookworm)`).
-    os_name: Option<&'a str>,
-    ips: Option<&'a [IpAddr]>,
-    cpu_percent: Option<f64>,
-    memory_percent: Option<f64>,
-    disk_percent: Option<AllMax>,
-    network_bps: Option<AllMax>,
-    cpu_vendor: Option<&'a str>,
-    ram_bytes: Option<u64>,
+    pub os_name: Option<&'a str>,
+    pub ips: Option<&'a [IpAddr]>,
+    pub cpu_percent: Option<f64>,
+    pub memory_percent: Option<f64>,
+    pub disk_percent: Option<AllMax>,
+    pub network_bps: Option<AllMax>,
+    pub cpu_vendor: Option<&'a str>,
+    pub ram_bytes: Option<u64>,
     /// Whole days.
-    uptime_days: Option<u64>,
-    disk_io_percent: Option<AllMax>,
-    disk_iops: Option<AllMax>,
-    disk_bps: Option<AllMax>,
+    pub uptime_days: Option<u64>,
+    pub disk_io_percent: Option<AllMax>,
+    pub disk_iops: Option<AllMax>,
+    pub disk_bps: Option<AllMax>,
     /// When serve received the newest report.
-    last_report_at_ms: Option<i64>,
-    last_report_at: Option<String>,
+    pub last_report_at_ms: Option<i64>,
+    pub last_report_at: Option<String>,
     /// A report arrived within the last [`REPORTING_WINDOW_MS`].
-    reporting: bool,
+    pub reporting: bool,
 }
 
 impl<'a> ServerView<'a> {

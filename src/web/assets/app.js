@@ -107,3 +107,38 @@
   }
   window.setInterval(refresh, 5000);
 })();
+(function () {
+  // The server list: the columns shown and the sort are the user's, kept in this browser. A
+  // visit without `sort` in its address goes to the sort chosen last.
+  const chooser = document.getElementById("columns");
+  if (!chooser) return;
+  const COLUMNS = "watchkeeper.serverColumns", SORT = "watchkeeper.serverSort";
+  const params = new URLSearchParams(window.location.search);
+  const sort = window.localStorage.getItem(SORT);
+  if (params.has("sort")) {
+    window.localStorage.setItem(SORT, params.get("sort"));
+  } else if (sort && sort !== "name") {
+    params.set("sort", sort);
+    window.location.replace(window.location.pathname + "?" + params.toString());
+    return;
+  }
+  const boxes = Array.from(chooser.querySelectorAll("input[data-col]"));
+  let shown = null;
+  try {
+    shown = JSON.parse(window.localStorage.getItem(COLUMNS));
+  } catch (e) {
+    shown = null;
+  }
+  if (!Array.isArray(shown)) shown = chooser.dataset.default.split(",");
+  function apply() {
+    for (const box of boxes) box.checked = shown.includes(box.dataset.col);
+    for (const cell of document.querySelectorAll("#servers [data-col]")) cell.hidden = !shown.includes(cell.dataset.col);
+  }
+  apply();
+  chooser.hidden = false;
+  chooser.addEventListener("change", function () {
+    shown = boxes.filter((b) => b.checked).map((b) => b.dataset.col);
+    window.localStorage.setItem(COLUMNS, JSON.stringify(shown));
+    apply();
+  });
+})();

@@ -140,6 +140,12 @@ impl Browser {
             .await;
     }
 
+    /// The session cookie as a `Cookie` header's value (`wk_session=…`), for requests of the
+    /// test's own made in this browser's session.
+    pub async fn session(&self) -> String {
+        format!("wk_session={}", self.client.get_named_cookie("wk_session").await.expect("a session cookie").value())
+    }
+
     /// The `data-state` of every compound-eye cell, by `data-server`.
     pub async fn cell_states(&self) -> Vec<(String, String)> {
         let value = self
