@@ -323,6 +323,8 @@ async fn membership(store: Store, metrics: Arc<Metrics>, replica_id: String, lea
 /// the image. Mail is never held back for it: an alert matters more than knowing it was read.
 async fn untracked_reads_notice(mut config: watch::Receiver<Arc<Config>>, public_url: bool, cancel: CancellationToken) {
     if public_url {
+        // Nothing to say; end with the others, not before (a task that ends early stops serve).
+        cancel.cancelled().await;
         return;
     }
     loop {

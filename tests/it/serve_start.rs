@@ -248,3 +248,19 @@ fn a_second_serve_on_the_same_sqlite_file_is_refused_with_a_clear_message() {
     let third = Serve::start(&dir_args(&tree, &db), &[], &work.path().join("third.log"));
     third.wait_until("the tree is applied", Duration::from_secs(30), || third.applied().is_some());
 }
+
+#[test]
+fn serve_with_a_public_url_keeps_running() {
+    // It once took the read-receipt notice's early return (nothing to warn about with a public
+    // URL) for a task that died, and shut down at once.
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    write_tree(&tree, None);
+    let mut args = dir_args(&tree, &work.path().join("wk.db"));
+    args.extend(["--public-url".to_string(), "http://127.0.0.1:8080".to_string()]);
+    let env = [("WATCHKEEPER_TOKEN", "one-operator-token".to_string())];
+    let serve = Serve::start(&args, &env, &work.path().join("serve.log"));
+    serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.log().contains("revision applied"));
+    assert_eq!(status_with(&serve, "one-operator-token"), 200, "{}", serve.log());
+    assert!(!serve.log().contains("stopped unexpectedly"), "{}", serve.log());
+}
