@@ -104,6 +104,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "daily_reports", include_str!("migrations/sqlite/0009_daily_reports.sql")),
     (10, "receipts", include_str!("migrations/sqlite/0010_receipts.sql")),
     (11, "alert_flapping", include_str!("migrations/sqlite/0011_alert_flapping.sql")),
+    (12, "daily_rollups", include_str!("migrations/sqlite/0012_daily_rollups.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -117,6 +118,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "daily_reports", include_str!("migrations/postgres/0009_daily_reports.sql")),
     (10, "receipts", include_str!("migrations/postgres/0010_receipts.sql")),
     (11, "alert_flapping", include_str!("migrations/postgres/0011_alert_flapping.sql")),
+    (12, "daily_rollups", include_str!("migrations/postgres/0012_daily_rollups.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

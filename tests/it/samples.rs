@@ -29,6 +29,8 @@ both_backends!(
     a_report_sent_twice_is_stored_once,
     a_server_state_that_does_not_decode_is_left_out,
     concurrent_roll_ups_agree_with_one,
+    reports_read_whole_days_from_daily_rollups_with_the_newest_hour_as_last,
+    a_database_from_before_daily_rollups_gets_its_days_a_month_a_run,
 );
 
 // ---- helpers ----
@@ -89,7 +91,11 @@ async fn series(store: &Store, server: &str, from: i64, to: i64, resolution: Res
 }
 
 fn stats(five_minute_rows: u64, hour_rows: u64, late_buckets: u64) -> RollupStats {
-    RollupStats { five_minute_rows, hour_rows, late_buckets, superseded: false }
+    RollupStats { five_minute_rows, hour_rows, day_rows: 0, late_buckets, superseded: false }
+}
+
+fn stats_with_days(five_minute_rows: u64, hour_rows: u64, day_rows: u64, late_buckets: u64) -> RollupStats {
+    RollupStats { day_rows, ..stats(five_minute_rows, hour_rows, late_buckets) }
 }
 
 /// The first moment at which every bucket before `end` is complete.
@@ -412,4 +418,112 @@ async fn concurrent_roll_ups_agree_with_one(db: TestDb) {
         let hours = series(&store, server, T0, T0 + 3 * HOUR, Resolution::Hour).await;
         assert_eq!(hours, vec![cpu_point(T0, 0, 11), cpu_point(T0 + HOUR, 12, 23), cpu_point(T0 + 2 * HOUR, 24, 35)]);
     }
+}
+
+// ---- daily rollups ----
+
+const DAY: i64 = 24 * HOUR;
+
+/// One report per 5-minute bucket of web-01 over hours [from, to): cpu.usage is the hour's
+/// index since T0; disk.usage of /data is 50 but 80 in hour 47 (day 1's last); /old exists only
+/// in hours 0 to 10, at the hour's index.
+fn daily_reports(from: i64, to: i64) -> Vec<Report> {
+    (from * 12..to * 12)
+        .map(|slot| {
+            let hour = slot / 12;
+            let mut metrics =
+                vec![value("cpu.usage", None, hour as f64), value("disk.usage", Some("/data"), if hour == 47 { 80.0 } else { 50.0 })];
+            if hour <= 10 {
+                metrics.push(value("disk.usage", Some("/old"), hour as f64));
+            }
+            report(T0 + slot * 5 * MIN + SEC, metrics)
+        })
+        .collect()
+}
+
+async fn period(store: &Store, from: i64, to: i64) -> watchkeeper::store::PeriodStats {
+    let mut all = store.period_stats("shop", &["web-01".to_string()], from, to, &["cpu.usage", "disk.usage"]).await.expect("period");
+    all.pop().expect("one server")
+}
+
+fn figures(stats: &watchkeeper::store::PeriodStats, subject: Option<&str>) -> (u64, f64, f64, f64, f64) {
+    let name = if subject.is_some() { "disk.usage" } else { "cpu.usage" };
+    let s = stats[&(name.to_string(), subject.map(str::to_string))];
+    (s.count, s.avg, s.min, s.max, s.last)
+}
+
+async fn reports_read_whole_days_from_daily_rollups_with_the_newest_hour_as_last(db: TestDb) {
+    let store = db.connect().await;
+    insert(&store, "web-01", &daily_reports(0, 50)).await;
+    // 50 hours: 600 five-minute buckets, 50 hours, and the two whole UTC days in them.
+    assert_eq!(store.roll_up(after(T0 + 50 * HOUR)).await.unwrap(), stats_with_days(600, 50, 2, 0));
+    assert_eq!(store.roll_up(after(T0 + 50 * HOUR)).await.unwrap(), stats(0, 0, 0), "nothing twice");
+
+    // Hours 22 to 49: two hours of day 0, day 1 whole, two hours of day 2.
+    let offset = period(&store, T0 + 22 * HOUR, T0 + 50 * HOUR).await;
+    assert_eq!(figures(&offset, None), (28 * 12, 35.5, 22.0, 49.0, 49.0));
+    assert_eq!(figures(&offset, Some("/data")), (28 * 12, (27.0 * 50.0 + 80.0) / 28.0, 50.0, 80.0, 50.0));
+    assert!(!offset.contains_key(&("disk.usage".to_string(), Some("/old".to_string()))), "{offset:?}");
+
+    // Two whole days: the newest hour of each series is its last, also for /old, which ended in
+    // hour 10 (the day's average is 5, its newest hour 10).
+    let days = period(&store, T0, T0 + 2 * DAY).await;
+    assert_eq!(figures(&days, None), (48 * 12, 23.5, 0.0, 47.0, 47.0));
+    assert_eq!(figures(&days, Some("/data")), (48 * 12, (47.0 * 50.0 + 80.0) / 48.0, 50.0, 80.0, 80.0));
+    assert_eq!(figures(&days, Some("/old")), (11 * 12, 5.0, 0.0, 10.0, 10.0));
+
+    // A late report in hour 5 rolls its bucket, hour and day up again.
+    insert(&store, "web-01", &[cpu(T0 + 5 * HOUR + 2 * SEC, 1000.0)]).await;
+    assert_eq!(store.roll_up(after(T0 + 50 * HOUR)).await.unwrap(), stats_with_days(1, 1, 1, 1));
+    let with_late = period(&store, T0, T0 + 2 * DAY).await;
+    assert_eq!(figures(&with_late, None), (48 * 12 + 1, (12.0 * 1128.0 + 1000.0) / 577.0, 0.0, 1000.0, 47.0));
+
+    // The whole days come from the daily rows: without the hours behind them, the same figures.
+    execute(&db, "DELETE FROM metric_rollups WHERE resolution_ms = 3600000 AND bucket_ms < 1772496000000").await;
+    assert_eq!(period(&store, T0, T0 + 2 * DAY).await, with_late);
+}
+
+async fn a_database_from_before_daily_rollups_gets_its_days_a_month_a_run(db: TestDb) {
+    let store = db.connect().await;
+    // 40 days of hourly rollups written by an earlier version, rolled up to their end, with no
+    // daily rollup yet; then a report of the next hour.
+    insert(&store, "web-01", &[cpu(T0 + 40 * DAY + SEC, 1.0)]).await;
+    let url = db.url.clone();
+    macro_rules! write_hours {
+        ($conn:expr) => {{
+            let mut conn = $conn;
+            for h in 0..40 * 24 {
+                sqlx::query(
+                    "INSERT INTO metric_rollups (project, server, resolution_ms, bucket_ms, vals) VALUES ('shop', 'web-01', $1, $2, $3)",
+                )
+                .bind(HOUR)
+                .bind(T0 + h * HOUR)
+                .bind(format!("[[\"cpu.usage\",null,12,{},{h}.0,{h}.0]]", 12 * h))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            }
+            sqlx::query("UPDATE metric_marks SET value = $1 WHERE name IN ('rolled_5m', 'rolled_1h')")
+                .bind(T0 + 40 * DAY)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }};
+    }
+    if url.starts_with("sqlite:") {
+        write_hours!(SqliteConnection::connect(&url).await.unwrap());
+    } else {
+        write_hours!(PgConnection::connect(&url).await.unwrap());
+    }
+    // The first run rolls up the oldest 31 days, the next the other 9; then nothing is left.
+    assert_eq!(store.roll_up(after(T0 + 40 * DAY)).await.unwrap(), stats_with_days(0, 0, 31, 0));
+    let month = period(&store, T0, T0 + 31 * DAY).await;
+    assert_eq!(figures(&month, None), (31 * 24 * 12, (31.0 * 24.0 - 1.0) / 2.0, 0.0, 743.0, 743.0));
+    assert_eq!(store.roll_up(after(T0 + 40 * DAY)).await.unwrap(), stats_with_days(0, 0, 9, 0));
+    assert_eq!(store.roll_up(after(T0 + 40 * DAY)).await.unwrap(), stats(0, 0, 0));
+    let days = rollup_rows(&db).await.into_iter().filter(|row| row.2 == DAY).count();
+    assert_eq!(days, 40);
+    // Days and hours give one answer: over the 40 days, the mean hour index.
+    let all = period(&store, T0, T0 + 40 * DAY).await;
+    assert_eq!(figures(&all, None), (40 * 24 * 12, (40.0 * 24.0 - 1.0) / 2.0, 0.0, 959.0, 959.0));
 }

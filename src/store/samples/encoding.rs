@@ -92,8 +92,25 @@ impl Agg {
     }
 }
 
-/// Every series of one server in one bucket, keyed `name` or `name\0subject` (metric names have
-/// no NUL, so the first NUL splits the two; this sorts by name, then subject, host-wide first).
+/// Set `key` to a series' key: `name` or `name\0subject` (metric names have no NUL, so the first
+/// NUL splits the two; this sorts by name, then subject, host-wide first). One reused key, so
+/// looking up a known series allocates nothing.
+pub(super) fn series_key<'k>(key: &'k mut String, name: &str, subject: Option<&str>) -> &'k str {
+    key.clear();
+    key.push_str(name);
+    if let Some(subject) = subject {
+        key.push('\0');
+        key.push_str(subject);
+    }
+    key
+}
+
+/// A series' key split back into its name and subject.
+pub(super) fn split_key(key: &str) -> (&str, Option<&str>) {
+    key.split_once('\0').map_or((key, None), |(name, subject)| (name, Some(subject)))
+}
+
+/// Every series of one server in one bucket, by [`series_key`].
 #[derive(Debug, Default)]
 pub(super) struct Bucket {
     pub(super) series: BTreeMap<String, Agg>,
@@ -101,13 +118,7 @@ pub(super) struct Bucket {
 
 impl Bucket {
     fn add(&mut self, key: &mut String, name: &str, subject: Option<&str>, agg: Agg) {
-        key.clear();
-        key.push_str(name);
-        if let Some(subject) = subject {
-            key.push('\0');
-            key.push_str(subject);
-        }
-        match self.series.get_mut(key.as_str()) {
+        match self.series.get_mut(series_key(key, name, subject)) {
             Some(total) => total.merge(agg),
             None => {
                 self.series.insert(key.clone(), agg);
@@ -136,8 +147,48 @@ impl Bucket {
         impl Serialize for Entries<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
                 s.collect_seq(self.0.iter().map(|(key, a)| {
-                    let (name, subject) = key.split_once('\0').map_or((key.as_str(), None), |(n, s)| (n, Some(s)));
+                    let (name, subject) = split_key(key);
                     (name, subject, a.count, a.sum, a.min, a.max)
+                }))
+            }
+        }
+        to_json(&Entries(&self.series))
+    }
+}
+
+/// Every series of one server in one UTC day, from its hourly rollups, with the average of the
+/// newest hour that holds each series: a day row is `[name, subject, count, sum, min, max, last]`,
+/// so a report reading days still gives a series' value at the period's end as an hour has it.
+#[derive(Debug, Default)]
+pub(super) struct Day {
+    pub(super) series: BTreeMap<String, (Agg, f64)>,
+}
+
+impl Day {
+    /// Fold in an hourly rollup row's `vals`; hours come oldest first.
+    pub(super) fn add_hour(&mut self, key: &mut String, vals: &str) -> Result<()> {
+        for entry in decode::<RollupEntry>("metric_rollups.vals", vals)? {
+            let agg = entry.agg();
+            match self.series.get_mut(series_key(key, &entry.0.0, entry.1.as_ref().map(|s| &*s.0))) {
+                Some((total, last)) => {
+                    total.merge(agg);
+                    *last = agg.avg();
+                }
+                None => {
+                    self.series.insert(key.clone(), (agg, agg.avg()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn encode(&self) -> Result<String> {
+        struct Entries<'a>(&'a BTreeMap<String, (Agg, f64)>);
+        impl Serialize for Entries<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(|(key, (a, last))| {
+                    let (name, subject) = split_key(key);
+                    (name, subject, a.count, a.sum, a.min, a.max, last)
                 }))
             }
         }
@@ -164,7 +215,9 @@ pub(super) fn point(at_ms: i64, aggs: &SubjectAggs) -> Option<SeriesPoint> {
 pub(super) trait Sink {
     /// Whether the entry of `name` and `subject` is wanted (the others are skipped unparsed).
     fn wants(&self, name: &str, subject: Option<&str>) -> bool;
-    fn add(&mut self, name: &str, subject: Option<&str>, agg: Agg);
+    /// `last`: the average of the newest hour in the bucket for a day row (which keeps it), the
+    /// bucket's average for any other.
+    fn add(&mut self, name: &str, subject: Option<&str>, agg: Agg, last: f64);
 }
 
 /// Fold the wanted entries of a raw (`rollup` false) or rollup row's `vals` into `sink`.
@@ -202,7 +255,7 @@ impl Sink for ChartSink<'_, '_> {
         name == self.wanted.name && (self.wanted.subject.is_none() || self.wanted.subject == subject)
     }
 
-    fn add(&mut self, _name: &str, subject: Option<&str>, agg: Agg) {
+    fn add(&mut self, _name: &str, subject: Option<&str>, agg: Agg, _last: f64) {
         match self.aggs.get_mut(&subject.map(str::to_owned)) {
             Some(total) => total.merge(agg),
             None => {
@@ -217,7 +270,8 @@ impl Sink for ChartSink<'_, '_> {
 /// few, and parsing numbers is most of the cost of reading a row.
 struct Pick<'a> {
     sink: &'a mut dyn Sink,
-    /// Rollup entries (`[name, subject, count, sum, min, max]`) rather than raw ones.
+    /// Rollup entries (`[name, subject, count, sum, min, max]`, a day's with `last` after them)
+    /// rather than raw ones.
     rollup: bool,
 }
 
@@ -264,17 +318,19 @@ impl<'de> Visitor<'de> for PickEntry<'_> {
         let subject: Option<Str> = next(&mut seq, 1, &self)?;
         let subject = subject.as_ref().map(|s| &*s.0);
         if self.0.sink.wants(&name.0, subject) {
-            let agg = if self.0.rollup {
-                Agg {
+            let (agg, last) = if self.0.rollup {
+                let agg = Agg {
                     count: next(&mut seq, 2, &self)?,
                     sum: next(&mut seq, 3, &self)?,
                     min: next(&mut seq, 4, &self)?,
                     max: next(&mut seq, 5, &self)?,
-                }
+                };
+                (agg, seq.next_element::<f64>()?.unwrap_or_else(|| agg.avg()))
             } else {
-                Agg::one(next(&mut seq, 2, &self)?)
+                let value = next(&mut seq, 2, &self)?;
+                (Agg::one(value), value)
             };
-            self.0.sink.add(&name.0, subject, agg);
+            self.0.sink.add(&name.0, subject, agg, last);
         }
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(())

@@ -1,12 +1,13 @@
-//! Host metrics: raw samples (one row per report), 5-minute and hourly rollups, the newest report
-//! of every server, and chart series read at the resolution their range needs.
+//! Host metrics: raw samples (one row per report), 5-minute, hourly and daily rollups, the newest
+//! report of every server, chart series read at the resolution their range needs, and a period's
+//! statistics for reports.
 //!
 //! # Encoding
 //!
 //! A raw row's `vals` is JSON text: every metric value of the report as a `[name, subject, value]`
 //! triple, subject `null` for host-wide metrics — `[["cpu.usage",null,12.5],["disk.usage","/",40.1]]`.
 //! A rollup row's `vals` holds `[name, subject, count, sum, min, max]` per series, sorted by name and
-//! subject. JSON has no NaN or infinity (serde_json would write `null`), so reports carrying them
+//! subject; a daily row adds `last`, the average of the newest hour holding the series. JSON has no NaN or infinity (serde_json would write `null`), so reports carrying them
 //! are refused; sums saturate at ±`f64::MAX` instead of overflowing. Names this version does not
 //! know (data written by a newer one) are skipped when decoding raw samples.
 //!
@@ -14,11 +15,14 @@
 //!
 //! [`Store::roll_up`] aggregates every completed 5-minute bucket since the `rolled_5m` watermark
 //! (a bucket is complete [`GRACE_MS`] after its end), for all servers, then every hour the
-//! 5-minute buckets now cover, from the 5-minute rollups. Before reading it raises `late_before`
+//! 5-minute buckets now cover, from the 5-minute rollups, then every UTC day the hours now cover,
+//! from the hourly rollups (`rolled_1d`; at most [`DAYS_PER_RUN`] days a run, oldest first).
+//! Days serve reports only: a month of a server is read from about 30 day rows and the hours
+//! at either end (a project's days start at its own midnight), not from 744 hours. Before reading it raises `late_before`
 //! to the end of the last bucket it will roll up; [`Store::insert_reports`] reads that mark (on
 //! PostgreSQL under a share lock, so the raise waits for inserts in flight) and records a row in
 //! `metric_late_buckets` for every report of an earlier bucket. The next run aggregates those
-//! buckets again from raw samples, and their hours from 5-minute rollups. Every write of a run
+//! buckets again from raw samples, their hours from 5-minute rollups and their days from hours. Every write of a run
 //! bumps `rollup_run` if it still has the value the run started with, so of two concurrent runs
 //! (two serve replicas) one stops and neither overwrites fresher rollups with stale ones.
 //!
@@ -50,6 +54,11 @@ use crate::protocol::{MetricValue, Report};
 const RAW_STEP_MS: i64 = 5_000;
 const FIVE_MINUTES_MS: i64 = 5 * 60_000;
 const HOUR_MS: i64 = 60 * 60_000;
+/// Daily rollups cover UTC days.
+const DAY_MS: i64 = 24 * HOUR_MS;
+/// At most this many days are rolled up in one run, so the first run over a database with a
+/// long history of hours (one from before daily rollups) does not hold up the runs after it.
+const DAYS_PER_RUN: i64 = 31;
 /// How long after its end a 5-minute bucket is rolled up: reports in flight at the bucket's end
 /// still land in it rather than making it late.
 pub const GRACE_MS: i64 = 30_000;
@@ -130,6 +139,8 @@ pub struct RollupStats {
     /// 5-minute rollup rows written (one per server and bucket with samples).
     pub five_minute_rows: u64,
     pub hour_rows: u64,
+    /// Daily rollup rows written (one per server and UTC day).
+    pub day_rows: u64,
     /// 5-minute buckets aggregated again because late reports arrived for them.
     pub late_buckets: u64,
     /// Another run wrote meanwhile, so this one stopped (it did no harm; the next run goes on).
@@ -146,7 +157,8 @@ pub struct SampleRetention {
 
 impl Default for SampleRetention {
     /// Raw 6 h, 5-minute rollups 8 days, hourly rollups 400 days: each comfortably more than the
-    /// longest range charted at that resolution (1 h, 24 h, 30 days) and a year of hours.
+    /// longest range charted at that resolution (1 h, 24 h, 30 days) and a year of hours. Daily
+    /// rollups are kept as long as hourly ones.
     fn default() -> SampleRetention {
         SampleRetention { raw_ms: 6 * HOUR_MS, five_min_ms: 8 * 24 * HOUR_MS, hour_ms: 400 * 24 * HOUR_MS }
     }
@@ -217,6 +229,7 @@ macro_rules! fetch_vals {
 struct Marks {
     rolled_5m: Option<i64>,
     rolled_1h: Option<i64>,
+    rolled_1d: Option<i64>,
     late_before: Option<i64>,
     raw_from: Option<i64>,
     rollup_run: i64,
@@ -230,6 +243,7 @@ impl Marks {
             match row.col::<String>("name")?.as_str() {
                 "rolled_5m" => marks.rolled_5m = value,
                 "rolled_1h" => marks.rolled_1h = value,
+                "rolled_1d" => marks.rolled_1d = value,
                 "late_before" => marks.late_before = value,
                 "raw_from" => marks.raw_from = value,
                 "rollup_run" => marks.rollup_run = value.unwrap_or(0),
@@ -494,6 +508,8 @@ impl Store {
             }
             let hour_cut = floor_to(now_ms.saturating_sub(retention.hour_ms), HOUR_MS);
             deleted += sqlx::query(DELETE_ROLLUPS).bind(HOUR_MS).bind(hour_cut).execute(pool).await?.rows_affected();
+            // A day goes with the last of its hours.
+            deleted += sqlx::query(DELETE_ROLLUPS).bind(DAY_MS).bind(floor_to(hour_cut, DAY_MS)).execute(pool).await?.rows_affected();
             Ok(deleted)
         })
     }

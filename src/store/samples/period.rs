@@ -33,8 +33,8 @@ const PERIOD_RAW: &str = "SELECT server, vals FROM metric_samples
     WHERE project = $1 AND at_ms >= $2 AND at_ms < $3 ORDER BY server, at_ms";
 
 /// The [`Sink`] of one server's period: the named metrics, every subject, plus each series'
-/// newest bucket. Series are keyed `name` or `name\0subject` (as in [`Bucket`]), looked up
-/// through one reused key, so folding a row allocates nothing once its series are known.
+/// newest bucket. Series are keyed by [`series_key`], so folding a row allocates nothing once
+/// its series are known.
 struct PeriodSink<'n> {
     names: &'n [&'n str],
     key: String,
@@ -50,11 +50,11 @@ impl<'n> PeriodSink<'n> {
         self.series
             .into_iter()
             .map(|(key, (agg, last))| {
-                let (name, subject) = match key.split_once('\0') {
-                    Some((name, subject)) => (name.to_string(), Some(subject.to_string())),
-                    None => (key, None),
-                };
-                ((name, subject), PeriodSeries { count: agg.count, avg: agg.avg(), min: agg.min, max: agg.max, last })
+                let (name, subject) = split_key(&key);
+                (
+                    (name.to_string(), subject.map(str::to_string)),
+                    PeriodSeries { count: agg.count, avg: agg.avg(), min: agg.min, max: agg.max, last },
+                )
             })
             .collect()
     }
@@ -65,21 +65,15 @@ impl Sink for PeriodSink<'_> {
         self.names.contains(&name)
     }
 
-    fn add(&mut self, name: &str, subject: Option<&str>, agg: Agg) {
-        self.key.clear();
-        self.key.push_str(name);
-        if let Some(subject) = subject {
-            self.key.push('\0');
-            self.key.push_str(subject);
-        }
+    fn add(&mut self, name: &str, subject: Option<&str>, agg: Agg, newest: f64) {
         // Rows come oldest first and hold each series once, so the last add is the newest bucket.
-        match self.series.get_mut(self.key.as_str()) {
+        match self.series.get_mut(series_key(&mut self.key, name, subject)) {
             Some((total, last)) => {
                 total.merge(agg);
-                *last = agg.avg();
+                *last = newest;
             }
             None => {
-                self.series.insert(self.key.clone(), (agg, agg.avg()));
+                self.series.insert(self.key.clone(), (agg, newest));
             }
         }
     }
@@ -114,14 +108,15 @@ impl Store {
     }
 
     /// The statistics of the metrics `names` (every subject) of each of `servers` over
-    /// [from, to): hourly rollups for the whole hours rolled up, 5-minute rollups for the rest
-    /// rolled up (the part of an hour at either end when the period does not start or end on
-    /// one, as in a timezone offset by half an hour), raw samples for what is not rolled up yet.
-    /// A server without data in the period has an empty map.
+    /// [from, to): daily rollups for the whole UTC days rolled up, hourly rollups for the other
+    /// whole hours rolled up (a local day is a UTC day only where the offset is 0), 5-minute
+    /// rollups for the rest rolled up (the part of an hour at either end when the period does
+    /// not start or end on one, as in a timezone offset by half an hour), raw samples for what
+    /// is not rolled up yet. A server without data in the period has an empty map.
     ///
-    /// One query per resolution reads every server of the project, streamed row by row into
-    /// each server's sums (a month of 1 000 servers' hours is about a gigabyte of `vals`: it is
-    /// never held whole), all in one read snapshot.
+    /// A month of a server is about 30 day rows and 24 hour rows rather than 744 hours: reading
+    /// the `vals` text is most of a report's cost. One query per segment reads every server of
+    /// the project, streamed row by row into each server's sums, all in one read snapshot.
     pub async fn period_stats(
         &self,
         project: &str,
@@ -137,11 +132,16 @@ impl Store {
             let marks = Marks::from_rows(&sqlx::query(ALL_MARKS).fetch_all(&mut *tx).await?)?;
             let whole_hours = (ceil_to(from_ms, HOUR_MS), floor_to(to_ms, HOUR_MS).min(marks.rolled_1h.unwrap_or(i64::MIN)));
             let (hour_from, hour_to) = if whole_hours.0 < whole_hours.1 { whole_hours } else { (from_ms, from_ms) };
+            let whole_days = (ceil_to(hour_from, DAY_MS), floor_to(hour_to, DAY_MS).min(marks.rolled_1d.unwrap_or(i64::MIN)));
+            let (day_from, day_to) = if whole_days.0 < whole_days.1 { whole_days } else { (hour_to, hour_to) };
             let five_to = marks.rolled_5m.unwrap_or(hour_to).clamp(hour_to, to_ms.max(hour_to));
-            // Oldest first: the head of an hour, whole hours, 5-minute buckets, raw samples.
+            // Oldest first: the head of an hour, the hours before the first whole day, whole
+            // days, the hours after them, 5-minute buckets, raw samples.
             let segments = [
                 (FIVE_MINUTES_MS, from_ms, hour_from),
-                (HOUR_MS, hour_from, hour_to),
+                (HOUR_MS, hour_from, day_from),
+                (DAY_MS, day_from, day_to),
+                (HOUR_MS, day_to, hour_to),
                 (FIVE_MINUTES_MS, hour_to, five_to),
                 (RAW, five_to, to_ms),
             ];
