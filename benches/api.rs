@@ -36,17 +36,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
-use watchkeeper::alert::{AlertChange, InstanceKey, RuleId};
-use watchkeeper::alert::{AlertState, Severity};
 use watchkeeper::api::{self, ApiState};
 use watchkeeper::clock::now_ms;
 use watchkeeper::collect::live::LiveServers;
 use watchkeeper::config::{self, Library};
 use watchkeeper::metrics::Metrics;
-use watchkeeper::protocol::{Facts, MetricValue, ProcessInfo, Report};
 use watchkeeper::store::{AlertFilter, AlertStatus, Store};
 
-use common::{env_u64, ms, verdict};
+use common::{env_u64, fleet, ms, verdict};
 
 /// The targets for the server list.
 const TARGET_RPS: f64 = 2_000.0;
@@ -124,14 +121,18 @@ async fn run() {
     // 2. The store and its alert history.
     let store = Store::connect(&format!("sqlite://{}", tmp.path().join("wk.db").display())).await.expect("SQLite store");
     let started = Instant::now();
-    seed_alerts(&store, &servers, n_firing, n_history).await;
+    fleet::seed_alerts(&store, PROJECT, &servers, n_firing, n_history).await;
     let firing = store.firing_alerts(Some(PROJECT)).await.expect("firing alerts");
     println!("store: {} alerts firing, {n_history} resolved, written in {}", firing.len(), ms(started.elapsed()));
     let live = LiveServers::default();
     for (i, server) in servers.iter().enumerate() {
-        live.update(PROJECT, server, Arc::new(report(i)), now_ms());
+        live.update(PROJECT, server, Arc::new(fleet::report(i)), now_ms());
     }
-    println!("live: a report of {} metric values and {} processes for every server", report(0).metrics.len(), report(0).processes.len());
+    println!(
+        "live: a report of {} metric values and {} processes for every server",
+        fleet::report(0).metrics.len(),
+        fleet::report(0).processes.len()
+    );
 
     // 3. The API, as serve runs it.
     let (_config_tx, config_rx) = watch::channel(Arc::new(loaded.config));
@@ -220,38 +221,6 @@ async fn run() {
 
     cancel.cancel();
     let _ = server.await;
-}
-
-/// Fire `n_firing` alerts on servers spread over the project (a fifth warning, the rest fatal)
-/// and leave `n_history` resolved ones before them.
-async fn seed_alerts(store: &Store, servers: &[String], n_firing: usize, n_history: usize) {
-    let now = now_ms();
-    for i in 0..n_history + n_firing {
-        let firing = i >= n_history;
-        let server = &servers[(i * 7919) % servers.len()];
-        let key = InstanceKey {
-            project: PROJECT.into(),
-            server: server.clone(),
-            rule: RuleId::Port(format!("{server}-ports")),
-            subject: "22".into(),
-        };
-        let severity = if i % 5 == 0 { Severity::Warning } else { Severity::Fatal };
-        // Resolved ones spread over the last year, firing ones started within the last hour.
-        let since =
-            if firing { now - (i % 3600) as i64 * 1000 } else { now - 365 * 86_400_000 + i as i64 * 1_500_000 % (364 * 86_400_000) };
-        let open = AlertChange::Open {
-            severity,
-            started_at_ms: since,
-            message: format!("port 22 of {server}-ports is down: connection refused"),
-            host: "10.0.0.1".into(),
-            snapshot: serde_json::json!({}),
-        };
-        let id = store.apply_alert(&key, &AlertState::default(), None, Some(&open), &[], since).await.expect("an alert");
-        if !firing {
-            let resolve = AlertChange::Resolve { at_ms: since + 600_000, reason: "recovered".into() };
-            store.apply_alert(&key, &AlertState::default(), id, Some(&resolve), &[], since + 600_000).await.expect("resolving");
-        }
-    }
 }
 
 /// GET once (on a blocking thread: the client is synchronous); rows and body size. `total` is
@@ -446,60 +415,4 @@ async fn breakdown(store: &Store, port: u16, path: &str) {
     println!("  serde_json::to_vec of a Value of the {:.1} MB answer       : {}", body.len() as f64 / 1e6, ms(best(&mut to_text)));
     println!("  serde_json::to_value of that Value (building one)         : {}", ms(best(&mut to_value)));
     println!("  (the handler now serializes its rows straight to JSON text; it used to build and free such a Value first)");
-}
-
-/// A typical agent report for server number `i`: facts, host-wide values, two mounts, two
-/// devices, two interfaces, 20 processes; the numbers vary by server so sorts have work to do.
-fn report(i: usize) -> Report {
-    let x = (i % 100) as f64;
-    let mut metrics: Vec<MetricValue> =
-        ["cpu.usage", "cpu.iowait", "cpu.steal", "cpu.irq", "cpu.softirq", "cpu.idle", "cpu.user", "cpu.system"]
-            .into_iter()
-            .chain(["cpu.nice", "load.1", "load.5", "load.15", "memory.usage", "memory.available", "memory.free", "swap.usage"])
-            .chain(["memory.page_faults"])
-            .map(|name| MetricValue { name, subject: None, value: x })
-            .collect();
-    let per = |names: &[&'static str], subjects: &[&str]| -> Vec<MetricValue> {
-        subjects
-            .iter()
-            .flat_map(|s| names.iter().map(move |&name| MetricValue { name, subject: Some(s.to_string()), value: x * 1000.0 }))
-            .collect()
-    };
-    metrics.extend(per(&["disk.usage", "disk.used_bytes", "disk.free_bytes"], &["/", "/var"]));
-    metrics.extend(per(&["disk.io", "disk.iops", "disk.read_bps", "disk.write_bps", "disk.queue"], &["sda", "sdb"]));
-    let net = ["network.in_bps", "network.out_bps", "network.in_pps", "network.out_pps"];
-    metrics.extend(per(&net, &["eth0", "eth1"]));
-    metrics.extend(per(&["network.in_errors", "network.out_errors", "network.in_drops", "network.out_drops"], &["eth0", "eth1"]));
-    let processes: Vec<ProcessInfo> = (0..20)
-        .map(|p| ProcessInfo {
-            pid: 1000 + p,
-            name: format!("worker-{}", p % 5),
-            user: "www-data".into(),
-            cpu: Some(x),
-            memory: 1.0,
-            rss_bytes: 1 << 20,
-        })
-        .collect();
-    let mut process_counts = std::collections::BTreeMap::new();
-    for p in &processes {
-        *process_counts.entry(p.name.clone()).or_insert(0) += 1;
-    }
-    Report {
-        facts: Facts {
-            os: "Debian GNU/Linux 12 (bookworm)".into(),
-            kernel: "6.1.0-18-amd64".into(),
-            cpu_vendor: "GenuineIntel".into(),
-            cpu_model: "Intel(R) Xeon(R) E-2236 CPU @ 3.40GHz".into(),
-            cpu_count: 12,
-            ram_total_bytes: 32 << 30,
-            boot_time: 1_700_000_000,
-            uptime_secs: 40 * 86_400,
-            ips: vec![std::net::IpAddr::from([10, 0, (i / 256 % 256) as u8, (i % 256) as u8])],
-        },
-        metrics,
-        processes,
-        process_counts,
-        skipped_mounts: Vec::new(),
-        at_ms: now_ms(),
-    }
 }

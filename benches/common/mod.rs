@@ -4,6 +4,8 @@
 //! Everything here only ever talks to 127.0.0.1. Each bench uses a different subset of it.
 #![allow(dead_code)]
 
+pub mod fleet;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -158,17 +160,25 @@ impl Drop for Listener {
 /// One HTTP/1.1 GET to 127.0.0.1:`port` (a fresh connection, `Connection: close`), with a bearer
 /// token if given: the status code and the body (de-chunked).
 pub fn http_get(port: u16, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| ("Authorization", a)).into_iter().collect();
+    http_get_with(port, path, &headers).map(|(status, _, body)| (status, body))
+}
+
+/// [`http_get`] with any request headers (a dashboard session's `Cookie`): the status, the
+/// size of the answer's head (status line and headers) in bytes, and the body.
+pub fn http_get_with(port: u16, path: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, usize, String)> {
     let mut stream = TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Connection: close\r\n\r\n")?;
+    let headers: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n")?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
-    Ok((status, body))
+    Ok((status, head.len() + 4, body))
 }
 
 /// [`http_get`] of a JSON document that must answer 200.
