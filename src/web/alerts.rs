@@ -464,6 +464,7 @@ fn notifications(alert: &AlertOf, tz: &jiff::tz::TimeZone) -> Markup {
                                     td {
                                         span class={ "delivery " (n.status.as_str()) } { (n.status.as_str().replace('_', " ")) }
                                         @if let Some(at) = n.sent_ms { " " span.meta { (html::time(at, tz)) } }
+                                        @if let Some(at) = n.read_ms { div.read { "read " span.meta { (html::time(at, tz)) } } }
                                         @if let Some(r) = &n.reason { div.meta { (r) } }
                                         @if let Some(e) = &n.last_error { div.error { (e) } }
                                     }

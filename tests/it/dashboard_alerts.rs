@@ -34,7 +34,7 @@ fn write_tree(dir: &Path, smtp: u16, web_port: u16) {
              kind: User\nemail: bob@example.com\nname: Bob\ntoken_sha256: {}\n---\n\
              kind: Group\nname: web-team\nowner: alice@example.com\nusers: [carol@example.com]\n---\n\
              kind: Group\nname: billing-team\nowner: bob@example.com\n---\n\
-             kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {smtp}, tls: none }}\nfrom: \"wk <alerts@example.com>\"\n",
+             kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {smtp}, tls: none }}\nfrom: \"wk <alerts@example.com>\"\ntrack_reads: true\n",
             hash(ALICE),
             hash(CAROL),
             hash(BOB)
@@ -89,7 +89,10 @@ async fn alert_pages_show_history_snapshot_and_delivery_and_take_a_note_only_fro
     let web = Listener::open(free_port());
     write_tree(&tree, smtp.port, web.port);
     let db = format!("sqlite://{}", tmp.path().join("db.sqlite").display());
-    let serve = Serve::start(&["--config".into(), tree.display().to_string(), "--db".into(), db], &[], &tmp.path().join("serve.log"));
+    let api_port = free_port();
+    let public_url = format!("http://127.0.0.1:{api_port}");
+    let args = ["--config".into(), tree.display().to_string(), "--db".into(), db, "--public-url".into(), public_url.clone()];
+    let serve = Serve::start_on(&args, &[], &tmp.path().join("serve.log"), api_port);
     serve.wait_until("the tree is applied", Duration::from_secs(30), || serve.applied().is_some());
     let _agent = Agent::start(&serve, "web-01", tmp.path(), &["--interval", "1s"]);
     let base = format!("http://127.0.0.1:{}", serve.port);
@@ -106,7 +109,15 @@ async fn alert_pages_show_history_snapshot_and_delivery_and_take_a_note_only_fro
     serve.wait_until("the port alert's mail is sent", Duration::from_secs(60), || {
         detail(port_alert)["notifications"].as_array().is_some_and(|n| n.iter().any(|n| n["status"] == "sent"))
     });
-    assert!(smtp.wait_for(1, Duration::from_secs(30)).iter().any(|m| m.to.contains("alice@example.com")));
+    let mails = smtp.wait_for(1, Duration::from_secs(30));
+    let mail = mails.iter().find(|m| m.to.contains("alice@example.com") && m.subject.contains("port ")).expect("alice's mail of the port");
+    // alice's mail program shows the mail's images: her mail of the port is read.
+    let html = mail.html.as_deref().expect("an HTML part (the channel tracks reads)");
+    let image = format!("<img src=\"{public_url}");
+    let start = html.find(&image).unwrap_or_else(|| panic!("no read-receipt image: {html}")) + image.len();
+    let path = &html[start..start + html[start..].find('"').expect("end of src")];
+    let fetched = reqwest::get(format!("{public_url}{path}")).await.expect("fetch the image");
+    assert_eq!(fetched.status(), 200, "GET {path}");
 
     // The history: both alerts, in Seoul time, with the memory alert's snapshot.
     let browser = Browser::start(1280, 1000).await;
@@ -162,6 +173,10 @@ async fn alert_pages_show_history_snapshot_and_delivery_and_take_a_note_only_fro
     assert!(delivery.contains("alice@example.com") && delivery.contains("sent") && delivery.contains("fired"), "{delivery}");
     let sent: usize = script(&browser, "return document.querySelectorAll('table.notifications tr[data-status=sent]').length;").await;
     assert!(sent >= 1);
+    let read = text(&browser, "table.notifications tr[data-status=sent] .read").await;
+    assert!(read.starts_with("read ") && read.contains("KST"), "alice's mail shows when it was read: {read}");
+    script::<Value>(&browser, "document.querySelector('#notifications').scrollIntoView(); return null;").await;
+    browser.screenshot("alert-page-port-delivery").await;
     browser.screenshot("alert-page-port").await;
 
     // Acknowledged through the form: the page shows the note, the API's acks[] has it.
