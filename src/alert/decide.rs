@@ -18,7 +18,7 @@ use super::rule::{InstanceKey, RuleId};
 use super::rules::{Observed, server_policy, snapshot};
 use super::suppress::suppression;
 use super::{AlertState, Phase, Severity, Transition, step};
-use crate::config::model::{Config, Flapping, PortMonitor, Project};
+use crate::config::model::{AlertPolicy, Config, Flapping, PortMonitor, Project};
 use crate::notification::{AlertMessage, MessageKind, NewNotification, build_escalation, build_notifications};
 use crate::protocol::Report;
 
@@ -231,33 +231,33 @@ fn audience(
 /// How often a firing alert of `rule` is repeated, in ms: its port monitor's `repeat`, else (for
 /// the rules of an alert policy: metrics, no data) its server's policy's, else the project's.
 pub fn repeat_ms(scene: &Scene, rule: &RuleId) -> Option<i64> {
-    let own = match rule {
-        RuleId::Port(_) => scene.monitor.and_then(|m| m.repeat),
-        RuleId::Metric(_) | RuleId::NoData | RuleId::Restart => scene
-            .project
-            .servers
-            .get(scene.server)
-            .and_then(|server| server_policy(scene.config, scene.project, server))
-            .and_then(|policy| policy.repeat),
-        _ => None,
-    };
-    own.or(scene.project.repeat).map(millis)
+    own_setting(scene, rule, |m| m.repeat, |p| p.repeat).or(scene.project.repeat).map(millis)
 }
 
 /// When an instance of `rule` counts as flapping: its port monitor's `flapping`, else (for the
 /// rules of an alert policy) its server's policy's, else the project's; `None` when that is off.
 pub fn flapping_of(scene: &Scene, rule: &RuleId) -> Option<Flapping> {
-    let own = match rule {
-        RuleId::Port(_) => scene.monitor.and_then(|m| m.flapping),
+    own_setting(scene, rule, |m| m.flapping, |p| p.flapping).unwrap_or(scene.project.flapping).limits()
+}
+
+/// A setting of `rule`'s own object, where one may set it instead of the project: a port rule's
+/// monitor (`of_monitor`), or the policy of the server a policy rule belongs to (`of_policy`).
+fn own_setting<T>(
+    scene: &Scene,
+    rule: &RuleId,
+    of_monitor: impl FnOnce(&PortMonitor) -> Option<T>,
+    of_policy: impl FnOnce(&AlertPolicy) -> Option<T>,
+) -> Option<T> {
+    match rule {
+        RuleId::Port(_) => scene.monitor.and_then(of_monitor),
         RuleId::Metric(_) | RuleId::NoData | RuleId::Restart => scene
             .project
             .servers
             .get(scene.server)
             .and_then(|server| server_policy(scene.config, scene.project, server))
-            .and_then(|policy| policy.flapping),
+            .and_then(of_policy),
         _ => None,
-    };
-    own.unwrap_or(scene.project.flapping).limits()
+    }
 }
 
 /// When an instance is stable: its last change has left the flapping window. With flapping off,
