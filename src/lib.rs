@@ -16,6 +16,9 @@
 //!   whether policies may alert on it.
 //! - [`errors`] — error text as operators read it; the error of an unknown enum word.
 //! - [`metrics`] — the Prometheus registry behind `/metrics` (watchkeeper's own figures).
+//! - [`lease`] — how replicas on one PostgreSQL divide the work: the shard of a server or
+//!   monitor, which live replica should own a shard (rendezvous hashing), and [`lease::Ownership`],
+//!   the shards this replica holds now, which every task that probes, scrapes or decides asks.
 //! - [`config`] — raw serde types (`raw`), reading a tree with positions (`load`), the one
 //!   `compile` step to the validated model (`model`), diagnostics, the object `diff`, schema.
 //! - [`lint`] — rendering diagnostics: human (with snippet), JSON, GitHub annotations.
@@ -73,6 +76,7 @@
 //! | `catalog` | — |
 //! | `errors` | — |
 //! | `metrics` | — |
+//! | `lease` | — |
 //! | `config` | `catalog`, `clock` |
 //! | `lint` | `config` |
 //! | `codeowners` | `config` |
@@ -81,7 +85,7 @@
 //! | `probe` | `clock`, `config` |
 //! | `alert` | `config`, `notification`, `protocol` |
 //! | `policy_test` | `alert`, `catalog`, `config`, `lint`, `notification`, `protocol` |
-//! | `store` | `alert`, `catalog`, `clock`, `errors`, `notification`, `protocol` |
+//! | `store` | `alert`, `catalog`, `clock`, `errors`, `lease`, `notification`, `protocol` |
 //! | `report` | `clock`, `config`, `notification`, `store` |
 //! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store`, `token` |
 //! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
@@ -140,6 +144,7 @@ pub mod config;
 pub mod delivery;
 pub mod engine;
 pub mod errors;
+pub mod lease;
 pub mod lint;
 pub mod metrics;
 pub mod notification;

@@ -4,9 +4,11 @@
 
 use serde::Serialize;
 
+use super::leases::FENCE_SQL;
 use super::rows::{Columns, json, text};
 use super::{Backend, BeginWrite, Result, Store, StoreError, sql_limit, to_json};
 use crate::alert::{AlertChange, AlertState, Instance, InstanceKey, RuleId, Severity};
+use crate::lease::Fence;
 use crate::notification::NewNotification;
 
 // The column list shared by several queries (a macro, so `concat!` can splice it into SQL text).
@@ -141,6 +143,26 @@ impl Store {
         notifications: &[NewNotification],
         now_ms: i64,
     ) -> Result<Option<i64>> {
+        self.apply_alert_fenced(None, key, state, open_alert_id, change, notifications, now_ms).await
+    }
+
+    /// [`Store::apply_alert`] on behalf of a shard whose lease `fence` names (PostgreSQL): the
+    /// transaction first takes a share lock on the shard's lease row, and only while the row
+    /// still has this owner and epoch and has not expired on the database's clock. A claim by
+    /// another replica waits for that lock, so every write either happens under the lease or
+    /// not at all: a replica that lost its lease gets [`StoreError::LeaseLost`] and nothing of
+    /// the decision — state, history or notification — is applied.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_alert_fenced(
+        &self,
+        fence: Option<&Fence>,
+        key: &InstanceKey,
+        state: &AlertState,
+        open_alert_id: Option<i64>,
+        change: Option<&AlertChange>,
+        notifications: &[NewNotification],
+        now_ms: i64,
+    ) -> Result<Option<i64>> {
         // A new history row: a firing alert (Open), or an event that starts and resolves at once.
         const INSERT: &str = "INSERT INTO alerts
                 (project, server, rule, subject, severity, status, started_at_ms, resolved_at_ms, resolve_reason, message, host, snapshot)
@@ -178,6 +200,17 @@ impl Store {
 
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            if let Some(fence) = fence {
+                let held: Option<i32> = sqlx::query_scalar(FENCE_SQL)
+                    .bind(fence.shard)
+                    .bind(&fence.owner)
+                    .bind(fence.epoch)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if held.is_none() {
+                    return Err(StoreError::LeaseLost { shard: fence.shard, owner: fence.owner.clone(), epoch: fence.epoch });
+                }
+            }
             // The alert the notifications belong to: the new one on Open, else the open one.
             let alert_id = match change {
                 Some(AlertChange::Open { severity, message, host, .. } | AlertChange::Event { severity, message, host, .. }) => {

@@ -9,6 +9,8 @@
 //!   bounces, SMS delivery reports);
 //! - [`samples`] — host reports and their 5-minute and hourly rollups;
 //! - [`replicas`] — the serve replicas on one database and their heartbeats;
+//! - [`leases`] — the shards' leases (PostgreSQL), and the fence every write of alert state and
+//!   every notification made on behalf of a shard passes;
 //! - [`lock`] — one serve per SQLite file.
 //!
 //! Runtime `sqlx::query` only (no macros, no `Any` driver); timestamps are epoch milliseconds
@@ -24,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{Connection, PgConnection, Postgres, SqlSafeStr, Sqlite, Transaction};
 
 pub use self::alerts::{Ack, AckRefused, AlertFilter, AlertRow, AlertStatus, FiringAlert, StoredInstance};
+pub use self::leases::ShardLease;
 pub use self::lock::{SqliteClaim, claim_sqlite, sqlite_file};
 pub use self::outbox::{Attempt, DeliveryOutcome, DeliveryReport, OutboxRow, ReportMail, SentCount, Tracking};
 pub use self::probes::{LatencySummary, ProbeBucket, ProbeDay, ProbeLatency, ProbeRecord, ProbeRetention};
@@ -45,6 +48,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("refused to store {0}")]
     Refused(String),
+    #[error("the lease on shard {shard} (epoch {epoch}) is no longer held by {owner}: the write was refused")]
+    LeaseLost { shard: i32, owner: String, epoch: i64 },
     #[error(
         "another serve{who} already runs on the SQLite database {database} (it holds {lock}); a SQLite database takes one serve \
          at a time: stop the other one, or run several replicas on PostgreSQL (--db postgres://…)",
@@ -84,6 +89,7 @@ macro_rules! on_pool {
 }
 // Declared after on_pool!, which they use.
 mod alerts;
+mod leases;
 mod lock;
 mod outbox;
 mod probes;
@@ -119,6 +125,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "receipts", include_str!("migrations/postgres/0010_receipts.sql")),
     (11, "alert_flapping", include_str!("migrations/postgres/0011_alert_flapping.sql")),
     (12, "daily_rollups", include_str!("migrations/postgres/0012_daily_rollups.sql")),
+    (13, "shard_leases", include_str!("migrations/postgres/0013_shard_leases.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

@@ -16,6 +16,7 @@ mod flapping;
 mod flood;
 mod ingest;
 mod layout;
+mod leases;
 mod lifecycle;
 mod lint_rules;
 mod node_exporter;
