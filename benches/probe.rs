@@ -302,6 +302,7 @@ fn spec(i: usize, port: u16, interval: Duration, timeout: Duration) -> MonitorSp
         interval,
         timeout,
         approved: Vec::new(),
+        shard: 0,
     }
 }
 

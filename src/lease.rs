@@ -158,9 +158,14 @@ impl Ownership {
         (0..SHARDS).filter(|s| held & (1 << s) != 0).map(|s| (s, self.epochs[s].load(Ordering::Acquire))).collect()
     }
 
+    /// Whether any shard is held now (false once the leases lapsed).
+    pub fn holds_any(&self) -> bool {
+        self.held_now() != 0
+    }
+
     /// Changes whenever the held shards or their epochs may have changed (a lapse included).
     pub fn generation(&self) -> (u64, bool) {
-        (self.generation.load(Ordering::Acquire), self.held_now() != 0)
+        (self.generation.load(Ordering::Acquire), self.holds_any())
     }
 
     /// The lease keeper's word: exactly `held` (shard, epoch) are held, confirmed by the

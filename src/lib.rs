@@ -82,19 +82,19 @@
 //! | `codeowners` | `config` |
 //! | `protocol` | `catalog`, `config` |
 //! | `notification` | `config` |
-//! | `probe` | `clock`, `config` |
+//! | `probe` | `clock`, `config`, `lease` |
 //! | `alert` | `config`, `notification`, `protocol` |
 //! | `policy_test` | `alert`, `catalog`, `config`, `lint`, `notification`, `protocol` |
 //! | `store` | `alert`, `catalog`, `clock`, `errors`, `lease`, `notification`, `protocol` |
 //! | `report` | `clock`, `config`, `notification`, `store` |
 //! | `delivery` | `clock`, `config`, `errors`, `metrics`, `notification`, `store`, `token` |
-//! | `collect` | `catalog`, `clock`, `config`, `errors`, `metrics`, `probe`, `protocol`, `store` |
-//! | `engine` | `alert`, `clock`, `collect`, `config`, `metrics`, `notification`, `probe`, `protocol`, `store` |
-//! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `errors`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
+//! | `collect` | `catalog`, `clock`, `config`, `errors`, `lease`, `metrics`, `probe`, `protocol`, `store` |
+//! | `engine` | `alert`, `clock`, `collect`, `config`, `lease`, `metrics`, `notification`, `probe`, `protocol`, `store` |
+//! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `errors`, `lease`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
 //! | `plan` | `alert`, `api`, `config` |
 //! | `web` | `api`, `clock`, `config`, `report`, `store`, `token` |
-//! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lint`, `metrics`, `probe`, `store` |
-//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `metrics`, `notification`, `probe`, `reconcile`, `report`, `store`, `web` |
+//! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lease`, `lint`, `metrics`, `probe`, `store` |
+//! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `lease`, `metrics`, `notification`, `probe`, `reconcile`, `report`, `store`, `web` |
 //! | `agent` | `catalog`, `clock`, `errors`, `metrics`, `probe`, `protocol` |
 
 /// `as_str`, `Display` and `FromStr` for an enum written as fixed words — in YAML, the

@@ -50,6 +50,8 @@ pub struct Metrics {
     http_timeouts: Family<Labels, Counter>,
     replicas_live: Gauge,
     replica_info: Family<Labels, Gauge>,
+    replica_shards: Family<Labels, Gauge>,
+    shard_epoch: Family<Labels, Gauge>,
     /// The revision whose `watchkeeper_revision_info` label set is present, to remove it when
     /// the next one is applied.
     current_revision: Mutex<Option<String>>,
@@ -103,6 +105,18 @@ impl Metrics {
             "watchkeeper_replica_info",
             "Each live serve replica on this database and the revision it runs (value 1; revision \"\" before its first)",
             replica_info.clone(),
+        );
+        let replica_shards = Family::<Labels, Gauge>::default();
+        registry.register(
+            "watchkeeper_replica_shards",
+            "How many of the 64 shards each replica holds a live lease on (PostgreSQL), as this replica last read the leases",
+            replica_shards.clone(),
+        );
+        let shard_epoch = Family::<Labels, Gauge>::default();
+        registry.register(
+            "watchkeeper_shard_epoch",
+            "Each shard this replica holds, with the epoch of its lease (PostgreSQL; on SQLite the one serve holds all, unleased)",
+            shard_epoch.clone(),
         );
         let reconcile_status = Gauge::default();
         registry.register(
@@ -201,6 +215,8 @@ impl Metrics {
             notifications,
             replicas_live,
             replica_info,
+            replica_shards,
+            shard_epoch,
             current_revision: Mutex::new(None),
         }
     }
@@ -254,6 +270,19 @@ impl Metrics {
                 .set(1);
         }
         self.replicas_live.set(live);
+    }
+
+    /// The shards each replica holds (`(id, count)`) and this replica's own with their epochs:
+    /// replaces the previous figures.
+    pub fn set_shards<'a>(&self, per_replica: impl IntoIterator<Item = (&'a str, usize)>, mine: &[(usize, i64)]) {
+        self.replica_shards.clear();
+        for (id, count) in per_replica {
+            self.replica_shards.get_or_create(&vec![("replica", id.to_string())]).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.shard_epoch.clear();
+        for (shard, epoch) in mine {
+            self.shard_epoch.get_or_create(&vec![("shard", shard.to_string())]).set(*epoch);
+        }
     }
 
     /// A revision was rejected; the previous one keeps running (and keeps its revision_info).

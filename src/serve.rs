@@ -1,10 +1,11 @@
 //! `watchkeeper serve`: open the store, start every task — source, reconciler (with the
 //! prober), alert engine, collector writer, outbox, daily report mails, status API, rollups and
-//! retention, this replica's heartbeat — wire them with channels, and on
+//! retention, this replica's heartbeat and (on PostgreSQL) its shard leases — wire them with channels, and on
 //! shutdown signal them all and wait for each.
 
 pub mod fds;
 pub mod http;
+pub mod leases;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::collect::{scrape, writer};
 use crate::config::{Config, Library};
 use crate::delivery::{self, Senders};
 use crate::engine::Engine;
+use crate::lease::Ownership;
 use crate::metrics::Metrics;
 use crate::notification::storm::StormSettings;
 use crate::probe::Prober;
@@ -100,7 +102,14 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     let (hosts_tx, hosts_rx) = mpsc::channel(1024);
     let (batches_tx, batches_rx) = mpsc::channel(1024);
 
+    // On PostgreSQL the work is divided among the replicas by shard leases; a SQLite file has one
+    // serve, which owns every shard.
+    let ownership = Arc::new(match store.backend() {
+        "postgres" => Ownership::leased(&options.replica_id),
+        _ => Ownership::everything(&options.replica_id),
+    });
     let mut engine = Engine::load(store.clone(), Arc::clone(&metrics), Arc::clone(&outbox_wake)).await.context("loading alert state")?;
+    engine.set_ownership(Arc::clone(&ownership));
     engine.set_storm_control(options.storm);
     engine.set_probe_buffer(options.probe_buffer);
     // The newest report of every server, as it was before the restart.
@@ -111,9 +120,16 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     }
     tasks.spawn(engine.run(applied_rx, results_rx, hosts_rx, cancel.clone()));
     tasks.spawn(writer::run(store.clone(), live.clone(), batches_rx, hosts_tx, Arc::clone(&metrics), options.subject_caps, cancel.clone()));
-    tasks.spawn(scrape::run(config_rx.clone(), batches_tx.clone(), Arc::clone(&metrics), options.scrape_interval, cancel.clone()));
+    tasks.spawn(scrape::run(
+        config_rx.clone(),
+        batches_tx.clone(),
+        Arc::clone(&metrics),
+        options.scrape_interval,
+        Some(Arc::clone(&ownership)),
+        cancel.clone(),
+    ));
 
-    let prober = Prober::start(options.max_in_flight, results_tx, cancel.child_token());
+    let prober = Prober::start_divided(options.max_in_flight, results_tx, Some(Arc::clone(&ownership)), cancel.child_token());
     let reconciler =
         Reconciler::new(store.clone(), Arc::clone(&metrics), prober, applied_tx, config_tx).with_mass_removal(options.mass_removal);
     tasks.spawn(reconciler.run(revisions_rx, cancel.clone()));
@@ -134,6 +150,9 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
     tasks.spawn(report::mail::run(store.clone(), config_rx.clone(), Arc::clone(&outbox_wake), cancel.clone()));
 
     let lease_ttl_ms = i64::try_from(options.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    if ownership.is_leased() {
+        tasks.spawn(leases::keep(store.clone(), Arc::clone(&metrics), Arc::clone(&ownership), options.lease_ttl, cancel.clone()));
+    }
     tasks.spawn(membership(store.clone(), Arc::clone(&metrics), options.replica_id, options.lease_ttl, cancel.clone()));
 
     let locked_out = no_way_in_notice(config_rx.clone(), options.admin_token_sha256.is_some(), cancel.clone());

@@ -13,6 +13,7 @@ use crate::alert::Severity;
 use crate::clock::now_ms;
 use crate::config::model::Project;
 use crate::config::raw::MemberRole;
+use crate::lease::SHARDS;
 use crate::store::{FiringAlert, RevisionRecord, Store};
 
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -83,6 +84,10 @@ struct Replica {
     heartbeat_ms: i64,
     /// The revision it runs; `null` until it has applied one.
     revision: Option<String>,
+    /// How many of the shards it holds a live lease on (on SQLite the one serve holds all).
+    shards: usize,
+    /// Those leases as `[shard, epoch]` (PostgreSQL; empty on SQLite, where nothing is leased).
+    leases: Vec<[i64; 2]>,
 }
 
 #[derive(Serialize)]
@@ -175,6 +180,11 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
             counts.alerts_firing.add(alert.severity);
         }
     }
+    // The live leases, to say what each replica holds (none on SQLite).
+    let leases = match state.store.backend() {
+        "postgres" => state.store.shard_leases().await?.into_iter().filter(|l| l.live).collect(),
+        _ => Vec::new(),
+    };
     let body = Status {
         version: env!("CARGO_PKG_VERSION"),
         started_at_ms: state.started_at_ms,
@@ -194,12 +204,18 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
             .live_replicas(now_ms(), state.lease_ttl_ms)
             .await?
             .into_iter()
-            .map(|r| Replica {
-                started: rfc3339(r.started_ms, &jiff::tz::TimeZone::UTC),
-                id: r.id,
-                started_ms: r.started_ms,
-                heartbeat_ms: r.heartbeat_ms,
-                revision: r.revision,
+            .map(|r| {
+                let leases: Vec<[i64; 2]> =
+                    leases.iter().filter(|l| l.owner.as_deref() == Some(&r.id)).map(|l| [i64::from(l.shard), l.epoch]).collect();
+                Replica {
+                    started: rfc3339(r.started_ms, &jiff::tz::TimeZone::UTC),
+                    shards: if state.store.backend() == "sqlite" { SHARDS } else { leases.len() },
+                    leases,
+                    id: r.id,
+                    started_ms: r.started_ms,
+                    heartbeat_ms: r.heartbeat_ms,
+                    revision: r.revision,
+                }
             })
             .collect(),
         counts,

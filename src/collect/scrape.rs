@@ -40,6 +40,7 @@ use crate::config::expand_env;
 use crate::config::raw::MetricsKind;
 use crate::config::values::{Cidr, Dur};
 use crate::errors::error_chain;
+use crate::lease::Ownership;
 use crate::metrics::Metrics;
 use crate::probe::{self, ErrorKind, MonitorKey};
 use crate::protocol::Report;
@@ -78,15 +79,19 @@ pub fn interval_from(value: Option<&str>) -> Duration {
 /// `config` as described in the module doc; when its sender is gone the last configuration keeps
 /// running. On cancellation every loop stops (an unfinished scrape is dropped) and is awaited.
 ///
+/// With `ownership` (one replica of several), a server is scraped only while this replica holds
+/// its shard; its loop keeps its timer and skips the ticks in between.
+///
 /// Needs a rustls crypto provider installed for the process (serve installs ring at start).
 pub async fn run(
     mut config: watch::Receiver<Arc<Config>>,
     batches: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
     interval: Duration,
+    ownership: Option<Arc<Ownership>>,
     cancel: CancellationToken,
 ) {
-    let mut scraper = Scraper { loops: BTreeMap::new(), clients: Vec::new(), tasks: JoinSet::new(), batches, metrics, interval };
+    let mut scraper = Scraper { loops: BTreeMap::new(), clients: Vec::new(), tasks: JoinSet::new(), batches, metrics, interval, ownership };
     {
         // Cloned out first: applying under the borrow would block the sender.
         let first = config.borrow_and_update().clone();
@@ -158,6 +163,7 @@ struct Scraper {
     batches: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
     interval: Duration,
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl Scraper {
@@ -187,7 +193,12 @@ impl Scraper {
                     let (target, target_rx) = watch::channel(Arc::new(prepare(spec.clone(), &mut self.clients)));
                     let stop = cancel.child_token();
                     let span = tracing::info_span!("scrape", project = %key.project, server = %key.name);
-                    let scrape = Loop { key: key.clone(), batches: self.batches.clone(), metrics: Arc::clone(&self.metrics) };
+                    let scrape = Loop {
+                        key: key.clone(),
+                        batches: self.batches.clone(),
+                        metrics: Arc::clone(&self.metrics),
+                        ownership: self.ownership.clone(),
+                    };
                     let task = self.tasks.spawn(scrape.run(target_rx, self.interval, stop.clone()).instrument(span)).id();
                     self.loops.insert(key, Running { spec, target, stop, task });
                     added += 1;
@@ -309,6 +320,7 @@ struct Loop {
     key: MonitorKey,
     batches: mpsc::Sender<Batch>,
     metrics: Arc<Metrics>,
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl Loop {
@@ -324,6 +336,11 @@ impl Loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = ticks.tick() => {}
+            }
+            if self.ownership.as_ref().is_some_and(|o| !o.owns_name(&self.key.project, &self.key.name)) {
+                // Another replica scrapes it meanwhile; a snapshot from before is no base for rates later.
+                previous = None;
+                continue;
             }
             let current = Arc::clone(&target.borrow_and_update());
             let result = tokio::select! {

@@ -7,6 +7,13 @@
 //! instances time has something for — a reminder, an escalation step, the end of flapping —
 //! reading which of them people acknowledged from the store.
 //!
+//! One replica of several (PostgreSQL) decides only for the shards it holds
+//! ([`crate::lease::Ownership`]): observations of other shards are skipped; a shard gained has its
+//! instances loaded from the store before anything is decided for it, one given up is forgotten;
+//! every write carries the shard's lease, and a write the database refuses as made under a lost
+//! lease is dropped (the new holder decides from the stored state). While the replica's leases
+//! have lapsed, stored probe results wait for their decisions.
+//!
 //! Error policy: state is kept in memory only once the store accepted it, so a failed write
 //! leaves the instance as it was and the next observation continues from there. Retirements
 //! that fail are kept in a queue and retried with backoff (1 s doubling to a minute) until they
@@ -24,6 +31,7 @@ use crate::alert::{self, Decision, Instance, InstanceKey, RuleId, Scene, Severit
 use crate::clock::now_ms;
 use crate::collect::writer::HostInput;
 use crate::config::model::{Config, DownCheck, Project, Server};
+use crate::lease::{Fence, Ownership, SHARDS, shard_of};
 use crate::metrics::{LogThrottle, Metrics};
 use crate::notification::storm::{self, Digests, StormControl, StormSettings};
 use crate::notification::{DeliveryStatus, NewNotification};
@@ -85,6 +93,32 @@ pub struct Engine {
     pending_cap: usize,
     /// The last write of probe results failed: retry on the tick, not on every new result.
     store_failing: bool,
+    /// The shards this replica holds; the engine decides only for those, and every write it
+    /// makes for one carries the shard's lease ([`Ownership::fence`]).
+    ownership: Arc<Ownership>,
+    /// The shards (with epochs) the instances in memory are for, and the ownership generation
+    /// they were taken at: when it moves, [`Engine::sync_ownership`] forgets the shards given
+    /// up and loads the ones gained from the store.
+    held: BTreeMap<usize, i64>,
+    seen: Option<(u64, bool)>,
+}
+
+/// What the engine's loop woke up for.
+enum Event {
+    Config(Applied),
+    Results(Vec<PortResult>),
+    Host(HostInput),
+    Tick,
+}
+
+/// The shard an alert instance belongs to: its server's, or (for a port monitor that names no
+/// server) its monitor's — as the prober and the lease keeper count it.
+fn key_shard(key: &InstanceKey) -> usize {
+    let name = match &key.rule {
+        RuleId::Port(monitor) if key.server.is_empty() => monitor.as_str(),
+        _ => key.server.as_str(),
+    };
+    shard_of(&key.project, name)
 }
 
 /// How many probe results wait for the store by default (`--probe-buffer`): a 20-minute
@@ -150,6 +184,9 @@ impl Engine {
             stored: 0,
             pending_cap: PROBE_BUFFER,
             store_failing: false,
+            ownership: Arc::new(Ownership::everything("")),
+            held: (0..SHARDS).map(|s| (s, 0)).collect(),
+            seen: None,
         };
         for StoredInstance { key, instance } in stored {
             engine.remember(key, instance);
@@ -161,6 +198,69 @@ impl Engine {
     /// How many alert transitions of one project are told one by one per window (storm control).
     pub fn set_storm_control(&mut self, settings: StormSettings) {
         self.storm = StormControl::new(settings);
+    }
+
+    /// Decide only for the shards `ownership` holds (one replica of several). The instances
+    /// loaded at start are kept only for the shards it holds, reloaded as they are gained.
+    pub fn set_ownership(&mut self, ownership: Arc<Ownership>) {
+        self.ownership = ownership;
+        self.seen = None;
+    }
+
+    /// Follow the ownership: forget the instances (and queued retirements) of shards given up
+    /// or re-claimed under a new epoch, and load the instances of shards gained from the store —
+    /// the previous owner's decisions, counters of consecutive failures included. A load that
+    /// fails is tried again at the next event.
+    pub async fn sync_ownership(&mut self) {
+        let generation = self.ownership.generation();
+        if self.seen == Some(generation) {
+            return;
+        }
+        let now: BTreeMap<usize, i64> = self.ownership.held().into_iter().collect();
+        let lost: BTreeSet<usize> = self.held.iter().filter(|(s, e)| now.get(s) != Some(e)).map(|(s, _)| *s).collect();
+        let gained: BTreeSet<usize> = now.iter().filter(|(s, e)| self.held.get(s) != Some(e)).map(|(s, _)| *s).collect();
+        if !lost.is_empty() {
+            let keys: Vec<InstanceKey> = self.instances.keys().filter(|k| lost.contains(&key_shard(k))).cloned().collect();
+            for key in &keys {
+                self.forget(key);
+            }
+            self.retiring.retain(|k, _| !lost.contains(&key_shard(k)));
+            self.held.retain(|s, _| !lost.contains(s));
+        }
+        if !gained.is_empty() {
+            let stored = match self.store.load_instances().await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::error!(error = %e, shards = gained.len(), "could not load the alert state of shards taken over; will try again");
+                    self.update_firing_gauge();
+                    return; // `seen` unchanged: tried again at the next event
+                }
+            };
+            let config = Arc::clone(&self.config);
+            let live = LiveInstances::of(&config);
+            let now_ms = now_ms();
+            let mut loaded = 0usize;
+            for StoredInstance { key, instance } in stored.into_iter().filter(|s| gained.contains(&key_shard(&s.key))) {
+                // What a revision removed while another replica held the shard retires here.
+                if let Some(why) = live.retires(&key.project, &key.server, &key.rule, &key.subject)
+                    && !config.projects.is_empty()
+                {
+                    let reason = format!("{why} in {}", self.revision);
+                    self.retiring.insert(key.clone(), Retiring { reason, told: Arc::clone(&config), attempts: 0, next_try_ms: now_ms });
+                }
+                self.remember(key, instance);
+                loaded += 1;
+            }
+            // The previous owner wrote these shards' probe rows meanwhile.
+            self.store.forget_recent_probes(now_ms).await;
+            self.held.extend(gained.iter().map(|s| (*s, now[s])));
+            tracing::info!(shards = gained.len(), instances = loaded, "took over shards: their alert state is loaded from the store");
+        }
+        if !lost.is_empty() {
+            tracing::info!(shards = lost.len(), "gave up shards: another replica decides for them now");
+        }
+        self.seen = Some(generation);
+        self.update_firing_gauge();
     }
 
     /// How many probe results wait for the store at most (at least one).
@@ -189,10 +289,10 @@ impl Engine {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let event = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                Some(applied) = configs.recv() => self.apply_config(applied).await,
+                Some(applied) = configs.recv() => Event::Config(applied),
                 Some(mut batch) = results.recv() => {
                     // A waiting configuration is applied first: results of the monitors it adds must find them.
                     while batch.len() < MAX_RESULTS_PER_WRITE && configs.is_empty() {
@@ -201,17 +301,28 @@ impl Engine {
                             Err(_) => break,
                         }
                     }
+                    Event::Results(batch)
+                }
+                Some(input) = hosts.recv() => Event::Host(input),
+                _ = tick.tick() => Event::Tick,
+                else => break,
+            };
+            // Shards gained or given up since the last event change what is decided here.
+            self.sync_ownership().await;
+            match event {
+                Event::Config(applied) => self.apply_config(applied).await,
+                Event::Results(batch) => {
                     self.take_results(batch);
                     if !self.store_failing {
                         self.record_results().await;
                     }
                 }
-                Some(input) = hosts.recv() => {
+                Event::Host(input) => {
                     if let Err(e) = self.observe_host(input).await {
                         tracing::error!(error = %e, "could not record alert changes from host reports");
                     }
                 }
-                _ = tick.tick() => {
+                Event::Tick => {
                     if !self.pending.is_empty() {
                         self.record_results().await;
                     }
@@ -224,7 +335,6 @@ impl Engine {
                         tracing::error!(error = %e, "could not record reminders, escalation steps or the end of flapping");
                     }
                 }
-                else => break,
             }
         }
     }
@@ -283,10 +393,24 @@ impl Engine {
         let Some(before) = self.instances.get(key).cloned() else { return Ok(false) };
         let reason = retiring.reason.as_str();
         let mut decision = alert::decide::retire(&retiring.told, key, &before, reason, now_ms);
+        let Some(fence) = self.fence(key) else { return Ok(false) };
         let held = self.storm_hold(&key.project, &mut decision.notifications);
-        self.store
-            .apply_alert(key, &decision.state, before.open_alert_id, decision.change.as_ref(), &decision.notifications, now_ms)
-            .await?;
+        let written = self
+            .store
+            .apply_alert_fenced(
+                fence.as_ref(),
+                key,
+                &decision.state,
+                before.open_alert_id,
+                decision.change.as_ref(),
+                &decision.notifications,
+                now_ms,
+            )
+            .await;
+        if self.lease_lost(key, &written) {
+            return Ok(false);
+        }
+        written?;
         self.collect_digests(&key.project, held).await;
         self.forget(key);
         tracing::info!(project = %key.project, rule = %key.rule, subject = %key.subject, reason, "alert instance retired");
@@ -359,6 +483,12 @@ impl Engine {
                 self.store.insert_probe_results(&records).await?;
                 self.stored = chunk;
             }
+            if self.ownership.is_leased() && !self.ownership.holds_any() {
+                // This replica's leases lapsed (the database was out of reach): the stored
+                // results wait for their decisions until it holds shards again, rather than
+                // being dropped as another replica's.
+                break;
+            }
             let mut notified = false;
             let decided = self.decide_stored(&mut notified).await;
             self.finish(notified);
@@ -399,6 +529,9 @@ impl Engine {
     /// Decide one observation and store the decision. Returns whether notifications were enqueued.
     async fn advance(&mut self, scene: &Scene<'_>, observed: Observed, at_ms: i64) -> Result<bool, StoreError> {
         let key = scene.key(observed.rule.clone(), observed.subject.clone());
+        if !self.ownership.owns(key_shard(&key)) {
+            return Ok(false); // another replica decides for this shard
+        }
         if self.retiring.contains_key(&key) {
             return Ok(false); // a revision retired it; its resolution is being recorded
         }
@@ -413,8 +546,14 @@ impl Engine {
     /// Store a decision and only then take its state as the instance's.
     async fn record(&mut self, decision: Decision, before: Instance, at_ms: i64) -> Result<bool, StoreError> {
         let Decision { key, state, transition, change, mut notifications, .. } = decision;
+        let Some(fence) = self.fence(&key) else { return Ok(false) };
         let held = self.storm_hold(&key.project, &mut notifications);
-        let open_alert_id = self.store.apply_alert(&key, &state, before.open_alert_id, change.as_ref(), &notifications, at_ms).await?;
+        let written =
+            self.store.apply_alert_fenced(fence.as_ref(), &key, &state, before.open_alert_id, change.as_ref(), &notifications, at_ms).await;
+        if self.lease_lost(&key, &written) {
+            return Ok(false);
+        }
+        let open_alert_id = written?;
         self.collect_digests(&key.project, held).await;
         if let Some(t) = transition {
             tracing::info!(project = %key.project, server = %key.server, rule = %key.rule, subject = %key.subject, transition = ?t, "alert transition");
@@ -425,6 +564,23 @@ impl Engine {
             self.remember(key, Instance { state, open_alert_id });
         }
         Ok(!notifications.is_empty())
+    }
+
+    /// The lease a write for `key` is made under: `Some(None)` when nothing is fenced (one
+    /// replica), `None` when this replica does not hold the key's shard (nothing is written).
+    fn fence(&self, key: &InstanceKey) -> Option<Option<Fence>> {
+        self.ownership.fence(key_shard(key)).ok()
+    }
+
+    /// Whether the store refused a write because the shard's lease was lost meanwhile: then
+    /// this replica stops acting for the shard at once (the lease keeper confirms it at its next
+    /// round) and the decision is dropped — the new owner decides from the stored state.
+    fn lease_lost<T>(&self, key: &InstanceKey, written: &Result<T, StoreError>) -> bool {
+        let Err(StoreError::LeaseLost { shard, epoch, .. }) = written else { return false };
+        tracing::warn!(project = %key.project, server = %key.server, rule = %key.rule, shard, epoch,
+            "the database refused a decision: this replica no longer holds the shard's lease; another replica decides for it");
+        self.ownership.drop_shard(key_shard(key));
+        true
     }
 
     /// Storm control on one transition's notifications, before they are stored: beyond the
@@ -561,9 +717,10 @@ impl Engine {
     /// The periodic part: servers silent past their policy's `no_data` window.
     pub async fn tick(&mut self, now_ms: i64) -> Result<(), StoreError> {
         let config = Arc::clone(&self.config);
+        let ownership = Arc::clone(&self.ownership);
         let mut notified = false;
         for project in config.projects.values() {
-            for server in project.servers.values().filter(|s| !s.paused) {
+            for server in project.servers.values().filter(|s| !s.paused && ownership.owns_name(&project.name, &s.name)) {
                 let policy = rules::server_policy(&config, project, server);
                 let seen = self.last_seen.get(&(project.name.clone(), server.name.clone())).copied().unwrap_or(self.started_ms);
                 let Some(o) = rules::no_data(policy, seen, now_ms) else { continue };

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::values::Cidr;
+use crate::lease::Ownership;
 use schedule::{Due, Liveness, Schedule};
 
 pub use check::{ErrorKind, LocalReason, Outcome, ProbeError, approved_addrs, check};
@@ -56,6 +57,9 @@ pub struct MonitorSpec {
     pub timeout: Duration,
     /// The approved networks of the monitor's project; empty means no restriction.
     pub approved: Vec<Cidr>,
+    /// The shard the monitor belongs to (its server's, or its own when it names none): a
+    /// prober that divides the work runs it only while its replica holds that shard.
+    pub shard: usize,
 }
 
 /// One check of one port of a monitor.
@@ -103,6 +107,8 @@ const TICK: Duration = Duration::from_millis(10);
 struct Context {
     results: mpsc::Sender<Vec<PortResult>>,
     clock: Clock,
+    /// The shards this replica holds; `None` runs every monitor.
+    ownership: Option<Arc<Ownership>>,
 }
 
 /// Maps the runtime's monotonic clock to epoch milliseconds, anchored once at start, so
@@ -147,9 +153,21 @@ impl Prober {
     /// the spec's port order, waiting while the channel is full.
     /// Cancelling `cancel` stops the prober like [`Prober::shutdown`] does.
     pub fn start(max_in_flight: usize, results: mpsc::Sender<Vec<PortResult>>, cancel: CancellationToken) -> Prober {
+        Prober::start_divided(max_in_flight, results, None, cancel)
+    }
+
+    /// [`Prober::start`] for one replica of several: a due monitor whose shard `ownership` does
+    /// not hold is skipped (its schedule goes on, so it runs at its next due time once the
+    /// shard is held). `None` runs everything.
+    pub fn start_divided(
+        max_in_flight: usize,
+        results: mpsc::Sender<Vec<PortResult>>,
+        ownership: Option<Arc<Ownership>>,
+        cancel: CancellationToken,
+    ) -> Prober {
         let shared = Arc::new(Shared { schedule: Mutex::new(Schedule::default()), wake: Notify::new() });
         let cancel = cancel.child_token();
-        let context = Arc::new(Context { results, clock: Clock::start() });
+        let context = Arc::new(Context { results, clock: Clock::start(), ownership });
         let limit = Arc::new(Semaphore::new(max_in_flight.clamp(1, Semaphore::MAX_PERMITS)));
         let task = tokio::spawn(
             scheduler(Arc::clone(&shared), limit, context, cancel.clone()).instrument(tracing::info_span!("prober", max_in_flight)),
@@ -228,7 +246,7 @@ async fn scheduler(shared: Arc<Shared>, limit: Arc<Semaphore>, context: Arc<Cont
             }
         };
         if let Some(Due { spec, due, live }) = due {
-            if spec.ports.is_empty() {
+            if spec.ports.is_empty() || context.ownership.as_ref().is_some_and(|o| !o.owns(spec.shard)) {
                 continue;
             }
             if live.running.swap(true, Ordering::AcqRel) {

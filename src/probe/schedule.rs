@@ -221,6 +221,7 @@ mod tests {
             interval: Duration::from_secs(interval_s),
             timeout: Duration::from_secs(1),
             approved: Vec::new(),
+            shard: 0,
         }
     }
 

@@ -22,6 +22,7 @@ fn spec(name: &str, ports: &[u16], interval_ms: u64, timeout_ms: u64) -> Monitor
         interval: Duration::from_millis(interval_ms),
         timeout: Duration::from_millis(timeout_ms),
         approved: Vec::new(),
+        shard: 0,
     }
 }
 

@@ -30,6 +30,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::config::diff::object_keys;
 use crate::engine::Applied;
+use crate::lease::shard_of;
 use crate::lint;
 use crate::metrics::Metrics;
 use crate::probe::{MonitorKey, MonitorSpec, Prober};
@@ -88,6 +89,7 @@ pub fn monitor_specs(config: &Config) -> Vec<MonitorSpec> {
                 interval: monitor.interval.0,
                 timeout: monitor.timeout.0,
                 approved: approved.clone(),
+                shard: shard_of(&project.name, monitor.server.as_deref().unwrap_or(&monitor.name)),
             });
         }
     }

@@ -10,6 +10,7 @@ mod config_cli;
 mod dashboard;
 mod dashboard_alerts;
 mod dashboard_lists;
+mod divided;
 mod engine;
 mod escalation;
 mod flapping;

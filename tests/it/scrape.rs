@@ -86,7 +86,7 @@ impl Scraper {
         let (batches, rx) = mpsc::channel(64);
         let metrics = Arc::new(Metrics::new());
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(scrape::run(config_rx, batches, Arc::clone(&metrics), INTERVAL, cancel.clone()));
+        let task = tokio::spawn(scrape::run(config_rx, batches, Arc::clone(&metrics), INTERVAL, None, cancel.clone()));
         (Scraper { config, metrics, cancel, task, dir }, Received { rx, reports: BTreeMap::new(), taken: BTreeMap::new() })
     }
 

@@ -400,6 +400,18 @@ async fn write_records(
 }
 
 impl Store {
+    /// Forget the probe rows this process wrote lately. When a replica gains a shard, another
+    /// replica may have written its monitors' current hours and newest checks meanwhile: they
+    /// are read again before they are written, rather than overwritten from an old copy.
+    pub async fn forget_recent_probes(&self, now_ms: i64) {
+        let mut cache = self.probes.lock().await;
+        cache.hours.clear();
+        cache.down.clear();
+        cache.cold_below = cache.cold_below.max(now_ms.div_euclid(HOUR_MS) + 1);
+    }
+}
+
+impl Store {
     /// Record a batch of checks in one transaction: failures and recoveries as events, every
     /// check in its hour's rollup, and each target's newest check.
     pub async fn insert_probe_results(&self, batch: &[ProbeRecord]) -> Result<()> {

@@ -195,6 +195,13 @@ impl Serve {
         response
     }
 
+    /// The text of `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        let response = self.text("/metrics");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() }
+    }
+
     /// The value of one sample of `/metrics`, e.g. `watchkeeper_reconcile_rejected_total`, or
     /// `None` when serve does not show it.
     pub fn metric(&self, sample: &str) -> Option<f64> {

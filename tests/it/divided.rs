@@ -1,0 +1,262 @@
+//! Three serve replicas on one PostgreSQL divide 300 port monitors (1 s interval, each on a
+//! listener of its own) by shard leases: every monitor is checked by exactly one replica; a
+//! replica stopped with SIGTERM hands its shards over at once, one killed with -9 after the
+//! lease TTL; a replica that comes back takes its shards again, and only those move. The
+//! take-over times, the longest gap between two checks of a monitor and the checks closer than
+//! half an interval (duplicates) are printed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+use watchkeeper::lease::{SHARDS, preferred, shard_of};
+
+use crate::store::TestDb;
+use crate::support::free_port;
+use crate::support::serve::Serve;
+
+const MONITORS: usize = 300;
+/// Generous: the machine may be loaded.
+const WAIT: Duration = Duration::from_secs(90);
+
+/// Every accepted connection of every monitor's port, by monitor index.
+type Accepts = Arc<Mutex<Vec<Vec<Instant>>>>;
+
+fn monitor(i: usize) -> String {
+    format!("m{i:03}")
+}
+
+fn write_tree(dir: &Path, ports: &[u16]) {
+    fs::create_dir_all(dir).unwrap();
+    let mut yaml = String::from(
+        "kind: User\nemail: alice@example.com\nname: Alice\n---\n\
+         kind: Project\nname: shop\nmembers: [{ user: alice@example.com, role: admin }]\nchannels: []\n",
+    );
+    for (i, port) in ports.iter().enumerate() {
+        yaml.push_str(&format!(
+            "---\nkind: PortMonitor\nname: {}\nproject: shop\nhost: 127.0.0.1\nports: [{port}]\ninterval: 1s\ntimeout: 500ms\n",
+            monitor(i)
+        ));
+    }
+    fs::write(dir.join("tree.yaml"), yaml).unwrap();
+}
+
+fn replica(tree: &Path, db: &str, id: &str, work: &Path) -> Serve {
+    let args: Vec<String> =
+        ["--config", &tree.display().to_string(), "--db", db, "--replica-id", id, "--lease-ttl", "3s"].map(String::from).to_vec();
+    Serve::start(&args, &[], &work.join(format!("{id}.log")))
+}
+
+/// Checks of each monitor this replica counted so far (`watchkeeper_probes_total`, any result).
+fn checks(serve: &Serve) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in serve.metrics_text().lines().filter(|l| l.starts_with("watchkeeper_probes_total{")) {
+        let Some(rest) = line.split("monitor=\"").nth(1) else { continue };
+        let name = rest.split('"').next().unwrap().to_string();
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        *out.entry(name).or_default() += value;
+    }
+    out
+}
+
+/// The live leases: shard → owner.
+async fn owners(url: &str) -> BTreeMap<i32, String> {
+    let mut conn = PgConnection::connect(url).await.unwrap();
+    let rows: Vec<(i32, String)> =
+        sqlx::query_as("SELECT shard, owner FROM shard_leases WHERE owner IS NOT NULL AND expires_at > clock_timestamp() ORDER BY shard")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    rows.into_iter().collect()
+}
+
+/// Wait until every shard has a live lease and the owners are exactly `ids`, each holding the
+/// shards rendezvous hashing gives it among them; returns how long that took.
+fn wait_for_owners(runtime: &tokio::runtime::Runtime, url: &str, ids: &[&str], logs: &[&Serve]) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = runtime.block_on(owners(url));
+        let settled = now.len() == SHARDS && now.iter().all(|(s, o)| preferred(*s as usize, ids) == Some(o.as_str()));
+        if settled {
+            return start.elapsed();
+        }
+        if start.elapsed() > WAIT {
+            let logs: Vec<String> = logs.iter().map(|s| s.log()).collect();
+            panic!("the leases did not settle on {ids:?}: {now:?}\n{}", logs.join("\n-----\n"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Which replicas counted checks of each monitor between two readings.
+fn checkers(before: &[BTreeMap<String, f64>], after: &[BTreeMap<String, f64>], ids: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = (0..MONITORS).map(|i| (monitor(i), BTreeSet::new())).collect();
+    for ((b, a), id) in before.iter().zip(after).zip(ids) {
+        for (name, n) in a {
+            if *n > b.get(name).copied().unwrap_or(0.0) {
+                out.entry(name.clone()).or_default().insert(id.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Gaps and duplicates in the checks of the monitors `which` within [from, to]: the longest
+/// time between two checks of one monitor (counting from `from`), and how many checks came less
+/// than half an interval after the one before.
+fn gaps(accepts: &Accepts, which: &[usize], from: Instant, to: Instant) -> (Duration, usize) {
+    let all = accepts.lock().unwrap();
+    let (mut longest, mut duplicates) = (Duration::ZERO, 0);
+    for &i in which {
+        let mut last = from;
+        for &at in all[i].iter().filter(|at| **at >= from && **at <= to) {
+            let gap = at - last;
+            if last != from && gap < Duration::from_millis(500) {
+                duplicates += 1;
+            }
+            longest = longest.max(gap);
+            last = at;
+        }
+        longest = longest.max(to - last);
+    }
+    (longest, duplicates)
+}
+
+#[test]
+fn three_replicas_divide_the_monitors_and_take_over_from_a_stopped_or_killed_one() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let db = runtime.block_on(TestDb::postgres());
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+
+    // One listener per monitor, noting when each check connects.
+    let accepts: Accepts = Arc::new(Mutex::new(vec![Vec::new(); MONITORS]));
+    let mut ports = Vec::new();
+    for i in 0..MONITORS {
+        let port = free_port();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", port))).unwrap();
+        let accepts = Arc::clone(&accepts);
+        runtime.spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                accepts.lock().unwrap()[i].push(Instant::now());
+                drop(conn);
+            }
+        });
+        ports.push(port);
+    }
+    let tree = work.join("tree");
+    write_tree(&tree, &ports);
+
+    let alpha = replica(&tree, &db.url, "alpha", work);
+    let mut beta = replica(&tree, &db.url, "beta", work);
+    let mut gamma = replica(&tree, &db.url, "gamma", work);
+    for serve in [&alpha, &beta, &gamma] {
+        serve.wait_until("the tree is applied", WAIT, || serve.applied().is_some());
+    }
+    let three = ["alpha", "beta", "gamma"];
+    wait_for_owners(&runtime, &db.url, &three, &[&alpha, &beta, &gamma]);
+    let shards_of = |id: &str, among: &[&str]| -> BTreeSet<usize> { (0..SHARDS).filter(|s| preferred(*s, among) == Some(id)).collect() };
+    let monitors_of = |id: &str, among: &[&str]| -> Vec<usize> {
+        let shards = shards_of(id, among);
+        (0..MONITORS).filter(|i| shards.contains(&shard_of("shop", &monitor(*i)))).collect()
+    };
+    // Each replica says what it holds, in the status API and in /metrics.
+    for (serve, id) in [(&alpha, "alpha"), (&beta, "beta"), (&gamma, "gamma")] {
+        let expected = shards_of(id, &three).len();
+        serve.wait_until("the status lists every replica's shards", WAIT, || {
+            let status = serve.get("/api/v1/status");
+            status["replicas"].as_array().is_some_and(|list| {
+                list.len() == 3
+                    && list.iter().all(|r| r["shards"].as_u64() == Some(shards_of(r["id"].as_str().unwrap(), &three).len() as u64))
+            })
+        });
+        let sample = format!(r#"watchkeeper_replica_shards{{replica="{id}"}}"#);
+        serve.wait_until("/metrics shows the replica's shards", WAIT, || serve.metric(&sample) == Some(expected as f64));
+    }
+
+    // Settled: over 5 s every monitor is checked, each by exactly one replica.
+    let before = [checks(&alpha), checks(&beta), checks(&gamma)];
+    let from = Instant::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let to = Instant::now();
+    let after = [checks(&alpha), checks(&beta), checks(&gamma)];
+    let by = checkers(&before, &after, &three);
+    let wrong: Vec<_> = by.iter().filter(|(_, who)| who.len() != 1).collect();
+    assert!(wrong.is_empty(), "monitors not checked by exactly one replica: {wrong:?}");
+    for (name, who) in &by {
+        let i: usize = name[1..].parse().unwrap();
+        let owner = preferred(shard_of("shop", name), &three).unwrap();
+        assert!(who.contains(owner), "{name} (port {}) is checked by {who:?}, its shard belongs to {owner}", ports[i]);
+    }
+    let (longest, duplicates) = gaps(&accepts, &(0..MONITORS).collect::<Vec<_>>(), from + Duration::from_secs(1), to);
+    println!(
+        "settled: {MONITORS} monitors on 3 replicas, each checked by exactly one; longest gap {:.2} s, {duplicates} duplicate checks",
+        longest.as_secs_f64()
+    );
+
+    // SIGTERM beta: its leases are released as it stops, and alpha and gamma take them at once.
+    let betas = monitors_of("beta", &three);
+    let stopping = Instant::now();
+    assert!(beta.terminate().success(), "{}", beta.log());
+    let stopped = Instant::now();
+    let still_beta: Vec<i32> = runtime.block_on(owners(&db.url)).into_iter().filter(|(_, o)| o == "beta").map(|(s, _)| s).collect();
+    assert!(still_beta.is_empty(), "beta released its leases as it stopped, yet holds {still_beta:?}");
+    let took = wait_for_owners(&runtime, &db.url, &["alpha", "gamma"], &[&alpha, &gamma]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (longest, duplicates) = gaps(&accepts, &betas, stopping - Duration::from_secs(2), Instant::now());
+    println!(
+        "SIGTERM: beta stopped in {:.2} s; its {} shards were held by alpha and gamma {:.2} s after it exited; \
+         its {} monitors' longest gap between checks {:.2} s, {duplicates} duplicate checks",
+        (stopped - stopping).as_secs_f64(),
+        shards_of("beta", &three).len(),
+        took.as_secs_f64(),
+        betas.len(),
+        longest.as_secs_f64()
+    );
+    let two = ["alpha", "gamma"];
+    let before = [checks(&alpha), checks(&gamma)];
+    std::thread::sleep(Duration::from_secs(3));
+    let by = checkers(&before, &[checks(&alpha), checks(&gamma)], &two);
+    let wrong: Vec<_> = by.iter().filter(|(_, who)| who.len() != 1).collect();
+    assert!(wrong.is_empty(), "after beta stopped, monitors not checked by exactly one replica: {wrong:?}");
+
+    // kill -9 gamma: it cannot release; alpha takes its shards once the leases expire.
+    let gammas = monitors_of("gamma", &two);
+    gamma.kill();
+    let killed = Instant::now();
+    let took = wait_for_owners(&runtime, &db.url, &["alpha"], &[&alpha]);
+    std::thread::sleep(Duration::from_secs(3));
+    let (longest, duplicates) = gaps(&accepts, &gammas, killed - Duration::from_secs(2), Instant::now());
+    println!(
+        "kill -9: gamma's {} shards were held by alpha {:.2} s after the kill (lease TTL 3 s); \
+         its {} monitors' longest gap between checks {:.2} s, {duplicates} duplicate checks",
+        shards_of("gamma", &two).len(),
+        took.as_secs_f64(),
+        gammas.len(),
+        longest.as_secs_f64()
+    );
+    let before = checks(&alpha);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = checks(&alpha);
+    let idle: Vec<String> = (0..MONITORS).map(monitor).filter(|m| after.get(m) <= before.get(m)).collect();
+    assert!(idle.is_empty(), "alpha alone does not check {idle:?}");
+
+    // beta comes back: it takes back the shards it ranks highest for, and only those move.
+    let held_before = runtime.block_on(owners(&db.url));
+    let beta = replica(&tree, &db.url, "beta", work);
+    beta.wait_until("beta applies the tree", WAIT, || beta.applied().is_some());
+    let took = wait_for_owners(&runtime, &db.url, &["alpha", "beta"], &[&alpha, &beta]);
+    let held_after = runtime.block_on(owners(&db.url));
+    let moved = held_before.iter().filter(|(s, o)| held_after.get(s) != Some(o)).count();
+    assert_eq!(moved, shards_of("beta", &["alpha", "beta"]).len(), "only beta's shards move back");
+    println!("rejoin: beta took back {moved} of {SHARDS} shards within {:.2} s of applying the tree", took.as_secs_f64());
+    let before = [checks(&alpha), checks(&beta)];
+    std::thread::sleep(Duration::from_secs(3));
+    let by = checkers(&before, &[checks(&alpha), checks(&beta)], &["alpha", "beta"]);
+    let wrong: Vec<_> = by.iter().filter(|(_, who)| who.len() != 1).collect();
+    assert!(wrong.is_empty(), "after beta came back, monitors not checked by exactly one replica: {wrong:?}");
+    assert!(alpha.log().contains("took over shards"), "{}", alpha.log());
+}
