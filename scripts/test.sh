@@ -85,6 +85,8 @@ check() {
     python=$(find_python) || missing+=(python3-aiosmtpd)
     have chromium || missing+=(chromium)
     have chromedriver || missing+=(chromium-driver)
+    # A font with Korean, so the Korean pages' screenshots show Korean, not empty boxes.
+    { have fc-list && [ -n "$(fc-list :lang=ko)" ]; } || missing+=(fonts-nanum)
     # The packaging tests: systemd-analyze checks the unit, script(1) gives serve a terminal.
     have systemd-analyze || missing+=(systemd)
     have script || missing+=(bsdutils)

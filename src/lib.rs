@@ -50,7 +50,8 @@
 //!   compound eye, the server list, server pages, alert pages, port monitors with their disconnect logs,
 //!   availability timelines, reports; read through [`api`]'s functions and scopes (reports
 //!   through [`report`], as the API builds them), and the one form (an
-//!   acknowledgement) written through the API's own function.
+//!   acknowledgement) written through the API's own function; in English or Korean, by the
+//!   user's `language` or the browser's `Accept-Language`, from one table of phrases.
 //! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.
 //! - [`serve`] — the composition root: starts, wires and stops every task; this replica's
 //!   heartbeat; its HTTP listener with connection caps and timeouts, within an open-files budget.

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::{ApiError, ApiState};
 use crate::config::Config;
 use crate::config::model::Project;
-use crate::config::raw::MemberRole;
+use crate::config::raw::{Language, MemberRole};
 
 /// The caller's role on one project, weakest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -106,6 +106,15 @@ impl Access {
         let config = state.config.borrow().clone();
         let caller = identify(&config, state.admin_token_sha256.as_deref(), digest)?;
         Some(Access { config, caller })
+    }
+
+    /// The language the caller's User reads (`language` in the configuration); `None` for the
+    /// operator token, which belongs to no User.
+    pub fn language(&self) -> Option<Language> {
+        match &self.caller {
+            Caller::Operator => None,
+            Caller::User(email) => self.config.users.values().find(|u| u.email.eq_ignore_ascii_case(email)).map(|u| u.language),
+        }
     }
 
     pub fn is_operator(&self) -> bool {

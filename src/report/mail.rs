@@ -132,34 +132,51 @@ impl Words {
 
     /// A table's or column's heading.
     fn label(&self, word: &'static str) -> &'static str {
-        let (en, ko) = match word {
-            "summary" => ("Summary", "요약"),
-            "servers" => ("Servers", "서버"),
-            "alerts" => ("Alerts", "알림"),
-            "figure" => ("", "항목"),
-            "count" => ("Count", "수"),
-            "previous" => ("Day before", "전날"),
-            "change" => ("Change", "변화"),
-            "change_pct" => ("Change %", "변화율 %"),
-            "server" => ("Server", "서버"),
-            "paused" => ("Paused", "일시 정지"),
-            "cpu_avg" => ("CPU avg %", "CPU 평균 %"),
-            "memory_avg" => ("Memory avg %", "메모리 평균 %"),
-            "time" => ("Time", "시각"),
-            "severity" => ("Severity", "심각도"),
-            "description" => ("Description", "내용"),
-            "cpu" => ("CPU %", "CPU %"),
-            "memory" => ("Memory %", "메모리 %"),
-            "disk" => ("Disk %", "디스크 %"),
-            "network_in_bps" => ("In bit/s", "수신 bit/s"),
-            "network_out_bps" => ("Out bit/s", "송신 bit/s"),
-            "none" => ("(none)", "(없음)"),
-            other => (other, other),
-        };
-        match self.language {
-            Language::En => en,
-            Language::Ko => ko,
-        }
+        heading(self.language, word)
+    }
+}
+
+/// A report table's or column's heading in `language` (the table's or column's key when the
+/// language has no word for it): the mail's headings, and the dashboard's Korean ones.
+pub fn heading(language: Language, word: &'static str) -> &'static str {
+    let (en, ko) = match word {
+        "summary" => ("Summary", "요약"),
+        "servers" => ("Servers", "서버"),
+        "alerts" => ("Alerts", "알림"),
+        "figure" => ("", "항목"),
+        "count" => ("Count", "수"),
+        "previous" => ("Day before", "전날"),
+        "change" => ("Change", "변화"),
+        "change_pct" => ("Change %", "변화율 %"),
+        "server" => ("Server", "서버"),
+        "paused" => ("Paused", "일시 정지"),
+        "cpu_avg" => ("CPU avg %", "CPU 평균 %"),
+        "memory_avg" => ("Memory avg %", "메모리 평균 %"),
+        "time" => ("Time", "시각"),
+        "severity" => ("Severity", "위험도"),
+        "description" => ("Description", "내용"),
+        "cpu" => ("CPU %", "CPU %"),
+        "memory" => ("Memory %", "메모리 %"),
+        "disk" => ("Disk %", "디스크 %"),
+        "network_in_bps" => ("In bit/s", "수신 bit/s"),
+        "network_out_bps" => ("Out bit/s", "송신 bit/s"),
+        "none" => ("(none)", "(없음)"),
+        // The weekly, monthly and application tables (the dashboard's reports page).
+        "cpu_max" => ("CPU max %", "CPU 최대 %"),
+        "memory_max" => ("Memory max %", "메모리 최대 %"),
+        "disks" => ("Disks", "디스크"),
+        "mount" => ("Mount", "마운트"),
+        "usage_avg" => ("Usage avg %", "사용률 평균 %"),
+        "usage_last" => ("Usage last %", "마지막 사용률 %"),
+        "swap" => ("Swap %", "스왑 %"),
+        "disk_io" => ("Disk IO %", "디스크 IO %"),
+        "disk_read_bps" => ("Disk read B/s", "디스크 읽기 B/s"),
+        "disk_write_bps" => ("Disk write B/s", "디스크 쓰기 B/s"),
+        other => (other, other),
+    };
+    match language {
+        Language::En => en,
+        Language::Ko => ko,
     }
 }
 

@@ -20,6 +20,7 @@ use serde_json::Value;
 use super::html::{self, Place, layout};
 use super::pages::failed;
 use super::server::{Graph, Span, bad, graphs};
+use super::words::{Words, fill};
 use super::{Signed, WebState, page};
 use crate::api::{self, AlertOf, ApiError, MAX_NOTE_CHARS};
 use crate::clock::now_ms;
@@ -142,7 +143,7 @@ pub async fn list(
     Path(project): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let Ok((p, _)) = signed.access.project(&project) else { return html::not_found(Some(&signed)) };
+    let Ok((p, _)) = signed.access.project(&project) else { return html::missing(&signed) };
     let query = match ListQuery::parse(&query) {
         Ok(q) => q,
         Err(message) => return bad(message, &signed),
@@ -154,68 +155,71 @@ pub async fn list(
     };
     let older = rows.len() > PAGE as usize;
     rows.truncate(PAGE as usize);
-    let body = history(p, &query, &rows, older, &tz);
-    page(StatusCode::OK, layout(&format!("Alerts · {}", p.name), Some(&signed), Some(&Place::Project(p, "/alerts")), body))
+    let w = signed.w;
+    let body = history(w, p, &query, &rows, older, &tz);
+    page(StatusCode::OK, layout(w, &format!("{} · {}", w.alerts, p.name), Some(&signed), Some(&Place::Project(p, "/alerts")), body))
 }
 
-fn history(p: &Project, query: &ListQuery, rows: &[AlertRow], older: bool, tz: &jiff::tz::TimeZone) -> Markup {
+fn history(w: &Words, p: &Project, query: &ListQuery, rows: &[AlertRow], older: bool, tz: &jiff::tz::TimeZone) -> Markup {
     let filtered =
         query.server.is_some() || query.severity.is_some() || query.status.is_some() || query.from.is_some() || query.to.is_some();
     let selected = |current: Option<&str>, word: &str| current == Some(word);
     let severity = query.severity.map(|s| s.as_str());
     let status = query.status.map(|s| s.as_str());
     html! {
-        h1 { "Alerts" }
+        h1 { (w.alerts) }
         form.filters method="get" action={ "/p/" (p.name) "/alerts" } {
-            label { "Server " input name="server" list="servers" value=[query.server.as_deref()] placeholder="any" size="14"; }
+            label { (w.server) " " input name="server" list="servers" value=[query.server.as_deref()] placeholder=(w.any) size="14"; }
             datalist #servers { @for name in p.servers.keys() { option value=(name) {} } }
-            label { "Severity "
+            label { (w.severity) " "
                 select name="severity" {
-                    option value="" { "any" }
-                    @for w in ["warning", "fatal"] { option value=(w) selected[selected(severity, w)] { (w) } }
+                    option value="" { (w.any) }
+                    @for word in ["warning", "fatal"] { option value=(word) selected[selected(severity, word)] { (w.word(word)) } }
                 }
             }
-            label { "State "
+            label { (w.state) " "
                 select name="status" {
-                    option value="" { "any" }
-                    @for w in ["firing", "resolved"] { option value=(w) selected[selected(status, w)] { (w) } }
+                    option value="" { (w.any) }
+                    @for word in ["firing", "resolved"] { option value=(word) selected[selected(status, word)] { (w.word(word)) } }
                 }
             }
-            label { "From " input type="date" name="from" value=[query.from.map(|d| d.to_string())]; }
-            label { "to " input type="date" name="to" value=[query.to.map(|d| d.to_string())]; }
-            button type="submit" { "Apply" }
-            @if filtered { a href={ "/p/" (p.name) "/alerts" } { "Clear" } }
+            label { (w.from) " " input type="date" name="from" value=[query.from.map(|d| d.to_string())]; }
+            label { (w.to) " " input type="date" name="to" value=[query.to.map(|d| d.to_string())]; }
+            button type="submit" { (w.apply) }
+            @if filtered { a href={ "/p/" (p.name) "/alerts" } { (w.clear) } }
         }
-        p.meta { "Newest first; times in " (p.timezone) ". Dates pick the alerts active at any time on those days." }
+        p.meta { (fill(w.alerts_meta, &[&p.timezone])) }
         @if rows.is_empty() {
-            p.empty { @if filtered { "No alert matches." } @else { "No alerts yet." } }
+            p.empty { @if filtered { (w.no_alert_matches) } @else { (w.no_alerts_yet) } }
         } @else {
-            table.alerts.history {
-                thead { tr {
-                    th { "Started" } th { "Severity" } th { "Server" } th { "Description" }
-                    th title="at firing: CPU, memory, fullest disk, busiest interface in / out" { "Snapshot" }
-                    th { "State" }
-                } }
-                tbody {
-                    @for a in rows { (history_row(p, a, tz)) }
+            div.scroll {
+                table.alerts.history {
+                    thead { tr {
+                        th { (w.started) } th { (w.severity) } th { (w.server) } th { (w.description) }
+                        th title=(w.snapshot_title) { (w.snapshot) }
+                        th { (w.state) }
+                    } }
+                    tbody {
+                        @for a in rows { (history_row(w, p, a, tz)) }
+                    }
                 }
             }
         }
-        nav.pager aria-label="Pages" {
-            @if query.page > 1 { a rel="prev" href=(query.href(&p.name, query.page - 1)) { "← Newer" } }
-            span.meta { "Page " (query.page) }
-            @if older { a rel="next" href=(query.href(&p.name, query.page + 1)) { "Older →" } }
+        nav.pager aria-label=(w.nav_pages) {
+            @if query.page > 1 { a rel="prev" href=(query.href(&p.name, query.page - 1)) { (w.newer) } }
+            span.meta { (fill(w.page_n, &[&query.page])) }
+            @if older { a rel="next" href=(query.href(&p.name, query.page + 1)) { (w.older) } }
         }
     }
 }
 
-fn history_row(p: &Project, a: &AlertRow, tz: &jiff::tz::TimeZone) -> Markup {
+fn history_row(w: &Words, p: &Project, a: &AlertRow, tz: &jiff::tz::TimeZone) -> Markup {
     let s = &a.snapshot;
     let link = format!("/p/{}/alerts/{}", p.name, a.id);
     html! {
         tr data-alert=(a.id) data-severity=(a.severity.as_str()) data-status=(a.status.as_str()) {
             td { a href=(link) { (html::time(a.started_at_ms, tz)) } }
-            td { span class={ "sev " (a.severity.as_str()) } { (a.severity.as_str()) } }
+            td { span class={ "sev " (a.severity.as_str()) } { (w.severity(a.severity)) } }
             td { (server_cell(p, a)) }
             td { a href=(link) { (a.message) } }
             td.snap {
@@ -223,14 +227,14 @@ fn history_row(p: &Project, a: &AlertRow, tz: &jiff::tz::TimeZone) -> Markup {
                     span.meta { "–" }
                 } @else {
                     span title="CPU" { "CPU " (html::num(number(s, &["cpu", "usage"]), " %")) }
-                    span title="memory" { "mem " (html::num(number(s, &["memory", "usage"]), " %")) }
-                    span title="fullest disk" { "disk " (html::num(largest(s, "disk", "usage"), " %")) }
-                    span title="busiest interface in / out" {
-                        "net " (html::bps(largest(s, "network", "in_bps"))) " / " (html::bps(largest(s, "network", "out_bps")))
+                    span title=(w.memory_word) { (w.mem_short) " " (html::num(number(s, &["memory", "usage"]), " %")) }
+                    span title=(w.fullest_disk) { (w.disk_word) " " (html::num(largest(s, "disk", "usage"), " %")) }
+                    span title=(w.busiest_interface) {
+                        (w.net_short) " " (html::bps(largest(s, "network", "in_bps"))) " / " (html::bps(largest(s, "network", "out_bps")))
                     }
                 }
             }
-            td { (state_badges(a, tz)) }
+            td { (state_badges(w, a, tz)) }
         }
     }
 }
@@ -249,13 +253,13 @@ fn server_cell(p: &Project, a: &AlertRow) -> Markup {
     }
 }
 
-fn state_badges(a: &AlertRow, tz: &jiff::tz::TimeZone) -> Markup {
+fn state_badges(w: &Words, a: &AlertRow, tz: &jiff::tz::TimeZone) -> Markup {
     html! {
-        span class={ "status " (a.status.as_str()) } { (a.status.as_str()) }
+        span class={ "status " (a.status.as_str()) } { (w.word(a.status.as_str())) }
         @if let Some(at) = a.resolved_at_ms { " " span.meta { (html::time(at, tz)) } }
-        @if a.acknowledged_at_ms.is_some() { " " span.ack { "acknowledged" } }
+        @if a.acknowledged_at_ms.is_some() { " " span.ack { (w.acknowledged) } }
         @if a.flapping {
-            " " span.flapping title="it changed state too often: its notifications are held back until it is stable" { "⇅ flapping" }
+            " " span.flapping title=(w.flapping_title) { (w.flapping) }
         }
     }
 }
@@ -316,7 +320,10 @@ async fn alert_page(
     };
     let p = alert.project;
     match render(state, signed, &alert, all_processes, error.as_ref()).await {
-        Ok(body) => page(status, layout(&format!("Alert {}", alert.row.id), Some(signed), Some(&Place::Project(p, "/alerts")), body)),
+        Ok(body) => page(
+            status,
+            layout(signed.w, &fill(signed.w.alert_n, &[&alert.row.id]), Some(signed), Some(&Place::Project(p, "/alerts")), body),
+        ),
         Err(e) => failed(e, signed),
     }
 }
@@ -329,35 +336,36 @@ async fn render(
     error: Option<&FormError>,
 ) -> Result<Markup, ApiError> {
     let (p, a) = (alert.project, &alert.row);
+    let w = signed.w;
     let tz = api::project_tz(&p.timezone);
-    let charts = if a.key.server.is_empty() { None } else { Some(around(state, p, a).await?) };
+    let charts = if a.key.server.is_empty() { None } else { Some(around(state, w, p, a).await?) };
     let base = format!("/p/{}/alerts/{}", p.name, a.id);
     Ok(html! {
-        p.crumbs { a href={ "/p/" (p.name) "/alerts" } { "← All alerts of " (p.name) } }
-        h1 { span class={ "sev " (a.severity.as_str()) } { (a.severity.as_str()) } " " (a.message) }
+        p.crumbs { a href={ "/p/" (p.name) "/alerts" } { (fill(w.all_alerts_of_project, &[&p.name])) } }
+        h1 { span class={ "sev " (a.severity.as_str()) } { (w.severity(a.severity)) } " " (a.message) }
         section.info {
             dl.overview {
-                dt { "State" } dd { (state_badges(a, &tz)) }
-                dt { "Severity" } dd { span class={ "sev " (a.severity.as_str()) } { (a.severity.as_str()) } }
-                dt { "Server" } dd { (server_cell(p, a)) }
-                dt { "Host" } dd { (a.host) }
-                dt { "Rule" } dd { code { (a.key.rule) } @if !a.key.subject.is_empty() { " " (a.key.subject) } }
-                dt { "Started" } dd { (html::time(a.started_at_ms, &tz)) }
+                dt { (w.state) } dd { (state_badges(w, a, &tz)) }
+                dt { (w.severity) } dd { span class={ "sev " (a.severity.as_str()) } { (w.severity(a.severity)) } }
+                dt { (w.server) } dd { (server_cell(p, a)) }
+                dt { (w.host) } dd { (a.host) }
+                dt { (w.rule) } dd { code { (a.key.rule) } @if !a.key.subject.is_empty() { " " (a.key.subject) } }
+                dt { (w.started) } dd { (html::time(a.started_at_ms, &tz)) }
                 @if let Some(at) = a.resolved_at_ms {
-                    dt { "Resolved" } dd { (html::time(at, &tz)) @if let Some(r) = &a.resolve_reason { " (" (r) ")" } }
+                    dt { (w.resolved_at) } dd { (html::time(at, &tz)) @if let Some(r) = &a.resolve_reason { " (" (r) ")" } }
                 }
-                dt { "Duration" } dd { (duration(a.resolved_at_ms.unwrap_or_else(now_ms) - a.started_at_ms)) @if a.resolved_at_ms.is_none() { " so far" } }
+                dt { (w.duration) } dd { (duration(w, a.resolved_at_ms.unwrap_or_else(now_ms) - a.started_at_ms)) @if a.resolved_at_ms.is_none() { (w.so_far) } }
             }
-            (snapshot_list(&a.snapshot))
+            (snapshot_list(w, &a.snapshot))
         }
         @if let Some(charts) = charts {
             section.charts {
-                h2 { "Around the start " span.meta { "5 minutes either side; the dashed line marks the start" } }
+                h2 { (w.around_start) " " span.meta { (w.around_meta) } }
                 div.grid { (charts) }
             }
         }
-        (processes(&a.snapshot, all_processes, &base))
-        (notifications(alert, &tz))
+        (processes(w, &a.snapshot, all_processes, &base))
+        (notifications(w, alert, &tz))
         (acknowledgements(signed, alert, &tz, &base, error))
     })
 }
@@ -365,45 +373,48 @@ async fn render(
 /// The server's charts from 5 minutes before the alert's start to 5 minutes after, the start
 /// marked in the severity's colour. Raw samples while they are kept (6 h), then 5-minute
 /// rollups.
-async fn around(state: &WebState, p: &Project, a: &AlertRow) -> Result<Markup, ApiError> {
+async fn around(state: &WebState, w: &Words, p: &Project, a: &AlertRow) -> Result<Markup, ApiError> {
     const WHICH: &[Graph] = &[Graph::Cpu, Graph::Memory, Graph::DiskUsage, Graph::Network];
     let (from_ms, to_ms) = (a.started_at_ms - AROUND_MS, a.started_at_ms + AROUND_MS);
     let tz = api::project_tz(&p.timezone);
-    let label =
-        format!("{} {}", a.severity, api::zoned(a.started_at_ms, &tz).map(|z| z.strftime("%H:%M:%S").to_string()).unwrap_or_default());
+    let label = format!(
+        "{} {}",
+        w.severity(a.severity),
+        api::zoned(a.started_at_ms, &tz).map(|z| z.strftime("%H:%M:%S").to_string()).unwrap_or_default()
+    );
     let marks = [(a.started_at_ms, a.severity.as_str(), label.as_str())];
     let raw = state.api.store.metric_series(&p.name, &a.key.server, "cpu.usage", None, from_ms, to_ms, Resolution::Raw).await?;
     let resolution = if raw.is_empty() { Resolution::FiveMinutes } else { Resolution::Raw };
-    graphs(state, p, &a.key.server, WHICH, Span { from_ms, to_ms, resolution }, &marks).await
+    graphs(state, w, p, &a.key.server, WHICH, Span { from_ms, to_ms, resolution }, &marks).await
 }
 
-fn snapshot_list(s: &Value) -> Markup {
+fn snapshot_list(w: &Words, s: &Value) -> Markup {
     let per = |group: &str, name: &str| -> Vec<(String, f64)> {
         let Some(map) = s.get(group).and_then(|g| g.get(name)).and_then(Value::as_object) else { return Vec::new() };
         map.iter().filter_map(|(k, v)| Some((k.clone(), v.as_f64()?))).collect()
     };
     html! {
         @if snapshot_empty(s) {
-            dl.snapshot { dt { "Snapshot" } dd.meta { "none: this alert comes from a port or down-check, not from a host report" } }
+            dl.snapshot { dt { (w.snapshot) } dd.meta { (w.no_snapshot) } }
         } @else {
-            dl.snapshot aria-label="Snapshot at firing" {
-                dt { "CPU" } dd {
+            dl.snapshot aria-label=(w.snapshot_at_firing) {
+                dt { (w.cpu) } dd {
                     @if let Some(cpu) = number(s, &["cpu", "usage"]) {
                         (html::num(Some(cpu), " %"))
                         span.meta { " iowait " (html::num(number(s, &["cpu", "iowait"]), " %")) ", steal " (html::num(number(s, &["cpu", "steal"]), " %")) }
                     } @else {
-                        span.meta { "not in that report (an agent's first report has no CPU figures: they need two samples)" }
+                        span.meta { (w.no_cpu_yet) }
                     }
                 }
-                dt { "Load" } dd { (html::num(number(s, &["load", "1"]), "")) " " (html::num(number(s, &["load", "5"]), "")) " " (html::num(number(s, &["load", "15"]), "")) }
-                dt { "Memory" } dd { (html::num(number(s, &["memory", "usage"]), " %"))
-                    span.meta { " swap " (html::num(number(s, &["memory", "swap_usage"]), " %")) } }
-                @for (mount, v) in per("disk", "usage") { dt { "Disk " (mount) } dd { (html::num(Some(v), " %")) } }
-                @for (device, v) in per("disk", "io") { dt { "IO " (device) } dd { (html::num(Some(v), " % busy")) } }
+                dt { (w.load) } dd { (html::num(number(s, &["load", "1"]), "")) " " (html::num(number(s, &["load", "5"]), "")) " " (html::num(number(s, &["load", "15"]), "")) }
+                dt { (w.memory) } dd { (html::num(number(s, &["memory", "usage"]), " %"))
+                    span.meta { " " (w.swap) " " (html::num(number(s, &["memory", "swap_usage"]), " %")) } }
+                @for (mount, v) in per("disk", "usage") { dt { (fill(w.disk_of, &[&mount])) } dd { (html::num(Some(v), " %")) } }
+                @for (device, v) in per("disk", "io") { dt { (fill(w.io_of, &[&device])) } dd { (html::num(Some(v), w.busy_pct)) } }
                 @let out = per("network", "out_bps");
                 @for (iface, v) in per("network", "in_bps") {
-                    dt { "Net " (iface) }
-                    dd { "in " (html::bps(Some(v))) ", out " (html::bps(out.iter().find(|(i, _)| *i == iface).map(|(_, v)| *v))) }
+                    dt { (fill(w.net_of, &[&iface])) }
+                    dd { (w.in_word) " " (html::bps(Some(v))) ", " (w.out_word) " " (html::bps(out.iter().find(|(i, _)| *i == iface).map(|(_, v)| *v))) }
                 }
             }
         }
@@ -412,15 +423,15 @@ fn snapshot_list(s: &Value) -> Markup {
 
 /// The processes of the snapshot, busiest CPU first: the top ten, or all with `?processes=all`.
 /// Snapshots from before every process was kept have only the top five by CPU.
-fn processes(s: &Value, all: bool, base: &str) -> Markup {
+fn processes(w: &Words, s: &Value, all: bool, base: &str) -> Markup {
     let list = s.get("processes").or_else(|| s.get("top_processes").and_then(|t| t.get("cpu"))).and_then(Value::as_array);
     let Some(list) = list.filter(|l| !l.is_empty()) else { return html! {} };
     let shown = if all { list.len() } else { list.len().min(TOP_PROCESSES) };
     html! {
         section #processes {
-            h2 { "Processes at firing " span.meta { "(" (list.len()) ", busiest CPU first)" } }
+            h2 { (w.processes_at_firing) " " span.meta { (fill(w.n_busiest_first, &[&list.len()])) } }
             table.processes {
-                thead { tr { th { "Name" } th { "PID" } th { "User" } th { "CPU %" } th { "Memory %" } th { "RSS" } } }
+                thead { tr { th { (w.name) } th { (w.pid) } th { (w.user) } th { (w.col_cpu) } th { (w.memory_pct) } th { (w.rss) } } }
                 tbody {
                     @for proc in &list[..shown] {
                         tr {
@@ -435,36 +446,36 @@ fn processes(s: &Value, all: bool, base: &str) -> Markup {
                 }
             }
             @if shown < list.len() {
-                p { a href={ (base) "?processes=all#processes" } { "View all " (list.len()) " processes" } }
+                p { a href={ (base) "?processes=all#processes" } { (fill(w.view_all_processes, &[&list.len()])) } }
             } @else if all && list.len() > TOP_PROCESSES {
-                p { a href={ (base) "#processes" } { "Show the top " (TOP_PROCESSES) } }
+                p { a href={ (base) "#processes" } { (fill(w.show_top, &[&TOP_PROCESSES])) } }
             }
         }
     }
 }
 
-fn notifications(alert: &AlertOf, tz: &jiff::tz::TimeZone) -> Markup {
+fn notifications(w: &Words, alert: &AlertOf, tz: &jiff::tz::TimeZone) -> Markup {
     html! {
         section #notifications {
-            h2 { "Notifications" }
+            h2 { (w.notifications) }
             @match &alert.notifications {
-                None => p.meta { "Who was told and how delivery went is shown to project admins, group owners and admins, and the operator." },
-                Some(list) if list.is_empty() => p.meta { "None were sent for this alert." },
+                None => p.meta { (w.notifications_hidden) },
+                Some(list) if list.is_empty() => p.meta { (w.none_sent) },
                 Some(list) => {
                     table.notifications {
-                        thead { tr { th { "Created" } th { "Kind" } th { "Medium" } th { "Channel" } th { "Recipient" } th { "Delivery" } th { "Attempts" } } }
+                        thead { tr { th { (w.created) } th { (w.kind) } th { (w.medium) } th { (w.channel) } th { (w.recipient) } th { (w.delivery) } th { (w.attempts) } } }
                         tbody {
                             @for (n, attempts) in list {
                                 tr data-status=(n.status.as_str()) {
                                     td { (html::time(n.created_ms, tz)) }
-                                    td { (n.kind.as_str()) }
+                                    td { (w.word(n.kind.as_str())) }
                                     td { (n.medium.as_str()) }
                                     td { (n.channel) }
                                     td { (n.recipient) }
                                     td {
-                                        span class={ "delivery " (n.status.as_str()) } { (n.status.as_str().replace('_', " ")) }
+                                        span class={ "delivery " (n.status.as_str()) } { (w.word(n.status.as_str())) }
                                         @if let Some(at) = n.sent_ms { " " span.meta { (html::time(at, tz)) } }
-                                        @if let Some(at) = n.read_ms { div.read { "read " span.meta { (html::time(at, tz)) } } }
+                                        @if let Some(at) = n.read_ms { div.read { (w.read_at) " " span.meta { (html::time(at, tz)) } } }
                                         @if let Some(r) = &n.reason { div.meta { (r) } }
                                         @if let Some(e) = &n.last_error { div.error { (e) } }
                                     }
@@ -473,7 +484,7 @@ fn notifications(alert: &AlertOf, tz: &jiff::tz::TimeZone) -> Markup {
                                         @if !attempts.is_empty() {
                                             ol.attempts {
                                                 @for t in attempts {
-                                                    li { (html::time(t.at_ms, tz)) " " @if t.ok { "ok" } @else { span.error { (t.error.as_deref().unwrap_or("failed")) } } }
+                                                    li { (html::time(t.at_ms, tz)) " " @if t.ok { (w.attempt_ok) } @else { span.error { (t.error.as_deref().unwrap_or(w.failed)) } } }
                                                 }
                                             }
                                         }
@@ -490,11 +501,12 @@ fn notifications(alert: &AlertOf, tz: &jiff::tz::TimeZone) -> Markup {
 
 fn acknowledgements(signed: &Signed, alert: &AlertOf, tz: &jiff::tz::TimeZone, base: &str, error: Option<&FormError>) -> Markup {
     let firing = alert.row.status == AlertStatus::Firing;
+    let w = signed.w;
     html! {
         section #acks {
-            h2 { "Acknowledgements" }
+            h2 { (w.acknowledgements) }
             @if alert.acks.is_empty() {
-                p.meta { "Nobody has acknowledged this alert." }
+                p.meta { (w.nobody_acknowledged) }
             } @else {
                 ol.acks {
                     @for ack in &alert.acks {
@@ -506,28 +518,29 @@ fn acknowledgements(signed: &Signed, alert: &AlertOf, tz: &jiff::tz::TimeZone, b
             @if firing {
                 form.ack method="post" action={ (base) "/acks" } {
                     input type="hidden" name="csrf" value=(signed.csrf);
-                    label for="note" { "Note " span.meta { "(what was done about it; at most " (MAX_NOTE_CHARS) " characters)" } }
+                    label for="note" { (w.note) " " span.meta { (fill(w.note_hint, &[&MAX_NOTE_CHARS])) } }
                     textarea #note name="note" rows="3" maxlength=(MAX_NOTE_CHARS) required {
                         @if let Some(e) = error { (e.note) }
                     }
-                    button type="submit" { "Acknowledge" }
+                    button type="submit" { (w.acknowledge) }
                 }
             } @else {
-                p.meta { "This alert has resolved, so it takes no more notes; if it fires again, acknowledge the new alert." }
+                p.meta { (w.no_more_notes) }
             }
         }
     }
 }
 
-/// `3 h 12 min`, `4 min 5 s`.
-fn duration(ms: i64) -> String {
+/// `3 h 12 min`, `4 min 5 s` (`3시간 12분`).
+fn duration(w: &Words, ms: i64) -> String {
     let s = ms.max(0) / 1000;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {} s", s / 60, s % 60),
-        3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
-    }
+    let (big, big_unit, small, small_unit) = match s {
+        0..60 => return format!("{s}{}", w.unit_s),
+        60..3600 => (s / 60, w.unit_min, s % 60, w.unit_s),
+        3600..86_400 => (s / 3600, w.unit_h, s % 3600 / 60, w.unit_min),
+        _ => (s / 86_400, w.unit_d, s % 86_400 / 3600, w.unit_h),
+    };
+    format!("{big}{big_unit} {small}{small_unit}")
 }
 
 #[derive(Deserialize)]
@@ -558,9 +571,9 @@ pub async fn acknowledge(
     let note = form.map(|f| f.note).unwrap_or_default();
     match api::acknowledge_alert(&state.api, &signed.access, &project, &id, &note).await {
         Ok(_) => Redirect::to(&format!("/p/{project}/alerts/{id}#acks")).into_response(),
-        Err(e) if e.status() == StatusCode::NOT_FOUND => html::not_found(Some(&signed)),
+        Err(e) if e.status() == StatusCode::NOT_FOUND => html::missing(&signed),
         Err(e) if e.status() == StatusCode::CONFLICT || e.status() == StatusCode::BAD_REQUEST => {
-            let error = FormError { message: form_message(&e), note };
+            let error = FormError { message: form_message(signed.w, &e), note };
             alert_page(&state, &signed, &project, &id, false, e.status(), Some(error)).await
         }
         Err(e) => failed(e, &signed),
@@ -568,23 +581,24 @@ pub async fn acknowledge(
 }
 
 /// The API's refusal, as the form's reader needs it.
-fn form_message(e: &ApiError) -> String {
+fn form_message(w: &Words, e: &ApiError) -> String {
     if e.status() == StatusCode::CONFLICT {
-        "This alert has resolved, so the note was not recorded; if it fires again, acknowledge the new alert.".to_string()
+        w.note_after_resolve.to_string()
     } else {
-        format!("The note was not recorded: {}.", e.message().replace('`', ""))
+        fill(w.note_not_recorded, &[&e.message().replace('`', "")])
     }
 }
 
 fn forbidden(signed: &Signed) -> Response {
+    let w = signed.w;
     let body = html! {
         section {
-            h1 { "Form refused" }
-            p.error { "This form did not come from a page of this dashboard in your session, so nothing was recorded." }
-            p { "Reload the alert's page and send the note again." }
+            h1 { (w.form_refused) }
+            p.error { (w.form_refused_text) }
+            p { (w.form_refused_hint) }
         }
     };
-    page(StatusCode::FORBIDDEN, layout("Form refused", Some(signed), None, body))
+    page(StatusCode::FORBIDDEN, layout(w, w.form_refused, Some(signed), None, body))
 }
 
 #[cfg(test)]
@@ -622,9 +636,12 @@ mod tests {
 
     #[test]
     fn durations_read_in_the_two_largest_units() {
-        assert_eq!(duration(42_000), "42 s");
-        assert_eq!(duration(245_000), "4 min 5 s");
-        assert_eq!(duration(3 * 3_600_000 + 12 * 60_000), "3 h 12 min");
-        assert_eq!(duration(2 * 86_400_000 + 3_600_000), "2 d 1 h");
+        use super::super::words::{EN, KO};
+        assert_eq!(duration(&EN, 42_000), "42 s");
+        assert_eq!(duration(&EN, 245_000), "4 min 5 s");
+        assert_eq!(duration(&EN, 3 * 3_600_000 + 12 * 60_000), "3 h 12 min");
+        assert_eq!(duration(&EN, 2 * 86_400_000 + 3_600_000), "2 d 1 h");
+        assert_eq!(duration(&KO, 3 * 3_600_000 + 12 * 60_000), "3시간 12분");
+        assert_eq!(duration(&KO, 42_000), "42초");
     }
 }

@@ -20,6 +20,7 @@ use super::html::{self, Place, layout};
 use super::pages::failed;
 use super::server::bad;
 use super::svg::{Span, Timeline};
+use super::words::{Words, fill};
 use super::{Signed, WebState, page};
 use crate::api::{self, ApiError, TargetKind, TargetView};
 use crate::clock::now_ms;
@@ -29,8 +30,17 @@ const MIN: i64 = 60_000;
 const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
 
-/// The rolling ranges: (word, label, days, bucket).
-const ROLLING: &[(&str, &str, i64, i64)] = &[("1d", "24 hours", 1, 5 * MIN), ("7d", "7 days", 7, HOUR), ("30d", "30 days", 30, HOUR)];
+/// The rolling ranges: (word, days, bucket).
+const ROLLING: &[(&str, i64, i64)] = &[("1d", 1, 5 * MIN), ("7d", 7, HOUR), ("30d", 30, HOUR)];
+
+/// A rolling range's name on the page.
+fn rolling_label(w: &Words, word: &str) -> &'static str {
+    match word {
+        "1d" => w.hours_24,
+        "7d" => w.days_7,
+        _ => w.days_30,
+    }
+}
 
 /// What the page shows.
 #[derive(Debug, PartialEq)]
@@ -91,7 +101,7 @@ impl View {
                 Ok(Window { from_ms: start(date)?, to_ms: start(next)?, bucket_ms: 5 * MIN })
             }
             View::Rolling { index, end } => {
-                let (_, _, days, bucket_ms) = ROLLING[*index];
+                let (_, days, bucket_ms) = ROLLING[*index];
                 // Whole buckets: the window ends at the end of the bucket holding `end`.
                 let to_ms = (end.unwrap_or(now).div_euclid(bucket_ms) + 1) * bucket_ms;
                 Ok(Window { from_ms: to_ms - days * DAY, to_ms, bucket_ms })
@@ -133,24 +143,26 @@ pub async fn page_of(
     Path(project): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let Ok((p, _)) = signed.access.project(&project) else { return html::not_found(Some(&signed)) };
+    let Ok((p, _)) = signed.access.project(&project) else { return html::missing(&signed) };
     let tz = api::project_tz(&p.timezone);
     let now = now_ms();
     let (view, window) = match View::parse(&query).and_then(|v| v.window(now, &tz).map(|w| (v, w))) {
         Ok(found) => found,
         Err(message) => return bad(message, &signed),
     };
-    match render(&state, p, &view, &window, now, &tz).await {
-        Ok(body) => page(StatusCode::OK, layout("Availability", Some(&signed), Some(&Place::Project(p, "/availability")), body)),
+    match render(&state, signed.w, p, &view, &window, now, &tz).await {
+        Ok(body) => {
+            page(StatusCode::OK, layout(signed.w, signed.w.availability, Some(&signed), Some(&Place::Project(p, "/availability")), body))
+        }
         Err(e) => failed(e, &signed),
     }
 }
 
 /// `99.994 %`, `100 %`: three decimals at most, so an outage of a few checks in a month still
 /// shows below 100.
-fn uptime(percent: Option<f64>) -> String {
+fn uptime(w: &Words, percent: Option<f64>) -> String {
     match percent {
-        None => "no data".to_string(),
+        None => w.no_data.to_string(),
         Some(v) => {
             let text = format!("{v:.3}");
             format!("{} %", text.trim_end_matches('0').trim_end_matches('.'))
@@ -159,7 +171,7 @@ fn uptime(percent: Option<f64>) -> String {
 }
 
 /// Adjacent buckets of one state become one span.
-fn spans(t: &TargetView, bucket_ms: i64, tz: &TimeZone) -> Vec<Span> {
+fn spans(w: &Words, t: &TargetView, bucket_ms: i64, tz: &TimeZone) -> Vec<Span> {
     let mut merged: Vec<(i64, i64, &'static str, i64, i64)> = Vec::new();
     for b in &t.buckets {
         match merged.last_mut() {
@@ -178,12 +190,30 @@ fn spans(t: &TargetView, bucket_ms: i64, tz: &TimeZone) -> Vec<Span> {
             from_ms,
             to_ms,
             class: state,
-            title: format!("{state} {} – {}: {ok} good, {failed} failed checks", hm(from_ms), hm(to_ms)),
+            title: fill(w.span_title, &[&state_label(w, state), &hm(from_ms), &hm(to_ms), &ok, &failed]),
         })
         .collect()
 }
 
-async fn render(state: &WebState, p: &Project, view: &View, window: &Window, now: i64, tz: &TimeZone) -> Result<Markup, ApiError> {
+/// A bucket's state (`up`, `partial`, `down`, `none`) as the page says it.
+fn state_label(w: &Words, state: &str) -> &'static str {
+    match state {
+        "up" => w.up,
+        "partial" => w.partly_down,
+        "down" => w.down,
+        _ => w.no_data,
+    }
+}
+
+async fn render(
+    state: &WebState,
+    w: &Words,
+    p: &Project,
+    view: &View,
+    window: &Window,
+    now: i64,
+    tz: &TimeZone,
+) -> Result<Markup, ApiError> {
     let targets = api::availability_of(&state.api.store, p, window.from_ms, window.to_ms, window.bucket_ms).await?;
     let base = format!("/p/{}/availability", p.name);
     let back = view.moved(-1, window, now, tz);
@@ -208,10 +238,10 @@ async fn render(state: &WebState, p: &Project, view: &View, window: &Window, now
                                     (t.monitor)
                                 }
                                 " " span.meta { (t.host) ":" (t.port) }
-                                span.uptime { "uptime " strong { (uptime(t.uptime_percent)) } }
-                                span.meta.counts { (t.ok) " good, " (t.failed) " failed" }
+                                span.uptime { (w.uptime_word) " " strong { (uptime(w, t.uptime_percent)) } }
+                                span.meta.counts { (fill(w.n_good_failed, &[&t.ok, &t.failed])) }
                             }
-                            (Timeline { label: &label, from_ms: window.from_ms, to_ms: window.to_ms, spans: &spans(t, window.bucket_ms, tz), now_ms: now, tz }.render())
+                            (Timeline { label: &label, from_ms: window.from_ms, to_ms: window.to_ms, spans: &spans(w, t, window.bucket_ms, tz), now_ms: now, tz }.render())
                         }
                     }
                 }
@@ -219,24 +249,24 @@ async fn render(state: &WebState, p: &Project, view: &View, window: &Window, now
         }
     };
     Ok(html! {
-        h1 { "Availability" }
-        nav.range aria-label="Range" {
-            @match &back { Some(href) => a href={ (base) (href) } title="earlier" { "◀" }, None => {} }
-            a href={ (base) "?range=day" } aria-current=[(current == "day").then_some("page")] { "Today" }
-            @for (word, label, _, _) in ROLLING {
-                a href={ (base) "?range=" (word) } aria-current=[(current == *word).then_some("page")] { (label) }
+        h1 { (w.availability) }
+        nav.range aria-label=(w.nav_range) {
+            @match &back { Some(href) => a href={ (base) (href) } title=(w.earlier) { "◀" }, None => {} }
+            a href={ (base) "?range=day" } aria-current=[(current == "day").then_some("page")] { (w.today) }
+            @for (word, _, _) in ROLLING {
+                a href={ (base) "?range=" (word) } aria-current=[(current == *word).then_some("page")] { (rolling_label(w, word)) }
             }
-            @match &forward { Some(href) => a href={ (base) (href) } title="later" { "▶" }, None => {} }
-            @if !view.is_live() { a href={ (base) "?range=" (current) } { "now" } }
+            @match &forward { Some(href) => a href={ (base) (href) } title=(w.later) { "▶" }, None => {} }
+            @if !view.is_live() { a href={ (base) "?range=" (current) } { (w.now) } }
             span.meta { (html::time(window.from_ms, tz)) " – " (html::time(window.to_ms, tz)) }
         }
         p.legend {
-            span.key.up { "up" } " " span.key.partial { "partly down" } " " span.key.down { "down" } " " span.key.none { "no data" }
+            span.key.up { (w.up) } " " span.key.partial { (w.partly_down) } " " span.key.down { (w.down) } " " span.key.none { (w.no_data) }
         }
-        p.meta { "Buckets of " (window.bucket_ms / MIN) " minutes; times in " (p.timezone) "." }
-        @if targets.is_empty() { p.meta { "This project has no port monitors or down-checks." } }
-        (section(TargetKind::PortMonitor, "Port monitors"))
-        (section(TargetKind::DownCheck, "Down-checks"))
+        p.meta { (fill(w.buckets_of, &[&(window.bucket_ms / MIN), &p.timezone])) }
+        @if targets.is_empty() { p.meta { (w.no_targets) } }
+        (section(TargetKind::PortMonitor, w.port_monitors))
+        (section(TargetKind::DownCheck, w.down_checks))
     })
 }
 
@@ -292,9 +322,11 @@ mod tests {
 
     #[test]
     fn uptime_keeps_what_is_below_a_hundred_visible() {
-        assert_eq!(uptime(Some(100.0)), "100 %");
-        assert_eq!(uptime(Some(99.999)), "99.999 %");
-        assert_eq!(uptime(Some(25.0)), "25 %");
-        assert_eq!(uptime(None), "no data");
+        use super::super::words::{EN, KO};
+        assert_eq!(uptime(&EN, Some(100.0)), "100 %");
+        assert_eq!(uptime(&EN, Some(99.999)), "99.999 %");
+        assert_eq!(uptime(&EN, Some(25.0)), "25 %");
+        assert_eq!(uptime(&EN, None), "no data");
+        assert_eq!(uptime(&KO, None), "데이터 없음");
     }
 }

@@ -17,6 +17,7 @@ use maud::{Markup, html};
 
 use super::html::{self, Place, layout};
 use super::pages::failed;
+use super::words::Words;
 use super::{Signed, Viewer, WebState, page};
 use crate::api::{self, Cell, CellState};
 use crate::config::model::Project;
@@ -89,7 +90,14 @@ fn fingerprint(cells: &[Cell]) -> String {
     format!("{:016x}", h.finish())
 }
 
-fn eye(title: &str, src: &str, sections: &[(&Project, &[Cell])], all: &[Cell]) -> Markup {
+/// The words of the hover text, for the page's script: `{"memory": …, "states": {"ok": …}}`.
+fn tip_words(w: &Words) -> String {
+    let states: serde_json::Map<String, serde_json::Value> =
+        CellState::ALL.iter().map(|s| (s.as_str().to_string(), w.cell_state(*s).into())).collect();
+    serde_json::json!({ "memory": w.memory_word, "disk": w.disk_word, "in": w.in_word, "out": w.out_word, "states": states }).to_string()
+}
+
+fn eye(w: &Words, title: &str, src: &str, sections: &[(&Project, &[Cell])], all: &[Cell]) -> Markup {
     let mut v = String::new();
     let count = |s: CellState| all.iter().filter(|c| c.state == s).count();
     html! {
@@ -97,11 +105,11 @@ fn eye(title: &str, src: &str, sections: &[(&Project, &[Cell])], all: &[Cell]) -
             h1 { (title) }
             p.legend {
                 @for s in CellState::ALL {
-                    span.key data-state=(s.as_str()) { (s.as_str()) " " strong { (count(*s)) } }
+                    span.key data-state=(s.as_str()) { (w.cell_state(*s)) " " strong { (count(*s)) } }
                 }
             }
             label.tmax {
-                "Traffic max "
+                (w.traffic_max)
                 select #tmax {
                     @for (bits, label) in TRAFFIC_MAX {
                         option value=(bits) selected[*bits as f64 == DEFAULT_TRAFFIC_MAX] { (label) }
@@ -109,8 +117,8 @@ fn eye(title: &str, src: &str, sections: &[(&Project, &[Cell])], all: &[Cell]) -
                 }
             }
         }
-        p.hint { "Gauges: CPU, memory, fullest disk, network in, network out. Hover or focus a cell for its numbers." }
-        div #eye data-src=(src) data-v=(fingerprint(all)) {
+        p.hint { (w.eye_hint) }
+        div #eye data-src=(src) data-v=(fingerprint(all)) data-words=(tip_words(w)) {
             @for (p, cells) in sections {
                 @if sections.len() > 1 { h2 { a href={ "/p/" (p.name) } { (p.name) } } }
                 div.cells {
@@ -142,19 +150,20 @@ pub async fn all(State(state): State<WebState>, signed: Signed) -> Response {
         Ok(cells) => cells,
         Err(e) => return failed(e, &signed),
     };
-    let body = eye("All servers", "/eye/cells", &split(&projects, &cells), &cells);
-    page(StatusCode::OK, layout("All servers", Some(&signed), Some(&Place::Top("/eye")), body))
+    let w = signed.w;
+    let body = eye(w, w.all_servers, "/eye/cells", &split(&projects, &cells), &cells);
+    page(StatusCode::OK, layout(w, w.all_servers, Some(&signed), Some(&Place::Top("/eye")), body))
 }
 
 /// `GET /p/{project}`: one project's servers.
 pub async fn project(State(state): State<WebState>, signed: Signed, Path(project): Path<String>) -> Response {
-    let Ok((p, _)) = signed.access.project(&project) else { return html::not_found(Some(&signed)) };
+    let Ok((p, _)) = signed.access.project(&project) else { return html::missing(&signed) };
     let cells = match api::cells(&state.api, &[p]).await {
         Ok(cells) => cells,
         Err(e) => return failed(e, &signed),
     };
-    let body = eye(&p.name, &format!("/p/{}/cells", p.name), &[(p, &cells)], &cells);
-    page(StatusCode::OK, layout(&p.name, Some(&signed), Some(&Place::Project(p, "")), body))
+    let body = eye(signed.w, &p.name, &format!("/p/{}/cells", p.name), &[(p, &cells)], &cells);
+    page(StatusCode::OK, layout(signed.w, &p.name, Some(&signed), Some(&Place::Project(p, "")), body))
 }
 
 /// The refresh answer; 401 without a session (the page then goes to sign-in), 404 for a
@@ -175,7 +184,7 @@ fn cells_answer(cells: &[Cell]) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], out).into_response()
 }
 
-pub async fn all_cells(State(state): State<WebState>, Viewer(signed): Viewer) -> Response {
+pub async fn all_cells(State(state): State<WebState>, Viewer(signed, _): Viewer) -> Response {
     let Some(signed) = signed else { return StatusCode::UNAUTHORIZED.into_response() };
     let projects: Vec<&Project> = signed.access.projects().map(|(p, _)| p).collect();
     match api::cells(&state.api, &projects).await {
@@ -184,7 +193,7 @@ pub async fn all_cells(State(state): State<WebState>, Viewer(signed): Viewer) ->
     }
 }
 
-pub async fn project_cells(State(state): State<WebState>, Viewer(signed): Viewer, Path(project): Path<String>) -> Response {
+pub async fn project_cells(State(state): State<WebState>, Viewer(signed, _): Viewer, Path(project): Path<String>) -> Response {
     let Some(signed) = signed else { return StatusCode::UNAUTHORIZED.into_response() };
     let Ok((p, _)) = signed.access.project(&project) else { return StatusCode::NOT_FOUND.into_response() };
     match api::cells(&state.api, &[p]).await {

@@ -5,21 +5,26 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{DOCTYPE, Markup, html};
 
+use super::words::Words;
 use super::{Signed, page};
 use crate::config::model::Project;
 
 /// The top navigation, for every signed-in page: (path, label).
-const NAV: &[(&str, &str)] = &[("/", "Projects"), ("/eye", "All servers")];
+fn nav(w: &Words) -> [(&'static str, &'static str); 2] {
+    [("/", w.projects), ("/eye", w.all_servers)]
+}
 
 /// A project's own pages, under `/p/{project}`: (path suffix, label).
-const PROJECT_NAV: &[(&str, &str)] = &[
-    ("", "Compound eye"),
-    ("/servers", "Servers"),
-    ("/alerts", "Alerts"),
-    ("/ports", "Port monitors"),
-    ("/availability", "Availability"),
-    ("/reports", "Reports"),
-];
+fn project_nav(w: &Words) -> [(&'static str, &'static str); 6] {
+    [
+        ("", w.compound_eye),
+        ("/servers", w.server_list),
+        ("/alerts", w.alerts),
+        ("/ports", w.port_monitors),
+        ("/availability", w.availability),
+        ("/reports", w.reports),
+    ]
+}
 
 /// Where a page sits, to mark its navigation entries.
 pub enum Place<'a> {
@@ -29,15 +34,16 @@ pub enum Place<'a> {
     Project(&'a Project, &'static str),
 }
 
-/// A full page: the header with navigation and sign-out (for a signed-in caller), then `body`.
-pub fn layout(title: &str, signed: Option<&Signed>, place: Option<&Place>, body: Markup) -> Markup {
+/// A full page in the language of `w`: the header with navigation and sign-out (for a
+/// signed-in caller), then `body`.
+pub fn layout(w: &Words, title: &str, signed: Option<&Signed>, place: Option<&Place>, body: Markup) -> Markup {
     let top = match place {
         Some(Place::Top(path)) => Some(*path),
         _ => None,
     };
     html! {
         (DOCTYPE)
-        html lang="en" {
+        html lang=(w.lang) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
@@ -49,22 +55,22 @@ pub fn layout(title: &str, signed: Option<&Signed>, place: Option<&Place>, body:
                 header.top {
                     a.brand href="/" { "watchkeeper" }
                     @if let Some(signed) = signed {
-                        nav aria-label="Main" {
-                            @for (path, label) in NAV {
-                                a href=(path) aria-current=[(top == Some(*path)).then_some("page")] { (label) }
+                        nav aria-label=(w.nav_main) {
+                            @for (path, label) in nav(w) {
+                                a href=(path) aria-current=[(top == Some(path)).then_some("page")] { (label) }
                             }
                         }
                         form.signout method="post" action="/signout" {
-                            span.who { (if signed.access.is_operator() { "operator" } else { "signed in" }) }
-                            button type="submit" { "Sign out" }
+                            span.who { (if signed.access.is_operator() { w.operator } else { w.signed_in }) }
+                            button type="submit" { (w.sign_out) }
                         }
                     }
                 }
                 @if let Some(Place::Project(p, current)) = place {
-                    nav.project aria-label="Project" {
+                    nav.project aria-label=(w.nav_project) {
                         strong { (p.name) }
-                        @for (suffix, label) in PROJECT_NAV {
-                            a href={ "/p/" (p.name) (suffix) } aria-current=[(current == suffix).then_some("page")] { (label) }
+                        @for (suffix, label) in project_nav(w) {
+                            a href={ "/p/" (p.name) (suffix) } aria-current=[(*current == suffix).then_some("page")] { (label) }
                         }
                     }
                 }
@@ -75,35 +81,40 @@ pub fn layout(title: &str, signed: Option<&Signed>, place: Option<&Place>, body:
 }
 
 /// The sign-in page, with `error` above the form.
-pub fn sign_in(status: StatusCode, error: Option<&str>) -> Response {
+pub fn sign_in(w: &Words, status: StatusCode, error: Option<&str>) -> Response {
     let body = html! {
         section.signin {
-            h1 { "Sign in" }
-            p { "Paste an API token: your user token, or the operator token serve was started with." }
+            h1 { (w.sign_in) }
+            p { (w.sign_in_hint) }
             @if let Some(error) = error {
                 p.error role="alert" { (error) }
             }
             form method="post" action="/signin" {
-                label for="token" { "API token" }
+                label for="token" { (w.api_token) }
                 input #token type="password" name="token" autocomplete="off" required autofocus;
-                button type="submit" { "Sign in" }
+                button type="submit" { (w.sign_in) }
             }
         }
     };
-    page(status, layout("Sign in", None, None, body))
+    page(status, layout(w, w.sign_in, None, None, body))
 }
 
 /// The 404 page: for a path that does not exist, and alike for a project or server outside the
 /// caller's scope, so names of other teams' projects cannot be probed.
-pub fn not_found(signed: Option<&Signed>) -> Response {
+pub fn not_found(w: &Words, signed: Option<&Signed>) -> Response {
     let body = html! {
         section.notfound {
-            h1 { "Not found" }
-            p { "There is no such page, or it is not yours to see." }
-            p { a href="/" { "Back to the projects" } }
+            h1 { (w.not_found) }
+            p { (w.not_found_text) }
+            p { a href="/" { (w.back_to_projects) } }
         }
     };
-    page(StatusCode::NOT_FOUND, layout("Not found", signed, None, body))
+    page(StatusCode::NOT_FOUND, layout(w, w.not_found, signed, None, body))
+}
+
+/// The 404 page for a signed-in caller, in their language.
+pub fn missing(signed: &Signed) -> Response {
+    not_found(signed.w, Some(signed))
 }
 
 /// A number with at most one decimal, or `–` when there is none.

@@ -5,6 +5,9 @@
 //! endpoints use — but for one form: an acknowledgement note on a firing alert, made by the
 //! API's own function and guarded against other sites' posts ([`Signed::form_allowed`]).
 //!
+//! Pages speak the reader's language ([`words`]): the signed-in user's `language`, or for the
+//! operator token and before sign-in the browser's `Accept-Language`.
+//!
 //! HTML is rendered here (maud), charts and timelines are SVG drawn here ([`svg`]); the one script
 //! (`assets/app.js`) only refreshes the compound eye, shows the numbers on hover, keeps the
 //! server list's chosen columns and sort in the browser, and prints. Every
@@ -21,6 +24,7 @@ mod server;
 mod servers;
 mod session;
 mod svg;
+mod words;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +41,7 @@ use serde::Deserialize;
 use crate::api::{self, Access, ApiState};
 use crate::clock::now_ms;
 pub use session::{Sessions, SignInLimit};
+use words::Words;
 
 /// The cookie holding the session id.
 const COOKIE: &str = "wk_session";
@@ -110,8 +115,8 @@ fn is_api(uri: &Uri) -> bool {
     uri.path().starts_with("/api/") || uri.path().starts_with("/ingest/")
 }
 
-async fn fallback(uri: Uri, viewer: Viewer) -> Response {
-    if is_api(&uri) { api::not_found().await.into_response() } else { html::not_found(viewer.0.as_ref()) }
+async fn fallback(uri: Uri, Viewer(signed, w): Viewer) -> Response {
+    if is_api(&uri) { api::not_found().await.into_response() } else { html::not_found(w, signed.as_ref()) }
 }
 
 async fn method_not_allowed(uri: Uri) -> Response {
@@ -156,6 +161,8 @@ pub struct Signed {
     pub access: Access,
     /// The session's form token, for the hidden `csrf` field of the forms a page shows.
     pub csrf: String,
+    /// The words of the pages: in the user's language, or for the operator the browser's.
+    pub w: &'static Words,
 }
 
 impl Signed {
@@ -189,21 +196,25 @@ fn same_origin(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
     matches!((origin.split_once("://"), host), (Some(("http" | "https", authority)), Some(host)) if authority == host)
 }
 
-/// The signed-in caller, if any. A session whose token the configuration no longer holds ends
-/// here.
-pub struct Viewer(pub Option<Signed>);
+/// The signed-in caller, if any, and the words of the page. A session whose token the
+/// configuration no longer holds ends here.
+pub struct Viewer(pub Option<Signed>, pub &'static Words);
 
 impl FromRequestParts<WebState> for Viewer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Viewer, Self::Rejection> {
-        let Some(id) = session_id(&parts.headers) else { return Ok(Viewer(None)) };
-        let Some(live) = state.sessions.get(id, now_ms()) else { return Ok(Viewer(None)) };
+        let browser = words::of_browser(&parts.headers);
+        let Some(id) = session_id(&parts.headers) else { return Ok(Viewer(None, browser)) };
+        let Some(live) = state.sessions.get(id, now_ms()) else { return Ok(Viewer(None, browser)) };
         match Access::of_digest(&state.api, &live.token_sha256) {
-            Some(access) => Ok(Viewer(Some(Signed { access, csrf: live.csrf }))),
+            Some(access) => {
+                let w = access.language().map_or(browser, Words::of);
+                Ok(Viewer(Some(Signed { access, csrf: live.csrf, w }), w))
+            }
             None => {
                 state.sessions.end(id);
-                Ok(Viewer(None))
+                Ok(Viewer(None, browser))
             }
         }
     }
@@ -214,7 +225,7 @@ impl FromRequestParts<WebState> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Signed, Response> {
-        let Ok(Viewer(signed)) = Viewer::from_request_parts(parts, state).await;
+        let Ok(Viewer(signed, _)) = Viewer::from_request_parts(parts, state).await;
         signed.ok_or_else(|| Redirect::to("/").into_response())
     }
 }
@@ -226,16 +237,22 @@ struct SignInForm {
 
 /// `POST /signin`: a valid token starts a session; the token itself is not kept, logged or
 /// echoed.
-async fn sign_in(State(state): State<WebState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(form): Form<SignInForm>) -> Response {
+async fn sign_in(
+    State(state): State<WebState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<SignInForm>,
+) -> Response {
     let now = now_ms();
+    let w = words::of_browser(&headers);
     if let Err(wait) = state.sign_in_limit.attempt(peer.ip(), now) {
-        let mut page = html::sign_in(StatusCode::TOO_MANY_REQUESTS, Some(&format!("Too many sign-in attempts; try again in {wait} s.")));
+        let mut page = html::sign_in(w, StatusCode::TOO_MANY_REQUESTS, Some(&words::fill(w.too_many_attempts, &[&wait])));
         page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return page;
     }
     let digest = crate::token::sha256_hex(form.token.trim());
     if Access::of_digest(&state.api, &digest).is_none() {
-        return html::sign_in(StatusCode::UNAUTHORIZED, Some("Unknown token."));
+        return html::sign_in(w, StatusCode::UNAUTHORIZED, Some(w.unknown_token));
     }
     let id = match state.sessions.start(digest, now) {
         Ok(id) => id,

@@ -22,6 +22,7 @@ use maud::{Markup, html};
 use super::html::{self, Place, layout};
 use super::pages::failed;
 use super::server::bad;
+use super::words::{Words, fill};
 use super::{Signed, WebState, page};
 use crate::api::{self, ApiError, By, DeliveryStats, FailureView, LastCheck, MediaCounts, PortMonitorView};
 use crate::clock::now_ms;
@@ -51,8 +52,8 @@ fn monitor_state(m: &PortMonitorView) -> &'static str {
     }
 }
 
-fn on_off(on: bool) -> Markup {
-    html! { span.onoff data-on=(on) { (if on { "on" } else { "off" }) } }
+fn on_off(w: &Words, on: bool) -> Markup {
+    html! { span.onoff data-on=(on) { (if on { w.on } else { w.off }) } }
 }
 
 /// `GET /p/{project}/ports?year=`.
@@ -62,7 +63,7 @@ pub async fn list(
     Path(project): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let Ok((p, role)) = signed.access.project(&project) else { return html::not_found(Some(&signed)) };
+    let Ok((p, role)) = signed.access.project(&project) else { return html::missing(&signed) };
     if let Some(name) = query.keys().find(|k| k.as_str() != "year") {
         return bad(format!("unknown query parameter `{name}` (expected year)"), &signed);
     }
@@ -72,26 +73,26 @@ pub async fn list(
         Some(Ok(year)) if (1970..=9999).contains(&year) => year,
         Some(_) => return bad(format!("invalid `year`: `{}` is not a year from 1970 to 9999", query["year"]), &signed),
     };
-    match render_list(&state, p, role, year, this_year).await {
-        Ok(body) => page(StatusCode::OK, layout("Port monitors", Some(&signed), Some(&Place::Project(p, "/ports")), body)),
+    match render_list(&state, signed.w, p, role, year, this_year).await {
+        Ok(body) => page(StatusCode::OK, layout(signed.w, signed.w.port_monitors, Some(&signed), Some(&Place::Project(p, "/ports")), body)),
         Err(e) => failed(e, &signed),
     }
 }
 
-async fn render_list(state: &WebState, p: &Project, role: api::Role, year: i32, this_year: i32) -> Result<Markup, ApiError> {
+async fn render_list(state: &WebState, w: &Words, p: &Project, role: api::Role, year: i32, this_year: i32) -> Result<Markup, ApiError> {
     let monitors = api::monitors(&state.api, p, role).await?;
     let stats = api::delivery_stats(&state.api.store, p, year).await?;
     let tz = api::project_tz(&p.timezone);
     let base = format!("/p/{}/ports", p.name);
     Ok(html! {
-        h1 { "Port monitors" }
-        p.meta { "Times in " (p.timezone) ". " a href={ "/p/" (p.name) "/availability" } { "Availability timelines" } }
+        h1 { (w.port_monitors) }
+        p.meta { (fill(w.times_in, &[&p.timezone])) " " a href={ "/p/" (p.name) "/availability" } { (w.availability_timelines) } }
         @if monitors.port_monitors.is_empty() {
-            p.meta { "This project has no port monitors." }
+            p.meta { (w.no_port_monitors) }
         } @else {
             div.scroll {
                 table.ports {
-                    thead { tr { th { "Monitor" } th { "Host" } th { "Ports" } th { "E-mail" } th { "SMS" } th { "State" } th { "Error" } } }
+                    thead { tr { th { (w.monitor) } th { (w.host) } th { (w.ports) } th { (w.email) } th { (w.sms) } th { (w.state) } th { (w.error) } } }
                     tbody {
                         @for m in &monitors.port_monitors {
                             @let state = monitor_state(m);
@@ -101,22 +102,22 @@ async fn render_list(state: &WebState, p: &Project, role: api::Role, year: i32, 
                                 td {
                                     @for port in &m.ports {
                                         @let last = port.last.as_ref();
-                                        span.port data-state=(port_state(last)) title=(last.map_or("not checked yet".to_string(), |l| check_title(l, &tz))) { (port.port) }
+                                        span.port data-state=(port_state(last)) title=(last.map_or(w.not_checked_yet.to_string(), |l| check_title(w, l, &tz))) { (port.port) }
                                         " "
                                     }
                                 }
-                                td { (on_off(m.email)) }
-                                td { (on_off(m.sms)) }
+                                td { (on_off(w, m.email)) }
+                                td { (on_off(w, m.sms)) }
                                 td {
-                                    span.state data-state=(state) { (state) }
+                                    span.state data-state=(state) { (w.word(state)) }
                                     @if let Some(sev) = m.ports.iter().filter_map(|p| p.firing).max() {
-                                        " " span class={ "sev " (sev.as_str()) } { "alert: " (sev.as_str()) }
+                                        " " span class={ "sev " (sev.as_str()) } { (fill(w.alert_of_severity, &[&w.severity(sev)])) }
                                     }
                                 }
                                 td.error-text {
                                     @for port in &m.ports {
                                         @if let Some(l) = port.last.as_ref().filter(|l| !l.ok) {
-                                            div { strong { (port.port) } ": " (l.error.as_deref().or(l.error_kind.as_deref()).unwrap_or("failed")) " " span.meta { "(" (html::time(l.at_ms, &tz)) ")" } }
+                                            div { strong { (port.port) } ": " (l.error.as_deref().or(l.error_kind.as_deref()).unwrap_or(w.failed)) " " span.meta { "(" (html::time(l.at_ms, &tz)) ")" } }
                                         }
                                     }
                                 }
@@ -126,21 +127,21 @@ async fn render_list(state: &WebState, p: &Project, role: api::Role, year: i32, 
                 }
             }
         }
-        (delivery_table(&stats, &base, this_year))
-        h2 { "Down-checks" }
+        (delivery_table(w, &stats, &base, this_year))
+        h2 { (w.down_checks) }
         @if monitors.down_checks.is_empty() {
-            p.meta { "This project has no down-check pairs." }
+            p.meta { (w.no_down_checks) }
         } @else {
             div.scroll {
                 table.downchecks {
-                    thead { tr { th { "Detector → target" } th { "Address" } th { "Verdict" } th { "Last result" } th { "Error" } } }
+                    thead { tr { th { (w.detector_target) } th { (w.address) } th { (w.verdict) } th { (w.last_result) } th { (w.error) } } }
                     tbody {
                         @for d in &monitors.down_checks {
                             tr data-downcheck=(d.name) data-verdict=(d.verdict.as_str()) {
                                 td { a href={ "/p/" (p.name) "/s/" (d.detector) } { (d.detector) } " → " a href={ "/p/" (p.name) "/s/" (d.target) } { (d.target) } }
-                                td { (d.ip) ":" (d.port) " " span.meta { "(liveness " (d.liveness_port) ")" } }
-                                td { span.verdict data-verdict=(d.verdict.as_str()) { (d.verdict.as_str().replace('_', " ")) } }
-                                td { (d.last.as_ref().map_or("none yet".to_string(), |l| html::time(l.at_ms, &tz))) }
+                                td { (d.ip) ":" (d.port) " " span.meta { (fill(w.liveness, &[&d.liveness_port])) } }
+                                td { span.verdict data-verdict=(d.verdict.as_str()) { (verdict(w, d.verdict.as_str())) } }
+                                td { (d.last.as_ref().map_or(w.none_yet.to_string(), |l| html::time(l.at_ms, &tz))) }
                                 td.error-text { @if let Some(l) = d.last.as_ref().filter(|l| !l.ok) { (l.error.as_deref().unwrap_or("")) } }
                             }
                         }
@@ -151,11 +152,18 @@ async fn render_list(state: &WebState, p: &Project, role: api::Role, year: i32, 
     })
 }
 
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+/// A down-check's verdict as the page says it (`up` is the target's, `unknown` the detector's).
+fn verdict(w: &Words, verdict: &str) -> String {
+    match verdict {
+        "up" => w.verdict_up.to_string(),
+        "unknown" => w.verdict_unknown.to_string(),
+        other => w.word(other),
+    }
+}
 
 /// The year's e-mails and SMS per port monitor: a row for each month that had any, and the
 /// year's total; a quiet monitor gets one line.
-fn delivery_table(stats: &DeliveryStats, base: &str, this_year: i32) -> Markup {
+fn delivery_table(w: &Words, stats: &DeliveryStats, base: &str, this_year: i32) -> Markup {
     let cells = |c: &MediaCounts| {
         let email = [("sent", c.email.sent), ("not_sent", c.email.not_sent), ("failed", c.email.failed), ("read", c.email.read)];
         let sms = [("sent", c.sms.sent), ("not_sent", c.sms.not_sent), ("failed", c.sms.failed), ("delivered", c.sms.delivered)];
@@ -166,45 +174,44 @@ fn delivery_table(stats: &DeliveryStats, base: &str, this_year: i32) -> Markup {
     };
     html! {
         section.sent-stats #notifications {
-            h2 { "Notifications in " (stats.year) }
-            nav.years aria-label="Year" {
+            h2 { (fill(w.notifications_in, &[&stats.year])) }
+            nav.years aria-label=(w.nav_year) {
                 a href={ (base) "?year=" (stats.year - 1) "#notifications" } { "◀ " (stats.year - 1) }
                 @if stats.year < this_year {
                     " " a href={ (base) "?year=" (stats.year + 1) "#notifications" } { (stats.year + 1) " ▶" }
                 }
             }
-            p.meta {
-                "E-mails and SMS about each port monitor's alerts, per month in " (stats.timezone) ": sent; not sent on purpose "
-                "(maintenance, a parent down, outside the recipient's hours); failed (given up, bounced or reported undelivered); "
-                "read (the mail's image was fetched) and delivered (the SMS gateway reported it) among the sent."
-            }
+            p.meta { (fill(w.stats_meta, &[&stats.timezone])) }
             @if stats.monitors.is_empty() {
-                p.meta { "This project has no port monitors." }
+                p.meta { (w.no_port_monitors) }
             } @else {
                 div.scroll {
                     table.sent-stats {
                         thead {
-                            tr { th rowspan="2" { "Monitor" } th rowspan="2" { "Month" } th.group colspan="4" { "E-mail" } th.group colspan="4" { "SMS" } }
-                            tr { th { "Sent" } th { "Not sent" } th { "Failed" } th { "Read" } th { "Sent" } th { "Not sent" } th { "Failed" } th { "Delivered" } }
+                            tr { th rowspan="2" { (w.monitor) } th rowspan="2" { (w.month) } th.group colspan="4" { (w.email) } th.group colspan="4" { (w.sms) } }
+                            tr {
+                                th { (w.sent_h) } th { (w.not_sent_h) } th { (w.failed_h) } th { (w.read_h) }
+                                th { (w.sent_h) } th { (w.not_sent_h) } th { (w.failed_h) } th { (w.delivered_h) }
+                            }
                         }
                         @for m in &stats.monitors {
                             @let months: Vec<(usize, &MediaCounts)> = m.months.iter().enumerate().filter(|(_, c)| !(c.email.is_empty() && c.sms.is_empty())).map(|(i, c)| (i + 1, c)).collect();
                             @let name = html! {
-                                @if m.configured { a href={ (base) "/" (m.monitor) } { (m.monitor) } } @else { (m.monitor) " " span.meta { "(removed)" } }
+                                @if m.configured { a href={ (base) "/" (m.monitor) } { (m.monitor) } } @else { (m.monitor) " " span.meta { (w.removed) } }
                                 br; span.meta { (m.host) }
                             };
                             tbody data-monitor=(m.monitor) {
                                 @if months.is_empty() {
-                                    tr data-month="year" { th scope="row" { (name) } td.meta colspan="9" { "none this year" } }
+                                    tr data-month="year" { th scope="row" { (name) } td.meta colspan="9" { (w.none_this_year) } }
                                 } @else {
                                     @for (i, (month, c)) in months.iter().enumerate() {
                                         tr data-month=(month) {
                                             @if i == 0 { th scope="row" rowspan=(months.len() + 1) { (name) } }
-                                            td { (MONTHS[month - 1]) }
+                                            td { (w.month_name(*month)) }
                                             (cells(c))
                                         }
                                     }
-                                    tr.total data-month="year" { td { "Year" } (cells(&m.total)) }
+                                    tr.total data-month="year" { td { (w.year_total) } (cells(&m.total)) }
                                 }
                             }
                         }
@@ -215,12 +222,12 @@ fn delivery_table(stats: &DeliveryStats, base: &str, this_year: i32) -> Markup {
     }
 }
 
-fn check_title(l: &LastCheck, tz: &TimeZone) -> String {
+fn check_title(w: &Words, l: &LastCheck, tz: &TimeZone) -> String {
     let at = html::time(l.at_ms, tz);
     match (l.ok, l.latency_ms) {
-        (true, Some(ms)) => format!("up, {ms} ms, checked {at}"),
-        (true, None) => format!("up, checked {at}"),
-        (false, _) => format!("down: {}, checked {at}", l.error.as_deref().unwrap_or("failed")),
+        (true, Some(ms)) => fill(w.check_up_ms, &[&ms, &at]),
+        (true, None) => fill(w.check_up, &[&at]),
+        (false, _) => fill(w.check_down, &[&l.error.as_deref().unwrap_or(w.failed), &at]),
     }
 }
 
@@ -301,8 +308,8 @@ pub async fn monitor(
     Path((project, monitor)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let Ok((p, _)) = signed.access.project(&project) else { return html::not_found(Some(&signed)) };
-    let Some(m) = p.port_monitors.get(&monitor) else { return html::not_found(Some(&signed)) };
+    let Ok((p, _)) = signed.access.project(&project) else { return html::missing(&signed) };
+    let Some(m) = p.port_monitors.get(&monitor) else { return html::missing(&signed) };
     if let Some(name) = query.keys().find(|k| k.as_str() != "period") {
         return bad(format!("unknown query parameter `{name}` (expected period)"), &signed);
     }
@@ -311,53 +318,60 @@ pub async fn monitor(
         Ok(period) => period,
         Err(message) => return bad(message, &signed),
     };
-    match render_monitor(&state, p, m, &period, &tz).await {
-        Ok(body) => page(StatusCode::OK, layout(&m.name, Some(&signed), Some(&Place::Project(p, "/ports")), body)),
+    match render_monitor(&state, signed.w, p, m, &period, &tz).await {
+        Ok(body) => page(StatusCode::OK, layout(signed.w, &m.name, Some(&signed), Some(&Place::Project(p, "/ports")), body)),
         Err(e) => failed(e, &signed),
     }
 }
 
-async fn render_monitor(state: &WebState, p: &Project, m: &PortMonitor, period: &Period, tz: &TimeZone) -> Result<Markup, ApiError> {
+async fn render_monitor(
+    state: &WebState,
+    w: &Words,
+    p: &Project,
+    m: &PortMonitor,
+    period: &Period,
+    tz: &TimeZone,
+) -> Result<Markup, ApiError> {
     let log = api::disconnect_log(&state.api.store, p, &m.name, period.by, period.from_ms, period.to_ms, FAILURES).await?;
     let total: i64 = log.counts.iter().map(|c| c.failures).sum();
     let base = format!("/p/{}/ports/{}", p.name, m.name);
     let level = match period.by {
-        By::Year => "Year",
-        By::Month => "Month",
-        By::Day => "Day",
-        By::Hour => "Hour",
+        By::Year => w.level_year,
+        By::Month => w.level_month,
+        By::Day => w.level_day,
+        By::Hour => w.level_hour,
     };
     Ok(html! {
         h1 { (m.name) " " span.meta { (m.host) } }
         section.info {
             dl {
-                dt { "Host" } dd { (m.host) }
-                @if let Some(s) = &m.server { dt { "Server" } dd { a href={ "/p/" (p.name) "/s/" (s) } { (s) } } }
-                dt { "Ports" } dd { @for port in &m.ports { (port) " " } }
-                dt { "Checked" } dd { "every " (m.interval) ", timeout " (m.timeout) }
-                dt { "Alerts" } dd { "after " (m.failures) " failed checks, resolved after " (m.recoveries) " good" }
-                dt { "E-mail" } dd { (on_off(m.email)) }
-                dt { "SMS" } dd { (on_off(m.sms)) }
+                dt { (w.host) } dd { (m.host) }
+                @if let Some(s) = &m.server { dt { (w.server) } dd { a href={ "/p/" (p.name) "/s/" (s) } { (s) } } }
+                dt { (w.ports) } dd { @for port in &m.ports { (port) " " } }
+                dt { (w.checked) } dd { (fill(w.every_timeout, &[&m.interval, &m.timeout])) }
+                dt { (w.alerts) } dd { (fill(w.alerts_after, &[&m.failures, &m.recoveries])) }
+                dt { (w.email) } dd { (on_off(w, m.email)) }
+                dt { (w.sms) } dd { (on_off(w, m.sms)) }
             }
         }
         section.log {
-            h2 { "Disconnect log" }
-            nav.trail aria-label="Period" {
-                a href=(base) aria-current=[period.key.is_none().then_some("page")] { "All years" }
+            h2 { (w.disconnect_log) }
+            nav.trail aria-label=(w.nav_period) {
+                a href=(base) aria-current=[period.key.is_none().then_some("page")] { (w.all_years) }
                 @for (key, label) in period.trail() {
                     " › "
                     a href={ (base) "?period=" (key) } aria-current=[(Some(&key) == period.key.as_ref()).then_some("page")] { (label) }
                 }
             }
             p.meta {
-                (total) (if total == 1 { " failed check" } else { " failed checks" })
+                (fill(if total == 1 { w.n_failed_check } else { w.n_failed_checks }, &[&total]))
                 @if period.key.is_some() { ", " (html::time(period.from_ms, tz)) " – " (html::time(period.to_ms, tz)) }
-                "; times in " (p.timezone) "."
-                @if log.truncated { " Only the newest 100 000 are counted." }
+                (fill(w.times_in_after, &[&p.timezone]))
+                @if log.truncated { (w.only_newest_counted) }
             }
             @if !period.is_hour() && !log.counts.is_empty() {
                 table.counts {
-                    thead { tr { th { (level) } th { "Failed checks" } } }
+                    thead { tr { th { (level) } th { (w.failed_checks) } } }
                     tbody {
                         @for c in &log.counts {
                             tr data-period=(c.period) {
@@ -369,18 +383,18 @@ async fn render_monitor(state: &WebState, p: &Project, m: &PortMonitor, period: 
                 }
             }
             @if !log.failures.is_empty() {
-                h2 { "Failed checks" @if (total as usize) > log.failures.len() { " " span.meta { "(the newest " (log.failures.len()) ")" } } }
-                (failure_table(&log.failures, tz))
+                h2 { (w.failed_checks) @if (total as usize) > log.failures.len() { " " span.meta { (fill(w.the_newest, &[&log.failures.len()])) } } }
+                (failure_table(w, &log.failures, tz))
             }
         }
     })
 }
 
-fn failure_table(failures: &[FailureView], tz: &TimeZone) -> Markup {
+fn failure_table(w: &Words, failures: &[FailureView], tz: &TimeZone) -> Markup {
     html! {
         div.scroll {
             table.failures {
-                thead { tr { th { "Time" } th { "Port" } th { "Kind" } th { "Error" } } }
+                thead { tr { th { (w.time) } th { (w.port) } th { (w.kind) } th { (w.error) } } }
                 tbody {
                     @for f in failures {
                         tr {

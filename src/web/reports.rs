@@ -20,10 +20,12 @@ use maud::{Markup, html};
 
 use super::html::{self, Place, layout};
 use super::pages::failed;
+use super::words::{Words, fill};
 use super::{Signed, WebState, page};
 use crate::api::ApiError;
 use crate::clock::now_ms;
 use crate::config::model::Project;
+use crate::config::raw::Language;
 use crate::report::{self, Kind, Period, Report, ReportError, Request, render};
 
 /// The page's query, checked.
@@ -90,8 +92,9 @@ fn step(period: Period, date: Date, day: i8, by: i64) -> Option<Date> {
 }
 
 fn bad(message: String, signed: &Signed, p: &Project) -> Response {
-    let body = html! { section { h1 { "Bad request" } p.error role="alert" { (message) } p { a href={ "/p/" (p.name) "/reports" } { "Back to the reports" } } } };
-    page(StatusCode::BAD_REQUEST, layout("Bad request", Some(signed), Some(&Place::Project(p, "/reports")), body))
+    let w = signed.w;
+    let body = html! { section { h1 { (w.bad_request) } p.error role="alert" { (message) } p { a href={ "/p/" (p.name) "/reports" } { (w.back_to_reports) } } } };
+    page(StatusCode::BAD_REQUEST, layout(w, w.bad_request, Some(signed), Some(&Place::Project(p, "/reports")), body))
 }
 
 /// The project (in the caller's scope) and the report the query asks for, or the page saying
@@ -103,7 +106,7 @@ async fn build<'s>(
     project: &str,
     query: &HashMap<String, String>,
 ) -> Result<(&'s Project, Option<i8>, Report), Response> {
-    let Ok((p, _)) = signed.access.project(project) else { return Err(html::not_found(Some(signed))) };
+    let Ok((p, _)) = signed.access.project(project) else { return Err(html::missing(signed)) };
     let view = View::parse(query).map_err(|message| bad(message, signed, p))?;
     let request = Request { project: p, period: view.period, kind: view.kind, date: view.date, now_ms: now_ms() };
     report::build(&state.api.store, request)
@@ -124,7 +127,8 @@ pub async fn page_of(
 ) -> Response {
     match build(&state, &signed, &project, &query).await {
         Ok((p, day, built)) => {
-            page(StatusCode::OK, layout("Reports", Some(&signed), Some(&Place::Project(p, "/reports")), body(p, day, &built)))
+            let w = signed.w;
+            page(StatusCode::OK, layout(w, w.reports, Some(&signed), Some(&Place::Project(p, "/reports")), body(w, p, day, &built)))
         }
         Err(response) => response,
     }
@@ -150,23 +154,33 @@ pub async fn csv_of(
     }
 }
 
-fn period_label(period: Period) -> (&'static str, &'static str) {
+/// A period's name, and its links to the one before and after.
+fn period_label(w: &Words, period: Period) -> (&'static str, &'static str, &'static str) {
     match period {
-        Period::Daily => ("Daily", "day"),
-        Period::Weekly => ("Weekly", "week"),
-        Period::Monthly => ("Monthly", "month"),
+        Period::Daily => (w.daily, w.previous_day, w.next_day),
+        Period::Weekly => (w.weekly, w.previous_week, w.next_week),
+        Period::Monthly => (w.monthly, w.previous_month, w.next_month),
     }
 }
 
-fn kind_label(kind: Kind) -> &'static str {
+fn kind_label(w: &Words, kind: Kind) -> &'static str {
     match kind {
-        Kind::Summary => "Summary",
-        Kind::Disk => "Disk",
-        Kind::App => "Application detail",
+        Kind::Summary => w.summary,
+        Kind::Disk => w.disk,
+        Kind::App => w.app_detail,
     }
 }
 
-fn body(p: &Project, day: Option<i8>, built: &Report) -> Markup {
+/// A table's or column's heading: the report's own key in English (as the CSV has it), the
+/// mails' Korean words in Korean.
+fn heading(w: &Words, key: &'static str) -> &'static str {
+    match w.language() {
+        Language::En => key,
+        Language::Ko => report::mail::heading(Language::Ko, key),
+    }
+}
+
+fn body(w: &Words, p: &Project, day: Option<i8>, built: &Report) -> Markup {
     let Ok(date) = built.date.parse::<Date>() else { return html! {} };
     let day = day.unwrap_or(date.day());
     let today = jiff::Timestamp::from_millisecond(now_ms())
@@ -175,38 +189,38 @@ fn body(p: &Project, day: Option<i8>, built: &Report) -> Markup {
         .map(|(now, tz)| now.to_zoned(tz).date())
         .unwrap_or(date);
     let (period, kind) = (built.period, built.kind);
-    let unit = period_label(period).1;
+    let (_, earlier, later) = period_label(w, period);
     let previous = step(period, date, day, -1);
     let next = step(period, date, day, 1).filter(|next| *next <= today);
     html! {
         section.report {
             form.report-controls method="get" action={ "/p/" (p.name) "/reports" } {
-                label { "Period " select name="period" {
-                    @for each in Period::ALL { option value=(each.as_str()) selected[*each == period] { (period_label(*each).0) } }
+                label { (w.period) " " select name="period" {
+                    @for each in Period::ALL { option value=(each.as_str()) selected[*each == period] { (period_label(w, *each).0) } }
                 } }
-                label { "Kind " select name="kind" {
-                    @for each in Kind::ALL { option value=(each.as_str()) selected[*each == kind] { (kind_label(*each)) } }
+                label { (w.kind) " " select name="kind" {
+                    @for each in Kind::ALL { option value=(each.as_str()) selected[*each == kind] { (kind_label(w, *each)) } }
                 } }
-                label { "From " input type="date" name="date" value=(built.date) max=(today.to_string()); }
-                button type="submit" { "Show" }
+                label { (w.from) " " input type="date" name="date" value=(built.date) max=(today.to_string()); }
+                button type="submit" { (w.show) }
             }
-            nav.report-nav aria-label="Periods" {
-                @if let Some(previous) = previous { a rel="prev" href=(href(&p.name, false, period, kind, previous, day)) { "← Previous " (unit) } }
-                @if let Some(next) = next { a rel="next" href=(href(&p.name, false, period, kind, next, day)) { "Next " (unit) " →" } }
-                a.csv href=(href(&p.name, true, period, kind, date, day)) download { "Export CSV" }
-                button.print type="button" data-print { "Print" }
+            nav.report-nav aria-label=(w.nav_periods) {
+                @if let Some(previous) = previous { a rel="prev" href=(href(&p.name, false, period, kind, previous, day)) { (earlier) } }
+                @if let Some(next) = next { a rel="next" href=(href(&p.name, false, period, kind, next, day)) { (later) } }
+                a.csv href=(href(&p.name, true, period, kind, date, day)) download { (w.export_csv) }
+                button.print type="button" data-print { (w.print) }
             }
-            h1 { (period_label(period).0) " report · " (kind_label(kind)) " · " (p.name) }
+            h1 { (fill(w.report_title, &[&period_label(w, period).0, &kind_label(w, kind), &p.name])) }
             p.period {
                 (built.from) " – " (built.to) " (" (built.timezone) ")"
-                @if !built.complete { " · " strong { "the period is not over yet" } }
+                @if !built.complete { " · " strong { (w.not_over_yet) } }
             }
             @for table in render::tables(built) {
-                h2 { (table.name) }
-                table.report {
-                    thead { tr { @for column in table.columns { th { (column) } } } }
+                h2 { (heading(w, table.name)) }
+                table.report data-table=(table.name) {
+                    thead { tr { @for column in table.columns { th { (heading(w, column)) } } } }
                     tbody {
-                        @if table.rows.is_empty() { tr { td colspan=(table.columns.len()) { "None" } } }
+                        @if table.rows.is_empty() { tr { td colspan=(table.columns.len()) { (w.none_rows) } } }
                         @for row in &table.rows {
                             tr { @for cell in row { td.num[cell.right_aligned()] { (cell.show()) } } }
                         }

@@ -14,6 +14,7 @@ use maud::{Markup, html};
 use super::html::{self, Place, layout};
 use super::pages::failed;
 use super::svg::{Chart, Line};
+use super::words::{Words, fill};
 use super::{Signed, WebState, page};
 use crate::api::{self, ApiError, ProcessItems, Processes};
 use crate::clock::now_ms;
@@ -44,8 +45,9 @@ struct View {
 }
 
 pub(super) fn bad(message: String, signed: &Signed) -> Response {
-    let body = html! { section { h1 { "Bad request" } p.error { (message) } } };
-    page(StatusCode::BAD_REQUEST, layout("Bad request", Some(signed), None, body))
+    let w = signed.w;
+    let body = html! { section { h1 { (w.bad_request) } p.error { (message) } } };
+    page(StatusCode::BAD_REQUEST, layout(w, w.bad_request, Some(signed), None, body))
 }
 
 impl View {
@@ -98,13 +100,13 @@ pub async fn page_of(
     Path((project, server)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some((p, s)) = scope(&signed, &project, &server) else { return html::not_found(Some(&signed)) };
+    let Some((p, s)) = scope(&signed, &project, &server) else { return html::missing(&signed) };
     let view = match View::parse(&query) {
         Ok(v) => v,
         Err(message) => return bad(message, &signed),
     };
-    match render(&state, p, s, &view).await {
-        Ok(body) => page(StatusCode::OK, layout(&s.name, Some(&signed), Some(&Place::Project(p, "")), body)),
+    match render(&state, signed.w, p, s, &view).await {
+        Ok(body) => page(StatusCode::OK, layout(signed.w, &s.name, Some(&signed), Some(&Place::Project(p, "")), body)),
         Err(e) => failed(e, &signed),
     }
 }
@@ -121,17 +123,17 @@ pub async fn charts_of(
         Ok(v) => v,
         Err(message) => return (StatusCode::BAD_REQUEST, message).into_response(),
     };
-    match charts(&state, p, s, &view).await {
+    match charts(&state, signed.w, p, s, &view).await {
         Ok(markup) => Html(markup.into_string()).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn charts(state: &WebState, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
+async fn charts(state: &WebState, w: &Words, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
     let to_ms = view.end.unwrap_or_else(now_ms);
     let from_ms = to_ms - view.range.1;
     let span = Span { from_ms, to_ms, resolution: Resolution::for_range(view.range.1) };
-    graphs(state, p, &s.name, &[Graph::Cpu, Graph::Memory, Graph::Network, Graph::DiskIo], span, &[]).await
+    graphs(state, w, p, &s.name, &[Graph::Cpu, Graph::Memory, Graph::Network, Graph::DiskIo], span, &[]).await
 }
 
 /// One chart a page can show of a server, from the samples store.
@@ -159,6 +161,7 @@ pub struct Span {
 /// the server page's charts, and an alert page's around its start.
 pub async fn graphs(
     state: &WebState,
+    w: &Words,
     p: &Project,
     server: &str,
     which: &[Graph],
@@ -169,7 +172,19 @@ pub async fn graphs(
     let series = |name: &'static str| state.api.store.metric_series(&p.name, server, name, None, from_ms, to_ms, resolution);
     let tz = api::project_tz(&p.timezone);
     let chart = |title, fixed_max, format: fn(f64) -> String, lines: &[Line]| {
-        Chart { title, from_ms, to_ms, fixed_max, gap_ms: resolution.step_ms() * 3, lines, marks, tz: &tz, format }.render()
+        Chart {
+            title,
+            from_ms,
+            to_ms,
+            fixed_max,
+            gap_ms: resolution.step_ms() * 3,
+            lines,
+            marks,
+            tz: &tz,
+            format,
+            no_data: w.no_data_in_range,
+        }
+        .render()
     };
     let percent: fn(f64) -> String = |v| format!("{v:.0}%");
     let bits: fn(f64) -> String = |v| html::bps(Some(v));
@@ -177,30 +192,27 @@ pub async fn graphs(
     for graph in which {
         out.push(match graph {
             Graph::Cpu => {
-                chart("CPU usage", Some(100.0), percent, &[Line { label: "usage", class: "a", points: &series("cpu.usage").await? }])
+                chart(w.chart_cpu, Some(100.0), percent, &[Line { label: w.line_usage, class: "a", points: &series("cpu.usage").await? }])
             }
-            Graph::Memory => {
-                chart("Memory usage", Some(100.0), percent, &[Line { label: "usage", class: "a", points: &series("memory.usage").await? }])
-            }
-            Graph::DiskUsage => chart(
-                "Disk usage (fullest mount)",
+            Graph::Memory => chart(
+                w.chart_memory,
                 Some(100.0),
                 percent,
-                &[Line { label: "used", class: "a", points: &series("disk.usage").await? }],
+                &[Line { label: w.line_usage, class: "a", points: &series("memory.usage").await? }],
             ),
-            Graph::DiskIo => chart(
-                "Disk IO busy (busiest device)",
-                Some(100.0),
-                percent,
-                &[Line { label: "busy", class: "a", points: &series("disk.io").await? }],
-            ),
+            Graph::DiskUsage => {
+                chart(w.chart_disk, Some(100.0), percent, &[Line { label: w.line_used, class: "a", points: &series("disk.usage").await? }])
+            }
+            Graph::DiskIo => {
+                chart(w.chart_io, Some(100.0), percent, &[Line { label: w.line_busy, class: "a", points: &series("disk.io").await? }])
+            }
             Graph::Network => {
                 let (rx, tx) = (series("network.in_bps").await?, series("network.out_bps").await?);
                 chart(
-                    "Network (busiest interface)",
+                    w.chart_network,
                     None,
                     bits,
-                    &[Line { label: "in", class: "a", points: &rx }, Line { label: "out", class: "b", points: &tx }],
+                    &[Line { label: w.in_word, class: "a", points: &rx }, Line { label: w.out_word, class: "b", points: &tx }],
                 )
             }
         });
@@ -208,7 +220,7 @@ pub async fn graphs(
     Ok(html! { @for c in &out { (c) } })
 }
 
-async fn render(state: &WebState, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
+async fn render(state: &WebState, w: &Words, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
     let cells = api::cells(&state.api, &[p]).await?;
     let cell = cells.iter().find(|c| c.server.name == s.name);
     let live = state.api.live.get(&p.name, &s.name);
@@ -216,7 +228,7 @@ async fn render(state: &WebState, p: &Project, s: &Server, view: &View) -> Resul
     let facts = report.map(|r| &r.facts);
     let tz = api::project_tz(&p.timezone);
     let alerts = api::server_alerts(&state.api, &p.name, &s.name, None, api::RECENT_ALERTS).await?;
-    let charts = charts(state, p, s, view).await?;
+    let charts = charts(state, w, p, s, view).await?;
     let processes = report.map(|r| Processes::of(r, view.sort, PROCESSES));
     let now = now_ms();
     let end = view.end.unwrap_or(now);
@@ -225,44 +237,44 @@ async fn render(state: &WebState, p: &Project, s: &Server, view: &View) -> Resul
     Ok(html! {
         h1 {
             (s.name) " "
-            @if let Some(cell) = cell { span.state data-state=(cell.state.as_str()) { (cell.state.as_str()) } }
+            @if let Some(cell) = cell { span.state data-state=(cell.state.as_str()) { (w.cell_state(cell.state)) } }
         }
         section.info {
             dl {
-                dt { "Host" } dd { (s.host) }
-                dt { "OS" } dd { (facts.map_or(match s.os { Os::Linux => "Linux", Os::Windows => "Windows" }, |f| f.os.as_str())) }
+                dt { (w.host) } dd { (s.host) }
+                dt { (w.os) } dd { (facts.map_or(match s.os { Os::Linux => "Linux", Os::Windows => "Windows" }, |f| f.os.as_str())) }
                 @if let Some(f) = facts {
-                    dt { "Kernel" } dd { (f.kernel) }
-                    dt { "CPU" } dd { (f.cpu_vendor) " " (f.cpu_model) " × " (f.cpu_count) }
-                    dt { "RAM" } dd { (html::bytes(Some(f.ram_total_bytes))) }
-                    dt { "Addresses" } dd { @for ip in &f.ips { (ip) " " } }
-                    dt { "Uptime" } dd { (f.uptime_secs / 86_400) " days" }
+                    dt { (w.kernel) } dd { (f.kernel) }
+                    dt { (w.cpu) } dd { (f.cpu_vendor) " " (f.cpu_model) " × " (f.cpu_count) }
+                    dt { (w.ram) } dd { (html::bytes(Some(f.ram_total_bytes))) }
+                    dt { (w.addresses) } dd { @for ip in &f.ips { (ip) " " } }
+                    dt { (w.uptime) } dd { (fill(w.n_days, &[&(f.uptime_secs / 86_400)])) }
                 }
-                dt { "Tags" } dd { (s.tags.join(", ")) }
-                dt { "Policy" } dd { (s.policy.as_ref().map_or("none", |p| match p { PolicyRef::Project(n) | PolicyRef::Shared(n) => n.as_str() })) }
-                dt { "Last report" } dd { (live.as_ref().map_or("never".to_string(), |l| html::time(l.received_ms, &tz))) }
+                dt { (w.tags) } dd { (s.tags.join(", ")) }
+                dt { (w.policy) } dd { (s.policy.as_ref().map_or(w.none, |p| match p { PolicyRef::Project(n) | PolicyRef::Shared(n) => n.as_str() })) }
+                dt { (w.last_report) } dd { (live.as_ref().map_or(w.never.to_string(), |l| html::time(l.received_ms, &tz))) }
             }
             @if let Some(cell) = cell {
                 dl.now {
-                    dt { "CPU" } dd { (html::num(cell.cpu, " %")) }
-                    dt { "Memory" } dd { (html::num(cell.memory, " %")) }
-                    dt { "Disk (fullest)" } dd { (html::num(cell.disk, " %")) }
-                    dt { "Network in" } dd { (html::bps(cell.rx)) }
-                    dt { "Network out" } dd { (html::bps(cell.tx)) }
+                    dt { (w.cpu) } dd { (html::num(cell.cpu, " %")) }
+                    dt { (w.memory) } dd { (html::num(cell.memory, " %")) }
+                    dt { (w.disk_fullest) } dd { (html::num(cell.disk, " %")) }
+                    dt { (w.network_in) } dd { (html::bps(cell.rx)) }
+                    dt { (w.network_out) } dd { (html::bps(cell.tx)) }
                 }
             }
         }
         section.charts {
-            nav.range aria-label="Range" {
-                a href={ (base) (view.href(view.range.0, Some(end - view.range.1), view.sort)) } title="one range back" { "◀" }
+            nav.range aria-label=(w.nav_range) {
+                a href={ (base) (view.href(view.range.0, Some(end - view.range.1), view.sort)) } title=(w.range_back) { "◀" }
                 @for (word, _) in RANGES {
                     a href={ (base) (view.href(word, view.end, view.sort)) } aria-current=[(*word == view.range.0).then_some("page")] { (word) }
                 }
                 @if view.end.is_some() {
-                    a href={ (base) (view.href(view.range.0, (later < now).then_some(later), view.sort)) } title="one range forward" { "▶" }
-                    a href={ (base) (view.href(view.range.0, None, view.sort)) } { "now" }
+                    a href={ (base) (view.href(view.range.0, (later < now).then_some(later), view.sort)) } title=(w.range_forward) { "▶" }
+                    a href={ (base) (view.href(view.range.0, None, view.sort)) } { (w.now) }
                 } @else {
-                    span.live { "live" }
+                    span.live { (w.live) }
                 }
                 span.meta { (html::time(end - view.range.1, &tz)) " – " (html::time(end, &tz)) }
             }
@@ -270,10 +282,10 @@ async fn render(state: &WebState, p: &Project, s: &Server, view: &View) -> Resul
         }
         @if let Some(processes) = processes {
             section {
-                h2 { "Processes " span.meta { "(" (processes.total) " running)" } }
+                h2 { (w.processes) " " span.meta { (fill(w.n_running, &[&processes.total])) } }
                 table.processes {
                     thead { tr {
-                        @for (key, label) in [("name", "Name"), ("cpu", "CPU %"), ("memory", "Memory %"), ("count", "Count")] {
+                        @for (key, label) in [("name", w.name), ("cpu", w.col_cpu), ("memory", w.memory_pct), ("count", w.count)] {
                             th { a href={ (base) (view.href(view.range.0, view.end, key)) } aria-current=[(key == view.sort).then_some("true")] { (label) } }
                         }
                     } }
@@ -291,29 +303,29 @@ async fn render(state: &WebState, p: &Project, s: &Server, view: &View) -> Resul
             }
         }
         section {
-            h2 { "Recent alerts " a.more href={ "/p/" (p.name) "/alerts?server=" (s.name) } { "all alerts of " (s.name) } }
-            (alert_table(&p.name, &alerts, &tz))
+            h2 { (w.recent_alerts) " " a.more href={ "/p/" (p.name) "/alerts?server=" (s.name) } { (fill(w.all_alerts_of, &[&s.name])) } }
+            (alert_table(w, &p.name, &alerts, &tz))
         }
     })
 }
 
 /// A server's alerts as a table: time, severity, state, what; each opens its alert page.
-pub fn alert_table(project: &str, alerts: &[AlertRow], tz: &jiff::tz::TimeZone) -> Markup {
+pub fn alert_table(w: &Words, project: &str, alerts: &[AlertRow], tz: &jiff::tz::TimeZone) -> Markup {
     html! {
         @if alerts.is_empty() {
-            p.meta { "None." }
+            p.meta { (w.none_dot) }
         } @else {
             table.alerts {
-                thead { tr { th { "Started" } th { "Severity" } th { "State" } th { "Rule" } th { "Message" } } }
+                thead { tr { th { (w.started) } th { (w.severity) } th { (w.state) } th { (w.rule) } th { (w.message) } } }
                 tbody {
                     @for a in alerts {
                         tr data-alert=(a.id) {
                             td { a href={ "/p/" (project) "/alerts/" (a.id) } { (html::time(a.started_at_ms, tz)) } }
-                            td { span class={ "sev " (a.severity.as_str()) } { (a.severity.as_str()) } }
+                            td { span class={ "sev " (a.severity.as_str()) } { (w.severity(a.severity)) } }
                             td {
-                                (a.status.as_str())
-                                @if a.acknowledged_at_ms.is_some() { " " span.ack { "acknowledged" } }
-                                @if a.flapping { " " span.flapping { "⇅ flapping" } }
+                                (w.word(a.status.as_str()))
+                                @if a.acknowledged_at_ms.is_some() { " " span.ack { (w.acknowledged) } }
+                                @if a.flapping { " " span.flapping { (w.flapping) } }
                             }
                             td { (a.key.rule) @if !a.key.subject.is_empty() { " " (a.key.subject) } }
                             td { (a.message) }

@@ -14,6 +14,7 @@ use maud::{Markup, html};
 use super::html::{self, Place, layout};
 use super::pages::failed;
 use super::server::bad;
+use super::words::{Words, fill};
 use super::{Signed, WebState, page};
 use crate::api::{self, AllMax, ApiError, ServerQuery, ServerView};
 use crate::config::model::Project;
@@ -22,24 +23,44 @@ use crate::config::raw::Os;
 /// Servers to a page.
 const PAGE: usize = 100;
 
-/// The columns a user can show or hide: (key, heading, sort key when the column sorts, shown
-/// before the user chooses). The name always shows.
-const COLUMNS: &[(&str, &str, Option<&str>, bool)] = &[
-    ("state", "State", Some("state"), true),
-    ("os", "OS", None, true),
-    ("ips", "IPs", None, true),
-    ("cpu", "CPU %", Some("cpu"), true),
-    ("memory", "Memory %", Some("memory"), true),
-    ("disk", "Disk % all / max", Some("disk"), true),
-    ("network", "Network all / max", Some("network"), true),
-    ("vendor", "CPU vendor", None, false),
-    ("ram", "RAM", None, false),
-    ("uptime", "Uptime days", None, true),
-    ("io", "Disk IO % all / max", None, false),
-    ("iops", "IOPS all / max", None, false),
-    ("bps", "Disk bytes/s all / max", None, false),
-    ("tags", "Tags", None, true),
+/// The columns a user can show or hide: (key, sort key when the column sorts, shown before the
+/// user chooses). The name always shows.
+const COLUMNS: &[(&str, Option<&str>, bool)] = &[
+    ("state", Some("state"), true),
+    ("os", None, true),
+    ("ips", None, true),
+    ("cpu", Some("cpu"), true),
+    ("memory", Some("memory"), true),
+    ("disk", Some("disk"), true),
+    ("network", Some("network"), true),
+    ("vendor", None, false),
+    ("ram", None, false),
+    ("uptime", None, true),
+    ("io", None, false),
+    ("iops", None, false),
+    ("bps", None, false),
+    ("tags", None, true),
 ];
+
+/// A column's heading.
+fn heading(w: &Words, key: &str) -> &'static str {
+    match key {
+        "state" => w.col_state,
+        "os" => w.col_os,
+        "ips" => w.col_ips,
+        "cpu" => w.col_cpu,
+        "memory" => w.col_memory,
+        "disk" => w.col_disk,
+        "network" => w.col_network,
+        "vendor" => w.col_vendor,
+        "ram" => w.col_ram,
+        "uptime" => w.col_uptime,
+        "io" => w.col_io,
+        "iops" => w.col_iops,
+        "bps" => w.col_bps,
+        _ => w.col_tags,
+    }
+}
 
 /// The page's query: `?tag=&q=&sort=&page=`.
 struct ListParams {
@@ -104,18 +125,18 @@ pub async fn list(
     Path(project): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let Ok((p, _)) = signed.access.project(&project) else { return html::not_found(Some(&signed)) };
+    let Ok((p, _)) = signed.access.project(&project) else { return html::missing(&signed) };
     let params = match ListParams::parse(&query) {
         Ok(params) => params,
         Err(message) => return bad(message, &signed),
     };
-    match render(&state, p, &params).await {
-        Ok(body) => page(StatusCode::OK, layout("Servers", Some(&signed), Some(&Place::Project(p, "/servers")), body)),
+    match render(&state, signed.w, p, &params).await {
+        Ok(body) => page(StatusCode::OK, layout(signed.w, signed.w.server_list, Some(&signed), Some(&Place::Project(p, "/servers")), body)),
         Err(e) => failed(e, &signed),
     }
 }
 
-async fn render(state: &WebState, p: &Project, params: &ListParams) -> Result<Markup, ApiError> {
+async fn render(state: &WebState, w: &Words, p: &Project, params: &ListParams) -> Result<Markup, ApiError> {
     let listed = api::server_page(&state.api, p, &params.query).await?;
     let rows = listed.views(&api::project_tz(&p.timezone));
     let tags: BTreeSet<&str> = p.servers.values().flat_map(|s| s.tags.iter().map(String::as_str)).collect();
@@ -124,36 +145,36 @@ async fn render(state: &WebState, p: &Project, params: &ListParams) -> Result<Ma
     let pages = total.div_ceil(PAGE).max(1);
     let sort = params.query.sort;
     Ok(html! {
-        h1 { "Servers" }
+        h1 { (w.server_list) }
         form.filters method="get" action={ "/p/" (p.name) "/servers" } {
-            label { "Tag " select name="tag" {
-                option value="" { "any" }
+            label { (w.tag_label) select name="tag" {
+                option value="" { (w.any) }
                 @for tag in &tags { option value=(tag) selected[params.query.tag.as_deref() == Some(*tag)] { (tag) } }
             } }
-            label { "Search " input type="search" name="q" value=[params.query.q.as_deref()] placeholder="name or IP"; }
+            label { (w.search) input type="search" name="q" value=[params.query.q.as_deref()] placeholder=(w.name_or_ip); }
             input type="hidden" name="sort" value=(sort);
-            button type="submit" { "Filter" }
+            button type="submit" { (w.filter) }
             @if params.query.tag.is_some() || params.query.q.is_some() {
-                " " a href={ "/p/" (p.name) "/servers?sort=" (sort) } { "Clear" }
+                " " a href={ "/p/" (p.name) "/servers?sort=" (sort) } { (w.clear) }
             }
         }
         details.columns #columns hidden data-default=(default_columns()) {
-            summary { "Columns" }
-            @for (key, label, _, _) in COLUMNS {
-                label { input type="checkbox" data-col=(key); " " (label) }
+            summary { (w.columns) }
+            @for (key, _, _) in COLUMNS {
+                label { input type="checkbox" data-col=(key); " " (heading(w, key)) }
             }
         }
         p.meta #count {
-            @if total == 0 { "No servers match." } @else { "Servers " (first) "–" (last) " of " (total) }
+            @if total == 0 { (w.no_server_matches) } @else { (fill(w.servers_shown, &[&first, &last, &total])) }
         }
         @if total > 0 {
             div.scroll {
                 table.servers #servers data-sort=(sort) {
                     thead { tr {
-                        th { (sort_link(params, &p.name, "name", "Name")) }
-                        @for (key, label, sorts, shown) in COLUMNS {
+                        th { (sort_link(params, &p.name, "name", w.name)) }
+                        @for (key, sorts, shown) in COLUMNS {
                             th data-col=(key) hidden[!shown] {
-                                @if let Some(by) = sorts { (sort_link(params, &p.name, by, label)) } @else { (label) }
+                                @if let Some(by) = sorts { (sort_link(params, &p.name, by, heading(w, key))) } @else { (heading(w, key)) }
                             }
                         }
                     } }
@@ -161,8 +182,8 @@ async fn render(state: &WebState, p: &Project, params: &ListParams) -> Result<Ma
                         @for row in &rows {
                             tr data-server=(row.name) data-state=(row.state.as_str()) {
                                 td { a href={ "/p/" (p.name) "/s/" (row.name) } { (row.name) } }
-                                @for (key, _, _, shown) in COLUMNS {
-                                    td data-col=(key) hidden[!shown] { (cell(row, key)) }
+                                @for (key, _, shown) in COLUMNS {
+                                    td data-col=(key) hidden[!shown] { (cell(w, row, key)) }
                                 }
                             }
                         }
@@ -171,10 +192,10 @@ async fn render(state: &WebState, p: &Project, params: &ListParams) -> Result<Ma
             }
         }
         @if pages > 1 {
-            nav.pages aria-label="Pages" {
-                @if params.page > 1 { a rel="prev" href=(params.href(&p.name, sort, params.page - 1)) { "← Previous" } " " }
-                span.meta { "page " (params.page) " of " (pages) }
-                @if params.page < pages { " " a rel="next" href=(params.href(&p.name, sort, params.page + 1)) { "Next →" } }
+            nav.pages aria-label=(w.nav_pages) {
+                @if params.page > 1 { a rel="prev" href=(params.href(&p.name, sort, params.page - 1)) { (w.previous) } " " }
+                span.meta { (fill(w.page_of, &[&params.page, &pages])) }
+                @if params.page < pages { " " a rel="next" href=(params.href(&p.name, sort, params.page + 1)) { (w.next) } }
             }
         }
     })
@@ -190,7 +211,7 @@ fn encode(value: &str) -> String {
 
 /// The columns shown before the user chooses, as the page's script reads them.
 fn default_columns() -> String {
-    COLUMNS.iter().filter(|c| c.3).map(|c| c.0).collect::<Vec<_>>().join(",")
+    COLUMNS.iter().filter(|c| c.2).map(|c| c.0).collect::<Vec<_>>().join(",")
 }
 
 /// A heading that sorts the list by `by` (back to the first page); the current sort is marked.
@@ -205,11 +226,11 @@ fn all_max(v: Option<AllMax>, show: impl Fn(Option<f64>) -> String) -> String {
     }
 }
 
-fn cell(row: &ServerView, key: &str) -> Markup {
+fn cell(w: &Words, row: &ServerView, key: &str) -> Markup {
     let pct = |v: Option<f64>| html::num(v, "");
     let per_second = |v: Option<f64>| v.map_or("–".to_string(), |b| format!("{}/s", html::bytes(Some(b.max(0.0) as u64))));
     match key {
-        "state" => html! { span.state data-state=(row.state.as_str()) { (row.state.as_str()) } },
+        "state" => html! { span.state data-state=(row.state.as_str()) { (w.word(row.state.as_str())) } },
         "os" => html! { (row.os_name.unwrap_or(match row.os { Os::Linux => "linux", Os::Windows => "windows" })) },
         "ips" => html! {
             @match row.ips.filter(|ips| !ips.is_empty()) {

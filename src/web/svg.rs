@@ -37,6 +37,8 @@ pub struct Chart<'a> {
     pub marks: &'a [(i64, &'a str, &'a str)],
     pub tz: &'a jiff::tz::TimeZone,
     pub format: fn(f64) -> String,
+    /// What an empty chart says, in the page's language.
+    pub no_data: &'a str,
 }
 
 /// The x of `at_ms` on an axis over [from, to).
@@ -98,7 +100,7 @@ impl Chart<'_> {
                         path class={ "line " (line.class) } d=(PreEscaped(d)) {}
                     }
                     @if points == 0 {
-                        text.axis x=(W / 2.0) y=(H / 2.0) text-anchor="middle" { "no data in this range" }
+                        text.axis x=(W / 2.0) y=(H / 2.0) text-anchor="middle" { (self.no_data) }
                     }
                 }
             }
@@ -227,6 +229,7 @@ mod tests {
             marks: &[],
             tz: &jiff::tz::TimeZone::UTC,
             format: |v| format!("{v:.0}"),
+            no_data: "no data in this range",
         };
         let svg = chart.render().into_string();
         assert!(svg.contains("data-points=\"3\""), "{svg}");

@@ -9,6 +9,7 @@ mod common;
 mod config_cli;
 mod dashboard;
 mod dashboard_alerts;
+mod dashboard_language;
 mod dashboard_lists;
 mod divided;
 mod engine;

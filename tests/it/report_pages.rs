@@ -31,12 +31,13 @@ async fn cookie(browser: &Browser) -> String {
     format!("wk_session={}", browser.client.get_named_cookie("wk_session").await.expect("a session cookie").value())
 }
 
-/// The text of every cell of the table under the heading `name`, row by row.
+/// The text of every cell of the report's table `name` (`data-table`, whatever the heading's
+/// language), row by row.
 async fn table(browser: &Browser, name: &str) -> Vec<Vec<String>> {
     let script = format!(
-        "const h = Array.from(document.querySelectorAll('section.report h2')).find(h => h.textContent === '{name}');
-         if (!h) return [];
-         return Array.from(h.nextElementSibling.querySelectorAll('tbody tr')).map(r => Array.from(r.cells).map(c => c.textContent));"
+        "const t = document.querySelector('table.report[data-table={name}]');
+         if (!t) return [];
+         return Array.from(t.querySelectorAll('tbody tr')).map(r => Array.from(r.cells).map(c => c.textContent));"
     );
     serde_json::from_value(browser.client.execute(&script, vec![]).await.unwrap()).unwrap()
 }
@@ -58,6 +59,9 @@ async fn a_project_admin_reads_steps_through_and_exports_reports_with_the_apis_f
     assert!(servers.iter().any(|row| row[0] == "db-01" && row[1] == "yes"), "paused servers are marked: {servers:?}");
     let summary = table(&browser, "summary").await;
     assert_eq!(summary.len(), 2, "{summary:?}");
+    // Alice reads Korean (`language: ko`): the report mail's headings.
+    assert_eq!(browser.text("section.report h2").await, "요약");
+    assert!(browser.text("table.report[data-table=servers] thead").await.contains("메모리 평균 %"));
     browser.screenshot("reports-daily").await;
 
     // Export CSV is the API's CSV, byte for byte.

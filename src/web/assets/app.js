@@ -29,6 +29,9 @@
   const tmax = document.getElementById("tmax");
   const STATES = { o: "ok", w: "warning", f: "fatal", p: "paused", n: "nodata" };
   const KEY = "watchkeeper.trafficMax";
+  // The hover text's words, in the page's language.
+  const WORDS = JSON.parse(eye.dataset.words || "{}");
+  const word = (w, fallback) => (typeof w === "string" ? w : fallback);
   let cells = Array.from(eye.querySelectorAll("a.c"));
 
   function level(v, full) {
@@ -58,10 +61,11 @@
   }
   function show(a) {
     const v = a.dataset.v.split(",");
+    const states = WORDS.states || {};
     tip.textContent =
-      a.dataset.server + " — " + a.dataset.state +
-      "\nCPU " + pct(v[0]) + " · memory " + pct(v[1]) + " · disk " + pct(v[2]) +
-      "\nin " + rate(v[3]) + " · out " + rate(v[4]);
+      a.dataset.server + " — " + word(states[a.dataset.state], a.dataset.state) +
+      "\nCPU " + pct(v[0]) + " · " + word(WORDS.memory, "memory") + " " + pct(v[1]) + " · " + word(WORDS.disk, "disk") + " " + pct(v[2]) +
+      "\n" + word(WORDS.in, "in") + " " + rate(v[3]) + " · " + word(WORDS.out, "out") + " " + rate(v[4]);
     const r = a.getBoundingClientRect();
     tip.hidden = false;
     tip.style.left = Math.min(window.scrollX + r.left, window.scrollX + document.documentElement.clientWidth - tip.offsetWidth - 8) + "px";
