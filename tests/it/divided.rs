@@ -3,7 +3,8 @@
 //! replica stopped with SIGTERM hands its shards over at once, one killed with -9 after the
 //! lease TTL; a replica that comes back takes its shards again, and only those move. The
 //! take-over times, the longest gap between two checks of a monitor and the checks closer than
-//! half an interval (duplicates) are printed.
+//! half an interval (duplicates) are printed. And a replica killed while a port is down leaves
+//! exactly one fired and one resolved mail at a real SMTP server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -16,7 +17,8 @@ use watchkeeper::lease::{SHARDS, preferred, shard_of};
 
 use crate::store::TestDb;
 use crate::support::free_port;
-use crate::support::serve::Serve;
+use crate::support::serve::{Listener, OPERATOR, Serve};
+use crate::support::smtp::SmtpServer;
 
 const MONITORS: usize = 300;
 /// Generous: the machine may be loaded.
@@ -259,4 +261,85 @@ fn three_replicas_divide_the_monitors_and_take_over_from_a_stopped_or_killed_one
     let wrong: Vec<_> = by.iter().filter(|(_, who)| who.len() != 1).collect();
     assert!(wrong.is_empty(), "after beta came back, monitors not checked by exactly one replica: {wrong:?}");
     assert!(alpha.log().contains("took over shards"), "{}", alpha.log());
+}
+
+/// Alert fired and resolved mails of `web`, by subject.
+fn subjects(smtp: &SmtpServer) -> Vec<String> {
+    smtp.messages().into_iter().map(|m| m.subject).collect()
+}
+
+#[test]
+fn a_replica_killed_while_a_port_is_down_leaves_exactly_one_down_and_one_recovered_mail() {
+    crate::support::install_crypto();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = runtime.block_on(TestDb::postgres());
+    let smtp = SmtpServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let web = Listener::open(free_port());
+    let port = web.port;
+    let tree = work.join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    let token_hash = watchkeeper::token::sha256_hex(OPERATOR);
+    fs::write(
+        tree.join("tree.yaml"),
+        format!(
+            "kind: User\nemail: alice@example.com\nname: Alice\ntoken_sha256: {token_hash}\nnotify: {{ email: true }}\n---\n\
+             kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {}, tls: none }}\nfrom: \"watchkeeper <alerts@example.com>\"\n---\n\
+             kind: Project\nname: shop\nmembers: [{{ user: alice@example.com, role: admin }}]\nchannels: [mail]\n---\n\
+             kind: PortMonitor\nname: web\nproject: shop\nhost: 127.0.0.1\nports: [{port}]\ninterval: 1s\ntimeout: 500ms\nfailures: 3\n",
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let three = ["alpha", "beta", "gamma"];
+    let mut replicas: BTreeMap<&str, Serve> = three.iter().map(|id| (*id, replica(&tree, &db.url, id, work))).collect();
+    for serve in replicas.values() {
+        serve.wait_until("the tree is applied", WAIT, || serve.applied().is_some());
+    }
+    let all: Vec<&Serve> = replicas.values().collect();
+    wait_for_owners(&runtime, &db.url, &three, &all);
+    let owner = preferred(shard_of("shop", "web"), &three).unwrap();
+    let others: Vec<&str> = three.iter().copied().filter(|id| *id != owner).collect();
+    let checked = |serve: &Serve| checks(serve).get("web").copied().unwrap_or(0.0);
+    replicas[owner].wait_until("the owner checks web", WAIT, || checked(&replicas[owner]) >= 2.0);
+
+    // The port goes down: the owner fires, one mail.
+    let web_closed = web.close();
+    smtp.wait_for(1, WAIT);
+    assert!(subjects(&smtp)[0].contains("Alert fired"), "{:?}", subjects(&smtp));
+
+    // kill -9 the owner while the port is still down; another replica takes the shard over once
+    // the lease expires, loads the firing alert, and goes on checking without firing again.
+    let heir = preferred(shard_of("shop", "web"), &others).unwrap();
+    let mut killed = replicas.remove(owner).unwrap();
+    let before = checked(&replicas[heir]);
+    killed.kill();
+    let killed_at = Instant::now();
+    replicas[heir].wait_until("the heir checks web", WAIT, || checked(&replicas[heir]) > before);
+    println!("kill -9 of web's replica: {heir} checks web again {:.2} s after the kill (lease TTL 3 s)", killed_at.elapsed().as_secs_f64());
+    let remaining: Vec<&Serve> = others.iter().map(|id| &replicas[id]).collect();
+    wait_for_owners(&runtime, &db.url, &others, &remaining);
+    replicas[heir].wait_until("the heir checks web on", WAIT, || checked(&replicas[heir]) >= before + 5.0);
+    assert_eq!(subjects(&smtp).len(), 1, "no second fired mail: {:?}", subjects(&smtp));
+    assert_eq!(replicas[heir].firing().len(), 1, "the alert still fires, as the killed replica left it");
+
+    // The port comes back: the heir resolves it, one mail.
+    let _web = Listener::open(web_closed);
+    smtp.wait_for(2, WAIT);
+    replicas[heir].wait_until("the alert resolves", WAIT, || replicas[heir].firing().is_empty());
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = subjects(&smtp);
+    let fired = sent.iter().filter(|s| s.contains("Alert fired")).count();
+    let resolved = sent.iter().filter(|s| s.contains("Resolved")).count();
+    println!(
+        "exactly-once across a kill -9: {fired} fired and {resolved} resolved mails at aiosmtpd: {} duplicates, {} missing",
+        fired.saturating_sub(1) + resolved.saturating_sub(1),
+        usize::from(fired == 0) + usize::from(resolved == 0)
+    );
+    assert_eq!(sent.len(), 2, "exactly one fired and one resolved mail: {sent:?}");
+    assert!(sent[0].contains("Alert fired") && sent[1].contains("Resolved"), "{sent:?}");
+    let alerts = replicas[heir].get("/api/v1/projects/shop/alerts")["alerts"].as_array().cloned().unwrap();
+    assert_eq!(alerts.len(), 1, "one alert, fired once and resolved once: {alerts:#?}");
+    assert!(replicas[heir].log().contains("took over shards"), "{}", replicas[heir].log());
 }
