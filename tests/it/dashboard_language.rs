@@ -1,13 +1,16 @@
-//! The dashboard in the reader's language, in a real browser (headless Chromium) against the
-//! real serve binary with a real agent: a Korean user reads Korean pages and an English user
-//! English ones (the operator: by `Accept-Language`). Screenshots land in
-//! `target/screenshots/`.
+//! The dashboard in the reader's language, and the down-check pairs, in a real browser
+//! (headless Chromium) against the real serve binary with a real agent: a Korean user reads
+//! Korean pages and an English user English ones (the operator: by `Accept-Language`); the
+//! port monitors page shows each down-check pair's verdict as the detector's checks change it,
+//! and the availability page the target's timeline. Screenshots land in `target/screenshots/`.
 
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
+
+use serde_json::Value;
 
 use crate::support::agent::{self, Agent};
 use crate::support::browser::Browser;
@@ -214,4 +217,75 @@ async fn a_korean_user_reads_korean_pages_and_an_english_user_english_ones() {
     let (status, html) = serve.request("GET", "/no-such-page", &[("Accept-Language", "ko")], b"");
     assert!(status == 404 && html.contains("찾을 수 없음"), "{status}");
     drop((Listener::open(closed), service, liveness));
+}
+
+/// The down-check pair's row on the port monitors page: (`data-verdict`, the verdict's text).
+async fn verdict(browser: &Browser) -> (String, String) {
+    script(
+        browser,
+        "const r = document.querySelector('table.downchecks tr[data-downcheck]'); \
+         return r ? [r.dataset.verdict, r.querySelector('.verdict').textContent] : ['', ''];",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_port_page_shows_each_down_check_pairs_verdict_and_availability_the_targets_timeline() {
+    let Site { tmp: _tmp, web, service, liveness, serve, base, _agent } = site();
+    let browser = Browser::start(1280, 900).await;
+    browser.sign_in(&base, ALICE).await;
+    let ports = format!("{base}/p/shop/ports");
+    let long = Duration::from_secs(60);
+    let has = |verdict: &str| format!("return document.querySelector('table.downchecks tr[data-verdict={verdict}]') !== null;");
+
+    // Both ports answer the detector: the target is up.
+    browser.wait_reloading("the down-check is up", long, &ports, &has("up")).await;
+    assert_eq!(verdict(&browser).await, ("up".to_string(), "up".to_string()));
+    let row = browser.text("table.downchecks tr[data-downcheck]").await;
+    assert!(row.contains("web-01 → db-01") && row.contains(&format!("127.0.0.1:{}", service.port)), "{row}");
+    browser.screenshot("downcheck-up").await;
+
+    // The service port closes while the machine answers on its liveness port: service down.
+    let service_port = service.close();
+    browser.wait_reloading("the service is down", long, &ports, &has("service_down")).await;
+    assert_eq!(verdict(&browser).await.1, "service down");
+    let error = browser.text("table.downchecks tr[data-downcheck] td.error-text").await;
+    assert!(error.to_lowercase().contains("refused"), "the detector's error: {error}");
+    browser.screenshot("downcheck-service-down").await;
+
+    // The liveness port closes too: the host is down.
+    let liveness_port = liveness.close();
+    browser.wait_reloading("the host is down", long, &ports, &has("host_down")).await;
+    assert_eq!(verdict(&browser).await.1, "host down");
+    browser.screenshot("downcheck-host-down").await;
+    let (_service, _liveness) = (Listener::open(service_port), Listener::open(liveness_port));
+    browser.wait_reloading("the target is up again", long, &ports, &has("up")).await;
+
+    // The API says the same verdicts the page showed.
+    let checks: Value = serve.get("/api/v1/projects/shop/monitors")["down_checks"].clone();
+    assert_eq!(checks[0]["verdict"], "up");
+    let name = checks[0]["name"].as_str().unwrap().to_string();
+
+    // Availability: the target's timeline under "Down-checks", with the outage in it.
+    browser.client.goto(&format!("{base}/p/shop/availability?range=1d")).await.unwrap();
+    let figure = format!("document.querySelector('figure[data-target=\"{name}\"]')");
+    browser
+        .wait_for(
+            "the down-check's timeline has its outage",
+            Duration::from_secs(20),
+            &format!("return {figure} !== null && {figure}.querySelector('rect.span.down, rect.span.partial') !== null;"),
+        )
+        .await;
+    let (heading, uptime): (String, String) = script(
+        &browser,
+        &format!("const f = {figure}; return [f.closest('.timelines').previousElementSibling.textContent, f.dataset.uptime];"),
+    )
+    .await;
+    assert_eq!(heading, "Down-checks");
+    let uptime: f64 = uptime.parse().unwrap();
+    assert!(uptime > 0.0 && uptime < 100.0, "uptime {uptime}");
+    assert!(browser.text(&format!("figure[data-target=\"{name}\"] figcaption")).await.contains(&format!("127.0.0.1:{service_port}")));
+    browser.screenshot("downcheck-availability").await;
+    browser.close().await;
+    drop(web);
 }
