@@ -16,6 +16,8 @@ use sqlx::{Connection, PgConnection};
 use watchkeeper::lease::{SHARDS, preferred, shard_of};
 
 use crate::store::TestDb;
+use crate::storm::{web01_disks, write_disks_tree};
+use crate::support::agent::KEY;
 use crate::support::free_port;
 use crate::support::serve::{Listener, OPERATOR, Serve};
 use crate::support::smtp::SmtpServer;
@@ -263,18 +265,22 @@ fn three_replicas_divide_the_monitors_and_take_over_from_a_stopped_or_killed_one
     assert!(alpha.log().contains("took over shards"), "{}", alpha.log());
 }
 
-/// Alert fired and resolved mails of `web`, by subject.
+/// What a test with mail needs: a runtime, a PostgreSQL database, aiosmtpd, a work directory.
+fn with_mail() -> (tokio::runtime::Runtime, TestDb, SmtpServer, tempfile::TempDir) {
+    crate::support::install_crypto();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = runtime.block_on(TestDb::postgres());
+    (runtime, db, SmtpServer::start(), tempfile::tempdir().unwrap())
+}
+
+/// The subjects of the mails aiosmtpd received, in order.
 fn subjects(smtp: &SmtpServer) -> Vec<String> {
     smtp.messages().into_iter().map(|m| m.subject).collect()
 }
 
 #[test]
 fn a_replica_killed_while_a_port_is_down_leaves_exactly_one_down_and_one_recovered_mail() {
-    crate::support::install_crypto();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let db = runtime.block_on(TestDb::postgres());
-    let smtp = SmtpServer::start();
-    let work = tempfile::tempdir().unwrap();
+    let (runtime, db, smtp, work) = with_mail();
     let work = work.path();
     let web = Listener::open(free_port());
     let port = web.port;
@@ -342,4 +348,37 @@ fn a_replica_killed_while_a_port_is_down_leaves_exactly_one_down_and_one_recover
     let alerts = replicas[heir].get("/api/v1/projects/shop/alerts")["alerts"].as_array().cloned().unwrap();
     assert_eq!(alerts.len(), 1, "one alert, fired once and resolved once: {alerts:#?}");
     assert!(replicas[heir].log().contains("took over shards"), "{}", replicas[heir].log());
+}
+
+#[test]
+fn an_agents_report_to_one_replica_is_decided_by_the_replica_holding_its_server() {
+    let (runtime, db, smtp, work) = with_mail();
+    let work = work.path();
+    let tree = work.join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    write_disks_tree(&tree, smtp.port);
+    let two = ["alpha", "beta"];
+    let replicas: BTreeMap<&str, Serve> = two.iter().map(|id| (*id, replica(&tree, &db.url, id, work))).collect();
+    for serve in replicas.values() {
+        serve.wait_until("the tree is applied", WAIT, || serve.applied().is_some());
+    }
+    wait_for_owners(&runtime, &db.url, &two, &replicas.values().collect::<Vec<_>>());
+    let holder = preferred(shard_of("shop", "web-01"), &two).unwrap();
+    let receiver = two.iter().copied().find(|id| *id != holder).unwrap();
+
+    // The agent reports to the replica that does not hold web-01; the holder decides.
+    let (status, text) = replicas[receiver].ingest(KEY, &web01_disks(1, 95.0));
+    assert_eq!(status, 200, "{text}");
+    let sent = Instant::now();
+    replicas[holder].wait_until("the holder fires", WAIT, || replicas[holder].firing().len() == 1);
+    println!("a report to {receiver} fired web-01's alert on {holder} {:.2} s after it was accepted", sent.elapsed().as_secs_f64());
+    smtp.wait_for(1, WAIT);
+    let (status, text) = replicas[receiver].ingest(KEY, &web01_disks(1, 50.0));
+    assert_eq!(status, 200, "{text}");
+    replicas[holder].wait_until("the holder resolves", WAIT, || replicas[holder].firing().is_empty());
+    smtp.wait_for(2, WAIT);
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = subjects(&smtp);
+    assert_eq!(sent.len(), 2, "one fired and one resolved mail: {sent:?}");
+    assert!(sent[0].contains("Alert fired") && sent[1].contains("Resolved"), "{sent:?}");
 }

@@ -15,8 +15,14 @@ const MOUNTS: usize = 500;
 
 /// One report of web-01 with every mount's `disk.usage` at `percent`.
 fn disks(percent: f64) -> Value {
+    web01_disks(MOUNTS, percent)
+}
+
+/// One report of shop's web-01, timed now, with `mounts` mounts (`/mnt/d000`…) at `percent`
+/// disk usage.
+pub(crate) fn web01_disks(mounts: usize, percent: f64) -> Value {
     let metrics: Vec<Value> =
-        (0..MOUNTS).map(|i| json!({ "name": "disk.usage", "subject": format!("/mnt/d{i:03}"), "value": percent })).collect();
+        (0..mounts).map(|i| json!({ "name": "disk.usage", "subject": format!("/mnt/d{i:03}"), "value": percent })).collect();
     json!({
         "project": "shop",
         "server": "web-01",
@@ -26,6 +32,24 @@ fn disks(percent: f64) -> Value {
             "metrics": metrics, "processes": [], "process_counts": {}, "at_ms": watchkeeper::clock::now_ms(),
         }],
     })
+}
+
+/// A tree with shop's web-01 under a policy firing at 90 % disk usage, mailing alice through the
+/// SMTP server on `smtp_port`, with the operator token and the test agents' ingest key.
+pub(crate) fn write_disks_tree(dir: &std::path::Path, smtp_port: u16) {
+    let (operator, key) = (watchkeeper::token::sha256_hex(OPERATOR), watchkeeper::token::sha256_hex(KEY));
+    fs::write(
+        dir.join("tree.yaml"),
+        format!(
+            "kind: User\nemail: alice@example.com\nname: Alice\ntoken_sha256: {operator}\n---\n\
+             kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {}, tls: none }}\nfrom: \"wk <alerts@example.com>\"\n---\n\
+             kind: Project\nname: shop\nmembers: [{{ user: alice@example.com, role: admin }}]\nchannels: [mail]\ningest_key_sha256: {key}\n---\n\
+             kind: Server\nname: web-01\nproject: shop\nhost: 127.0.0.1\npolicy: disks\n---\n\
+             kind: AlertPolicy\nname: disks\nproject: shop\nrules:\n  - {{ metric: disk.usage, fatal: 90 }}\n",
+            smtp_port
+        ),
+    )
+    .unwrap();
 }
 
 /// The mounts (`d000`…) a mail names, in its subject and body.
@@ -42,19 +66,7 @@ fn one_request_opening_500_alerts_sends_ten_mails_and_one_digest_listing_the_res
     let work = work.path();
     let dir = work.join("tree");
     fs::create_dir_all(&dir).unwrap();
-    let (operator, key) = (watchkeeper::token::sha256_hex(OPERATOR), watchkeeper::token::sha256_hex(KEY));
-    fs::write(
-        dir.join("tree.yaml"),
-        format!(
-            "kind: User\nemail: alice@example.com\nname: Alice\ntoken_sha256: {operator}\n---\n\
-             kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {}, tls: none }}\nfrom: \"wk <alerts@example.com>\"\n---\n\
-             kind: Project\nname: shop\nmembers: [{{ user: alice@example.com, role: admin }}]\nchannels: [mail]\ningest_key_sha256: {key}\n---\n\
-             kind: Server\nname: web-01\nproject: shop\nhost: 127.0.0.1\npolicy: disks\n---\n\
-             kind: AlertPolicy\nname: disks\nproject: shop\nrules:\n  - {{ metric: disk.usage, fatal: 90 }}\n",
-            smtp.port
-        ),
-    )
-    .unwrap();
+    write_disks_tree(&dir, smtp.port);
     // A window far longer than 500 alerts take to process, so they all fall into one; room for
     // 1 000 mounts, so all 500 open an alert.
     let args: Vec<String> = [

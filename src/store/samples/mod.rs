@@ -34,6 +34,7 @@
 mod encoding;
 mod period;
 mod rollup;
+mod shared;
 
 use std::collections::{BTreeMap, BTreeSet};
 
