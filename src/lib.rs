@@ -41,7 +41,8 @@
 //! - [`collect`] — host metrics into serve: the group-committing `writer`, the `live` view of each
 //!   server's newest report, agents' assignments, the node_exporter `scrape`r.
 //! - [`engine`] — the one writer of alert state: observations → [`alert::decide`] → store + outbox,
-//!   with storm control (digests) on the notifications.
+//!   with storm control (digests) on the notifications; with replicas, for the shards its
+//!   replica holds only, every write fenced by the shard's lease.
 //! - [`api`] — the status API and its token scopes (read-only but for acknowledgement notes);
 //!   the agents' ingest endpoint; delivery receipts (read-receipt images, SMS delivery reports).
 //! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running
@@ -54,7 +55,7 @@
 //!   user's `language` or the browser's `Accept-Language`, from one table of phrases.
 //! - [`reconcile`] — revision sources (directory watch, git poll) and applying a revision.
 //! - [`serve`] — the composition root: starts, wires and stops every task; this replica's
-//!   heartbeat; its HTTP listener with connection caps and timeouts, within an open-files budget.
+//!   heartbeat and (on PostgreSQL) its shard leases; its HTTP listener with connection caps and timeouts, within an open-files budget.
 //! - [`agent`] — on a monitored server: host sampling on its own thread, log keyword tailing,
 //!   down-checks, and the push loop with its bounded backlog.
 //!
