@@ -14,6 +14,10 @@
 //!    processes, round-robin over the servers; then again with 20 reports per request (an
 //!    agent catching up on its backlog). Only 200 answers count.
 //!
+//! 4. on PostgreSQL, 1, 2 and 3 serve replicas on the one database (`WK_BENCH_REPLICAS`, default
+//!    3), each with its own listener, the clients spread over them (client i posts to replica
+//!    i mod n), one report per request; printed beside SQLite's single-serve figure.
+//!
 //! Printed: reports/s, request latency p50/p99, and serve's CPU time per 1 000 reports. The
 //! load generator runs on the same two cores, so the figure is a floor.
 
@@ -49,21 +53,59 @@ async fn run() {
     println!("ingest: {servers} servers, 100 metrics and 30 processes per report");
 
     let sqlite = format!("sqlite://{}", tmp.path().join("wk.db").display());
-    bench_backend(&bin, &tree, &sqlite, "SQLite", servers, tmp.path()).await;
+    let sqlite_rate = bench_backend(&bin, &tree, &sqlite, "SQLite", servers, tmp.path()).await;
 
-    common::on_throwaway_postgres("ingest", |url| async move { bench_backend(&bin, &tree, &url, "PostgreSQL", servers, tmp.path()).await })
-        .await;
+    let replicas = env_u64("WK_BENCH_REPLICAS", 3) as usize;
+    common::on_throwaway_postgres("ingest", |url| async move {
+        bench_backend(&bin, &tree, &url, "PostgreSQL", servers, tmp.path()).await;
+        println!("\nPostgreSQL replicas sharing the load, 1 report/request (SQLite, one serve: {sqlite_rate:.0} reports/s):");
+        for n in 1..=replicas {
+            bench_replicas(&bin, &tree, &url, n, servers, tmp.path()).await;
+        }
+    })
+    .await;
 }
 
-async fn bench_backend(bin: &Path, tree: &Path, db: &str, label: &str, servers: usize, tmp: &Path) {
+/// `n` serves on the PostgreSQL at `db`, the clients spread over them, one report per request.
+async fn bench_replicas(bin: &Path, tree: &Path, db: &str, n: usize, servers: usize, tmp: &Path) {
+    let serves: Vec<Serve> = (0..n)
+        .map(|i| {
+            let args = vec!["--config".to_string(), tree.display().to_string(), "--db".to_string(), db.to_string()];
+            Serve::start(bin, &args, TOKEN, &tmp.join(format!("serve-replica-{n}-{i}.log")))
+        })
+        .collect();
+    for serve in &serves {
+        serve.wait_until("the tree is applied", Duration::from_secs(60), || serve.applied().is_some());
+    }
+    let seconds = env_u64("WK_BENCH_SECONDS", 10);
+    let connections = env_u64("WK_BENCH_CONNECTIONS", 64) as usize;
+    let ports: Vec<u16> = serves.iter().map(|s| s.port).collect();
+    let before: Vec<Duration> = serves.iter().map(|s| cpu_time(s.pid()).unwrap_or_default()).collect();
+    let run = load(&ports, servers, connections, 1, Duration::from_secs(seconds)).await;
+    let cpu: Duration = serves.iter().zip(&before).map(|(s, b)| cpu_time(s.pid()).unwrap_or_default().saturating_sub(*b)).sum();
+    let rate = run.reports as f64 / run.elapsed.as_secs_f64();
+    println!(
+        "PostgreSQL, {n} replica(s): {rate:>7.0} reports/s ({} requests, {} refused), latency p50 {:.1} ms p99 {:.1} ms, serve CPU {:.0} ms per 1 000 reports (all replicas) [target ≥ {TARGET_REPORTS_PER_S:.0}: {}]",
+        run.requests,
+        run.refused,
+        run.p50_ms,
+        run.p99_ms,
+        cpu.as_secs_f64() * 1e6 / run.reports.max(1) as f64,
+        verdict(rate >= TARGET_REPORTS_PER_S),
+    );
+}
+
+/// Both runs (1 and 20 reports per request) on one serve; returns the rate of the first.
+async fn bench_backend(bin: &Path, tree: &Path, db: &str, label: &str, servers: usize, tmp: &Path) -> f64 {
     let args = vec!["--config".to_string(), tree.display().to_string(), "--db".to_string(), db.to_string()];
     let serve = Serve::start(bin, &args, TOKEN, &tmp.join(format!("serve-{label}.log")));
     serve.wait_until("the tree is applied", Duration::from_secs(60), || serve.applied().is_some());
     let seconds = env_u64("WK_BENCH_SECONDS", 10);
     let connections = env_u64("WK_BENCH_CONNECTIONS", 64) as usize;
+    let mut single = 0.0;
     for per_request in [1usize, 20] {
         let before = cpu_time(serve.pid()).unwrap_or_default();
-        let run = load(serve.port, servers, connections, per_request, Duration::from_secs(seconds)).await;
+        let run = load(&[serve.port], servers, connections, per_request, Duration::from_secs(seconds)).await;
         let cpu = cpu_time(serve.pid()).unwrap_or_default().saturating_sub(before);
         let rate = run.reports as f64 / run.elapsed.as_secs_f64();
         println!(
@@ -73,14 +115,18 @@ async fn bench_backend(bin: &Path, tree: &Path, db: &str, label: &str, servers: 
             run.p50_ms,
             run.p99_ms,
             cpu.as_secs_f64() * 1e6 / run.reports.max(1) as f64,
-            if per_request == 1 && label == "SQLite" {
+            if per_request == 1 {
                 format!(" [target ≥ {TARGET_REPORTS_PER_S:.0}: {}]", verdict(rate >= TARGET_REPORTS_PER_S))
             } else {
                 String::new()
             }
         );
+        if per_request == 1 {
+            single = rate;
+        }
     }
     drop(serve);
+    single
 }
 
 struct Run {
@@ -92,17 +138,18 @@ struct Run {
     p99_ms: f64,
 }
 
-async fn load(port: u16, servers: usize, connections: usize, per_request: usize, duration: Duration) -> Run {
+/// `connections` clients posting to `ports` (client i to `ports[i % len]`) for `duration`.
+async fn load(ports: &[u16], servers: usize, connections: usize, per_request: usize, duration: Duration) -> Run {
     let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build().expect("HTTP client");
-    let url = format!("http://127.0.0.1:{port}/ingest/v1/report");
     let reports = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + duration;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (client, url, reports, refused, next) = (client.clone(), url.clone(), reports.clone(), refused.clone(), next.clone());
+    for c in 0..connections {
+        let url = format!("http://127.0.0.1:{}/ingest/v1/report", ports[c % ports.len()]);
+        let (client, reports, refused, next) = (client.clone(), reports.clone(), refused.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {

@@ -132,6 +132,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to PostgreSQL may take at startup, and waiting for a pooled connection later.
 const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Commits of host reports in flight at once on PostgreSQL; four of the pool's ten connections,
+/// so the alert engine, the prober and the API always find one.
+const POSTGRES_CONCURRENT_WRITES: usize = 4;
 
 fn migrator(migrations: &'static [(i64, &'static str, &'static str)]) -> Migrator {
     Migrator::with_migrations(
@@ -246,6 +249,16 @@ impl Store {
         match self.backend {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// How many write transactions of host reports may be in flight at once: one on SQLite,
+    /// which writes one transaction at a time; [`POSTGRES_CONCURRENT_WRITES`] on PostgreSQL,
+    /// where a commit mostly waits for the log flush and concurrent commits share one.
+    pub fn concurrent_writes(&self) -> usize {
+        match self.backend {
+            Backend::Sqlite(_) => 1,
+            Backend::Postgres(_) => POSTGRES_CONCURRENT_WRITES,
         }
     }
 

@@ -527,3 +527,78 @@ async fn a_database_from_before_daily_rollups_gets_its_days_a_month_a_run(db: Te
     let all = period(&store, T0, T0 + 40 * DAY).await;
     assert_eq!(figures(&all, None), (40 * 24 * 12, (40.0 * 24.0 - 1.0) / 2.0, 0.0, 959.0, 959.0));
 }
+
+// ---- PostgreSQL only ----
+
+/// Several commits of host reports are in flight at once on PostgreSQL, each holding the marks
+/// shared until it commits. A raise of `late_before` (roll_up) must wait only for the inserts
+/// already in flight: an insert that comes after it waits its turn — and then, reading the
+/// raised mark, marks its bucket late — rather than overtaking it, which under a steady load
+/// of overlapping inserts would keep the raise (and every roll-up) waiting for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_insert_after_a_waiting_raise_waits_its_turn_and_marks_its_bucket_late() {
+    use std::time::Duration;
+    let db = TestDb::postgres().await;
+    let store = db.connect().await;
+    insert(&store, "web-01", &cpu_reports(T0, T0 + 10 * MIN)).await;
+    assert_eq!(store.roll_up(after(T0 + 5 * MIN)).await.unwrap(), stats(1, 0, 0));
+
+    // An insert in flight: the marks held as the store's insert holds them, not committed yet.
+    let mut in_flight = PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut in_flight).await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)").bind(MARKS_QUEUE).execute(&mut in_flight).await.unwrap();
+    sqlx::query("SELECT value FROM metric_marks WHERE name IN ('late_before', 'raw_from') FOR SHARE")
+        .fetch_all(&mut in_flight)
+        .await
+        .unwrap();
+
+    // roll_up raises late_before to T0 + 10 min and waits for that insert.
+    let rolling = tokio::spawn({
+        let store = store.clone();
+        async move { store.roll_up(after(T0 + 10 * MIN)).await.unwrap() }
+    });
+    let mut watch = PgConnection::connect(&db.url).await.unwrap();
+    wait_for_lock_waiters(&mut watch, 1).await;
+
+    // A report of minute 7 (bucket 1, which that raise makes late) arrives now.
+    let late = tokio::spawn({
+        let store = store.clone();
+        async move { store.insert_reports(&[StoredReport { project: "shop", server: "web-01", report: &cpu(T0 + 7 * MIN + 1, 1000.0) }]).await }
+    });
+    // It queues behind the raise instead of going ahead of it.
+    loop {
+        assert!(!late.is_finished(), "the insert went ahead of the waiting raise: {:?}", late.await);
+        if lock_waiters(&mut watch).await >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query("COMMIT").execute(&mut in_flight).await.unwrap();
+    late.await.unwrap().unwrap();
+    rolling.await.unwrap();
+    // The report was of a bucket already rolled up: counted there by this roll-up or the next.
+    store.roll_up(after(T0 + 10 * MIN)).await.unwrap();
+    let bucket_one = series(&store, "web-01", T0 + 5 * MIN, T0 + 10 * MIN, Resolution::FiveMinutes).await;
+    assert_eq!(bucket_one.iter().map(|p| p.max).collect::<Vec<_>>(), [1000.0], "{bucket_one:?}");
+}
+
+/// The advisory lock the store queues writers of the metric marks behind ("wkmarks" and 1).
+const MARKS_QUEUE: i64 = i64::from_be_bytes(*b"wkmarks\x01");
+
+/// How many sessions of this database wait for an advisory lock.
+async fn lock_waiters(conn: &mut PgConnection) -> i64 {
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap();
+    n
+}
+
+async fn wait_for_lock_waiters(conn: &mut PgConnection, n: i64) {
+    while lock_waiters(conn).await < n {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

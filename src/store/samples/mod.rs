@@ -172,30 +172,92 @@ fn floor_to(at_ms: i64, step: i64) -> i64 {
 
 // ---- SQL ----
 
-/// What insert_reports needs to know; `$lock` makes PostgreSQL hold the rows until commit, so
-/// roll_up's raise of `late_before` waits for inserts in flight (SQLite's write lock does that).
-macro_rules! ingest_marks_sql {
+/// A condition that takes the PostgreSQL advisory lock [`MARKS_QUEUE`] (with `$lock`,
+/// `pg_advisory_xact_lock` or `…_shared`) once, before any row of the statement is read: an
+/// uncorrelated subquery is evaluated first, and the lock is held until the commit.
+macro_rules! marks_queue {
     ($lock:literal) => {
-        concat!("SELECT name, value FROM metric_marks WHERE name IN ('late_before', 'raw_from')", $lock)
+        concat!("(SELECT count(*) FROM (SELECT ", $lock, "(", "8605091778320364289", ")) AS queue) = 1")
     };
 }
-const INGEST_MARKS_SQLITE: &str = ingest_marks_sql!("");
-const INGEST_MARKS_POSTGRES: &str = ingest_marks_sql!(" FOR SHARE");
+
+/// The advisory lock that queues the writers of the marks on PostgreSQL in turn (see
+/// [`INSERT_REPORTS_POSTGRES`]): "wkmarks" and 1, as a number. [`marks_queue!`] writes it out.
+#[cfg(test)]
+const MARKS_QUEUE: i64 = 8_605_091_778_320_364_289;
+
+/// What insert_reports needs to know on SQLite, read inside its write transaction (whose lock
+/// makes roll_up's raise of `late_before` wait for an insert in flight).
+const INGEST_MARKS_SQLITE: &str = "SELECT name, value FROM metric_marks WHERE name IN ('late_before', 'raw_from')";
+
+/// insert_reports on PostgreSQL: the whole batch in one statement, so one round trip and one
+/// commit however many reports it holds. The reports come as arrays (`$1`–`$4`: project,
+/// server, time and `vals` of each) and so do the server states (`$5`–`$10`), so the text is the
+/// same for every batch and is prepared once per connection. Rows are written in key order (the
+/// states come sorted), so two batches in flight at once wait for each other, if at all, in
+/// one order and never deadlock. The marks are read `FOR SHARE`:
+/// the rows stay locked until the commit, so roll_up's raise of `late_before` waits for inserts
+/// in flight, and an insert that waited reads the raised value. A report before `raw_from` is
+/// not stored; one of a 5-minute bucket before `late_before` marks that bucket late.
+///
+/// Several of these commit at once (see the collector's writer), and row locks are not granted
+/// in turn: shared lockers that keep overlapping could keep a raise waiting for as long as the
+/// load lasts. So each first takes [`MARKS_QUEUE`] shared, and the raise and prune's hold take
+/// it exclusively: that lock is granted in turn, so a raise waits only for the inserts already
+/// in flight, and the ones that come after it wait for it.
+const INSERT_REPORTS_POSTGRES: &str = concat!(
+    "
+WITH marks AS MATERIALIZED (
+    SELECT max(value) FILTER (WHERE name = 'late_before') AS late_before,
+           max(value) FILTER (WHERE name = 'raw_from') AS raw_from
+    FROM (SELECT name, value FROM metric_marks WHERE name IN ('late_before', 'raw_from')
+            AND ",
+    marks_queue!("pg_advisory_xact_lock_shared"),
+    "
+          FOR SHARE) AS locked
+),
+kept AS MATERIALIZED (
+    SELECT r.project, r.server, r.at_ms, r.vals, m.late_before
+    FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[]) AS r(project, server, at_ms, vals), marks AS m
+    WHERE m.raw_from IS NULL OR r.at_ms >= m.raw_from
+),
+samples AS (
+    INSERT INTO metric_samples (project, server, at_ms, vals)
+    SELECT project, server, at_ms, vals FROM kept ORDER BY project, server, at_ms
+    ON CONFLICT (project, server, at_ms) DO NOTHING
+),
+late AS (
+    INSERT INTO metric_late_buckets (project, server, bucket_ms)
+    SELECT DISTINCT project, server, bucket_ms
+    FROM (SELECT project, server, at_ms - mod(mod(at_ms, 300000) + 300000, 300000) AS bucket_ms, late_before FROM kept) AS b
+    WHERE bucket_ms < late_before
+)
+INSERT INTO server_states (project, server, last_report_ms, boot_time, facts, latest)
+SELECT * FROM unnest($5::text[], $6::text[], $7::int8[], $8::int8[], $9::text[], $10::text[])
+ON CONFLICT (project, server) DO UPDATE SET last_report_ms = excluded.last_report_ms,
+    boot_time = excluded.boot_time, facts = excluded.facts, latest = excluded.latest
+  WHERE excluded.last_report_ms > server_states.last_report_ms"
+);
 
 /// Prune's hold on the raw horizon until it has written the new one: on PostgreSQL a lock that
 /// waits for inserts in flight and holds up new ones (on SQLite the write lock does both).
 /// Only this row: the watermarks are read unlocked, as an older one only prunes less.
 macro_rules! hold_raw_from_sql {
-    ($lock:literal) => {
+    ($lock:expr) => {
         concat!("SELECT value FROM metric_marks WHERE name = 'raw_from'", $lock)
     };
 }
 const HOLD_RAW_FROM_SQLITE: &str = hold_raw_from_sql!("");
-const HOLD_RAW_FROM_POSTGRES: &str = hold_raw_from_sql!(" FOR UPDATE");
+const HOLD_RAW_FROM_POSTGRES: &str = hold_raw_from_sql!(concat!(" AND ", marks_queue!("pg_advisory_xact_lock"), " FOR UPDATE"));
 
 const ALL_MARKS: &str = "SELECT name, value FROM metric_marks";
 /// Raise a mark, never lower it.
 const RAISE_MARK: &str = "UPDATE metric_marks SET value = $2 WHERE name = $1 AND (value IS NULL OR value < $2)";
+/// [`RAISE_MARK`] on PostgreSQL, in its turn behind the inserts in flight ([`MARKS_QUEUE`]).
+const RAISE_MARK_POSTGRES: &str = concat!(
+    "UPDATE metric_marks SET value = $2 WHERE name = $1 AND (value IS NULL OR value < $2) AND ",
+    marks_queue!("pg_advisory_xact_lock")
+);
 /// The compare-and-set every roll_up write starts with.
 const BUMP_RUN: &str = "UPDATE metric_marks SET value = value + 1 WHERE name = 'rollup_run' AND value = $1";
 const SET_MARK: &str = "UPDATE metric_marks SET value = $2 WHERE name = $1";
@@ -305,62 +367,10 @@ impl Store {
                 Ok((project, server, report.at_ms, boot_time, to_json(&report.facts)?, to_json(report)?))
             })
             .collect::<Result<Vec<_>>>()?;
-        let marks_sql = match self.backend {
-            Backend::Sqlite(_) => INGEST_MARKS_SQLITE,
-            Backend::Postgres(_) => INGEST_MARKS_POSTGRES,
-        };
-
-        on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
-            let marks = Marks::from_rows(&sqlx::query(marks_sql).fetch_all(&mut *tx).await?)?;
-            let kept: Vec<(&StoredReport, &String)> =
-                batch.iter().zip(&encoded).filter(|(r, _)| marks.raw_from.is_none_or(|from| r.report.at_ms >= from)).collect();
-
-            for chunk in kept.chunks(SAMPLE_INSERT_CHUNK) {
-                let mut insert = QueryBuilder::new("INSERT INTO metric_samples (project, server, at_ms, vals) ");
-                insert.push_values(chunk, |mut row, (r, vals)| {
-                    row.push_bind(r.project).push_bind(r.server).push_bind(r.report.at_ms).push_bind(vals.as_str());
-                });
-                insert.push(" ON CONFLICT (project, server, at_ms) DO NOTHING");
-                insert.build().execute(&mut *tx).await?;
-            }
-
-            if let Some(late_before) = marks.late_before {
-                let late: BTreeSet<(&str, &str, i64)> = kept
-                    .iter()
-                    .map(|(r, _)| (r.project, r.server, floor_to(r.report.at_ms, FIVE_MINUTES_MS)))
-                    .filter(|&(_, _, bucket)| bucket < late_before)
-                    .collect();
-                let late: Vec<_> = late.into_iter().collect();
-                for chunk in late.chunks(LATE_INSERT_CHUNK) {
-                    let mut insert = QueryBuilder::new("INSERT INTO metric_late_buckets (project, server, bucket_ms) ");
-                    insert.push_values(chunk, |mut row, &(project, server, bucket)| {
-                        row.push_bind(project).push_bind(server).push_bind(bucket);
-                    });
-                    insert.build().execute(&mut *tx).await?;
-                }
-            }
-
-            for chunk in states.chunks(STATE_UPSERT_CHUNK) {
-                let mut upsert = QueryBuilder::new("INSERT INTO server_states (project, server, last_report_ms, boot_time, facts, latest) ");
-                upsert.push_values(chunk, |mut row, (project, server, at_ms, boot_time, facts, latest)| {
-                    row.push_bind(*project)
-                        .push_bind(*server)
-                        .push_bind(*at_ms)
-                        .push_bind(*boot_time)
-                        .push_bind(facts.as_str())
-                        .push_bind(latest.as_str());
-                });
-                upsert.push(
-                    " ON CONFLICT (project, server) DO UPDATE SET last_report_ms = excluded.last_report_ms,
-                        boot_time = excluded.boot_time, facts = excluded.facts, latest = excluded.latest
-                      WHERE excluded.last_report_ms > server_states.last_report_ms",
-                );
-                upsert.build().execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
+        match &self.backend {
+            Backend::Sqlite(pool) => insert_reports_sqlite(pool, batch, &encoded, &states).await,
+            Backend::Postgres(pool) => insert_reports_postgres(pool, batch, &encoded, &states).await,
+        }
     }
 
     /// The newest report of every server, to restore the live view after a restart. A row that
@@ -521,6 +531,82 @@ impl Store {
     }
 }
 
+/// A server's newest report of a batch, as its `server_states` row: project, server, time,
+/// boot time, facts and the whole report (JSON).
+type StateRow<'a> = (&'a str, &'a str, i64, i64, String, String);
+
+/// [`Store::insert_reports`] on SQLite: multi-row statements in one write transaction.
+async fn insert_reports_sqlite(pool: &SqlitePool, batch: &[StoredReport<'_>], encoded: &[String], states: &[StateRow<'_>]) -> Result<()> {
+    let mut tx = pool.begin_write().await?;
+    let marks = Marks::from_rows(&sqlx::query(INGEST_MARKS_SQLITE).fetch_all(&mut *tx).await?)?;
+    let kept: Vec<(&StoredReport, &String)> =
+        batch.iter().zip(encoded).filter(|(r, _)| marks.raw_from.is_none_or(|from| r.report.at_ms >= from)).collect();
+
+    for chunk in kept.chunks(SAMPLE_INSERT_CHUNK) {
+        let mut insert = QueryBuilder::new("INSERT INTO metric_samples (project, server, at_ms, vals) ");
+        insert.push_values(chunk, |mut row, (r, vals)| {
+            row.push_bind(r.project).push_bind(r.server).push_bind(r.report.at_ms).push_bind(vals.as_str());
+        });
+        insert.push(" ON CONFLICT (project, server, at_ms) DO NOTHING");
+        insert.build().execute(&mut *tx).await?;
+    }
+
+    if let Some(late_before) = marks.late_before {
+        let late: BTreeSet<(&str, &str, i64)> = kept
+            .iter()
+            .map(|(r, _)| (r.project, r.server, floor_to(r.report.at_ms, FIVE_MINUTES_MS)))
+            .filter(|&(_, _, bucket)| bucket < late_before)
+            .collect();
+        let late: Vec<_> = late.into_iter().collect();
+        for chunk in late.chunks(LATE_INSERT_CHUNK) {
+            let mut insert = QueryBuilder::new("INSERT INTO metric_late_buckets (project, server, bucket_ms) ");
+            insert.push_values(chunk, |mut row, &(project, server, bucket)| {
+                row.push_bind(project).push_bind(server).push_bind(bucket);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+    }
+
+    for chunk in states.chunks(STATE_UPSERT_CHUNK) {
+        let mut upsert = QueryBuilder::new("INSERT INTO server_states (project, server, last_report_ms, boot_time, facts, latest) ");
+        upsert.push_values(chunk, |mut row, (project, server, at_ms, boot_time, facts, latest)| {
+            row.push_bind(*project)
+                .push_bind(*server)
+                .push_bind(*at_ms)
+                .push_bind(*boot_time)
+                .push_bind(facts.as_str())
+                .push_bind(latest.as_str());
+        });
+        upsert.push(
+            " ON CONFLICT (project, server) DO UPDATE SET last_report_ms = excluded.last_report_ms,
+                boot_time = excluded.boot_time, facts = excluded.facts, latest = excluded.latest
+              WHERE excluded.last_report_ms > server_states.last_report_ms",
+        );
+        upsert.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`Store::insert_reports`] on PostgreSQL: [`INSERT_REPORTS_POSTGRES`], one statement in a
+/// transaction of its own.
+async fn insert_reports_postgres(pool: &PgPool, batch: &[StoredReport<'_>], encoded: &[String], states: &[StateRow<'_>]) -> Result<()> {
+    sqlx::query(INSERT_REPORTS_POSTGRES)
+        .bind(batch.iter().map(|r| r.project).collect::<Vec<&str>>())
+        .bind(batch.iter().map(|r| r.server).collect::<Vec<&str>>())
+        .bind(batch.iter().map(|r| r.report.at_ms).collect::<Vec<i64>>())
+        .bind(encoded.iter().map(String::as_str).collect::<Vec<&str>>())
+        .bind(states.iter().map(|s| s.0).collect::<Vec<&str>>())
+        .bind(states.iter().map(|s| s.1).collect::<Vec<&str>>())
+        .bind(states.iter().map(|s| s.2).collect::<Vec<i64>>())
+        .bind(states.iter().map(|s| s.3).collect::<Vec<i64>>())
+        .bind(states.iter().map(|s| s.4.as_str()).collect::<Vec<&str>>())
+        .bind(states.iter().map(|s| s.5.as_str()).collect::<Vec<&str>>())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,5 +627,13 @@ mod tests {
         assert_eq!(floor_to(-1, FIVE_MINUTES_MS), -FIVE_MINUTES_MS);
         assert_eq!(floor_to(i64::MIN, HOUR_MS), i64::MIN);
         assert!((i64::MAX - HOUR_MS + 1..=i64::MAX).contains(&floor_to(i64::MAX, HOUR_MS)));
+    }
+
+    #[test]
+    fn the_marks_queue_is_one_lock_everywhere() {
+        assert_eq!(MARKS_QUEUE, i64::from_be_bytes(*b"wkmarks\x01"));
+        for sql in [INSERT_REPORTS_POSTGRES, HOLD_RAW_FROM_POSTGRES, RAISE_MARK_POSTGRES] {
+            assert!(sql.contains(&format!("({MARKS_QUEUE})")), "{sql}");
+        }
     }
 }

@@ -53,7 +53,11 @@ impl Store {
         let cut = floor_to(now_ms.saturating_sub(GRACE_MS), FIVE_MINUTES_MS);
         // From here on, reports for buckets before `cut` count as late (see the module docs).
         let (marks, late) = on_pool!(self, pool => {
-            sqlx::query(RAISE_MARK).bind("late_before").bind(cut).execute(pool).await?;
+            let raise = match self.backend {
+                Backend::Sqlite(_) => RAISE_MARK,
+                Backend::Postgres(_) => RAISE_MARK_POSTGRES,
+            };
+            sqlx::query(raise).bind("late_before").bind(cut).execute(pool).await?;
             let marks = Marks::from_rows(&sqlx::query(ALL_MARKS).fetch_all(pool).await?)?;
             let late = sqlx::query(LATE).fetch_all(pool).await?;
             let late = late
