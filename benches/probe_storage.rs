@@ -24,7 +24,8 @@
 //!    failures and recoveries copied back over a year and their hourly rollups over 30 days; to
 //!    every port, its daily rollup over 30 days — and times, median of
 //!    `WK_BENCH_RUNS` (5), the store reads behind the status API: a monitor's log `by=year` and
-//!    `by=hour` (the monitor with the most failures), the 30-day availability of one project
+//!    `by=hour` (the monitor with the most failures: its failures counted per period, the newest
+//!    1 000 listed), the 30-day availability of one project
 //!    (`availability?days=30`: hourly buckets and latency of its 300 ports), and the 30-day
 //!    uptime of all 30 000 ports from the daily rollups.
 
@@ -34,12 +35,15 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, Row, SqliteConnection};
+use watchkeeper::api::{By, failure_counts};
 use watchkeeper::store::{ProbeRecord, Store};
 
 use common::{env_u64, ms, verdict};
 
 const TARGET_BYTES_PER_CHECK: f64 = 2.0;
 const TARGET_QUERY: Duration = Duration::from_millis(50);
+/// Failures a monitor's log lists by default (the API's `limit`).
+const LOG_LIST: u32 = 1000;
 /// Bytes per check of the one-row-per-check layout, measured on SQLite before the change.
 const OLD_BYTES_PER_CHECK: f64 = 113.0;
 
@@ -417,21 +421,23 @@ async fn bench_backend(label: &str, url: &str, s: &Settings) {
     let project_ports = s.monitors.div_ceil(PROJECTS) * PORTS.len();
     let store = &store;
     println!("  reads (median of {} runs):", s.runs);
-    let (by_year, found) = time(s.runs, || async move {
-        store.probe_history(project, monitor, to - 5 * 366 * DAY, to + 1, true, 100_000).await.expect("log").len()
-    })
-    .await;
+    // What the monitor's log answers: its failures counted per period (in UTC here) and the
+    // newest LOG_LIST of them listed, the API's default.
+    let log = |from: i64, by: By| async move {
+        let counts = failure_counts(store, project, monitor, by, from, to + 1, &jiff::tz::TimeZone::UTC).await.expect("log counts");
+        let listed = store.probe_history(project, monitor, from, to + 1, true, LOG_LIST).await.expect("log").len();
+        (counts.len(), counts.iter().map(|c| c.failures).sum::<i64>(), listed)
+    };
+    let (by_year, (periods, failures, listed)) = time(s.runs, || log(to - 5 * 366 * DAY, By::Year)).await;
     println!(
-        "    log?by=year of {project}/{monitor} (5 years back, {found} failures)   {}   target ≤ {}   {}",
+        "    log?by=year of {project}/{monitor} (5 years back: {failures} failures counted in {periods} years, the newest {listed} listed)   {}   target ≤ {}   {}",
         ms(by_year),
         ms(TARGET_QUERY),
         verdict(by_year <= TARGET_QUERY)
     );
-    let (by_hour, found) =
-        time(s.runs, || async move { store.probe_history(project, monitor, to - DAY, to + 1, true, 100_000).await.expect("log").len() })
-            .await;
+    let (by_hour, (periods, failures, listed)) = time(s.runs, || log(to - DAY, By::Hour)).await;
     println!(
-        "    log?by=hour of {project}/{monitor} (24 hours back, {found} failures)   {}   target ≤ {}   {}",
+        "    log?by=hour of {project}/{monitor} (24 hours back: {failures} failures counted in {periods} hours, {listed} listed)   {}   target ≤ {}   {}",
         ms(by_hour),
         ms(TARGET_QUERY),
         verdict(by_hour <= TARGET_QUERY)
@@ -583,10 +589,10 @@ async fn old_layout(raw: &mut Raw, s: &Settings) -> f64 {
 }
 
 /// The median wall time of `runs` calls (after one to warm up), and what the last one found.
-async fn time<F, Fut>(runs: usize, mut f: F) -> (Duration, usize)
+async fn time<F, Fut, T>(runs: usize, mut f: F) -> (Duration, T)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = usize>,
+    Fut: std::future::Future<Output = T>,
 {
     let mut found = f().await;
     let mut times = Vec::with_capacity(runs);

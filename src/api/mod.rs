@@ -40,7 +40,8 @@ pub use alerts::{AlertOf, MAX_NOTE_CHARS, acknowledge_alert, alert_of};
 pub use auth::{Access, Role};
 pub use monitors::{
     BucketView, By, Delivery, DeliveryStats, DisconnectLog, DownCheckView, FailureView, LastCheck, MediaCounts, MonitorYear, Monitors,
-    PeriodCount, PortMonitorView, PortView, TargetKind, TargetView, availability_of, delivery_stats, disconnect_log, monitors, this_year,
+    PeriodCount, PortMonitorView, PortView, TargetKind, TargetView, availability_of, delivery_stats, disconnect_log, failure_counts,
+    monitors, this_year,
 };
 pub use objects::ObjectsDoc;
 pub use projects::{Firing, ProjectSummary, Revision, Revisions, revisions, summaries};

@@ -189,7 +189,7 @@ pub async fn monitors<'a>(state: &ApiState, p: &'a Project, role: Role) -> Resul
 // GET /api/v1/projects/{p}/monitors/{name}/log
 
 const DAY_MS: i64 = 86_400_000;
-/// Failures read to count periods; the list returned is cut to `limit`.
+/// The most failures a log lists (`limit`); every failure is counted whatever the limit.
 const COUNT_ROWS: u32 = 100_000;
 const DEFAULT_LOG_LIMIT: i64 = 1000;
 
@@ -224,13 +224,50 @@ pub enum By {
 impl By {
     /// The period key of `z`, as [`PeriodCount::period`] writes it.
     pub fn key(self, z: &jiff::Zoned) -> String {
-        let format = match self {
+        z.strftime(self.format()).to_string()
+    }
+
+    fn format(self) -> &'static str {
+        match self {
             By::Year => "%Y",
             By::Month => "%Y-%m",
             By::Day => "%Y-%m-%d",
             By::Hour => "%Y-%m-%dT%H",
+        }
+    }
+
+    /// The periods that [from, to) touches in `tz`: their keys and their edges in epoch
+    /// milliseconds — period `i` is [`edges[i]`, `edges[i + 1]`), the first starting at
+    /// `from_ms` and the last ending at `to_ms`. Periods are stepped on the wall clock, so an
+    /// hour repeated when clocks go back is one period and a skipped hour an empty one.
+    fn periods(self, from_ms: i64, to_ms: i64, tz: &jiff::tz::TimeZone) -> (Vec<String>, Vec<i64>) {
+        let (mut keys, mut edges) = (Vec::new(), vec![from_ms]);
+        let Some(first) = zoned(from_ms, tz) else { return (keys, edges) };
+        let dt = first.datetime();
+        let mut start = match self {
+            By::Year => jiff::civil::date(dt.year(), 1, 1).at(0, 0, 0, 0),
+            By::Month => jiff::civil::date(dt.year(), dt.month(), 1).at(0, 0, 0, 0),
+            By::Day => dt.date().at(0, 0, 0, 0),
+            By::Hour => dt.date().at(dt.hour(), 0, 0, 0),
         };
-        z.strftime(format).to_string()
+        let step = match self {
+            By::Year => jiff::Span::new().years(1),
+            By::Month => jiff::Span::new().months(1),
+            By::Day => jiff::Span::new().days(1),
+            By::Hour => jiff::Span::new().hours(1),
+        };
+        loop {
+            keys.push(start.strftime(self.format()).to_string());
+            let Ok(next) = start.checked_add(step) else { break };
+            let Ok(next_ms) = next.to_zoned(tz.clone()).map(|z| z.timestamp().as_millisecond()) else { break };
+            if next_ms >= to_ms {
+                break;
+            }
+            edges.push(next_ms.max(*edges.last().unwrap_or(&from_ms)));
+            start = next;
+        }
+        edges.push(to_ms);
+        (keys, edges)
     }
 }
 
@@ -240,8 +277,6 @@ impl By {
 pub struct DisconnectLog {
     pub counts: Vec<PeriodCount>,
     pub failures: Vec<FailureView>,
-    /// More failures than could be counted: the counts are of the newest ones.
-    pub truncated: bool,
 }
 
 pub async fn disconnect_log(
@@ -253,22 +288,37 @@ pub async fn disconnect_log(
     to_ms: i64,
     limit: usize,
 ) -> Result<DisconnectLog, ApiError> {
-    let rows = store.probe_history(&p.name, monitor, from_ms, to_ms, true, COUNT_ROWS).await?;
-    let truncated = rows.len() >= COUNT_ROWS as usize;
     let tz = project_tz(&p.timezone);
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for r in &rows {
-        if let Some(z) = zoned(r.at_ms, &tz) {
-            *counts.entry(by.key(&z)).or_default() += 1;
-        }
-    }
+    let counts = failure_counts(store, &p.name, monitor, by, from_ms, to_ms, &tz).await?;
+    let rows = store.probe_history(&p.name, monitor, from_ms, to_ms, true, u32::try_from(limit).unwrap_or(u32::MAX).max(1)).await?;
     let failures = rows
         .into_iter()
-        .take(limit)
         .map(|r| FailureView { at_ms: r.at_ms, at: rfc3339(r.at_ms, &tz), port: r.port, error_kind: r.error_kind, error: r.error })
         .collect();
-    let counts = counts.into_iter().map(|(period, failures)| PeriodCount { period, failures }).collect();
-    Ok(DisconnectLog { counts, failures, truncated })
+    Ok(DisconnectLog { counts, failures })
+}
+
+/// A monitor's failed checks in [from, to) counted per period in `tz`, oldest first, periods
+/// without failures left out. The database counts them (only the periods between the first
+/// failure and the last are asked), so a year of failures is not read row by row.
+pub async fn failure_counts(
+    store: &Store,
+    project: &str,
+    monitor: &str,
+    by: By,
+    from_ms: i64,
+    to_ms: i64,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Vec<PeriodCount>, ApiError> {
+    let Some((first, last)) = store.probe_failure_span(project, monitor, from_ms, to_ms).await? else { return Ok(Vec::new()) };
+    let (keys, edges) = by.periods(first, last + 1, tz);
+    let counted = store.probe_failure_counts(project, monitor, &edges).await?;
+    Ok(keys
+        .into_iter()
+        .zip(counted)
+        .filter(|&(_, failures)| failures > 0)
+        .map(|(period, failures)| PeriodCount { period, failures })
+        .collect())
 }
 
 /// `?by=year|month|day|hour&from=&to=&limit=` — failed checks newest first, and their counts per
@@ -313,7 +363,8 @@ pub async fn log(
         "to_ms": to_ms,
         "counts": log.counts,
         "failures": log.failures,
-        "truncated": log.truncated,
+        // Every failure is counted now; kept for clients that read it.
+        "truncated": false,
     })))
 }
 

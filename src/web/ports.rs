@@ -367,7 +367,6 @@ async fn render_monitor(
                 (fill(if total == 1 { w.n_failed_check } else { w.n_failed_checks }, &[&total]))
                 @if period.key.is_some() { ", " (html::time(period.from_ms, tz)) " – " (html::time(period.to_ms, tz)) }
                 (fill(w.times_in_after, &[&p.timezone]))
-                @if log.truncated { (w.only_newest_counted) }
             }
             @if !period.is_hour() && !log.counts.is_empty() {
                 table.counts {

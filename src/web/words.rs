@@ -316,7 +316,6 @@ phrases! {
     n_failed_check: "{} failed check", "실패 {}회";
     n_failed_checks: "{} failed checks", "실패 {}회";
     times_in_after: "; times in {}.", ". 시각은 {} 기준입니다.";
-    only_newest_counted: " Only the newest 100 000 are counted.", " 최근 100 000건만 셉니다.";
     level_year: "Year", "연도";
     level_month: "Month", "월";
     level_day: "Day", "일";

@@ -18,7 +18,11 @@ const DAY: i64 = 24 * HOUR;
 /// The stream covers three days from T0.
 const END: i64 = T0 + 3 * DAY;
 
-both_backends!(old_and_new_give_the_same_answers, old_rows_convert_resumably_without_losing_history);
+both_backends!(
+    old_and_new_give_the_same_answers,
+    old_rows_convert_resumably_without_losing_history,
+    the_log_counts_each_failed_check_in_its_period_in_any_timezone
+);
 
 /// A deterministic stream: four monitors (one changes host halfway, one is a down-check without
 /// latencies), checked every 3 minutes with a few seconds of jitter, failing in short outages
@@ -238,6 +242,28 @@ fn assert_same(old: &Answers, new: &Answers) {
     }
 }
 
+/// Latency over windows that start and end inside days (whole days from the daily rollups,
+/// the hours around them from the hourly ones): min, max and mean are those of the good checks.
+async fn assert_latency_is_the_checks(store: &Store, checks: &[ProbeRecord]) {
+    for (from, to) in [(T0 + 5 * HOUR, END), (T0 + 5 * HOUR, END - 3 * HOUR), (T0, END), (T0 + DAY + 2 * HOUR, T0 + DAY + 9 * HOUR)] {
+        // (monitor, host, port) → (min, max, sum, count)
+        let mut expected: std::collections::BTreeMap<(String, String, u16), [u64; 4]> = Default::default();
+        for r in checks.iter().filter(|r| r.at_ms >= from && r.at_ms < to) {
+            if let Some(ms) = r.latency_ms.map(u64::from) {
+                let e = expected.entry((r.monitor.clone(), r.host.clone(), r.port)).or_insert([u64::MAX, 0, 0, 0]);
+                *e = [e[0].min(ms), e[1].max(ms), e[2] + ms, e[3] + 1];
+            }
+        }
+        let got = store.probe_latency("shop", from, to).await.unwrap();
+        assert_eq!(got.len(), expected.len(), "ports with latency in [{from}, {to})");
+        for (l, ((monitor, host, port), [min, max, sum, n])) in got.iter().zip(expected) {
+            assert_eq!((&l.monitor, &l.host, l.port), (&monitor, &host, port));
+            let avg = (sum as f64 / n as f64 * 10.0).round() / 10.0;
+            assert_eq!((l.latency.min_ms, l.latency.max_ms, l.latency.avg_ms), (min, max, avg), "{monitor} {port} in [{from}, {to})");
+        }
+    }
+}
+
 async fn old_and_new_give_the_same_answers(db: TestDb) {
     let store = db.connect().await;
     let checks = stream();
@@ -254,6 +280,7 @@ async fn old_and_new_give_the_same_answers(db: TestDb) {
     }
     store.roll_up_probe_days(END + DAY).await.unwrap();
     assert_same(&old, &new_answers(&store).await);
+    assert_latency_is_the_checks(&store, &checks).await;
     // A restarted store (an empty cache) answers the same.
     drop(store);
     assert_same(&old, &new_answers(&db.connect().await).await);
@@ -302,3 +329,57 @@ async fn old_rows_convert_resumably_without_losing_history(db: TestDb) {
     store.roll_up_probe_days(END + DAY).await.unwrap();
     assert_same(&old, &new_answers(&store).await);
 }
+
+/// The disconnect log's counts per year, month, day and hour, which the database now counts, are
+/// what counting every failed check by its period's key gives (what the log did when it read
+/// them all) — in timezones with half and quarter hours, and across both of New York's clock
+/// changes (an hour skipped, an hour repeated), for whole and cut ranges.
+async fn the_log_counts_each_failed_check_in_its_period_in_any_timezone(db: TestDb) {
+    use watchkeeper::api::{By, failure_counts};
+    let store = db.connect().await;
+    let mut checks = stream();
+    // 2026-03-08T06:00Z (New York skips 02:00–03:00 at 07:00Z) and 2026-11-01T04:30Z (it
+    // repeats 01:00–02:00 from 06:00Z): a failure every 10 minutes for three hours.
+    for start in [T0 + 7 * DAY + 6 * HOUR, T0 + 245 * DAY + 4 * HOUR + 30 * MIN] {
+        for i in 0..18 {
+            checks.push(ProbeRecord {
+                project: "shop".into(),
+                monitor: "web".into(),
+                host: "10.0.0.1".into(),
+                port: 80,
+                at_ms: start + i * 10 * MIN,
+                ok: false,
+                latency_ms: None,
+                error_kind: Some("refused".into()),
+                error: Some("connection refused".into()),
+            });
+        }
+    }
+    checks.sort_by_key(|r| r.at_ms);
+    for batch in checks.chunks(50) {
+        store.insert_probe_results(batch).await.unwrap();
+    }
+    let end = T0 + 400 * DAY;
+    let ranges = [(T0 - 400 * DAY, end), (T0 + 30 * HOUR + 7 * MIN, T0 + 50 * HOUR), (T0 + 245 * DAY + 5 * HOUR + 15 * MIN, end)];
+    let mut compared = 0;
+    for tz in ["UTC", "Asia/Seoul", "America/New_York", "Asia/Kathmandu", "Australia/Adelaide"] {
+        let tz = jiff::tz::TimeZone::get(tz).unwrap();
+        for by in [By::Year, By::Month, By::Day, By::Hour] {
+            for monitor in MONITORS {
+                for (from, to) in ranges {
+                    let mut expected: std::collections::BTreeMap<String, i64> = Default::default();
+                    for r in checks.iter().filter(|r| !r.ok && r.monitor == monitor && r.at_ms >= from && r.at_ms < to) {
+                        *expected.entry(by.key(&jiff::Timestamp::from_millisecond(r.at_ms).unwrap().to_zoned(tz.clone()))).or_default() +=
+                            1;
+                    }
+                    let counted = failure_counts(&store, "shop", monitor, by, from, to, &tz).await.unwrap();
+                    let counted: Vec<(String, i64)> = counted.into_iter().map(|c| (c.period, c.failures)).collect();
+                    assert_eq!(counted, expected.into_iter().collect::<Vec<_>>(), "{monitor} by {by:?} in {tz:?} over [{from}, {to})");
+                    compared += counted.len();
+                }
+            }
+        }
+    }
+    assert!(compared > 500, "periods compared: {compared}");
+}
+

@@ -13,6 +13,11 @@
 //! not know (written before this store was opened) are read once. One process writes probe
 //! results to a database (two would overwrite each other's hour rows).
 //!
+//! Reads let the database do the counting where they can: the disconnect log's counts per
+//! period are `COUNT`s on the events' (target, time, reason) index, halving ranges that hold
+//! failures and skipping those that hold none; hourly and longer buckets are sums of hour or day
+//! rows; latency over a window reads day rows for its whole days and hour rows only at its ends.
+//!
 //! Databases from before keep their `probe_results` until [`Store::convert_probe_results`] has
 //! turned them into the tables above (see `convert`).
 
@@ -475,6 +480,73 @@ impl Store {
         })
     }
 
+    /// The first and the last failed check of a monitor (every host and port) in [from, to).
+    pub async fn probe_failure_span(&self, project: &str, monitor: &str, from_ms: i64, to_ms: i64) -> Result<Option<(i64, i64)>> {
+        const FIRST: &str =
+            "SELECT at_ms FROM probe_events WHERE target = $1 AND at_ms >= $2 AND at_ms < $3 AND reason IS NOT NULL ORDER BY at_ms LIMIT 1";
+        const LAST: &str = "SELECT at_ms FROM probe_events WHERE target = $1 AND at_ms >= $2 AND at_ms < $3 AND reason IS NOT NULL ORDER BY at_ms DESC LIMIT 1";
+        let targets = self.monitor_targets(project, monitor).await?;
+        let mut span: Option<(i64, i64)> = None;
+        on_pool!(self, pool => {
+            for target in targets {
+                let first = sqlx::query(FIRST).bind(target).bind(from_ms).bind(to_ms).fetch_optional(pool).await?;
+                let Some(first) = first else { continue };
+                let last = sqlx::query(LAST).bind(target).bind(from_ms).bind(to_ms).fetch_one(pool).await?;
+                let (first, last): (i64, i64) = (first.col("at_ms")?, last.col("at_ms")?);
+                span = Some(span.map_or((first, last), |(a, b)| (a.min(first), b.max(last))));
+            }
+        });
+        Ok(span)
+    }
+
+    /// A monitor's failed checks (every host and port) counted in each period
+    /// [`edges[i]`, `edges[i + 1]`), `edges` ascending. Counted by the database on the events'
+    /// index, halving ranges that hold failures and skipping those that hold none, so a year
+    /// of failures is never read row by row.
+    pub async fn probe_failure_counts(&self, project: &str, monitor: &str, edges: &[i64]) -> Result<Vec<i64>> {
+        const COUNT: &str = "SELECT COUNT(*) AS n FROM probe_events
+            WHERE target IN (SELECT id FROM probe_targets WHERE project = $1 AND monitor = $2) AND at_ms >= $3 AND at_ms < $4 AND reason IS NOT NULL";
+        let periods = edges.len().saturating_sub(1);
+        let mut counts = vec![0; periods];
+        if periods == 0 {
+            return Ok(counts);
+        }
+        on_pool!(self, pool => {
+            // (first period, end period, its count if known)
+            let mut ranges: Vec<(usize, usize, Option<i64>)> = vec![(0, periods, None)];
+            while let Some((lo, hi, known)) = ranges.pop() {
+                let n = match known {
+                    Some(n) => n,
+                    None => sqlx::query(COUNT).bind(project).bind(monitor).bind(edges[lo]).bind(edges[hi]).fetch_one(pool).await?.col("n")?,
+                };
+                if n == 0 {
+                    continue;
+                }
+                if hi - lo == 1 {
+                    counts[lo] = n;
+                    continue;
+                }
+                let mid = lo + (hi - lo) / 2;
+                let left: i64 = sqlx::query(COUNT).bind(project).bind(monitor).bind(edges[lo]).bind(edges[mid]).fetch_one(pool).await?.col("n")?;
+                ranges.push((mid, hi, Some(n - left)));
+                ranges.push((lo, mid, Some(left)));
+            }
+        });
+        Ok(counts)
+    }
+
+    /// The ids of a monitor's targets (one per host and port it has had).
+    async fn monitor_targets(&self, project: &str, monitor: &str) -> Result<Vec<i64>> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT id FROM probe_targets WHERE project = $1 AND monitor = $2")
+                .bind(project)
+                .bind(monitor)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(|row| row.col("id")).collect()
+        })
+    }
+
     /// The newest check of every (monitor, port) of a project.
     pub async fn latest_probes(&self, project: &str) -> Result<Vec<ProbeRecord>> {
         const LATEST: &str = "SELECT t.project, t.monitor, t.host, t.port, t.last_at_ms, t.last_ok, t.last_latency_ms, r.kind, r.message
@@ -514,106 +586,139 @@ impl Store {
     /// at `from_ms`; a `bucket_ms` below 1 counts as 1). Checks are counted by their 5-minute
     /// slot (failures by their exact time), so bucket edges on the 5-minute grid count exactly.
     /// Whole-day buckets from a UTC midnight read the daily rollups for the days rolled up, so
-    /// they reach back as far as those are kept.
+    /// they reach back as far as those are kept; buckets of whole hours sum the hour rows in the
+    /// database; only what is left (buckets within an hour, an hour cut by `to_ms`) reads the
+    /// 5-minute slots and the failures' times.
     pub async fn probe_buckets(&self, project: &str, from_ms: i64, to_ms: i64, bucket_ms: i64) -> Result<Vec<ProbeBucket>> {
-        const HOURS: &str = "SELECT t.monitor, t.host, t.port, h.hour, h.slots
-            FROM probe_targets t JOIN probe_hours h ON h.target = t.id WHERE t.project = $1 AND h.hour >= $2 AND h.hour < $3";
-        const FAILURES: &str = "SELECT t.monitor, t.host, t.port, e.at_ms
-            FROM probe_targets t JOIN probe_events e ON e.target = t.id
-            WHERE t.project = $1 AND e.at_ms >= $2 AND e.at_ms < $3 AND e.reason IS NOT NULL";
+        // $2: the first day (hour) of bucket 0, $3: days (hours) per bucket, [$4, $5): the rows read.
+        const DAYS: &str = "SELECT target, (day - $2) / $3 AS bucket, CAST(SUM(checks) AS BIGINT) AS checks, CAST(SUM(failures) AS BIGINT) AS failures
+            FROM probe_days WHERE target IN (SELECT id FROM probe_targets WHERE project = $1) AND day >= $4 AND day < $5 GROUP BY target, bucket";
+        const HOURS: &str = "SELECT target, (hour - $2) / $3 AS bucket, CAST(SUM(checks) AS BIGINT) AS checks, CAST(SUM(failures) AS BIGINT) AS failures
+            FROM probe_hours WHERE target IN (SELECT id FROM probe_targets WHERE project = $1) AND hour >= $4 AND hour < $5 GROUP BY target, bucket";
+        const SLOTS: &str = "SELECT target, hour, slots FROM probe_hours WHERE target IN (SELECT id FROM probe_targets WHERE project = $1) AND hour >= $2 AND hour < $3";
+        const FAILURES: &str = "SELECT target, at_ms FROM probe_events
+            WHERE target IN (SELECT id FROM probe_targets WHERE project = $1) AND at_ms >= $2 AND at_ms < $3 AND reason IS NOT NULL";
         let bucket_ms = bucket_ms.max(1);
-        let by_day = bucket_ms % DAY_MS == 0 && from_ms % DAY_MS == 0;
-        // (monitor, host, port, bucket) → (checks, failed)
-        let mut counts: BTreeMap<(String, String, u16, i64), (i64, i64)> = BTreeMap::new();
-        let hours_from = if by_day { self.days_rolled_until().await?.clamp(from_ms, to_ms.max(from_ms)) } else { from_ms };
-        if hours_from > from_ms {
-            for d in self.probe_days(project, from_ms, hours_from).await? {
-                let counted = counts.entry((d.monitor, d.host, d.port, (d.day_start_ms - from_ms) / bucket_ms)).or_default();
-                counted.0 += d.ok + d.failed;
-                counted.1 += d.failed;
-            }
-        }
-        let first_hour = hours_from.div_euclid(HOUR_MS);
-        let end_hour = to_ms.div_euclid(HOUR_MS) + 1;
-        // Failures count only where their hour's rollup is still kept (events outlive hours).
-        let mut kept: HashSet<(String, String, u16, i64)> = HashSet::new();
+        let to_ms = to_ms.max(from_ms);
+        let by_day = bucket_ms % DAY_MS == 0 && from_ms.rem_euclid(DAY_MS) == 0;
+        let by_hour = bucket_ms % HOUR_MS == 0 && from_ms.rem_euclid(HOUR_MS) == 0;
+        // [from, hours_from): days; [hours_from, slots_from): whole hours; [slots_from, to): slots.
+        let hours_from = if by_day { self.days_rolled_until().await?.clamp(from_ms, to_ms) } else { from_ms };
+        let slots_from = if by_hour { (to_ms.div_euclid(HOUR_MS) * HOUR_MS).max(hours_from) } else { hours_from };
+        let names = self.target_names(project).await?;
+        // (target, bucket) → (checks, failed)
+        let mut counts: HashMap<(i64, i64), (i64, i64)> = HashMap::new();
         on_pool!(self, pool => {
-            let hours = sqlx::query(HOURS).bind(project).bind(first_hour).bind(end_hour).fetch_all(pool).await?;
-            for row in &hours {
-                let hour: i64 = row.col("hour")?;
-                kept.insert((row.col("monitor")?, row.col("host")?, narrow(row, "port")?, hour));
-                let rollup = Rollup::from_row(0, 0, (None, None, 0), &[], &row.col::<Vec<u8>>("slots")?)?;
-                for (i, &n) in rollup.slots.iter().enumerate() {
-                    let at = hour * HOUR_MS + i as i64 * FIVE_MINUTES_MS;
-                    // A slot partly before `hours_from` counts in the first bucket.
-                    if n == 0 || at + FIVE_MINUTES_MS <= hours_from || at >= to_ms {
-                        continue;
-                    }
-                    let bucket = (at.max(hours_from) - from_ms) / bucket_ms;
-                    counts.entry((row.col("monitor")?, row.col("host")?, narrow(row, "port")?, bucket)).or_default().0 += n as i64;
-                }
+            let mut sums = Vec::new();
+            if hours_from > from_ms {
+                let (first, per) = (from_ms.div_euclid(DAY_MS), bucket_ms / DAY_MS);
+                sums.extend(sqlx::query(DAYS).bind(project).bind(first).bind(per).bind(first).bind(hours_from.div_euclid(DAY_MS)).fetch_all(pool).await?);
             }
-            let failures = sqlx::query(FAILURES).bind(project).bind(hours_from).bind(to_ms).fetch_all(pool).await?;
-            for row in &failures {
-                let at: i64 = row.col("at_ms")?;
-                let (monitor, host, port): (String, String, u16) = (row.col("monitor")?, row.col("host")?, narrow(row, "port")?);
-                if kept.contains(&(monitor.clone(), host.clone(), port, at.div_euclid(HOUR_MS))) {
-                    counts.entry((monitor, host, port, (at - from_ms) / bucket_ms)).or_default().1 += 1;
+            if slots_from > hours_from {
+                let (first, per) = (from_ms.div_euclid(HOUR_MS), bucket_ms / HOUR_MS);
+                let (lo, hi) = (hours_from.div_euclid(HOUR_MS), slots_from.div_euclid(HOUR_MS));
+                sums.extend(sqlx::query(HOURS).bind(project).bind(first).bind(per).bind(lo).bind(hi).fetch_all(pool).await?);
+            }
+            for row in &sums {
+                let counted = counts.entry((row.col("target")?, row.col("bucket")?)).or_default();
+                counted.0 += row.col::<i64>("checks")?;
+                counted.1 += row.col::<i64>("failures")?;
+            }
+            if to_ms > slots_from {
+                let first_hour = slots_from.div_euclid(HOUR_MS);
+                let end_hour = to_ms.div_euclid(HOUR_MS) + 1;
+                // Failures count only where their hour's rollup is still kept (events outlive hours).
+                let mut kept: HashSet<(i64, i64)> = HashSet::new();
+                for row in sqlx::query(SLOTS).bind(project).bind(first_hour).bind(end_hour).fetch_all(pool).await? {
+                    let (target, hour): (i64, i64) = (row.col("target")?, row.col("hour")?);
+                    kept.insert((target, hour));
+                    let rollup = Rollup::from_row(0, 0, (None, None, 0), &[], &row.col::<Vec<u8>>("slots")?)?;
+                    for (i, &n) in rollup.slots.iter().enumerate() {
+                        let at = hour * HOUR_MS + i as i64 * FIVE_MINUTES_MS;
+                        // A slot partly before `slots_from` counts in the first bucket.
+                        if n == 0 || at + FIVE_MINUTES_MS <= slots_from || at >= to_ms {
+                            continue;
+                        }
+                        counts.entry((target, (at.max(slots_from) - from_ms) / bucket_ms)).or_default().0 += n as i64;
+                    }
+                }
+                for row in sqlx::query(FAILURES).bind(project).bind(slots_from).bind(to_ms).fetch_all(pool).await? {
+                    let (target, at): (i64, i64) = (row.col("target")?, row.col("at_ms")?);
+                    if kept.contains(&(target, at.div_euclid(HOUR_MS))) {
+                        counts.entry((target, (at - from_ms) / bucket_ms)).or_default().1 += 1;
+                    }
                 }
             }
         });
-        Ok(counts
+        let mut buckets: Vec<ProbeBucket> = counts
             .into_iter()
-            .map(|((monitor, host, port, bucket), (checks, failed))| ProbeBucket {
-                monitor,
-                host,
-                port,
-                bucket_start_ms: from_ms + bucket * bucket_ms,
-                ok: (checks - failed).max(0),
-                failed,
+            .filter_map(|((target, bucket), (checks, failed))| {
+                let (monitor, host, port) = names.get(&target)?;
+                Some(ProbeBucket {
+                    monitor: monitor.clone(),
+                    host: host.clone(),
+                    port: *port,
+                    bucket_start_ms: from_ms + bucket * bucket_ms,
+                    ok: (checks - failed).max(0),
+                    failed,
+                })
             })
-            .collect())
+            .collect();
+        buckets.sort_unstable_by(|a, b| {
+            (&a.monitor, &a.host, a.port, a.bucket_start_ms).cmp(&(&b.monitor, &b.host, b.port, b.bucket_start_ms))
+        });
+        Ok(buckets)
     }
 
-    /// The latency of every monitor port's good checks in [from, to): the daily rollups for days
-    /// rolled up (when `from` is a UTC midnight), the hourly ones for the hours it touches after.
+    /// The latency of every monitor port's good checks in [from, to): the daily rollups for the
+    /// whole UTC days in it that are rolled up, the hourly ones for the hours it touches around them.
     pub async fn probe_latency(&self, project: &str, from_ms: i64, to_ms: i64) -> Result<Vec<ProbeLatency>> {
         const HOURS: &str = concat!(
-            "SELECT t.monitor, t.host, t.port, ",
+            "SELECT target, ",
             rollup_columns!(),
-            " FROM probe_targets t JOIN probe_hours h ON h.target = t.id WHERE t.project = $1 AND h.hour >= $2 AND h.hour < $3"
+            " FROM probe_hours WHERE target IN (SELECT id FROM probe_targets WHERE project = $1) AND hour >= $2 AND hour < $3"
         );
         const DAYS: &str = concat!(
-            "SELECT t.monitor, t.host, t.port, ",
+            "SELECT target, ",
             rollup_columns!(),
-            " FROM probe_targets t JOIN probe_days d ON d.target = t.id WHERE t.project = $1 AND d.day >= $2 AND d.day < $3"
+            " FROM probe_days WHERE target IN (SELECT id FROM probe_targets WHERE project = $1) AND day >= $2 AND day < $3"
         );
-        let hours_from = if from_ms % DAY_MS == 0 { self.days_rolled_until().await?.clamp(from_ms, to_ms.max(from_ms)) } else { from_ms };
-        let mut merged: BTreeMap<(String, String, u16), Rollup> = BTreeMap::new();
+        let (first_hour, end_hour) = (from_ms.div_euclid(HOUR_MS), (to_ms - 1).div_euclid(HOUR_MS) + 1);
+        // The whole days rolled up: [first_day, end_day), or none.
+        let first_day = (from_ms + DAY_MS - 1).div_euclid(DAY_MS);
+        let end_day = to_ms.div_euclid(DAY_MS).min(self.days_rolled_until().await?.div_euclid(DAY_MS)).max(first_day);
+        let names = self.target_names(project).await?;
+        let mut merged: HashMap<i64, Rollup> = HashMap::new();
         on_pool!(self, pool => {
-            let mut rows = sqlx::query(DAYS)
-                .bind(project)
-                .bind(from_ms.div_euclid(DAY_MS))
-                .bind(hours_from.div_euclid(DAY_MS))
-                .fetch_all(pool)
-                .await?;
-            rows.extend(
-                sqlx::query(HOURS)
-                    .bind(project)
-                    .bind(hours_from.div_euclid(HOUR_MS))
-                    .bind((to_ms - 1).div_euclid(HOUR_MS) + 1)
-                    .fetch_all(pool)
-                    .await?,
-            );
+            let mut rows = Vec::new();
+            if end_day > first_day {
+                rows.extend(sqlx::query(DAYS).bind(project).bind(first_day).bind(end_day).fetch_all(pool).await?);
+                rows.extend(sqlx::query(HOURS).bind(project).bind(first_hour).bind(first_day * 24).fetch_all(pool).await?);
+                rows.extend(sqlx::query(HOURS).bind(project).bind(end_day * 24).bind(end_hour).fetch_all(pool).await?);
+            } else {
+                rows.extend(sqlx::query(HOURS).bind(project).bind(first_hour).bind(end_hour).fetch_all(pool).await?);
+            }
             for row in &rows {
-                let key = (row.col("monitor")?, row.col("host")?, narrow(row, "port")?);
-                merged.entry(key).or_default().merge(&rollup_of(row, false)?, false);
+                merged.entry(row.col("target")?).or_default().merge(&rollup_of(row, false)?, false);
             }
         });
-        Ok(merged
+        let mut latency: Vec<ProbeLatency> = merged
             .into_iter()
-            .filter_map(|((monitor, host, port), r)| r.summary().map(|latency| ProbeLatency { monitor, host, port, latency }))
-            .collect())
+            .filter_map(|(target, r)| {
+                let (monitor, host, port) = names.get(&target)?;
+                Some(ProbeLatency { monitor: monitor.clone(), host: host.clone(), port: *port, latency: r.summary()? })
+            })
+            .collect();
+        latency.sort_unstable_by(|a, b| (&a.monitor, &a.host, a.port).cmp(&(&b.monitor, &b.host, b.port)));
+        Ok(latency)
+    }
+
+    /// Every target of a project by id: (monitor, host, port).
+    async fn target_names(&self, project: &str) -> Result<HashMap<i64, (String, String, u16)>> {
+        on_pool!(self, pool => {
+            let rows = sqlx::query("SELECT id, monitor, host, port FROM probe_targets WHERE project = $1").bind(project).fetch_all(pool).await?;
+            rows.iter().map(|row| Ok((row.col("id")?, (row.col("monitor")?, row.col("host")?, narrow(row, "port")?)))).collect()
+        })
     }
 
     /// The start of the first UTC day not rolled up into `probe_days` (0 before the first roll-up).
