@@ -112,6 +112,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "alert_flapping", include_str!("migrations/sqlite/0011_alert_flapping.sql")),
     (12, "daily_rollups", include_str!("migrations/sqlite/0012_daily_rollups.sql")),
     (14, "probe_reads", include_str!("migrations/sqlite/0014_probe_reads.sql")),
+    (15, "probe_hist", include_str!("migrations/sqlite/0015_probe_hist.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/postgres/0001_init.sql")),
@@ -128,6 +129,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "daily_rollups", include_str!("migrations/postgres/0012_daily_rollups.sql")),
     (13, "shard_leases", include_str!("migrations/postgres/0013_shard_leases.sql")),
     (14, "probe_reads", include_str!("migrations/postgres/0014_probe_reads.sql")),
+    (15, "probe_hist", include_str!("migrations/postgres/0015_probe_hist.sql")),
 ];
 
 /// How long SQLite waits for another writer before giving up with "database is locked".

@@ -21,7 +21,8 @@ const END: i64 = T0 + 3 * DAY;
 both_backends!(
     old_and_new_give_the_same_answers,
     old_rows_convert_resumably_without_losing_history,
-    the_log_counts_each_failed_check_in_its_period_in_any_timezone
+    the_log_counts_each_failed_check_in_its_period_in_any_timezone,
+    histograms_written_before_read_the_same_after_the_upgrade
 );
 
 /// A deterministic stream: four monitors (one changes host halfway, one is a down-check without
@@ -383,3 +384,63 @@ async fn the_log_counts_each_failed_check_in_its_period_in_any_timezone(db: Test
     assert!(compared > 500, "periods compared: {compared}");
 }
 
+/// Rollup rows written before latency histograms left out their leading empty buckets read the
+/// same once the upgrade's migration has rewritten them: the migration's SQL is run here over
+/// rows in the old form, and the store's answers are those rows' latencies.
+async fn histograms_written_before_read_the_same_after_the_upgrade(db: TestDb) {
+    let store = db.connect().await;
+    let mut raw = Raw::connect(&db).await;
+    let migration = if db.url.starts_with("sqlite:") {
+        include_str!("../../src/store/migrations/sqlite/0015_probe_hist.sql")
+    } else {
+        include_str!("../../src/store/migrations/postgres/0015_probe_hist.sql")
+    };
+    let (hour, day) = (T0 / HOUR, T0 / DAY);
+    on_raw!(&mut raw, c => {
+        for (monitor, port) in [("web", 80), ("db", 5432), ("down", 22)] {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO probe_targets (project, monitor, host, port) VALUES ('shop', '{monitor}', '10.0.0.1', {port})"
+            )))
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        }
+        // Old form: every bucket up to the last with a count, as varints. web's hour: 3 checks in
+        // 50–99 ms, 100 in 100–199 ms, 2 in 200–499 ms; db's day: 130 under 1 ms (a two-byte
+        // varint) and 2 in 2–4 ms; down's hour: no latencies.
+        let rows = [
+            ("probe_hours", "web", hour, 105, 50, 250, 105 * 150, "000000000000036402"),
+            ("probe_days", "db", day, 132, 0, 3, 6, "82010002"),
+            ("probe_hours", "down", hour, 20, -1, -1, 0, ""),
+        ];
+        for (table, monitor, at, checks, min, max, sum, hist) in rows {
+            let (time, slots) = if table == "probe_hours" { ("hour", ", slots") } else { ("day", "") };
+            let slot_value = match (table, db.url.starts_with("sqlite:")) {
+                ("probe_hours", true) => ", X'aaaaaa'",
+                ("probe_hours", false) => ", '\\xaaaaaa'::bytea",
+                _ => "",
+            };
+            let lat = |v: i64| if v < 0 { "NULL".to_string() } else { v.to_string() };
+            let blob = if db.url.starts_with("sqlite:") { format!("X'{hist}'") } else { format!("'\\x{hist}'::bytea") };
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {table} (target, {time}, checks, failures, lat_min, lat_max, lat_sum, hist{slots})
+                 SELECT id, {at}, {checks}, 0, {}, {}, {sum}, {blob}{slot_value} FROM probe_targets WHERE monitor = '{monitor}'",
+                lat(min),
+                lat(max)
+            )))
+            .execute(&mut *c)
+            .await
+            .unwrap();
+        }
+        sqlx::raw_sql(AssertSqlSafe(migration)).execute(&mut *c).await.unwrap();
+    });
+    let latency = store.probe_latency("shop", T0, T0 + HOUR).await.unwrap();
+    assert_eq!(latency.len(), 1, "down has no latency: {latency:?}");
+    let web = &latency[0].latency;
+    assert_eq!((latency[0].monitor.as_str(), web.min_ms, web.max_ms, web.avg_ms), ("web", 50, 250, 150.0));
+    assert_eq!((web.p50_ms, web.p95_ms, web.p99_ms), (199, 199, 250), "quantiles from buckets 6–8");
+    let days = store.probe_days("shop", T0, T0 + DAY).await.unwrap();
+    let db_day = days.iter().find(|d| d.monitor == "db").unwrap().latency.clone().unwrap();
+    assert_eq!((db_day.min_ms, db_day.max_ms, db_day.p50_ms, db_day.p99_ms), (0, 3, 0, 3), "quantiles from buckets 0 and 2");
+    assert_eq!(days.len(), 1);
+}

@@ -119,8 +119,14 @@ impl Rollup {
         })
     }
 
+    /// The histogram from its first bucket with a count to its last: that bucket's index in one
+    /// byte, then the counts as varints (empty without timed checks). A port's latency fills a
+    /// few neighbouring buckets, often far from the first, so leading zeros are not written.
     pub fn hist_blob(&self) -> Vec<u8> {
-        encode_counts(&self.hist)
+        let Some(first) = self.hist.iter().position(|&n| n != 0) else { return Vec::new() };
+        let mut blob = vec![first as u8];
+        blob.extend(encode_counts(&self.hist[first..]));
+        blob
     }
 
     /// The slots in 3 bytes (2 bits each) when every slot has at most 3 checks — an interval
@@ -146,7 +152,13 @@ impl Rollup {
             lat_sum: wide(lat.2)?,
             ..Rollup::default()
         };
-        decode_counts(hist, &mut rollup.hist)?;
+        if let Some((&first, counts)) = hist.split_first() {
+            let into = rollup
+                .hist
+                .get_mut(usize::from(first)..)
+                .ok_or_else(|| StoreError::Corrupt(format!("probe histogram starts at bucket {first}")))?;
+            decode_counts(counts, into)?;
+        }
         if slots.len() == 3 {
             let packed = u32::from_le_bytes([slots[0], slots[1], slots[2], 0]);
             for (i, slot) in rollup.slots.iter_mut().enumerate() {
@@ -233,7 +245,7 @@ mod tests {
             r.add(i * 180_000, i != 7, (i != 7).then_some(3));
         }
         assert_eq!(r.slots_blob().len(), 3);
-        assert_eq!(r.hist_blob(), vec![0, 0, 19]);
+        assert_eq!(r.hist_blob(), vec![2, 19], "bucket 2 (2–4 ms) first, and only");
         assert_eq!(round_trip(&r), r);
         assert_eq!((r.checks, r.failures, r.timed(), r.lat_sum), (20, 1, 19, 57));
     }
@@ -248,8 +260,10 @@ mod tests {
         assert!(r.slots_blob().len() > 12);
         assert_eq!(round_trip(&r), r);
         assert_eq!(r.slots.iter().sum::<u64>(), 5_001);
-        assert!(Rollup::from_row(1, 0, (None, None, 0), &[0x80], &[]).is_err(), "a cut varint is corrupt");
+        assert!(Rollup::from_row(1, 0, (None, None, 0), &[0, 0x80], &[]).is_err(), "a cut varint is corrupt");
         assert!(Rollup::from_row(-1, 0, (None, None, 0), &[], &[]).is_err());
+        assert!(Rollup::from_row(1, 0, (None, None, 0), &[14, 1], &[]).is_err(), "a histogram past its last bucket is corrupt");
+        assert!(Rollup::from_row(1, 0, (None, None, 0), &[13, 1, 1], &[]).is_err());
     }
 
     #[test]
