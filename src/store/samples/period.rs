@@ -26,11 +26,13 @@ pub struct PeriodSeries {
 /// One server's series over a period, by metric name and subject (`None` for host-wide metrics).
 pub type PeriodStats = BTreeMap<(String, Option<String>), PeriodSeries>;
 
-/// One segment's rows of every server of a project, each server's oldest first.
+/// One segment's rows of every server of a project, oldest first (so each server's are too):
+/// the order of the (resolution, bucket) index, which SQLite reads without sorting. Ordered by
+/// server first, it sorted every row with its `vals` in a temporary file.
 const PERIOD_ROLLUPS: &str = "SELECT server, vals FROM metric_rollups
-    WHERE project = $1 AND resolution_ms = $2 AND bucket_ms >= $3 AND bucket_ms < $4 ORDER BY server, bucket_ms";
+    WHERE project = $1 AND resolution_ms = $2 AND bucket_ms >= $3 AND bucket_ms < $4 ORDER BY bucket_ms";
 const PERIOD_RAW: &str = "SELECT server, vals FROM metric_samples
-    WHERE project = $1 AND at_ms >= $2 AND at_ms < $3 ORDER BY server, at_ms";
+    WHERE project = $1 AND at_ms >= $2 AND at_ms < $3 ORDER BY at_ms";
 
 /// The [`Sink`] of one server's period: the named metrics, every subject, plus each series'
 /// newest bucket. Series are keyed by [`series_key`], so folding a row allocates nothing once
