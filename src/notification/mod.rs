@@ -13,7 +13,7 @@ pub mod storm;
 mod templates;
 
 pub use recipients::{build_escalation, build_notifications};
-pub use templates::{Rendered, json_payload, render, render_sms, slack_payload};
+pub use templates::{Rendered, json_payload, render, render_sms, severity_word, slack_payload};
 
 pub use crate::config::raw::ChannelType as Medium;
 use crate::config::raw::Severity;

@@ -178,7 +178,7 @@ fn target(msg: &AlertMessage) -> String {
 }
 
 /// The words operators of Korean monitoring consoles know: Fatal(위험), Warning(경고).
-fn severity_word(severity: Severity, language: Language) -> &'static str {
+pub fn severity_word(severity: Severity, language: Language) -> &'static str {
     match (severity, language) {
         (Severity::Warning, Language::En) => "warning",
         (Severity::Fatal, Language::En) => "fatal",

@@ -18,8 +18,8 @@ use super::render;
 use super::{Kind, Period, Report, Request, Result, build, timezone};
 use crate::clock::now_ms;
 use crate::config::model::{Config, Project, User};
-use crate::config::raw::{Language, MemberRole};
-use crate::notification::{DeliveryStatus, Medium, MessageKind, NewNotification};
+use crate::config::raw::{Language, MemberRole, Severity};
+use crate::notification::{DeliveryStatus, Medium, MessageKind, NewNotification, severity_word};
 use crate::store::{ReportMail, Store};
 
 /// How often serve looks whether a project's report is due (and at once when the tree changes).
@@ -130,8 +130,11 @@ impl Words {
         }
     }
 
-    /// A table's or column's heading.
+    /// A table's or column's heading, or a fixed word in a cell.
     fn label(&self, word: &'static str) -> &'static str {
+        if let Ok(severity) = word.parse::<Severity>() {
+            return severity_word(severity, self.language);
+        }
         heading(self.language, word)
     }
 }
@@ -161,6 +164,9 @@ pub fn heading(language: Language, word: &'static str) -> &'static str {
         "network_in_bps" => ("In bit/s", "수신 bit/s"),
         "network_out_bps" => ("Out bit/s", "송신 bit/s"),
         "none" => ("(none)", "(없음)"),
+        // Cells: paused or not.
+        "yes" => ("yes", "예"),
+        "no" => ("no", "아니요"),
         // The weekly, monthly and application tables (the dashboard's reports page).
         "cpu_max" => ("CPU max %", "CPU 최대 %"),
         "memory_max" => ("Memory max %", "메모리 최대 %"),
@@ -220,7 +226,7 @@ fn html(report: &Report, words: &Words) -> String {
             out.push_str("<tr>");
             for cell in row {
                 let align = if cell.right_aligned() { " style=\"text-align:right\"" } else { "" };
-                let _ = write!(out, "<td{align}>{}</td>", escape(&cell.show()));
+                let _ = write!(out, "<td{align}>{}</td>", escape(&cell.show_with(|word| words.label(word))));
             }
             out.push_str("</tr>\n");
         }
@@ -285,7 +291,7 @@ mod tests {
     use super::*;
 
     fn daily() -> Report {
-        use super::super::{Body, Change, DailyServer};
+        use super::super::{Body, Change, DailyAlert, DailyServer};
         Report {
             project: "shop".into(),
             period: Period::Daily,
@@ -298,8 +304,21 @@ mod tests {
             body: Body::Daily {
                 server_count: Change::new(1, 1),
                 alert_count: Change::new(0, 2),
-                servers: vec![DailyServer { server: "웹-01".into(), paused: false, cpu_avg: Some(12.5), memory_avg: None, alerts: 0 }],
-                alerts: Vec::new(),
+                servers: vec![
+                    DailyServer { server: "웹-01".into(), paused: false, cpu_avg: Some(12.5), memory_avg: None, alerts: 1 },
+                    DailyServer { server: "alerts".into(), paused: true, cpu_avg: None, memory_avg: None, alerts: 0 },
+                ],
+                alerts: vec![DailyAlert {
+                    time: "2026-03-29T03:15:00+09:00".into(),
+                    severity: Severity::Fatal,
+                    server: "웹-01".into(),
+                    description: "no".into(),
+                    cpu: Some(97.0),
+                    memory: None,
+                    disk: None,
+                    network_in_bps: None,
+                    network_out_bps: None,
+                }],
             },
         }
     }
@@ -313,23 +332,45 @@ mod tests {
             korean.contains("\nshop 일일 보고서 (요약): 2026-03-29T00:00:00+09:00 – 2026-03-30T00:00:00+09:00, Asia/Seoul\n"),
             "{korean}"
         );
-        for heading in
-            ["\n요약\n", "\n서버\n", "\n알림\n", "항목", "전날", "변화율 %", "CPU 평균 %", "메모리 평균 %", "일시 정지", "(없음)"]
+        for heading in ["\n요약\n", "\n서버\n", "\n알림\n", "항목", "전날", "변화율 %", "CPU 평균 %", "메모리 평균 %", "일시 정지"]
         {
             assert!(korean.contains(heading), "{heading:?} in {korean}");
         }
-        for english in ["Daily report", "cpu_avg", "memory_avg", "Servers", "(none)", "previous", "change_pct"] {
+        for english in ["Daily report", "cpu_avg", "memory_avg", "Servers", "previous", "change_pct", "fatal", "yes"] {
             assert!(!korean.contains(english), "{english:?} in {korean}");
         }
+        // The cells' fixed words are Korean too; data (a server named `alerts`, a description
+        // `no`) is shown as it is.
+        let line = |start: &str| korean.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("{start:?} in {korean}"));
+        let words = |line: &str| line.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let rows: Vec<Vec<String>> = korean.lines().map(words).collect();
+        assert!(rows.contains(&words("서버 1 1 0 0.00")), "the summary's servers row: {korean}");
+        assert!(rows.contains(&words("알림 0 2 -2 -100.00")), "the summary's alerts row: {korean}");
+        assert!(line("웹-01 ").contains(" 아니요 "), "{korean}");
+        assert!(line("alerts ").contains(" 예 "), "{korean}");
+        let alert = line("2026-03-29T03:15:00+09:00 ");
+        assert!(alert.contains(" 위험 ") && alert.contains(" no "), "{alert}");
+
+        let html = html(&report, &Words::of(Language::Ko));
+        for cell in ["<td>서버</td>", "<td>알림</td>", "<td>아니요</td>", "<td>예</td>", "<td>위험</td>", "<td>alerts</td>", "<td>no</td>"]
+        {
+            assert!(html.contains(cell), "{cell} in {html}");
+        }
+        for english in ["<td>servers</td>", "<td>yes</td>", "<td>fatal</td>"] {
+            assert!(!html.contains(english), "{english} in {html}");
+        }
+        // The CSV stays in the export's own words, whoever it is mailed to.
+        assert!(render::to_csv(&report).contains("\r\nservers,1,1,0,0.00\r\n"), "{}", render::to_csv(&report));
+
         // Hangul takes two columns: a number ends where its Korean heading ends.
-        let header = korean.lines().find(|l| l.starts_with("서버  ")).unwrap();
+        let header = korean.lines().find(|l| l.starts_with("서버  ") && l.contains("CPU 평균 %")).unwrap();
         let row = korean.lines().find(|l| l.starts_with("웹-01")).unwrap();
         let end = |line: &str, what: &str| line.find(what).map(|i| columns(&line[..i + what.len()]));
         assert_eq!(end(header, "CPU 평균 %"), end(row, "12.50"), "{header}\n{row}");
 
         let english = text(&report, &Words::of(Language::En));
         assert!(english.contains("\nDaily report (summary) of shop: "), "{english}");
-        for heading in ["\nSummary\n", "Day before", "CPU avg %", "Memory avg %", "(none)"] {
+        for heading in ["\nSummary\n", "Day before", "CPU avg %", "Memory avg %", " fatal ", " yes "] {
             assert!(english.contains(heading), "{heading:?} in {english}");
         }
     }

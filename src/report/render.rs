@@ -9,7 +9,11 @@ use super::{Body, Change, Report};
 /// One value of a table.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
+    /// Data as stored: a server's name, a description, a time.
     Text(String),
+    /// A fixed word of the report itself (a summary row's figure, a severity): the same in
+    /// every export, in the reader's language in a mail.
+    Word(&'static str),
     /// Two decimals; empty when there is no value.
     Number(Option<f64>),
     Count(i64),
@@ -21,11 +25,21 @@ impl Cell {
     pub fn show(&self) -> String {
         match self {
             Cell::Text(text) => text.clone(),
+            Cell::Word(word) => word.to_string(),
             Cell::Number(Some(n)) => format!("{n:.2}"),
             Cell::Number(None) => String::new(),
             Cell::Count(n) => n.to_string(),
             Cell::Flag(true) => "yes".to_string(),
             Cell::Flag(false) => "no".to_string(),
+        }
+    }
+
+    /// The value with its fixed words (`yes`, `no`, [`Cell::Word`]s) as `label` gives them.
+    pub fn show_with(&self, label: impl Fn(&'static str) -> &'static str) -> String {
+        match self {
+            Cell::Word(word) => label(word).to_string(),
+            Cell::Flag(flag) => label(if *flag { "yes" } else { "no" }).to_string(),
+            other => other.show(),
         }
     }
 
@@ -47,8 +61,8 @@ fn text(s: &str) -> Cell {
     Cell::Text(s.to_string())
 }
 
-fn change_row(what: &str, c: &Change) -> Vec<Cell> {
-    vec![text(what), Cell::Count(c.count as i64), Cell::Count(c.previous as i64), Cell::Count(c.change), Cell::Number(c.change_pct)]
+fn change_row(what: &'static str, c: &Change) -> Vec<Cell> {
+    vec![Cell::Word(what), Cell::Count(c.count as i64), Cell::Count(c.previous as i64), Cell::Count(c.change), Cell::Number(c.change_pct)]
 }
 
 /// The report's tables, in the order every form shows them.
@@ -84,7 +98,7 @@ pub fn tables(report: &Report) -> Vec<Table> {
                     .map(|a| {
                         vec![
                             text(&a.time),
-                            text(a.severity.as_str()),
+                            Cell::Word(a.severity.as_str()),
                             text(&a.server),
                             text(&a.description),
                             Cell::Number(a.cpu),
@@ -206,14 +220,15 @@ pub fn to_text(report: &Report) -> String {
     to_text_with(report, &title(report), |word| if word == "none" { "(none)" } else { word })
 }
 
-/// The report as aligned text tables under `title`, with each table's name, each column's name
-/// and the word `none` (a table without rows) shown as `label` gives them: the daily e-mail's
-/// plain-text part heads its tables in the recipient's language.
+/// The report as aligned text tables under `title`, with each table's name, each column's name,
+/// the word `none` (a table without rows) and the cells' fixed words ([`Cell::show_with`])
+/// shown as `label` gives them: the daily e-mail's plain-text part is in the recipient's
+/// language.
 pub fn to_text_with(report: &Report, title: &str, label: impl Fn(&'static str) -> &'static str) -> String {
     let mut out = title.to_string();
     out.push('\n');
     for table in tables(report) {
-        let shown: Vec<Vec<String>> = table.rows.iter().map(|row| row.iter().map(Cell::show).collect()).collect();
+        let shown: Vec<Vec<String>> = table.rows.iter().map(|row| row.iter().map(|cell| cell.show_with(&label)).collect()).collect();
         let columns: Vec<&str> = table.columns.iter().map(|c| label(c)).collect();
         let widths: Vec<usize> =
             (0..columns.len()).map(|i| shown.iter().map(|row| width(&row[i])).chain([width(columns[i])]).max().unwrap_or(0)).collect();

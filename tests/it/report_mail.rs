@@ -29,7 +29,7 @@ fn noon_zone() -> (String, jiff::Zoned) {
 }
 
 /// A tree: the group `ops` (owner Alice, Korean; admin Bob) holding project `shop` (admin
-/// Carol; plain user Dave, who gets no report) with the report mailed at `at`.
+/// Carol; plain user Dave, who gets no report; one paused server) with the report mailed at `at`.
 fn write_tree(dir: &Path, smtp_port: u16, zone: &str, at: &str) {
     let operator = watchkeeper::token::sha256_hex(OPERATOR);
     fs::create_dir_all(dir).unwrap();
@@ -44,7 +44,8 @@ fn write_tree(dir: &Path, smtp_port: u16, zone: &str, at: &str) {
              kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {smtp_port}, tls: none }}\nfrom: \"wk <reports@example.com>\"\n---\n\
              kind: Project\nname: shop\ngroup: ops\ntimezone: {zone}\nchannels: [mail]\n\
              members: [{{ user: carol@example.com, role: admin }}, {{ user: dave@example.com, role: user }}]\n\
-             reports: {{ daily_email: true, at: \"{at}\" }}\n"
+             reports: {{ daily_email: true, at: \"{at}\" }}\n---\n\
+             kind: Server\nname: db-01\nproject: shop\nhost: 127.0.0.1\npaused: true\n"
         ),
     )
     .unwrap();
@@ -80,6 +81,17 @@ fn check_mails(mails: &[Mail], yesterday: &str) {
         assert!(!mail.body.contains("cpu_avg"), "the text part: {}", mail.body);
         let html = mail.html.as_deref().unwrap_or_else(|| panic!("an HTML part: {mail:#?}"));
         assert!(html.contains(if korean { "<th>CPU 평균 %</th>" } else { "<th>CPU avg %</th>" }), "{html}");
+        // The cells' own words too: the summary's rows, the paused server's flag.
+        let cells: &[&str] =
+            if korean { &["<td>서버</td>", "<td>알림</td>", "<td>예</td>"] } else { &["<td>Servers</td>", "<td>yes</td>"] };
+        for cell in cells {
+            assert!(html.contains(cell), "{cell} in the HTML part: {html}");
+        }
+        if korean {
+            for english in ["<td>servers</td>", "<td>alerts</td>", "<td>yes</td>"] {
+                assert!(!html.contains(english), "{english} in the Korean HTML part: {html}");
+            }
+        }
         let [(name, csv)] = mail.attachments.as_slice() else { panic!("one attachment: {mail:#?}") };
         assert_eq!(name, &format!("shop-daily-{yesterday}.csv"));
         assert!(csv.starts_with("\u{feff}figure,count,previous,change,change_pct"), "{csv:?}");
@@ -101,8 +113,33 @@ fn the_daily_report_is_mailed_once_when_its_time_comes_and_not_again_after_a_res
     let serve = Serve::start(&args(work), &[], &work.join("serve.log"));
     let mails = smtp.wait_for(3, Duration::from_secs(180));
     check_mails(&mails, &yesterday);
+    let korean = mails.iter().find(|m| m.to == "alice@example.com").and_then(|m| m.html.as_deref()).unwrap();
+    look_at_in_chromium(korean, work);
 
     restart_mails_nothing(serve, work, &smtp);
+}
+
+/// Open the HTML part of a Korean mail in headless Chromium as a mail program would show it,
+/// save a screenshot (`target/screenshots/report-mail-ko.png`) and read its tables back.
+fn look_at_in_chromium(html: &str, work: &Path) {
+    use crate::support::browser::Browser;
+    let file = work.join("mail-ko.html");
+    fs::write(&file, html).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let browser = Browser::start(1000, 700).await;
+        browser.client.goto(&format!("file://{}", file.display())).await.unwrap();
+        let rows = browser
+            .client
+            .execute("return Array.from(document.querySelectorAll('tr')).map(r => Array.from(r.cells).map(c => c.innerText));", vec![])
+            .await
+            .unwrap();
+        let rows: Vec<Vec<String>> = serde_json::from_value(rows).unwrap();
+        browser.screenshot("report-mail-ko").await;
+        browser.close().await;
+        assert!(rows.iter().any(|r| r.first().is_some_and(|c| c == "서버") && r.len() == 5), "the summary's servers row: {rows:?}");
+        assert!(rows.iter().any(|r| r.first().is_some_and(|c| c == "db-01") && r.get(1).is_some_and(|c| c == "예")), "{rows:?}");
+        assert!(!rows.iter().flatten().any(|c| ["yes", "no", "servers", "alerts"].contains(&c.as_str())), "English words: {rows:?}");
+    });
 }
 
 /// Stop serve once its mails are recorded as sent, start it again later that morning: it finds
