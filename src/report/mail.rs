@@ -132,16 +132,17 @@ impl Words {
 
     /// A table's or column's heading, or a fixed word in a cell.
     fn label(&self, word: &'static str) -> &'static str {
-        if let Ok(severity) = word.parse::<Severity>() {
-            return severity_word(severity, self.language);
-        }
         heading(self.language, word)
     }
 }
 
-/// A report table's or column's heading in `language` (the table's or column's key when the
-/// language has no word for it): the mail's headings, and the dashboard's Korean ones.
+/// A report table's or column's heading, or a fixed word in a cell (a severity as alert mails
+/// name it), in `language` (the key itself when the language has no word for it): the mail's
+/// words, and the dashboard's Korean ones.
 pub fn heading(language: Language, word: &'static str) -> &'static str {
+    if let Ok(severity) = word.parse::<Severity>() {
+        return severity_word(severity, language);
+    }
     let (en, ko) = match word {
         "summary" => ("Summary", "요약"),
         "servers" => ("Servers", "서버"),

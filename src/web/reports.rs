@@ -171,8 +171,8 @@ fn kind_label(w: &Words, kind: Kind) -> &'static str {
     }
 }
 
-/// A table's or column's heading: the report's own key in English (as the CSV has it), the
-/// mails' Korean words in Korean.
+/// A table's or column's heading, or a cell's fixed word: the report's own key in English (as
+/// the CSV has it), the mails' Korean words in Korean.
 fn heading(w: &Words, key: &'static str) -> &'static str {
     match w.language() {
         Language::En => key,
@@ -222,7 +222,7 @@ fn body(w: &Words, p: &Project, day: Option<i8>, built: &Report) -> Markup {
                     tbody {
                         @if table.rows.is_empty() { tr { td colspan=(table.columns.len()) { (w.none_rows) } } }
                         @for row in &table.rows {
-                            tr { @for cell in row { td.num[cell.right_aligned()] { (cell.show()) } } }
+                            tr { @for cell in row { td.num[cell.right_aligned()] { (cell.show_with(|word| heading(w, word))) } } }
                         }
                     }
                 }

@@ -55,11 +55,14 @@ async fn a_project_admin_reads_steps_through_and_exports_reports_with_the_apis_f
     browser.client.goto(&format!("{base}/p/shop/reports?period=daily&date=2026-03-29")).await.unwrap();
     browser.wait_for("the report", Duration::from_secs(30), "return document.querySelector('section.report h2') !== null;").await;
     let servers = table(&browser, "servers").await;
-    assert!(servers.contains(&vec!["web-01".into(), "no".into(), "31.00".into(), "41.00".into(), "2".into()]), "{servers:?}");
-    assert!(servers.iter().any(|row| row[0] == "db-01" && row[1] == "yes"), "paused servers are marked: {servers:?}");
+    // Alice reads Korean (`language: ko`): the report mail's words, in the cells too.
+    assert!(servers.contains(&vec!["web-01".into(), "아니요".into(), "31.00".into(), "41.00".into(), "2".into()]), "{servers:?}");
+    assert!(servers.iter().any(|row| row[0] == "db-01" && row[1] == "예"), "paused servers are marked: {servers:?}");
     let summary = table(&browser, "summary").await;
-    assert_eq!(summary.len(), 2, "{summary:?}");
-    // Alice reads Korean (`language: ko`): the report mail's headings.
+    assert_eq!(summary.iter().map(|row| row[0].as_str()).collect::<Vec<_>>(), ["서버", "알림"], "{summary:?}");
+    let alerts = table(&browser, "alerts").await;
+    let severities: Vec<&str> = alerts.iter().map(|row| row[1].as_str()).collect();
+    assert!(!severities.is_empty() && severities.iter().all(|s| ["위험", "경고"].contains(s)), "{severities:?}");
     assert_eq!(browser.text("section.report h2").await, "요약");
     assert!(browser.text("table.report[data-table=servers] thead").await.contains("메모리 평균 %"));
     browser.screenshot("reports-daily").await;
