@@ -74,8 +74,16 @@ async fn bench_replicas(bin: &Path, tree: &Path, db: &str, n: usize, servers: us
             Serve::start(bin, &args, TOKEN, &tmp.join(format!("serve-replica-{n}-{i}.log")))
         })
         .collect();
+    // The status shows the database's applied revision, which an earlier serve wrote: wait
+    // until each replica takes a report itself.
+    let client = reqwest::Client::new();
     for serve in &serves {
-        serve.wait_until("the tree is applied", Duration::from_secs(60), || serve.applied().is_some());
+        let url = format!("http://127.0.0.1:{}/ingest/v1/report", serve.port);
+        let started = Instant::now();
+        while !client.post(&url).bearer_auth(KEY).body(body(0, 1)).send().await.is_ok_and(|r| r.status() == 200) {
+            assert!(started.elapsed() < Duration::from_secs(60), "replica {} took no report within 60 s", serve.log.display());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     let seconds = env_u64("WK_BENCH_SECONDS", 10);
     let connections = env_u64("WK_BENCH_CONNECTIONS", 64) as usize;
