@@ -119,9 +119,15 @@ pub struct Revisions {
     pub rejected_last: bool,
 }
 
-/// The revisions for `/api/v1/status` and the dashboard's start page.
-pub async fn revisions(store: &Store, access: &Access) -> Result<Revisions, ApiError> {
-    let (applied, rejected) = store.latest_revisions().await?;
+/// The revisions for `/api/v1/status` and the dashboard's start page: `applied` is the one
+/// this replica runs (`running`; none before it has applied one, whatever others on the
+/// database applied), the rejected and held ones are the newest of any replica.
+pub async fn revisions(store: &Store, running: Option<&str>, access: &Access) -> Result<Revisions, ApiError> {
+    let (_, rejected) = store.latest_revisions().await?;
+    let applied = match running {
+        Some(revision) => store.applied_revision(revision).await?,
+        None => None,
+    };
     let newest = applied.iter().chain(&rejected).map(|r| r.at_ms).max();
     // A held revision counts while nothing came after it.
     let held = store.latest_held_revision().await?.filter(|h| newest.is_none_or(|at| h.at_ms > at));
@@ -169,7 +175,7 @@ impl Revision {
 
 pub async fn status(State(state): State<ApiState>, access: Access, params: Params) -> Result<Json<serde_json::Value>, ApiError> {
     params.allow(&[])?;
-    let revisions = revisions(&state.store, &access).await?;
+    let revisions = revisions(&state.store, state.metrics.applied_revision().as_deref(), &access).await?;
     let mut counts = Counts::default();
     let names: Vec<&str> = access.projects().map(|(p, _)| p.name.as_str()).collect();
     for (p, _) in access.projects() {

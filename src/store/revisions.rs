@@ -42,7 +42,17 @@ impl Store {
         on_pool!(self, pool => {
             let applied = sqlx::query(LATEST).bind(true).fetch_optional(pool).await?;
             let rejected = sqlx::query(LATEST).bind(false).fetch_optional(pool).await?;
-            Ok((applied.as_ref().map(revision).transpose()?, rejected.as_ref().map(revision).transpose()?))
+            Ok((applied.as_ref().map(revision_of).transpose()?, rejected.as_ref().map(revision_of).transpose()?))
+        })
+    }
+
+    /// The newest record of `revision` applied (by this replica or another on the database).
+    pub async fn applied_revision(&self, revision: &str) -> Result<Option<RevisionRecord>> {
+        const ONE: &str = "SELECT revision, at_ms, applied, diagnostics, held_until_ms FROM revisions
+             WHERE revision = $1 AND applied = $2 AND held_until_ms IS NULL ORDER BY at_ms DESC, id DESC LIMIT 1";
+        on_pool!(self, pool => {
+            let row = sqlx::query(ONE).bind(revision).bind(true).fetch_optional(pool).await?;
+            row.as_ref().map(revision_of).transpose()
         })
     }
 
@@ -52,12 +62,12 @@ impl Store {
              WHERE held_until_ms IS NOT NULL ORDER BY at_ms DESC, id DESC LIMIT 1";
         on_pool!(self, pool => {
             let held = sqlx::query(LATEST).fetch_optional(pool).await?;
-            held.as_ref().map(revision).transpose()
+            held.as_ref().map(revision_of).transpose()
         })
     }
 }
 
-fn revision(row: &impl Columns) -> Result<RevisionRecord> {
+fn revision_of(row: &impl Columns) -> Result<RevisionRecord> {
     Ok(RevisionRecord {
         revision: row.col("revision")?,
         at_ms: row.col("at_ms")?,

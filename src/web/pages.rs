@@ -33,7 +33,7 @@ pub async fn start(State(state): State<WebState>, Viewer(signed, w): Viewer) -> 
 }
 
 async fn projects(state: &WebState, signed: &Signed) -> Result<Markup, ApiError> {
-    let revisions = api::revisions(&state.api.store, &signed.access).await?;
+    let revisions = api::revisions(&state.api.store, state.api.metrics.applied_revision().as_deref(), &signed.access).await?;
     let summaries = api::summaries(&state.api.store, &signed.access).await?;
     let mut groups: BTreeMap<Option<&str>, Vec<&ProjectSummary>> = BTreeMap::new();
     for s in &summaries {

@@ -279,10 +279,13 @@ impl Api {
 
         let (config, config_rx) = watch::channel(Arc::new(loaded.config));
         let live = LiveServers::default();
+        // This serve runs the revision `fill` recorded as applied.
+        let metrics = Arc::new(Metrics::new());
+        metrics.applied("aaaa111", now_ms - 60 * MIN);
         let state = ApiState {
             store: store.clone(),
             config: config_rx,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             admin_token_sha256: Some(watchkeeper::token::sha256_hex(&tokens.operator)),
             started_at_ms: now_ms,
             lease_ttl_ms: watchkeeper::store::DEFAULT_LEASE_TTL_MS,

@@ -194,10 +194,13 @@ impl Serve {
 
         let config = loaded.config.clone();
         let (_config_tx, config_rx) = watch::channel(Arc::new(loaded.config));
+        // This serve runs the revision recorded above.
+        let metrics = Arc::new(Metrics::new());
+        metrics.applied(REVISION, now);
         let state = ApiState {
             store,
             config: config_rx,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             admin_token_sha256: Some(watchkeeper::token::sha256_hex(&tokens.operator)),
             started_at_ms: now,
             lease_ttl_ms: watchkeeper::store::DEFAULT_LEASE_TTL_MS,
