@@ -39,7 +39,8 @@
 //!   in the project's days; as JSON, text tables and CSV; the daily report e-mail.
 //! - [`delivery`] — SMTP / SMS / webhook senders, the outbox worker, the bounce Maildir scanner.
 //! - [`collect`] — host metrics into serve: the group-committing `writer`, the `live` view of each
-//!   server's newest report, agents' assignments, the node_exporter `scrape`r.
+//!   server's newest report (with replicas, it `follow`s the reports the others stored), agents'
+//!   assignments, the node_exporter `scrape`r.
 //! - [`engine`] — the one writer of alert state: observations → [`alert::decide`] → store + outbox,
 //!   with storm control (digests) on the notifications; with replicas, for the shards its
 //!   replica holds only, every write fenced by the shard's lease.

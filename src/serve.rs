@@ -19,7 +19,7 @@ use crate::api::ApiState;
 use crate::clock::now_ms;
 use crate::collect::caps::SubjectCaps;
 use crate::collect::live::LiveServers;
-use crate::collect::{scrape, writer};
+use crate::collect::{follow, scrape, writer};
 use crate::config::{Config, Library};
 use crate::delivery::{self, Senders};
 use crate::engine::Engine;
@@ -119,6 +119,10 @@ pub async fn run(options: ServeOptions, shutdown: CancellationToken) -> anyhow::
         live.update(&state.project, &state.server, Arc::new(state.report), state.last_report_ms);
     }
     tasks.spawn(engine.run(applied_rx, results_rx, hosts_rx, cancel.clone()));
+    if ownership.is_leased() {
+        // Replicas: every one shows, and the shard's holder decides on, what any of them received.
+        tasks.spawn(follow::run(store.clone(), live.clone(), hosts_tx.clone(), cancel.clone()));
+    }
     tasks.spawn(writer::run(store.clone(), live.clone(), batches_rx, hosts_tx, Arc::clone(&metrics), options.subject_caps, cancel.clone()));
     tasks.spawn(scrape::run(
         config_rx.clone(),

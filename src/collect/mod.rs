@@ -9,9 +9,12 @@
 //!   [`node_exporter::Snapshot`] and turns two successive snapshots into metric values named as
 //!   in [`crate::catalog`]. Both are pure.
 //! - [`scrape`] — the node_exporter scraper: one loop per target, its reports into the writer.
+//! - [`follow`] — with replicas on PostgreSQL: the reports other replicas stored, into [`live`]
+//!   and the alert engine, every second.
 
 pub mod assign;
 pub mod caps;
+pub mod follow;
 pub mod live;
 pub mod node_exporter;
 pub mod prom;

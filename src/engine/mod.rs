@@ -13,7 +13,7 @@
 //! every write carries the shard's lease, and a write the database refuses as made under a lost
 //! lease is dropped (the new holder decides from the stored state). While the replica's leases
 //! have lapsed, stored probe results wait for their decisions. Reports of its servers that other
-//! replicas received are read from the store every second ([`Engine::shared_reports`]).
+//! replicas received come from the store, through [`crate::collect::follow`], every second.
 //!
 //! Error policy: state is kept in memory only once the store accepted it, so a failed write
 //! leaves the instance as it was and the next observation continues from there. Retirements
@@ -103,12 +103,10 @@ pub struct Engine {
     held: BTreeMap<usize, i64>,
     seen: Option<(u64, bool)>,
     /// (project, server) → the time of the newest report decided on (with leases only): a
-    /// report another replica stored is read from the store once ([`Engine::shared_reports`]).
+    /// report may come twice (received here, and read back from the store by
+    /// [`crate::collect::follow`]) and is decided once.
     decided_reports: HashMap<(String, String), i64>,
 }
-
-/// Reports older than this (by their own time) are not looked for in the store any more.
-const SHARED_REPORTS_WINDOW_MS: i64 = 10 * 60_000;
 
 /// What the engine's loop woke up for.
 enum Event {
@@ -332,9 +330,6 @@ impl Engine {
                     }
                 }
                 Event::Tick => {
-                    if let Err(e) = self.shared_reports().await {
-                        tracing::error!(error = %e, "could not read the reports other replicas stored");
-                    }
                     if !self.pending.is_empty() {
                         self.record_results().await;
                     }
@@ -736,36 +731,6 @@ impl Engine {
             notified |= self.advance(&scene, rules::down_check(d, c), c.at_ms).await?;
         }
         Ok(notified)
-    }
-
-    /// With replicas: decide on the newest reports of this replica's servers that another
-    /// replica received and stored (an agent reports to whichever replica the load balancer
-    /// picks). Asked every second: which servers reported lately (a small read), then the
-    /// report of each held server newer than the one decided last. Log hits and down-check
-    /// results travel with the report only to the replica that received it.
-    pub async fn shared_reports(&mut self) -> Result<(), StoreError> {
-        if !self.ownership.is_leased() || !self.ownership.holds_any() {
-            return Ok(());
-        }
-        let now = now_ms();
-        let reported = self.store.servers_reported_since(now - SHARED_REPORTS_WINDOW_MS).await?;
-        for (project, server, at_ms) in reported {
-            let key = (project, server);
-            if !self.ownership.owns_name(&key.0, &key.1) || self.decided_reports.get(&key).is_some_and(|d| *d >= at_ms) {
-                continue;
-            }
-            let Some(state) = self.store.server_state(&key.0, &key.1).await? else { continue };
-            let input = HostInput {
-                project: key.0,
-                server: key.1,
-                reports: vec![Arc::new(state.report)],
-                checks: Vec::new(),
-                log_hits: Vec::new(),
-                received_ms: now,
-            };
-            self.observe_host(input).await?;
-        }
-        Ok(())
     }
 
     /// The periodic part: servers silent past their policy's `no_data` window.

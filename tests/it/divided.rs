@@ -4,7 +4,9 @@
 //! lease TTL; a replica that comes back takes its shards again, and only those move. The
 //! take-over times, the longest gap between two checks of a monitor and the checks closer than
 //! half an interval (duplicates) are printed. And a replica killed while a port is down leaves
-//! exactly one fired and one resolved mail at a real SMTP server.
+//! exactly one fired and one resolved mail at a real SMTP server; an agent's report to one
+//! replica is decided by the shard's holder and shown by every replica's server list, server
+//! detail and dashboard.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -18,6 +20,7 @@ use watchkeeper::lease::{SHARDS, preferred, shard_of};
 use crate::store::TestDb;
 use crate::storm::{web01_disks, write_disks_tree};
 use crate::support::agent::KEY;
+use crate::support::browser::Browser;
 use crate::support::free_port;
 use crate::support::serve::{Listener, OPERATOR, Serve};
 use crate::support::smtp::SmtpServer;
@@ -381,4 +384,75 @@ fn an_agents_report_to_one_replica_is_decided_by_the_replica_holding_its_server(
     let sent = subjects(&smtp);
     assert_eq!(sent.len(), 2, "one fired and one resolved mail: {sent:?}");
     assert!(sent[0].contains("Alert fired") && sent[1].contains("Resolved"), "{sent:?}");
+}
+
+/// A report of web-01 with these CPU and disk figures, sampled now.
+fn web01_report(cpu: f64, disk: f64) -> serde_json::Value {
+    let mut body = web01_disks(1, disk);
+    let metrics = body["reports"][0]["metrics"].as_array_mut().unwrap();
+    metrics.push(serde_json::json!({ "name": "cpu.usage", "value": cpu }));
+    body
+}
+
+/// web-01's CPU % and disk % of /mnt/d000 as a replica's server list shows them, then as its
+/// server detail does.
+fn web01_seen(serve: &Serve) -> [Option<f64>; 4] {
+    let list = serve.get("/api/v1/projects/shop/servers");
+    let row = list["servers"].as_array().and_then(|s| s.iter().find(|s| s["name"] == "web-01")).cloned().unwrap_or_default();
+    let detail = serve.get("/api/v1/projects/shop/servers/web-01");
+    let latest = &detail["latest"];
+    [
+        row["cpu_percent"].as_f64(),
+        row["disk_percent"]["max"].as_f64(),
+        latest["host"]["cpu.usage"].as_f64(),
+        latest["mounts"]["/mnt/d000"]["disk.usage"].as_f64(),
+    ]
+}
+
+/// What [`web01_seen`] gives once a report with these figures is shown.
+fn shows(cpu: f64, disk: f64) -> [Option<f64>; 4] {
+    [Some(cpu), Some(disk), Some(cpu), Some(disk)]
+}
+
+#[test]
+fn every_replica_shows_an_agents_report_whichever_replica_received_it() {
+    crate::support::install_crypto();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = runtime.block_on(TestDb::postgres());
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let tree = work.join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    // No alert fires below 90 % disk: the SMTP port is never used.
+    write_disks_tree(&tree, free_port());
+    let two = ["alpha", "beta"];
+    let replicas: BTreeMap<&str, Serve> = two.iter().map(|id| (*id, replica(&tree, &db.url, id, work))).collect();
+    for serve in replicas.values() {
+        serve.wait_until("the tree is applied", WAIT, || serve.applied().is_some());
+    }
+    let alpha = &replicas["alpha"];
+    assert_eq!(web01_seen(&replicas["beta"]), [None; 4], "no report yet");
+
+    // The agent reports to alpha: beta's list and detail show it too, the same figures; the
+    // next report goes to beta, and alpha follows.
+    for (to, other, cpu, disk) in [("alpha", "beta", 37.0, 61.0), ("beta", "alpha", 12.0, 64.0)] {
+        let (status, text) = replicas[to].ingest(KEY, &web01_report(cpu, disk));
+        assert_eq!(status, 200, "{text}");
+        let sent = Instant::now();
+        replicas[other].wait_until("the other replica shows the report", WAIT, || web01_seen(&replicas[other]) == shows(cpu, disk));
+        println!("a report to {to} showed in {other}'s server list {:.2} s after it was accepted", sent.elapsed().as_secs_f64());
+        assert_eq!(web01_seen(&replicas[to]), shows(cpu, disk));
+    }
+
+    // The dashboard's server list of alpha, which did not receive it, shows beta's report.
+    runtime.block_on(async {
+        let browser = Browser::start(1280, 700).await;
+        let base = format!("http://127.0.0.1:{}", alpha.port);
+        browser.sign_in(&base, OPERATOR).await;
+        browser.client.goto(&format!("{base}/p/shop/servers")).await.unwrap();
+        let row = browser.text("tr[data-server='web-01']").await;
+        assert!(row.contains("12") && row.contains("64"), "alpha's server list shows beta's report: {row}");
+        browser.screenshot("replicas-server-list").await;
+        browser.close().await;
+    });
 }
