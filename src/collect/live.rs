@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use super::columns::Columns;
 use crate::protocol::Report;
 
 /// One server's newest report.
@@ -15,6 +16,10 @@ pub struct ServerLive {
     /// `unknown` use this, so an agent's wrong clock cannot hide a silence).
     pub received_ms: i64,
     pub report: Arc<Report>,
+    /// The report's figures as the pages show them, worked out when it arrived: every page
+    /// and every refresh of the compound eye reads them, which would otherwise go over each
+    /// report's values again and again.
+    pub columns: Columns,
     /// What makes `report` the newest: its sample time, but never later than when serve
     /// received it, so a clock running ahead cannot keep a report on top of newer ones.
     newest_ms: i64,
@@ -40,6 +45,12 @@ impl LiveServers {
         self.read().get(project).cloned().unwrap_or_default()
     }
 
+    /// `read` over every server of `project` that reported, by name, without copying the map
+    /// (reports keep arriving meanwhile; they wait for `read` to finish).
+    pub fn with_project<T>(&self, project: &str, read: impl FnOnce(Option<&ProjectServers>) -> T) -> T {
+        read(self.read().get(project))
+    }
+
     /// Keep `report`, received at `received_ms`, as the server's newest unless a newer one is
     /// there already (a backlog arriving after fresher reports must not move the page back in
     /// time). A report dated ahead of its receipt (an agent's clock running fast) counts as
@@ -54,7 +65,8 @@ impl LiveServers {
                 slot.insert(server.to_string(), Arc::new(kept));
             }
             _ => {
-                slot.insert(server.to_string(), Arc::new(ServerLive { received_ms, report, newest_ms }));
+                let columns = Columns::of(&report);
+                slot.insert(server.to_string(), Arc::new(ServerLive { received_ms, report, columns, newest_ms }));
             }
         }
     }

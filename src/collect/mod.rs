@@ -4,7 +4,8 @@
 //!   applied configuration; the wire types are in [`crate::protocol`].
 //! - [`writer`] — the single writer: group-commits batches to the store, then updates [`live`]
 //!   and hands them to the alert engine; [`caps`] first drops subjects beyond a server's caps.
-//! - [`live`] — the newest report of every server, in memory, for the API and alert snapshots.
+//! - [`live`] — the newest report of every server, in memory, for the API and alert snapshots,
+//!   with its [`columns`] (the figures the dashboard and the server list show) worked out once.
 //! - [`prom`] parses the Prometheus text format; [`node_exporter`] reduces a parsed page to a
 //!   [`node_exporter::Snapshot`] and turns two successive snapshots into metric values named as
 //!   in [`crate::catalog`]. Both are pure.
@@ -14,6 +15,7 @@
 
 pub mod assign;
 pub mod caps;
+pub mod columns;
 pub mod follow;
 pub mod live;
 pub mod node_exporter;

@@ -6,6 +6,11 @@
 //! order, each `<state letter><cpu>,<memory>,<disk>,<rx>,<tx>` (whole percent, rx/tx in kbit/s,
 //! empty when unknown): about 20 bytes a server. The fingerprint changes when the set of servers
 //! does; the page then reloads itself.
+//!
+//! Drawn for 10 000 servers in about a second: each cell is a single element whose classes give
+//! its gauges' fills (the style sheet draws them as background bars), in blocks of [`BLOCK`]
+//! cells that the browser skips while they are off screen; the script repaints a cell only
+//! when its numbers change or the traffic max does.
 
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
@@ -47,8 +52,9 @@ fn values(c: &Cell, out: &mut String) {
             out.push(',');
         }
         first = false;
+        // Whole numbers, written as integers: thousands of cells a refresh.
         if let Some(v) = value.filter(|v| v.is_finite()) {
-            let _ = write!(out, "{:.0}", (v * scale).max(0.0));
+            let _ = write!(out, "{}", (v * scale).max(0.0).round() as u64);
         }
     }
 }
@@ -61,11 +67,21 @@ fn level(value: Option<f64>, full: f64) -> u8 {
     }
 }
 
-const LEVELS: [&str; 11] = ["l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7", "l8", "l9", "l10"];
+/// The gauges' class letters, in the order of [`values`]: CPU (`u`), memory, disk, in, out.
+const GAUGES: [char; 5] = ['u', 'm', 'd', 'i', 'o'];
 
-fn cell(c: &Cell, project: &str, v: &mut String) -> Markup {
+/// Servers per block of cells. The browser lays out and paints only the blocks on screen
+/// (`content-visibility: auto` in the style sheet), and 240 divides into every column count
+/// the style sheet picks for the page's width, so the blocks join without a ragged row.
+const BLOCK: usize = 240;
+
+/// One element per cell: `class` is `c` and, for each gauge above zero, its letter and fill in
+/// tenths (`u7`: CPU at 61–70 %), which the style sheet draws as bars; `data-v` has the numbers.
+fn cell(c: &Cell, project: &str, v: &mut String, class: &mut String) -> Markup {
     v.clear();
     values(c, v);
+    class.clear();
+    class.push('c');
     let gauges = [
         level(c.cpu, 100.0),
         level(c.memory, 100.0),
@@ -73,10 +89,13 @@ fn cell(c: &Cell, project: &str, v: &mut String) -> Markup {
         level(c.rx, DEFAULT_TRAFFIC_MAX),
         level(c.tx, DEFAULT_TRAFFIC_MAX),
     ];
-    html! {
-        a.c href={ "/p/" (project) "/s/" (c.server.name) } data-server=(c.server.name) data-state=(c.state.as_str()) data-v=(v) {
-            @for g in gauges { i class=(LEVELS[usize::from(g)]) {} }
+    for (letter, fill) in GAUGES.into_iter().zip(gauges) {
+        if fill > 0 {
+            let _ = write!(class, " {letter}{fill}");
         }
+    }
+    html! {
+        a class=(class) href={ "/p/" (project) "/s/" (c.server.name) } data-server=(c.server.name) data-state=(c.state.as_str()) data-v=(v) {}
     }
 }
 
@@ -98,7 +117,7 @@ fn tip_words(w: &Words) -> String {
 }
 
 fn eye(w: &Words, title: &str, src: &str, sections: &[(&Project, &[Cell])], all: &[Cell]) -> Markup {
-    let mut v = String::new();
+    let (mut v, mut class) = (String::new(), String::new());
     let count = |s: CellState| all.iter().filter(|c| c.state == s).count();
     html! {
         div.eyehead {
@@ -121,8 +140,10 @@ fn eye(w: &Words, title: &str, src: &str, sections: &[(&Project, &[Cell])], all:
         div #eye data-src=(src) data-v=(fingerprint(all)) data-words=(tip_words(w)) {
             @for (p, cells) in sections {
                 @if sections.len() > 1 { h2 { a href={ "/p/" (p.name) } { (p.name) } } }
-                div.cells {
-                    @for c in *cells { (cell(c, &p.name, &mut v)) }
+                @for block in cells.chunks(BLOCK) {
+                    div.cells {
+                        @for c in block { (cell(c, &p.name, &mut v, &mut class)) }
+                    }
                 }
             }
         }

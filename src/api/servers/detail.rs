@@ -14,7 +14,7 @@ use super::super::auth::Access;
 use super::super::params::Params;
 use super::super::projects::Firing;
 use super::super::{ALL, ApiError, ApiState, project_tz};
-use super::{Columns, Per, ServerView, desc, fits, per, server_of};
+use super::{Per, ServerView, desc, fits, per, server_of};
 use crate::clock::now_ms;
 use crate::config::raw::MetricsKind;
 use crate::protocol::{Facts, MAX_PROCESSES_PER_REPORT, ProcessInfo, Report};
@@ -170,7 +170,7 @@ pub async fn detail(
     }
     let live = state.live.get(&p.name, &s.name);
     let report = live.as_ref().map(|l| l.report.as_ref());
-    let columns = report.map(Columns::of);
+    let columns = live.as_ref().map(|l| l.columns);
     let firing_alerts = with_acks(&state.store, firing_rows, &tz).await?;
     let recent_alerts = with_acks(&state.store, recent_rows, &tz).await?;
     let body = ServerDetail {

@@ -129,7 +129,7 @@ pub async fn server_page<'a>(state: &ApiState, p: &'a Project, query: &ServerQue
     // The map is ordered by name already; stable sorts keep names in order among equals. In
     // name order nothing is collected but the page.
     let (total, page): (usize, Vec<&Server>) = if let Some(key) = key {
-        let mut keyed: Vec<(Option<f64>, &Server)> = matching.map(|s| (live_of(s).and_then(|l| key(&Columns::of(&l.report))), s)).collect();
+        let mut keyed: Vec<(Option<f64>, &Server)> = matching.map(|s| (live_of(s).and_then(|l| key(&l.columns)), s)).collect();
         keyed.sort_by(|a, b| desc(a.0, b.0));
         (keyed.len(), keyed.into_iter().skip(offset).take(limit).map(|(_, s)| s).collect())
     } else if sort == "state" {
@@ -154,7 +154,7 @@ pub async fn server_page<'a>(state: &ApiState, p: &'a Project, query: &ServerQue
         .into_iter()
         .map(|s| {
             let live = live_of(s);
-            let columns = live.as_ref().map(|l| Columns::of(&l.report));
+            let columns = live.as_ref().map(|l| l.columns);
             Row { server: s, firing: firing_of(s), live, columns }
         })
         .collect();

@@ -21,10 +21,11 @@ use super::projects::Firing;
 use super::{ApiError, ApiState, rfc3339};
 use crate::catalog::{self, Per};
 use crate::clock::now_ms;
+pub use crate::collect::columns::{AllMax, Columns};
 use crate::collect::live::ServerLive;
 use crate::config::model::{PolicyRef, Project, Server};
 use crate::config::raw::Os;
-use crate::protocol::{MetricValue, Report};
+use crate::protocol::MetricValue;
 
 pub use detail::{ProcessItems, Processes, RECENT_ALERTS, detail, server_alerts};
 pub use list::{SORTS, ServerPage, ServerQuery, list, server_page};
@@ -67,127 +68,6 @@ impl ServerState {
             ServerState::Warning
         } else {
             ServerState::Ok
-        }
-    }
-}
-
-/// A metric over the subjects that have it: the machine as a whole and the worst subject.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct AllMax {
-    pub all: Option<f64>,
-    pub max: Option<f64>,
-}
-
-/// Running figures over the subjects of a metric: how many, their sum and the largest.
-#[derive(Debug, Clone, Copy, Default)]
-struct Over {
-    n: u32,
-    sum: f64,
-    max: Option<f64>,
-}
-
-impl Over {
-    fn add(&mut self, value: f64) {
-        self.n += 1;
-        self.sum += value;
-        self.max = Some(self.max.map_or(value, |m| m.max(value)));
-    }
-
-    /// `all` is the sum over the subjects.
-    fn total(self) -> AllMax {
-        AllMax { all: (self.n > 0).then_some(self.sum), max: self.max }
-    }
-
-    /// `all` is the mean over the subjects.
-    fn mean(self) -> AllMax {
-        AllMax { all: (self.n > 0).then(|| self.sum / f64::from(self.n)), max: self.max }
-    }
-}
-
-/// Per subject, the sum of two metrics (in + out, read + write).
-#[derive(Debug, Default)]
-struct PairSums<'a>(Vec<(&'a str, f64)>);
-
-impl<'a> PairSums<'a> {
-    fn add(&mut self, subject: &'a str, value: f64) {
-        match self.0.iter_mut().find(|(s, _)| *s == subject) {
-            Some((_, total)) => *total += value,
-            None => self.0.push((subject, value)),
-        }
-    }
-
-    fn over(&self) -> Over {
-        let mut over = Over::default();
-        for (_, v) in &self.0 {
-            over.add(*v);
-        }
-        over
-    }
-}
-
-/// The list's columns computed from one report, in one pass over its values.
-#[derive(Debug, Clone, Copy)]
-struct Columns {
-    cpu: Option<f64>,
-    memory: Option<f64>,
-    /// `all`: used over size of every mount together (df's arithmetic); `max`: the fullest mount.
-    disk: AllMax,
-    /// In + out, bits per second: `all` over every interface, `max` the busiest.
-    network: AllMax,
-    /// Busy %: `all` the mean over devices, `max` the busiest.
-    disk_io: AllMax,
-    /// `all` the sum over devices, `max` the busiest.
-    disk_iops: AllMax,
-    /// Read + write, bytes per second: `all` the sum over devices, `max` the busiest.
-    disk_bps: AllMax,
-    /// Received and sent, bits per second, summed over interfaces.
-    rx: Option<f64>,
-    tx: Option<f64>,
-}
-
-impl Columns {
-    /// Every request computes these for the rows it shows: one pass, no allocation but for
-    /// devices and interfaces. A value that does not fit its metric (a subject on `cpu.usage`,
-    /// none on `disk.io`) counts for nothing, as in [`fits`].
-    fn of(report: &Report) -> Columns {
-        let (mut cpu, mut memory) = (None, None);
-        let (mut used, mut free, mut usage) = (0.0, 0.0, Over::default());
-        let (mut io, mut iops) = (Over::default(), Over::default());
-        let (mut network, mut disk_bps) = (PairSums::default(), PairSums::default());
-        let (mut rx, mut tx) = (Over::default(), Over::default());
-        for m in &report.metrics {
-            match (m.name, m.subject.as_deref()) {
-                ("cpu.usage", None) => cpu = Some(m.value),
-                ("memory.usage", None) => memory = Some(m.value),
-                ("disk.usage", Some(_)) => usage.add(m.value),
-                ("disk.used_bytes", Some(_)) => used += m.value,
-                ("disk.free_bytes", Some(_)) => free += m.value,
-                ("disk.io", Some(_)) => io.add(m.value),
-                ("disk.iops", Some(_)) => iops.add(m.value),
-                ("disk.read_bps" | "disk.write_bps", Some(s)) => disk_bps.add(s, m.value),
-                ("network.in_bps", Some(s)) => {
-                    network.add(s, m.value);
-                    rx.add(m.value);
-                }
-                ("network.out_bps", Some(s)) => {
-                    network.add(s, m.value);
-                    tx.add(m.value);
-                }
-                _ => {}
-            }
-        }
-        // node_exporter gives the percentage per mount but no byte counts: no `all` then.
-        let space = used + free;
-        Columns {
-            cpu,
-            memory,
-            disk: AllMax { all: (space > 0.0).then(|| used * 100.0 / space), max: usage.max },
-            network: network.over().total(),
-            disk_io: io.mean(),
-            disk_iops: iops.total(),
-            disk_bps: disk_bps.over().total(),
-            rx: rx.total().all,
-            tx: tx.total().all,
         }
     }
 }
@@ -295,41 +175,43 @@ pub struct Cell<'a> {
 }
 
 /// The cells of every server of `projects`, project by project, each in name order. The same
-/// state and columns as the server list; one read of the firing alerts for all of them.
+/// state and columns as the server list; one read of the firing alerts for all of them. Each
+/// cell is a few lookups: the figures were worked out when the report arrived.
 pub async fn cells<'a>(state: &ApiState, projects: &[&'a Project]) -> Result<Vec<Cell<'a>>, ApiError> {
-    let mut firing: HashMap<(String, String), Firing> = HashMap::new();
-    for alert in super::projects::firing_alerts(&state.store, None).await? {
+    let only = if let [p] = projects { Some(p.name.as_str()) } else { None };
+    let alerts = super::projects::firing_alerts(&state.store, only).await?;
+    let mut firing: HashMap<(&str, &str), Firing> = HashMap::new();
+    for alert in &alerts {
         if !alert.key.server.is_empty() {
-            firing.entry((alert.key.project, alert.key.server)).or_default().add(alert.severity);
+            firing.entry((&alert.key.project, &alert.key.server)).or_default().add(alert.severity);
         }
     }
     let now = now_ms();
     let mut cells = Vec::with_capacity(projects.iter().map(|p| p.servers.len()).sum());
     for p in projects {
-        let live = state.live.project(&p.name);
-        let key = &mut (p.name.clone(), String::new());
-        for s in p.servers.values() {
-            key.1.clone_from(&s.name);
-            let report = live.get(&s.name);
-            let columns = report.map(|l| Columns::of(&l.report));
-            let reporting = report.is_some_and(|l| now - l.received_ms <= REPORTING_WINDOW_MS);
-            let state = match ServerState::of(s, firing.get(key).copied().unwrap_or_default()) {
-                ServerState::Ok if !reporting => CellState::NoData,
-                ServerState::Ok => CellState::Ok,
-                ServerState::Warning => CellState::Warning,
-                ServerState::Fatal => CellState::Fatal,
-                ServerState::Paused => CellState::Paused,
-            };
-            cells.push(Cell {
-                server: s,
-                state,
-                cpu: columns.and_then(|c| c.cpu),
-                memory: columns.and_then(|c| c.memory),
-                disk: columns.and_then(|c| c.disk.max),
-                rx: columns.and_then(|c| c.rx),
-                tx: columns.and_then(|c| c.tx),
-            });
-        }
+        state.live.with_project(&p.name, |live| {
+            for s in p.servers.values() {
+                let report = live.and_then(|l| l.get(&s.name));
+                let columns = report.map(|l| &l.columns);
+                let reporting = report.is_some_and(|l| now - l.received_ms <= REPORTING_WINDOW_MS);
+                let state = match ServerState::of(s, firing.get(&(p.name.as_str(), s.name.as_str())).copied().unwrap_or_default()) {
+                    ServerState::Ok if !reporting => CellState::NoData,
+                    ServerState::Ok => CellState::Ok,
+                    ServerState::Warning => CellState::Warning,
+                    ServerState::Fatal => CellState::Fatal,
+                    ServerState::Paused => CellState::Paused,
+                };
+                cells.push(Cell {
+                    server: s,
+                    state,
+                    cpu: columns.and_then(|c| c.cpu),
+                    memory: columns.and_then(|c| c.memory),
+                    disk: columns.and_then(|c| c.disk.max),
+                    rx: columns.and_then(|c| c.rx),
+                    tx: columns.and_then(|c| c.tx),
+                });
+            }
+        });
     }
     Ok(cells)
 }

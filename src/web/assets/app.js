@@ -38,15 +38,18 @@
     if (v === "" || !(+v > 0)) return 0;
     return Math.max(1, Math.min(10, Math.ceil((+v / full) * 10)));
   }
+  // A cell's class: `c` and, per gauge above zero, its letter and tenths (`u7` is CPU at 61–70 %).
+  const GAUGES = "umdio";
   function paint(a) {
     const v = a.dataset.v.split(",");
     const full = +tmax.value / 1000; // rx/tx arrive in kbit/s
     const fulls = [100, 100, 100, full, full];
-    const gauges = a.children;
+    let cls = "c";
     for (let i = 0; i < 5; i++) {
-      const cls = "l" + level(v[i], fulls[i]);
-      if (gauges[i].className !== cls) gauges[i].className = cls;
+      const l = level(v[i], fulls[i]);
+      if (l > 0) cls += " " + GAUGES[i] + l;
     }
+    if (a.className !== cls) a.className = cls;
   }
   function rate(kbps) {
     if (kbps === "") return "–";
@@ -75,9 +78,12 @@
     tip.hidden = true;
   }
 
+  // serve drew the gauges for the traffic max it selects; only another choice repaints them.
   const saved = window.localStorage.getItem(KEY);
-  if (saved && Array.from(tmax.options).some((o) => o.value === saved)) tmax.value = saved;
-  cells.forEach(paint);
+  if (saved && saved !== tmax.value && Array.from(tmax.options).some((o) => o.value === saved)) {
+    tmax.value = saved;
+    cells.forEach(paint);
+  }
   tmax.addEventListener("change", function () {
     window.localStorage.setItem(KEY, tmax.value);
     cells.forEach(paint);
