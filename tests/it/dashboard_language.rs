@@ -115,6 +115,11 @@ async fn look(browser: &Browser, base: &str, path: &str, name: &str) {
 
 /// The `wk_session` cookie serve sets for `token`, signing in over plain HTTP.
 fn sign_in_over_http(port: u16, token: &str) -> String {
+    set_cookie(port, token).split(';').next().unwrap().to_string()
+}
+
+/// The whole `Set-Cookie` header serve answers a sign-in with `token` over plain HTTP.
+pub(crate) fn set_cookie(port: u16, token: &str) -> String {
     let body = format!("token={token}");
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -126,11 +131,11 @@ fn sign_in_over_http(port: u16, token: &str) -> String {
     .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    let cookie = answer
+    answer
         .lines()
         .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
-        .unwrap_or_else(|| panic!("no session cookie: {answer}"));
-    cookie.split(';').next().unwrap().to_string()
+        .unwrap_or_else(|| panic!("no session cookie: {answer}"))
+        .to_string()
 }
 
 /// `<html lang="…">` of a page's HTML.

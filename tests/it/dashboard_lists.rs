@@ -71,7 +71,7 @@ fn ms(text: &str) -> i64 {
 
 /// An alert of port monitor `web` (on `port`) from `at_ms`, resolved a minute later, with
 /// `notes`; the ids of its notifications.
-async fn alert(store: &Store, port: &str, at_ms: i64, notes: &[NewNotification]) -> Vec<i64> {
+pub(crate) async fn alert(store: &Store, port: &str, at_ms: i64, notes: &[NewNotification]) -> Vec<i64> {
     let k = key("shop", "", "port:web", port);
     let firing = AlertState { phase: Phase::Firing { since_ms: at_ms, severity: Severity::Fatal }, failures: 3, ..AlertState::default() };
     let open = AlertChange::Open {

@@ -11,6 +11,7 @@ mod dashboard;
 mod dashboard_alerts;
 mod dashboard_language;
 mod dashboard_lists;
+mod dashboard_views;
 mod divided;
 mod engine;
 mod escalation;
