@@ -13,8 +13,10 @@
 //! held through a lease row in the database with an owner, an epoch bumped at every claim, and
 //! an expiry on the database's clock. [`Ownership`] is what this replica holds right now, as
 //! the lease keeper last confirmed it; the prober, the node_exporter scraper and the alert
-//! engine ask it before they act.
+//! engine ask it before they act. [`RevisionSkew`] says which replicas run a revision older
+//! than the newest one applied: those take no new shards until they catch up.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,6 +57,39 @@ fn score(shard: usize, replica: &str) -> u64 {
 /// collision, go to the smaller id). `None` when there is no replica.
 pub fn preferred<'a>(shard: usize, replicas: &[&'a str]) -> Option<&'a str> {
     replicas.iter().copied().max_by(|a, b| score(shard, a).cmp(&score(shard, b)).then_with(|| b.cmp(a)))
+}
+
+/// How the revisions the live replicas run compare. The newest is the one first applied on the
+/// database last (by any replica; a revision applied again later, after a restart, keeps its
+/// first time); a replica whose revision was first applied before the newest one's is behind. A
+/// revision not recorded yet (applied this instant) counts as the newest, so nobody counts as
+/// ahead of what it does not know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevisionSkew {
+    /// revision → when it was first applied (`i64::MAX` when not recorded yet).
+    first_applied: BTreeMap<String, i64>,
+}
+
+impl RevisionSkew {
+    /// The revisions running, each with when it was first applied (`None`: not recorded yet).
+    pub fn new(revisions: impl IntoIterator<Item = (String, Option<i64>)>) -> RevisionSkew {
+        RevisionSkew { first_applied: revisions.into_iter().map(|(r, at)| (r, at.unwrap_or(i64::MAX))).collect() }
+    }
+
+    fn first_applied(&self, revision: &str) -> i64 {
+        self.first_applied.get(revision).copied().unwrap_or(i64::MAX)
+    }
+
+    /// The newest revision running (ties, first applied in the same millisecond, to the larger
+    /// id, so every replica names the same one).
+    pub fn newest(&self) -> Option<&str> {
+        self.first_applied.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| a.0.cmp(b.0))).map(|(r, _)| r.as_str())
+    }
+
+    /// Whether a replica running `revision` is behind the newest.
+    pub fn is_behind(&self, revision: &str) -> bool {
+        self.newest().is_some_and(|newest| self.first_applied(revision) < self.first_applied(newest))
+    }
 }
 
 /// The lease of one shard this replica holds, for fencing its writes: the database refuses a
@@ -240,6 +275,23 @@ mod tests {
         }
         assert!((0..SHARDS).all(|s| preferred(s, &["c", "a", "b"]) == preferred(s, &three)));
         assert_eq!(preferred(0, &[]), None);
+    }
+
+    #[test]
+    fn a_revision_first_applied_before_the_newest_is_behind() {
+        let skew = RevisionSkew::new([("old".to_string(), Some(1_000)), ("new".to_string(), Some(2_000))]);
+        assert_eq!(skew.newest(), Some("new"));
+        assert!(skew.is_behind("old") && !skew.is_behind("new"));
+        // A revision not recorded yet was applied just now: the newest; nobody is ahead of it.
+        let skew = RevisionSkew::new([("new".to_string(), Some(2_000)), ("fresh".to_string(), None)]);
+        assert_eq!(skew.newest(), Some("fresh"));
+        assert!(skew.is_behind("new") && !skew.is_behind("fresh") && !skew.is_behind("unknown"));
+        // First applied in the same millisecond: neither is behind; both name one as the newest.
+        let skew = RevisionSkew::new([("a".to_string(), Some(5)), ("b".to_string(), Some(5))]);
+        assert_eq!(skew.newest(), Some("b"));
+        assert!(!skew.is_behind("a") && !skew.is_behind("b"));
+        assert_eq!(RevisionSkew::default().newest(), None);
+        assert!(!RevisionSkew::default().is_behind("any"));
     }
 
     #[test]

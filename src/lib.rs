@@ -17,7 +17,8 @@
 //! - [`errors`] — error text as operators read it; the error of an unknown enum word.
 //! - [`metrics`] — the Prometheus registry behind `/metrics` (watchkeeper's own figures).
 //! - [`lease`] — how replicas on one PostgreSQL divide the work: the shard of a server or
-//!   monitor, which live replica should own a shard (rendezvous hashing), and [`lease::Ownership`],
+//!   monitor, which live replica should own a shard (rendezvous hashing), which replicas run a
+//!   revision behind the newest ([`lease::RevisionSkew`]: they take no new shards), and [`lease::Ownership`],
 //!   the shards this replica holds now, which every task that probes, scrapes or decides asks.
 //! - [`config`] — raw serde types (`raw`), reading a tree with positions (`load`), the one
 //!   `compile` step to the validated model (`model`), diagnostics, the object `diff`, schema.

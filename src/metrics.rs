@@ -50,6 +50,7 @@ pub struct Metrics {
     http_timeouts: Family<Labels, Counter>,
     replicas_live: Gauge,
     replica_info: Family<Labels, Gauge>,
+    replica_behind: Family<Labels, Gauge>,
     replica_shards: Family<Labels, Gauge>,
     shard_epoch: Family<Labels, Gauge>,
     /// The revision whose `watchkeeper_revision_info` label set is present, to remove it when
@@ -105,6 +106,12 @@ impl Metrics {
             "watchkeeper_replica_info",
             "Each live serve replica on this database and the revision it runs (value 1; revision \"\" before its first)",
             replica_info.clone(),
+        );
+        let replica_behind = Family::<Labels, Gauge>::default();
+        registry.register(
+            "watchkeeper_replica_behind",
+            "1 for each live replica whose revision is older than the newest a live replica runs (it takes no new shards), 0 for the others",
+            replica_behind.clone(),
         );
         let replica_shards = Family::<Labels, Gauge>::default();
         registry.register(
@@ -215,6 +222,7 @@ impl Metrics {
             notifications,
             replicas_live,
             replica_info,
+            replica_behind,
             replica_shards,
             shard_epoch,
             current_revision: Mutex::new(None),
@@ -258,13 +266,15 @@ impl Metrics {
         self.current_revision.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
-    /// The live replicas, `(id, revision)`, as this replica's last heartbeat read them: replaces
-    /// the previous set, so a replica gone is no longer shown.
-    pub fn set_replicas<'a>(&self, replicas: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) {
+    /// The live replicas, `(id, revision, behind)`, as this replica's last heartbeat read them:
+    /// replaces the previous set, so a replica gone is no longer shown.
+    pub fn set_replicas<'a>(&self, replicas: impl IntoIterator<Item = (&'a str, Option<&'a str>, bool)>) {
         self.replica_info.clear();
+        self.replica_behind.clear();
         let mut live = 0;
-        for (id, revision) in replicas {
+        for (id, revision, behind) in replicas {
             live += 1;
+            self.replica_behind.get_or_create(&vec![("replica", id.to_string())]).set(i64::from(behind));
             self.replica_info
                 .get_or_create(&vec![("replica", id.to_string()), ("revision", revision.unwrap_or_default().to_string())])
                 .set(1);
@@ -449,10 +459,11 @@ mod tests {
     #[test]
     fn replica_info_shows_only_the_replicas_of_the_last_heartbeat() {
         let m = Metrics::new();
-        m.set_replicas([("a", Some("abc")), ("b", None)]);
-        m.set_replicas([("a", Some("def"))]);
+        m.set_replicas([("a", Some("abc"), false), ("b", None, false)]);
+        m.set_replicas([("a", Some("def"), true)]);
         let text = m.render();
         assert_eq!(samples(&text, "watchkeeper_replica_info"), [r#"watchkeeper_replica_info{replica="a",revision="def"} 1"#], "{text}");
+        assert_eq!(samples(&text, "watchkeeper_replica_behind"), [r#"watchkeeper_replica_behind{replica="a"} 1"#], "{text}");
         assert_eq!(samples(&text, "watchkeeper_replicas_live"), ["watchkeeper_replicas_live 1"], "{text}");
     }
 

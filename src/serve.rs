@@ -311,7 +311,8 @@ async fn probe_upkeep(store: Store, retention: ProbeRetention, cancel: Cancellat
 }
 
 /// Heartbeat this replica's row every third of `lease_ttl` (with the revision it runs), delete
-/// the rows of replicas dead for longer, and show the live ones in `/metrics`; on shutdown,
+/// the rows of replicas dead for longer, and show the live ones in `/metrics` (with which are
+/// behind the newest revision); on shutdown,
 /// delete its own row so the others see it gone at once. A heartbeat the database refuses is
 /// logged and tried again at the next tick.
 async fn membership(store: Store, metrics: Arc<Metrics>, replica_id: String, lease_ttl: Duration, cancel: CancellationToken) {
@@ -331,9 +332,18 @@ async fn membership(store: Store, metrics: Arc<Metrics>, replica_id: String, lea
             tracing::warn!(replica = %row.id, error = %e, "cannot write this replica's heartbeat; will try again");
             continue;
         }
-        match store.live_replicas(row.heartbeat_ms, ttl_ms).await {
-            Ok(live) => metrics.set_replicas(live.iter().map(|r| (r.id.as_str(), r.revision.as_deref()))),
-            Err(e) => tracing::warn!(error = %e, "cannot read the live replicas"),
+        let live = match store.live_replicas(row.heartbeat_ms, ttl_ms).await {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the live replicas");
+                continue;
+            }
+        };
+        match store.revision_skew(live.iter().filter_map(|r| r.revision.as_deref())).await {
+            Ok(skew) => metrics.set_replicas(
+                live.iter().map(|r| (r.id.as_str(), r.revision.as_deref(), r.revision.as_deref().is_some_and(|v| skew.is_behind(v)))),
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot read when the replicas' revisions were applied"),
         }
     }
     if let Err(e) = store.release_replica(&row.id).await {

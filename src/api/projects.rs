@@ -72,6 +72,9 @@ struct Status {
     held: Option<Revision>,
     /// The serve replicas on this database whose heartbeat is within the lease TTL, by id.
     replicas: Vec<Replica>,
+    /// The newest revision a live replica runs (the one first applied last on this database);
+    /// a replica running an older one is `behind`.
+    newest_revision: Option<String>,
     /// For the caller's scope.
     counts: Counts,
 }
@@ -84,6 +87,9 @@ struct Replica {
     heartbeat_ms: i64,
     /// The revision it runs; `null` until it has applied one.
     revision: Option<String>,
+    /// Its revision is older than `newest_revision`: it takes no new shards until it has
+    /// applied the newer one.
+    behind: bool,
     /// How many of the shards it holds a live lease on (on SQLite the one serve holds all).
     shards: usize,
     /// Those leases as `[shard, epoch]` (PostgreSQL; empty on SQLite, where nothing is leased).
@@ -191,6 +197,8 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
         "postgres" => state.store.shard_leases().await?.into_iter().filter(|l| l.live).collect(),
         _ => Vec::new(),
     };
+    let live = state.store.live_replicas(now_ms(), state.lease_ttl_ms).await?;
+    let skew = state.store.revision_skew(live.iter().filter_map(|r| r.revision.as_deref())).await?;
     let body = Status {
         version: env!("CARGO_PKG_VERSION"),
         started_at_ms: state.started_at_ms,
@@ -205,10 +213,8 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
         applied: revisions.applied,
         rejected: revisions.rejected,
         held: revisions.held,
-        replicas: state
-            .store
-            .live_replicas(now_ms(), state.lease_ttl_ms)
-            .await?
+        newest_revision: skew.newest().map(str::to_string),
+        replicas: live
             .into_iter()
             .map(|r| {
                 let leases: Vec<[i64; 2]> =
@@ -220,6 +226,7 @@ pub async fn status(State(state): State<ApiState>, access: Access, params: Param
                     id: r.id,
                     started_ms: r.started_ms,
                     heartbeat_ms: r.heartbeat_ms,
+                    behind: r.revision.as_deref().is_some_and(|v| skew.is_behind(v)),
                     revision: r.revision,
                 }
             })

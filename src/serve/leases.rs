@@ -9,7 +9,11 @@
 //!   passed since the last confirmed renewal: [`Ownership`] lapses on its own, before the
 //!   leases expire in the database, so a replica cut off stops acting before another may start.
 //! - Only a replica that has applied a revision is a candidate for shards: one still reading
-//!   its configuration would hold shards it has nothing to run for.
+//!   its configuration would hold shards it has nothing to run for. Nor is one whose revision is
+//!   behind the newest a live replica runs ([`crate::lease::RevisionSkew`]): it would run its
+//!   shards by an older configuration. It keeps renewing the shards it holds (taking them away
+//!   would stop their probes for a round) but claims none until it has applied the newer one;
+//!   the others rank without it meanwhile, so the shards of a replica that leaves go to them.
 //! - On shutdown (SIGTERM, SIGINT) it stops acting and releases every lease at once, so the
 //!   others claim them at their next round instead of after the TTL.
 
@@ -37,6 +41,8 @@ pub async fn keep(store: Store, metrics: Arc<Metrics>, ownership: Arc<Ownership>
     let mut mine: BTreeMap<i32, i64> = BTreeMap::new();
     let mut rows_ready = false;
     let mut failing = false;
+    // The newest revision while this replica's is behind it.
+    let mut behind_of: Option<String> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -44,7 +50,20 @@ pub async fn keep(store: Store, metrics: Arc<Metrics>, ownership: Arc<Ownership>
         }
         let confirmed = Instant::now();
         match round(&store, &metrics, &ownership, &me, ttl_ms, &mut mine, &mut rows_ready).await {
-            Ok(()) => {
+            Ok(Round { behind }) => {
+                if behind != behind_of {
+                    match &behind {
+                        Some(newest) => {
+                            tracing::warn!(replica = %me, revision = metrics.applied_revision().unwrap_or_default(), %newest, shards = mine.len(),
+                            "this replica runs a revision older than another live replica's: it keeps its shards but takes no new ones until it applies the newer one")
+                        }
+                        None if behind_of.is_some() => {
+                            tracing::info!(replica = %me, "this replica runs the newest revision again: it takes shards as before")
+                        }
+                        None => {}
+                    }
+                    behind_of = behind;
+                }
                 if failing {
                     tracing::info!(replica = %me, shards = mine.len(), "the leases are kept again");
                 }
@@ -75,7 +94,8 @@ fn held(mine: &BTreeMap<i32, i64>) -> Vec<(usize, i64)> {
     mine.iter().filter_map(|(&s, &e)| Some((usize::try_from(s).ok()?, e))).collect()
 }
 
-/// One round: renew, give back, claim. `mine` is what this replica holds afterwards.
+/// One round: renew, give back, claim (unless this replica is behind the newest revision).
+/// `mine` is what this replica holds afterwards.
 async fn round(
     store: &Store,
     metrics: &Metrics,
@@ -84,7 +104,7 @@ async fn round(
     ttl_ms: i64,
     mine: &mut BTreeMap<i32, i64>,
     rows_ready: &mut bool,
-) -> crate::store::Result<()> {
+) -> crate::store::Result<Round> {
     if !*rows_ready {
         store.ensure_shard_leases(SHARDS).await?;
         *rows_ready = true;
@@ -99,15 +119,20 @@ async fn round(
         *mine = renewed;
     }
 
+    // The live replicas that applied a revision, each with the one it runs; this replica's own
+    // as it is now (its heartbeat may not say so yet).
     let live = store.live_replicas(now_ms(), ttl_ms).await?;
-    let mut candidates: Vec<&str> = live.iter().filter(|r| r.revision.is_some()).map(|r| r.id.as_str()).collect();
-    let ready = metrics.applied_revision().is_some();
-    if ready && !candidates.contains(&me) {
-        candidates.push(me); // its own heartbeat may not be written yet
+    let applied = metrics.applied_revision();
+    let mut running: Vec<(&str, &str)> =
+        live.iter().filter(|r| r.id != me).filter_map(|r| Some((r.id.as_str(), r.revision.as_deref()?))).collect();
+    if let Some(revision) = applied.as_deref() {
+        running.push((me, revision));
     }
-    if !ready {
-        candidates.retain(|id| *id != me);
-    }
+    // A replica behind the newest revision is no candidate for shards; this one, behind, still
+    // ranks for the shards it holds (it keeps them) but claims none.
+    let skew = store.revision_skew(running.iter().map(|(_, revision)| *revision)).await?;
+    let behind = applied.as_deref().is_some_and(|revision| skew.is_behind(revision));
+    let candidates: Vec<&str> = running.iter().filter(|(id, revision)| *id == me || !skew.is_behind(revision)).map(|(id, _)| *id).collect();
 
     // Give back what another live replica ranks higher for (it claims it at its next round).
     let giving: Vec<(i32, i64)> =
@@ -128,6 +153,7 @@ async fn round(
         let shard = usize::try_from(lease.shard).unwrap_or(usize::MAX);
         let free = lease.owner.is_none() || !lease.live;
         if free
+            && !behind
             && !mine.contains_key(&lease.shard)
             && preferred(shard, &candidates) == Some(me)
             && let Some(epoch) = store.claim_shard(lease.shard, me, ttl_ms).await?
@@ -148,5 +174,11 @@ async fn round(
     }
     per_replica.insert(me, mine.len());
     metrics.set_shards(per_replica, &held(mine));
-    Ok(())
+    Ok(Round { behind: behind.then(|| skew.newest().unwrap_or_default().to_string()) })
+}
+
+/// What a round found besides the leases.
+struct Round {
+    /// This replica's revision is behind this newest one.
+    behind: Option<String>,
 }

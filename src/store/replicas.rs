@@ -1,10 +1,11 @@
 //! The serve replicas on one database: each heartbeats its row; rows not renewed within the
-//! lease TTL are dead and deleted.
+//! lease TTL are dead and deleted. How the revisions they run compare ([`RevisionSkew`]).
 
 use serde::Serialize;
 
 use super::rows::Columns;
 use super::{BeginWrite, Result, Store};
+use crate::lease::RevisionSkew;
 
 /// How long a replica's heartbeat keeps it alive unless `serve --lease-ttl` says otherwise.
 pub const DEFAULT_LEASE_TTL_MS: i64 = 15_000;
@@ -59,6 +60,23 @@ impl Store {
                 .await?;
             rows.iter().map(replica).collect()
         })
+    }
+}
+
+impl Store {
+    /// How `revisions` (those the live replicas run) compare: each with when it was first
+    /// applied on this database, by any replica.
+    pub async fn revision_skew<'a>(&self, revisions: impl IntoIterator<Item = &'a str>) -> Result<RevisionSkew> {
+        const FIRST: &str = "SELECT MIN(at_ms) FROM revisions WHERE revision = $1 AND applied = $2 AND held_until_ms IS NULL";
+        let mut distinct: Vec<&str> = revisions.into_iter().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut first = Vec::with_capacity(distinct.len());
+        for revision in distinct {
+            let at: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(FIRST).bind(revision).bind(true).fetch_one(pool).await?);
+            first.push((revision.to_string(), at));
+        }
+        Ok(RevisionSkew::new(first))
     }
 }
 

@@ -70,7 +70,7 @@ fn checks(serve: &Serve) -> BTreeMap<String, f64> {
 }
 
 /// The live leases: shard → owner.
-async fn owners(url: &str) -> BTreeMap<i32, String> {
+pub(crate) async fn owners(url: &str) -> BTreeMap<i32, String> {
     let mut conn = PgConnection::connect(url).await.unwrap();
     let rows: Vec<(i32, String)> =
         sqlx::query_as("SELECT shard, owner FROM shard_leases WHERE owner IS NOT NULL AND expires_at > clock_timestamp() ORDER BY shard")

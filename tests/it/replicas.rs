@@ -1,12 +1,16 @@
 //! Several serve replicas on one PostgreSQL database: each heartbeats its row, every replica's
 //! status lists the live ones with the revision each runs, `/metrics` shows them, a replica
-//! stopped with SIGTERM leaves at once and one killed with -9 expires after the lease TTL.
+//! stopped with SIGTERM leaves at once and one killed with -9 expires after the lease TTL. A
+//! replica behind the newest revision keeps its shards but takes none until it catches up, and
+//! every status and `/metrics` show the skew.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use watchkeeper::lease::{SHARDS, preferred};
 
 use crate::common::run;
 use crate::store::TestDb;
@@ -103,4 +107,109 @@ fn serve_refuses_a_lease_ttl_or_replica_id_it_cannot_use() {
         assert_eq!(out.code, Some(2), "{flag} {value:?}: {}", out.output());
         assert!(out.stderr.contains(says), "{flag} {value:?}: {}", out.output());
     }
+}
+
+/// The tree of [`write_tree`] with one more user: a newer revision.
+fn write_newer_tree(dir: &Path) {
+    write_tree(dir);
+    fs::write(dir.join("bob.yaml"), "kind: User\nemail: bob@example.com\nname: Bob\n").unwrap();
+}
+
+/// The shards each replica holds a live lease on.
+fn shards_of(runtime: &tokio::runtime::Runtime, url: &str) -> BTreeMap<String, BTreeSet<i32>> {
+    let mut out: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for (shard, owner) in runtime.block_on(crate::divided::owners(url)) {
+        out.entry(owner).or_default().insert(shard);
+    }
+    out
+}
+
+/// The shards rendezvous hashing gives each of `ids`.
+fn ranked(ids: &[&str]) -> BTreeMap<String, BTreeSet<i32>> {
+    let mut out: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    for shard in 0..SHARDS {
+        out.entry(preferred(shard, ids).unwrap().to_string()).or_default().insert(shard as i32);
+    }
+    out
+}
+
+/// What a serve's status says of the revisions: the newest, and the replicas behind it.
+fn skew(serve: &Serve) -> (Option<String>, Vec<String>) {
+    let status = serve.get("/api/v1/status");
+    let behind =
+        status["replicas"].as_array().unwrap().iter().filter(|r| r["behind"] == true).map(|r| r["id"].as_str().unwrap().to_string());
+    (status["newest_revision"].as_str().map(str::to_string), behind.collect())
+}
+
+#[test]
+fn a_replica_behind_the_newest_revision_keeps_its_shards_but_takes_none_until_it_catches_up() {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let db = runtime.block_on(TestDb::postgres());
+    let work = tempfile::tempdir().unwrap();
+    // alpha and gamma follow one directory, beta another with the same tree.
+    let (one, two) = (work.path().join("one"), work.path().join("two"));
+    write_tree(&one);
+    write_tree(&two);
+    let alpha = Serve::start(&replica_args(&one, &db.url, "alpha"), &[], &work.path().join("alpha.log"));
+    let beta = Serve::start(&replica_args(&two, &db.url, "beta"), &[], &work.path().join("beta.log"));
+    let mut gamma = Serve::start(&replica_args(&one, &db.url, "gamma"), &[], &work.path().join("gamma.log"));
+    for serve in [&alpha, &beta, &gamma] {
+        serve.wait_until("the tree is applied", WAIT, || serve.applied().is_some());
+    }
+    let first = alpha.applied().unwrap();
+    assert_eq!(beta.applied().as_deref(), Some(first.as_str()), "the same tree is the same revision");
+    let three = ranked(&["alpha", "beta", "gamma"]);
+    alpha.wait_until("the three hold their shards", WAIT, || shards_of(&runtime, &db.url) == three);
+
+    // alpha and gamma get a newer tree; beta, behind, keeps its shards. Every status says so.
+    write_newer_tree(&one);
+    for serve in [&alpha, &gamma] {
+        serve.wait_until("the newer tree is applied", WAIT, || serve.applied().is_some_and(|r| r != first));
+    }
+    let newest = alpha.applied().unwrap();
+    for serve in [&alpha, &beta, &gamma] {
+        serve.wait_until("the status shows beta behind", WAIT, || skew(serve) == (Some(newest.clone()), vec!["beta".to_string()]));
+    }
+    let behind = r#"watchkeeper_replica_behind{replica="beta"}"#;
+    alpha.wait_until("/metrics shows beta behind", WAIT, || alpha.metric(behind) == Some(1.0));
+    assert_eq!(alpha.metric(r#"watchkeeper_replica_behind{replica="alpha"}"#), Some(0.0));
+    assert_eq!(beta.applied().as_deref(), Some(first.as_str()), "beta runs its own revision");
+    assert_eq!(shards_of(&runtime, &db.url)["beta"], three["beta"], "beta holds its shards");
+
+    // gamma stops: alpha takes all of gamma's shards, beta none.
+    assert!(gamma.terminate().success(), "{}", gamma.log());
+    let mut without_gamma = three.clone();
+    let freed = without_gamma.remove("gamma").unwrap();
+    without_gamma.get_mut("alpha").unwrap().extend(freed);
+    alpha.wait_until("alpha takes gamma's shards", WAIT, || shards_of(&runtime, &db.url) == without_gamma);
+    std::thread::sleep(Duration::from_secs(3)); // three rounds of the lease keepers
+    assert_eq!(shards_of(&runtime, &db.url), without_gamma, "beta, behind, took none of gamma's shards");
+    assert!(beta.log().contains("takes no new ones"), "{}", beta.log());
+
+    // beta gets the newer tree: it catches up and takes its share from alpha.
+    write_newer_tree(&two);
+    beta.wait_until("beta applies the newer tree", WAIT, || beta.applied().as_deref() == Some(newest.as_str()));
+    let two_ranked = ranked(&["alpha", "beta"]);
+    alpha.wait_until("beta takes its share", WAIT, || shards_of(&runtime, &db.url) == two_ranked);
+    assert!(two_ranked["beta"].len() > three["beta"].len());
+    for serve in [&alpha, &beta] {
+        serve.wait_until("nobody is behind", WAIT, || skew(serve) == (Some(newest.clone()), vec![]));
+    }
+    alpha.wait_until("/metrics shows beta caught up", WAIT, || alpha.metric(behind) == Some(0.0));
+
+    // A revision beta rejects shows in alpha's status too, as the newest news.
+    fs::write(
+        two.join("broken.yaml"),
+        "kind: Server
+name: web-01
+project: nowhere
+host: 127.0.0.1
+",
+    )
+    .unwrap();
+    beta.wait_until("beta rejects it", WAIT, || beta.get("/api/v1/status")["reconcile"] == "rejected");
+    let rejected = beta.get("/api/v1/status")["rejected"]["revision"].clone();
+    let status = alpha.get("/api/v1/status");
+    assert_eq!((&status["reconcile"], &status["rejected"]["revision"]), (&Value::from("rejected"), &rejected), "{status}");
+    assert_eq!(status["applied"]["revision"], newest.as_str(), "alpha runs on: {status}");
 }
