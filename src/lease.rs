@@ -187,6 +187,28 @@ impl Ownership {
         Ok(Some(Fence { shard: shard as i32, owner: self.replica.clone(), epoch: self.epochs[shard].load(Ordering::Acquire) }))
     }
 
+    /// The epoch this replica last held `shard` at (0 if never), held now or not: what a check
+    /// started now is made under.
+    pub fn epoch(&self, shard: usize) -> i64 {
+        self.epochs.get(shard).map_or(0, |e| e.load(Ordering::Acquire))
+    }
+
+    /// Whether the lease keeper's word is current: the database confirmed this replica's
+    /// leases less than the TTL ago. A replica cut off from the database is not — it cannot
+    /// know whether another replica holds its shards now. Always true without leases.
+    pub fn is_current(&self) -> bool {
+        !self.leased || self.now_ms() < self.valid_until.load(Ordering::Acquire)
+    }
+
+    /// Whether work done for `shard` under `epoch` may still be written and decided: this
+    /// replica holds the shard now at that epoch, or at the next one — its own claim after the
+    /// lease lapsed, so no other replica held the shard in between (every claim moves the epoch
+    /// on by one). When another replica held it meanwhile, that replica's checks and decisions
+    /// cover the time, and this replica's would overwrite them with older ones.
+    pub fn held_since(&self, shard: usize, epoch: i64) -> bool {
+        self.owns(shard) && (!self.leased || matches!(self.epoch(shard) - epoch, 0 | 1))
+    }
+
     /// The held shards with their epochs, by shard.
     pub fn held(&self) -> Vec<(usize, i64)> {
         let held = self.held_now();
@@ -314,7 +336,17 @@ mod tests {
         assert!(!o.owns(3) && o.held().is_empty());
         assert!(!o.generation().1);
 
+        // Work done under an epoch counts while the shard is held at it or at the next one
+        // (this replica's own claim after a lapse), not once another replica held it between.
+        o.set(&[(3, 7)], Instant::now(), Duration::from_secs(60));
+        assert!(o.is_current() && o.held_since(3, 7) && o.held_since(3, 6) && !o.held_since(3, 5) && !o.held_since(3, 8));
+        assert!(!o.held_since(5, 1), "a shard not held");
+        o.set(&[(3, 7)], Instant::now() - Duration::from_secs(10), Duration::from_secs(3));
+        assert!(!o.is_current() && !o.held_since(3, 7));
+        assert_eq!(o.epoch(3), 7, "the epoch is remembered through a lapse");
+
         let all = Ownership::everything("solo");
+        assert!(all.is_current() && all.held_since(9, 0));
         assert!((0..SHARDS).all(|s| all.owns(s)));
         assert_eq!(all.fence(9), Ok(None));
         all.drop_all();

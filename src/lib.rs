@@ -44,7 +44,7 @@
 //!   assignments, the node_exporter `scrape`r.
 //! - [`engine`] — the one writer of alert state: observations → [`alert::decide`] → store + outbox,
 //!   with storm control (digests) on the notifications; with replicas, for the shards its
-//!   replica holds only, every write fenced by the shard's lease.
+//!   replica holds only, every write (alert state, probe results) fenced by the shard's lease.
 //! - [`api`] — the status API and its token scopes (read-only but for acknowledgement notes);
 //!   the agents' ingest endpoint; delivery receipts (read-receipt images, SMS delivery reports).
 //! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running

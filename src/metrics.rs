@@ -44,6 +44,7 @@ pub struct Metrics {
     prober_errors: Family<Labels, Counter>,
     probe_results_waiting: Gauge,
     probe_results_dropped: Counter,
+    probe_results_superseded: Counter,
     http_connections: Gauge,
     http_refused: Family<Labels, Counter>,
     http_accept_errors: Family<Labels, Counter>,
@@ -161,6 +162,12 @@ impl Metrics {
             "Probe results dropped, oldest first, because more waited for the store than --probe-buffer holds",
             probe_results_dropped.clone(),
         );
+        let probe_results_superseded = Counter::default();
+        registry.register(
+            "watchkeeper_probe_results_superseded",
+            "Probe results neither stored nor decided because another replica held their shard after they were checked (this replica was cut off from the database, or gave the shard away)",
+            probe_results_superseded.clone(),
+        );
         let subjects_dropped = Family::<Labels, Counter>::default();
         registry.register(
             "watchkeeper_ingest_subjects_dropped",
@@ -202,6 +209,7 @@ impl Metrics {
             prober_errors,
             probe_results_waiting,
             probe_results_dropped,
+            probe_results_superseded,
             http_connections,
             http_refused,
             http_accept_errors,
@@ -336,6 +344,11 @@ impl Metrics {
     /// One probe result dropped from a full buffer.
     pub fn probe_results_dropped(&self) {
         self.probe_results_dropped.inc();
+    }
+
+    /// `n` probe results dropped because another replica held their shard since.
+    pub fn probe_results_superseded(&self, n: usize) {
+        self.probe_results_superseded.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// `n` subjects of `kind` dropped from one report by the per-server caps.

@@ -463,7 +463,8 @@ impl Engine {
     /// [`Engine::flush_results`], logging when the store fails and when it takes results again.
     async fn record_results(&mut self) {
         match self.flush_results().await {
-            Ok(()) if self.store_failing => {
+            // While the leases have lapsed nothing was written: the store may still be out of reach.
+            Ok(()) if self.store_failing && self.ownership.is_current() => {
                 self.store_failing = false;
                 tracing::info!("the store takes probe results again; every waiting result is recorded");
             }
@@ -482,19 +483,35 @@ impl Engine {
     /// advance their instances in the same order (for each port, the order of its checks). A
     /// failure leaves what is not done waiting: results the store took are not written again,
     /// and a decision the store refused is made again from the same state.
+    ///
+    /// With replicas, each write carries the leases of its results' shards, and results wait —
+    /// neither written nor decided — while this replica's leases have lapsed (the database out
+    /// of reach): nobody can tell yet whether another replica takes their shards over. Once the
+    /// lease keeper reaches the database again, the results of shards held without a break are
+    /// written and decided; those of shards another replica held meanwhile are dropped
+    /// ([`Engine::drop_superseded`]), since that replica checked and decided for the time.
     pub async fn flush_results(&mut self) -> Result<(), StoreError> {
-        while !self.pending.is_empty() {
+        while !self.pending.is_empty() && self.ownership.is_current() {
+            self.drop_superseded();
             let chunk = self.pending.len().min(MAX_RESULTS_PER_WRITE);
             if self.stored < chunk {
-                let records: Vec<ProbeRecord> = self.pending.range(self.stored..chunk).map(probe_record).collect();
-                self.store.insert_probe_results(&records).await?;
+                let waiting = self.pending.range(self.stored..chunk);
+                let records: Vec<ProbeRecord> = waiting.clone().map(probe_record).collect();
+                let fences: BTreeMap<usize, Fence> =
+                    waiting.filter_map(|r| Some((r.shard, self.ownership.fence(r.shard).ok()??))).collect();
+                let fences: Vec<Fence> = fences.into_values().collect();
+                match self.store.insert_probe_results_fenced(&fences, &records).await {
+                    Err(StoreError::LeaseLost { shard, epoch, .. }) => {
+                        tracing::warn!(shard, epoch, "the database refused probe results: this replica no longer holds the shard's lease");
+                        self.ownership.drop_shard(usize::try_from(shard).unwrap_or(usize::MAX));
+                        continue; // its results are dropped on the next pass
+                    }
+                    written => written?,
+                }
                 self.stored = chunk;
             }
-            if self.ownership.is_leased() && !self.ownership.holds_any() {
-                // This replica's leases lapsed (the database was out of reach): the stored
-                // results wait for their decisions until it holds shards again, rather than
-                // being dropped as another replica's.
-                break;
+            if !self.ownership.is_current() {
+                break; // lapsed while writing: the stored results wait for their decisions
             }
             let mut notified = false;
             let decided = self.decide_stored(&mut notified).await;
@@ -503,6 +520,33 @@ impl Engine {
             decided?;
         }
         Ok(())
+    }
+
+    /// Drop the waiting results (stored or not) that were checked under a lease this replica
+    /// has not held without a break since ([`Ownership::held_since`]): another replica held
+    /// their shard meanwhile, or holds it now. Writing them would overwrite that replica's hour
+    /// rows with this replica's older copy, and deciding them would act on checks older than
+    /// the state that replica left — a port down during a cut and up since would fire again.
+    fn drop_superseded(&mut self) {
+        let before = self.pending.len();
+        let (ownership, stored) = (&self.ownership, self.stored);
+        let (mut index, mut dropped_stored) = (0, 0);
+        self.pending.retain(|r| {
+            let keep = ownership.held_since(r.shard, r.epoch);
+            dropped_stored += usize::from(!keep && index < stored);
+            index += 1;
+            keep
+        });
+        self.stored -= dropped_stored;
+        let dropped = before - self.pending.len();
+        if dropped > 0 {
+            self.metrics.probe_results_superseded(dropped);
+            self.metrics.set_probe_results_waiting(self.pending.len());
+            tracing::info!(
+                dropped,
+                "dropped probe results checked under leases another replica held since; its own checks cover that time"
+            );
+        }
     }
 
     /// Advance the instances of the stored results, taking each off the queue once its

@@ -73,6 +73,11 @@ pub struct PortResult {
     /// When the run was scheduled, epoch milliseconds; `at_ms - due_ms` is the lateness.
     pub due_ms: i64,
     pub outcome: Outcome,
+    /// The lease the check was made under: its monitor's shard, and the epoch this replica
+    /// held it at when the run started (0 without leases). A replica cut off from the database
+    /// writes and decides the check later only if no other replica held the shard meanwhile.
+    pub shard: usize,
+    pub epoch: i64,
 }
 
 /// Runs PortMonitors on their intervals until shut down. Cheap to call from the reconciler:
@@ -142,6 +147,8 @@ impl Clock {
 struct Run {
     spec: Arc<MonitorSpec>,
     due_ms: i64,
+    /// The shard's epoch when the run started ([`PortResult::epoch`]).
+    epoch: i64,
     live: Arc<Liveness>,
     remaining: AtomicUsize,
     results: Mutex<Vec<Option<PortResult>>>,
@@ -257,6 +264,7 @@ async fn scheduler(shared: Arc<Shared>, limit: Arc<Semaphore>, context: Arc<Cont
             let ports = spec.ports.len();
             let run = Arc::new(Run {
                 due_ms: context.clock.epoch_ms(due),
+                epoch: context.ownership.as_ref().map_or(0, |o| o.epoch(spec.shard)),
                 live,
                 remaining: AtomicUsize::new(ports),
                 results: Mutex::new(vec![None; ports]),
@@ -316,6 +324,8 @@ async fn check_port(run: Arc<Run>, index: usize, permit: OwnedSemaphorePermit, c
         at_ms: context.clock.epoch_ms(started),
         due_ms: run.due_ms,
         outcome,
+        shard: spec.shard,
+        epoch: run.epoch,
     };
     run.results.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(result);
     if run.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {

@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 
-use super::leases::FENCE_SQL;
 use super::rows::{Columns, json, text};
 use super::{Backend, BeginWrite, Result, Store, StoreError, sql_limit, to_json};
 use crate::alert::{AlertChange, AlertState, Instance, InstanceKey, RuleId, Severity};
@@ -200,17 +199,7 @@ impl Store {
 
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            if let Some(fence) = fence {
-                let held: Option<i32> = sqlx::query_scalar(FENCE_SQL)
-                    .bind(fence.shard)
-                    .bind(&fence.owner)
-                    .bind(fence.epoch)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if held.is_none() {
-                    return Err(StoreError::LeaseLost { shard: fence.shard, owner: fence.owner.clone(), epoch: fence.epoch });
-                }
-            }
+            hold_leases!(tx, fence.as_slice());
             // The alert the notifications belong to: the new one on Open, else the open one.
             let alert_id = match change {
                 Some(AlertChange::Open { severity, message, host, .. } | AlertChange::Event { severity, message, host, .. }) => {

@@ -9,8 +9,8 @@
 //!   bounces, SMS delivery reports);
 //! - [`samples`] — host reports and their 5-minute and hourly rollups;
 //! - [`replicas`] — the serve replicas on one database and their heartbeats;
-//! - [`leases`] — the shards' leases (PostgreSQL), and the fence every write of alert state and
-//!   every notification made on behalf of a shard passes;
+//! - [`leases`] — the shards' leases (PostgreSQL), and the fence every write of alert state,
+//!   notifications and probe results made on behalf of a shard passes;
 //! - [`lock`] — one serve per SQLite file.
 //!
 //! Runtime `sqlx::query` only (no macros, no `Any` driver); timestamps are epoch milliseconds
@@ -87,7 +87,25 @@ macro_rules! on_pool {
         }
     };
 }
-// Declared after on_pool!, which they use.
+/// Open a fenced write: in the transaction `$tx`, lock the lease row of each of `$fences`
+/// (an iterator of [`Fence`](crate::lease::Fence)s, in shard order) with [`leases::FENCE_SQL`],
+/// or return [`StoreError::LeaseLost`] for the first lease this replica no longer holds.
+macro_rules! hold_leases {
+    ($tx:expr, $fences:expr) => {
+        for fence in $fences {
+            let held: Option<i32> = sqlx::query_scalar($crate::store::leases::FENCE_SQL)
+                .bind(fence.shard)
+                .bind(&fence.owner)
+                .bind(fence.epoch)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            if held.is_none() {
+                return Err($crate::store::StoreError::LeaseLost { shard: fence.shard, owner: fence.owner.clone(), epoch: fence.epoch });
+            }
+        }
+    };
+}
+// Declared after on_pool! and hold_leases!, which they use.
 mod alerts;
 mod leases;
 mod lock;

@@ -17,17 +17,18 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection};
 use watchkeeper::lease::{SHARDS, preferred, shard_of};
 
+use crate::pg_outage;
 use crate::store::TestDb;
 use crate::storm::{web01_disks, write_disks_tree};
 use crate::support::agent::KEY;
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::serve::{Listener, OPERATOR, Serve};
+use crate::support::serve::{Listener, Serve};
 use crate::support::smtp::SmtpServer;
 
 const MONITORS: usize = 300;
 /// Generous: the machine may be loaded.
-const WAIT: Duration = Duration::from_secs(90);
+pub(crate) const WAIT: Duration = Duration::from_secs(90);
 
 /// Every accepted connection of every monitor's port, by monitor index.
 type Accepts = Arc<Mutex<Vec<Vec<Instant>>>>;
@@ -51,14 +52,14 @@ fn write_tree(dir: &Path, ports: &[u16]) {
     fs::write(dir.join("tree.yaml"), yaml).unwrap();
 }
 
-fn replica(tree: &Path, db: &str, id: &str, work: &Path) -> Serve {
+pub(crate) fn replica(tree: &Path, db: &str, id: &str, work: &Path) -> Serve {
     let args: Vec<String> =
         ["--config", &tree.display().to_string(), "--db", db, "--replica-id", id, "--lease-ttl", "3s"].map(String::from).to_vec();
     Serve::start(&args, &[], &work.join(format!("{id}.log")))
 }
 
 /// Checks of each monitor this replica counted so far (`watchkeeper_probes_total`, any result).
-fn checks(serve: &Serve) -> BTreeMap<String, f64> {
+pub(crate) fn checks(serve: &Serve) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in serve.metrics_text().lines().filter(|l| l.starts_with("watchkeeper_probes_total{")) {
         let Some(rest) = line.split("monitor=\"").nth(1) else { continue };
@@ -82,7 +83,7 @@ pub(crate) async fn owners(url: &str) -> BTreeMap<i32, String> {
 
 /// Wait until every shard has a live lease and the owners are exactly `ids`, each holding the
 /// shards rendezvous hashing gives it among them; returns how long that took.
-fn wait_for_owners(runtime: &tokio::runtime::Runtime, url: &str, ids: &[&str], logs: &[&Serve]) -> Duration {
+pub(crate) fn wait_for_owners(runtime: &tokio::runtime::Runtime, url: &str, ids: &[&str], logs: &[&Serve]) -> Duration {
     let start = Instant::now();
     loop {
         let now = runtime.block_on(owners(url));
@@ -269,15 +270,16 @@ fn three_replicas_divide_the_monitors_and_take_over_from_a_stopped_or_killed_one
 }
 
 /// What a test with mail needs: a runtime, a PostgreSQL database, aiosmtpd, a work directory.
-fn with_mail() -> (tokio::runtime::Runtime, TestDb, SmtpServer, tempfile::TempDir) {
+pub(crate) fn with_mail() -> (tokio::runtime::Runtime, TestDb, SmtpServer, tempfile::TempDir) {
     crate::support::install_crypto();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    // One worker: tasks a test spawns (a relay) run while the test's thread waits.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let db = runtime.block_on(TestDb::postgres());
     (runtime, db, SmtpServer::start(), tempfile::tempdir().unwrap())
 }
 
 /// The subjects of the mails aiosmtpd received, in order.
-fn subjects(smtp: &SmtpServer) -> Vec<String> {
+pub(crate) fn subjects(smtp: &SmtpServer) -> Vec<String> {
     smtp.messages().into_iter().map(|m| m.subject).collect()
 }
 
@@ -288,19 +290,7 @@ fn a_replica_killed_while_a_port_is_down_leaves_exactly_one_down_and_one_recover
     let web = Listener::open(free_port());
     let port = web.port;
     let tree = work.join("tree");
-    fs::create_dir_all(&tree).unwrap();
-    let token_hash = watchkeeper::token::sha256_hex(OPERATOR);
-    fs::write(
-        tree.join("tree.yaml"),
-        format!(
-            "kind: User\nemail: alice@example.com\nname: Alice\ntoken_sha256: {token_hash}\nnotify: {{ email: true }}\n---\n\
-             kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {}, tls: none }}\nfrom: \"watchkeeper <alerts@example.com>\"\n---\n\
-             kind: Project\nname: shop\nmembers: [{{ user: alice@example.com, role: admin }}]\nchannels: [mail]\n---\n\
-             kind: PortMonitor\nname: web\nproject: shop\nhost: 127.0.0.1\nports: [{port}]\ninterval: 1s\ntimeout: 500ms\nfailures: 3\n",
-            smtp.port
-        ),
-    )
-    .unwrap();
+    pg_outage::write_tree(&tree, smtp.port, port, 3);
     let three = ["alpha", "beta", "gamma"];
     let mut replicas: BTreeMap<&str, Serve> = three.iter().map(|id| (*id, replica(&tree, &db.url, id, work))).collect();
     for serve in replicas.values() {

@@ -76,6 +76,8 @@ impl Running {
             at_ms,
             due_ms: at_ms,
             outcome,
+            shard: 0,
+            epoch: 0,
         };
         self.results.send(vec![result]).await.expect("engine running");
     }
@@ -447,6 +449,8 @@ async fn a_full_probe_buffer_drops_the_oldest_results_and_counts_them() {
             latency: Duration::from_millis(1),
             error: Some(ProbeError { kind: ErrorKind::Refused, message: "connection refused".into() }),
         },
+        shard: 0,
+        epoch: 0,
     };
     let t0 = now_ms();
     // Five results arrive before any is written: the buffer holds the newest three.

@@ -1,7 +1,7 @@
 //! Shard leases on a real PostgreSQL: claim, renewal, expiry on the database's clock, a steal
 //! after expiry (the epoch moves on), release — and the fence: a write of alert state and its
 //! notification, made under a lease that was lost, is refused by the database and leaves
-//! nothing behind.
+//! nothing behind; the same for a write of probe results.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use watchkeeper::alert::{AlertChange, AlertState, Phase, Severity};
 use watchkeeper::lease::Fence;
 use watchkeeper::store::{ShardLease, Store, StoreError};
 
-use crate::store::{TestDb, email, key};
+use crate::store::{TestDb, email, key, probe};
 
 const T0: i64 = 1_772_323_200_000;
 
@@ -104,6 +104,31 @@ async fn a_write_under_a_lost_lease_is_refused_by_the_database() {
     let theirs = Fence { shard: 3, owner: "b".into(), epoch: stolen };
     store.apply_alert_fenced(Some(&theirs), &k2, &state, None, Some(&open), &[email("ops@example.com", "fired")], T0).await.unwrap();
     assert_eq!((count(&db.url, "alerts").await, count(&db.url, "outbox").await), (2, 2));
+}
+
+#[tokio::test]
+async fn probe_results_written_under_a_lost_lease_are_refused_by_the_database() {
+    let db = TestDb::postgres().await;
+    let store: Store = db.connect().await;
+    store.ensure_shard_leases(64).await.unwrap();
+    let held = store.claim_shard(4, "a", 60_000).await.unwrap().unwrap();
+    let short = store.claim_shard(5, "a", 300).await.unwrap().unwrap();
+    let fences = [Fence { shard: 4, owner: "a".into(), epoch: held }, Fence { shard: 5, owner: "a".into(), epoch: short }];
+    store.insert_probe_results_fenced(&fences, &[probe("web", 443, T0, false)]).await.unwrap();
+    assert_eq!(count(&db.url, "probe_events").await, 1);
+
+    // One of the two leases expired (nobody took it yet): the whole write is refused.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refused = store.insert_probe_results_fenced(&fences, &[probe("web", 443, T0 + 1_000, false)]).await;
+    assert!(matches!(refused, Err(StoreError::LeaseLost { shard: 5, epoch: e, .. }) if e == short), "{refused:?}");
+    // Taken by b: a's write under its old epoch is refused; b's goes through.
+    let stolen = store.claim_shard(5, "b", 60_000).await.unwrap().unwrap();
+    let refused = store.insert_probe_results_fenced(&fences[1..], &[probe("web", 443, T0 + 1_000, false)]).await;
+    assert!(matches!(refused, Err(StoreError::LeaseLost { shard: 5, .. })), "{refused:?}");
+    assert_eq!(count(&db.url, "probe_events").await, 1, "nothing of a refused write is applied");
+    let theirs = Fence { shard: 5, owner: "b".into(), epoch: stolen };
+    store.insert_probe_results_fenced(&[theirs], &[probe("web", 443, T0 + 1_000, false)]).await.unwrap();
+    assert_eq!(count(&db.url, "probe_events").await, 2);
 }
 
 #[tokio::test]

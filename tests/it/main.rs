@@ -31,6 +31,7 @@ mod policy_tests;
 mod probe_store;
 mod receipts;
 mod reconcile_dir;
+mod replica_cut;
 mod replicas;
 mod report_mail;
 mod report_pages;

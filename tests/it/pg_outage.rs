@@ -107,7 +107,9 @@ impl Drop for Cluster {
     }
 }
 
-fn write_tree(dir: &Path, smtp: u16, port: u16) {
+/// One user, one e-mail channel to aiosmtpd, and the `web` monitor on `port` (1 s interval),
+/// which fires on the `failures`-th failed check in a row.
+pub(crate) fn write_tree(dir: &Path, smtp: u16, port: u16, failures: u32) {
     fs::create_dir_all(dir).unwrap();
     let token_hash = watchkeeper::token::sha256_hex(OPERATOR);
     fs::write(
@@ -116,7 +118,7 @@ fn write_tree(dir: &Path, smtp: u16, port: u16) {
             "kind: User\nemail: alice@example.com\nname: Alice\ntoken_sha256: {token_hash}\nnotify: {{ email: true }}\n---\n\
              kind: Channel\nname: mail\ntype: email\nsmtp: {{ host: 127.0.0.1, port: {smtp}, tls: none }}\nfrom: \"watchkeeper <alerts@example.com>\"\n---\n\
              kind: Project\nname: shop\nmembers: [{{ user: alice@example.com, role: admin }}]\nchannels: [mail]\n---\n\
-             kind: PortMonitor\nname: web\nproject: shop\nhost: 127.0.0.1\nports: [{port}]\ninterval: 1s\ntimeout: 500ms\nfailures: 3\n"
+             kind: PortMonitor\nname: web\nproject: shop\nhost: 127.0.0.1\nports: [{port}]\ninterval: 1s\ntimeout: 500ms\nfailures: {failures}\n"
         ),
     )
     .unwrap();
@@ -138,7 +140,7 @@ async fn a_database_outage_during_a_port_outage_loses_no_check_and_mails_once_ea
     let smtp = SmtpServer::start();
     let web = Listener::open(free_port());
     let port = web.port;
-    write_tree(&work.path().join("tree"), smtp.port, port);
+    write_tree(&work.path().join("tree"), smtp.port, port, 3);
     let args: Vec<String> = vec!["--config".into(), work.path().join("tree").display().to_string(), "--db".into(), cluster.url()];
     let serve = Serve::start(&args, &[], &work.path().join("serve.log"));
     serve.wait_until("the port is checked up", Duration::from_secs(60), || checks(&serve, "ok") >= 2.0);

@@ -212,7 +212,7 @@ async fn resolve(store: &Store, key: &InstanceKey, id: i64, at_ms: i64) {
     assert_eq!(after, None);
 }
 
-fn probe(monitor: &str, port: u16, at_ms: i64, ok: bool) -> ProbeRecord {
+pub(crate) fn probe(monitor: &str, port: u16, at_ms: i64, ok: bool) -> ProbeRecord {
     ProbeRecord {
         project: "shop".into(),
         monitor: monitor.into(),

@@ -33,6 +33,7 @@ use sqlx::{Postgres, QueryBuilder, Sqlite, Transaction};
 use self::rollup::{DAY_MS, FIVE_MINUTES_MS, HOUR_MS, Rollup};
 use super::rows::{Columns, narrow};
 use super::{BeginWrite, Result, Store, StoreError, sql_limit};
+use crate::lease::Fence;
 
 pub use self::rollup::LatencySummary;
 
@@ -420,6 +421,16 @@ impl Store {
     /// Record a batch of checks in one transaction: failures and recoveries as events, every
     /// check in its hour's rollup, and each target's newest check.
     pub async fn insert_probe_results(&self, batch: &[ProbeRecord]) -> Result<()> {
+        self.insert_probe_results_fenced(&[], batch).await
+    }
+
+    /// [`Store::insert_probe_results`] for the shards whose leases `fences` name, in shard
+    /// order (PostgreSQL): the transaction first locks each lease row while this replica still
+    /// holds it at that epoch and it has not expired, as every write of alert state does. A
+    /// write that reaches the database after the lease was lost — sent before a network cut and
+    /// delivered after it — is refused with [`StoreError::LeaseLost`] and writes nothing, so
+    /// it cannot overwrite the hour rows of the replica that took the shard over.
+    pub async fn insert_probe_results_fenced(&self, fences: &[Fence], batch: &[ProbeRecord]) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -427,6 +438,7 @@ impl Store {
         let mut pending = Pending::default();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            hold_leases!(tx, fences);
             write_records(&mut tx, &cache, &cache.down, &mut pending, batch).await?;
             tx.commit().await?;
         });

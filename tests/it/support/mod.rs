@@ -1,7 +1,7 @@
 //! Real servers and programs for the integration tests: an SMTP server (aiosmtpd, writing a
 //! Maildir; plain or TLS with AUTH), a private CA for TLS (openssl), a recording HTTP server
 //! (axum) that can fail on purpose or serve a page, Debian's node_exporter, the serve binary and
-//! a stand-in collector. No mocks.
+//! a stand-in collector, and a TCP relay a test can cut. No mocks.
 
 // Not every test module uses every helper.
 #![allow(dead_code)]
@@ -11,6 +11,7 @@ pub mod browser;
 pub mod collector;
 pub mod exporter;
 pub mod http;
+pub mod relay;
 pub mod serve;
 pub mod smtp;
 pub mod tls;
