@@ -253,3 +253,47 @@ fn dockerfile_builds_the_locked_release_into_a_slim_image_run_by_a_user_without_
         assert!(!ignore.lines().any(|l| path.starts_with(l.trim_end_matches('/'))), "{path} is ignored but needed");
     }
 }
+
+/// docs/replicas.md, the operator's guide to replicas, names only what exists: every `--flag` is
+/// one of `watchkeeper serve`'s (but the few of other tools it quotes), every `WATCHKEEPER_*`
+/// variable is one serve reads, every `watchkeeper_*` metric is registered, every file it links
+/// to is there, and the README links to it.
+#[test]
+fn the_replicas_guide_names_only_flags_variables_metrics_and_files_that_exist() {
+    let root = repo_root();
+    let guide = fs::read_to_string(root.join("docs/replicas.md")).unwrap();
+    assert!(fs::read_to_string(root.join("README.md")).unwrap().contains("(docs/replicas.md)"), "README links to the guide");
+    let help = Command::new(bin_path()).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let env = fs::read_to_string(root.join("dist/watchkeeper.env")).unwrap();
+    let metrics = fs::read_to_string(root.join("src/metrics.rs")).unwrap();
+    // Words made of `prefix` and [a-z0-9_-], as written in the guide.
+    let words = |prefix: &str, chars: fn(char) -> bool| -> Vec<String> {
+        let mut found: Vec<String> = guide
+            .match_indices(prefix)
+            .filter(|(at, _)| !guide[..*at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .map(|(at, _)| guide[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || chars(*c)).collect())
+            .filter(|w: &String| w.len() > prefix.len())
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    let others = ["--scale", "--test", "--nocapture"]; // docker compose's and cargo test's
+    let mut flags = words("--", |c| c == '-');
+    flags.retain(|f| f[2..].starts_with(|c: char| c.is_ascii_lowercase()));
+    assert!(flags.contains(&"--replica-id".to_string()) && flags.contains(&"--lease-ttl".to_string()), "{flags:?}");
+    for flag in flags.iter().filter(|f| !others.contains(&f.as_str())) {
+        assert!(help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")), "`{flag}` is not a flag of `watchkeeper serve`");
+    }
+    for var in words("WATCHKEEPER_", |c| c == '_') {
+        assert!(help.contains(&var) || env.contains(&format!("{var}=")), "serve does not read `{var}`");
+    }
+    for metric in words("watchkeeper_", |c| c == '_') {
+        let name = metric.strip_suffix("_total").unwrap_or(&metric);
+        assert!(metrics.contains(&format!("\"{name}\"")), "`{metric}` is not one of serve's metrics");
+    }
+    for link in guide.split("](").skip(1).filter_map(|rest| rest.split(')').next()).filter(|l| !l.starts_with("http")) {
+        assert!(root.join("docs").join(link).exists(), "the guide links to `{link}`, which is not there");
+    }
+}
