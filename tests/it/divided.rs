@@ -23,7 +23,7 @@ use crate::storm::{web01_disks, write_disks_tree};
 use crate::support::agent::KEY;
 use crate::support::browser::Browser;
 use crate::support::free_port;
-use crate::support::serve::{Listener, Serve};
+use crate::support::serve::{Listener, OPERATOR, Serve};
 use crate::support::smtp::SmtpServer;
 
 const MONITORS: usize = 300;
