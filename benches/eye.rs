@@ -2,7 +2,8 @@
 //! (`GET /p/{project}/cells`) against its targets (README, "Performance targets": ≤ 50 ms of
 //! server time and ≤ 200 KB on the wire), the whole page (`GET /p/{project}`) beside it, the
 //! time until headless Chromium has drawn that page (≤ 1 s), and a server page over 30 days
-//! (`GET /p/{project}/s/{server}?range=30d`, ≤ 300 ms of server time).
+//! (`GET /p/{project}/s/{server}?range=30d`, ≤ 300 ms of server time) with its four detail
+//! views over the same 30 days (`…&detail=cpu|memory|network|disk`, held to the same target).
 //!
 //! Run with `cargo bench --bench eye`. It prints figures and asserts nothing about time.
 //!
@@ -28,7 +29,9 @@
 //!    animation frame after the benchmark's script found every cell (an upper bound: it
 //!    includes the WebDriver round trip);
 //! 6. one server's 30 days of history — a report every 5 minutes, rolled up as serve rolls
-//!    them up — and its page over 30 days (hourly points), `WK_BENCH_PAGES` (20) times.
+//!    them up — and its page over 30 days (hourly points), `WK_BENCH_PAGES` (20) times; then
+//!    each detail view over 30 days as many times (the fleet's report has two mounts, two
+//!    devices and two interfaces).
 //!
 //! Environment: `WK_BENCH_REQUESTS` (200), `WK_BENCH_FIRING` (200), `WK_BENCH_HISTORY` (2000),
 //! `WK_BENCH_LOADS` (5), `WK_BENCH_PAGES` (20).
@@ -166,7 +169,14 @@ async fn run() {
     let charted = &servers[0];
     let history = thirty_days(&store, charted).await;
     let server_page = format!("/p/{PROJECT}/s/{charted}?range=30d");
-    let (month, month_body, _) = measure(port, &server_page, &cookie, env_u64("WK_BENCH_PAGES", 20).max(1) as usize).await;
+    let pages = env_u64("WK_BENCH_PAGES", 20).max(1) as usize;
+    let (month, month_body, _) = measure(port, &server_page, &cookie, pages).await;
+    let mut details = Vec::new();
+    for detail in ["cpu", "memory", "network", "disk"] {
+        let path = format!("{server_page}&detail={detail}");
+        let (timings, body, _) = measure(port, &path, &cookie, pages).await;
+        details.push((path, timings, body));
+    }
 
     println!();
     println!("GET {cells} ({requests} requests, one at a time, each on a new connection):");
@@ -209,6 +219,15 @@ async fn run() {
         month.at(0.9),
         month.at(1.0)
     );
+    for (path, timings, body) in &details {
+        println!(
+            "GET {path} ({} requests): p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms; {body} bytes of HTML",
+            timings.0.len(),
+            timings.at(0.5),
+            timings.at(0.9),
+            timings.at(1.0)
+        );
+    }
 
     println!();
     println!("summary — the compound eye's 5 s refresh, {} servers", servers.len());
@@ -235,6 +254,12 @@ async fn run() {
         "  30-day server page p90 {:>5.1} ms   target ≤ {TARGET_SERVER_PAGE_MS:.0} ms   {}",
         month.at(0.9),
         verdict(month.at(0.9) <= TARGET_SERVER_PAGE_MS)
+    );
+    let slowest = details.iter().map(|(_, t, _)| t.at(0.9)).fold(0.0, f64::max);
+    println!(
+        "  slowest 30-day detail view p90 {:>5.1} ms   target ≤ {TARGET_SERVER_PAGE_MS:.0} ms   {}",
+        slowest,
+        verdict(slowest <= TARGET_SERVER_PAGE_MS)
     );
     cancel.cancel();
     let _ = server.await;

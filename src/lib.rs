@@ -50,7 +50,8 @@
 //! - [`plan`] — rendering an object diff between two trees; `plan::against` reads a running
 //!   serve's objects and firing alerts through its status API.
 //! - [`web`] — the dashboard pages on serve's listener: sign-in sessions, projects, the
-//!   compound eye, the server list, server pages, alert pages, port monitors with their disconnect logs,
+//!   compound eye, the server list, server pages with their CPU, memory, network and disk detail
+//!   views, alert pages, port monitors with their disconnect logs,
 //!   availability timelines, reports; read through [`api`]'s functions and scopes (reports
 //!   through [`report`], as the API builds them), and the one form (an
 //!   acknowledgement) written through the API's own function; in English or Korean, by the

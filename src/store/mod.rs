@@ -33,7 +33,7 @@ pub use self::probes::{LatencySummary, ProbeBucket, ProbeDay, ProbeLatency, Prob
 pub use self::replicas::{DEFAULT_LEASE_TTL_MS, ReplicaRow};
 pub use self::revisions::RevisionRecord;
 pub use self::samples::{
-    GRACE_MS, PeriodSeries, PeriodStats, Resolution, RollupStats, SampleRetention, SeriesPoint, ServerStateRow, StoredReport,
+    GRACE_MS, PeriodSeries, PeriodStats, Resolution, RollupStats, SampleRetention, SeriesPoint, ServerStateRow, StoredReport, SubjectSeries,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -385,7 +385,7 @@ async fn around(state: &WebState, w: &Words, p: &Project, a: &AlertRow) -> Resul
     let marks = [(a.started_at_ms, a.severity.as_str(), label.as_str())];
     let raw = state.api.store.metric_series(&p.name, &a.key.server, "cpu.usage", None, from_ms, to_ms, Resolution::Raw).await?;
     let resolution = if raw.is_empty() { Resolution::FiveMinutes } else { Resolution::Raw };
-    graphs(state, w, p, &a.key.server, WHICH, Span { from_ms, to_ms, resolution }, &marks).await
+    graphs(state, w, p, &a.key.server, WHICH, Span { from_ms, to_ms, resolution }, &marks, None).await
 }
 
 fn snapshot_list(w: &Words, s: &Value) -> Markup {

@@ -137,6 +137,16 @@ pub fn bps(value: Option<f64>) -> String {
     }
 }
 
+/// A count (of events, say) in k/M/G, as an axis writes it.
+pub fn count(value: f64) -> String {
+    match value {
+        v if v >= 1e9 => num(Some(v / 1e9), "G"),
+        v if v >= 1e6 => num(Some(v / 1e6), "M"),
+        v if v >= 1e3 => num(Some(v / 1e3), "k"),
+        v => num(Some(v), ""),
+    }
+}
+
 /// Bytes in KiB/MiB/GiB/TiB.
 pub fn bytes(value: Option<u64>) -> String {
     let Some(v) = value else { return "–".to_string() };
@@ -168,5 +178,8 @@ mod tests {
         assert_eq!(bps(Some(999.0)), "999 b/s");
         assert_eq!(bytes(Some(8 * 1024 * 1024 * 1024)), "8.0 GiB");
         assert_eq!(bytes(Some(12)), "12 B");
+        assert_eq!(count(2_500.0), "2.5k");
+        assert_eq!(count(2e7), "20M");
+        assert_eq!(count(0.5), "0.5");
     }
 }

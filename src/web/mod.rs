@@ -15,6 +15,7 @@
 
 mod alerts;
 mod availability;
+mod detail;
 mod eye;
 mod html;
 mod pages;

@@ -1,8 +1,10 @@
 //! The server page: what the agent says about the machine, charts of CPU, memory, network and
-//! disk IO over a chosen range, its processes, its recent alerts and its policy.
+//! disk IO over a chosen range, its processes, its recent alerts and its policy; and its detail
+//! views ([`detail`](super::detail)), each chart's title leading to its own.
 //!
 //! `?range=30m|1h|3h|12h|24h|7d|30d` (default 1h) and `?end=<epoch ms>` (absent: the live view,
-//! which redraws every 5 s from `…/charts`); `?sort=cpu|memory|name|count` for the processes.
+//! which redraws every 5 s from `…/charts`); `?sort=cpu|memory|name|count` for the processes;
+//! `?detail=cpu|memory|network|disk` for a detail view over the same range.
 
 use std::collections::HashMap;
 
@@ -11,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use maud::{Markup, html};
 
+use super::detail::Detail;
 use super::html::{self, Place, layout};
 use super::pages::failed;
 use super::svg::{Chart, Line};
@@ -42,6 +45,8 @@ struct View {
     /// `None`: live, ending now.
     end: Option<i64>,
     sort: &'static str,
+    /// `None`: the page itself.
+    detail: Option<Detail>,
 }
 
 pub(super) fn bad(message: String, signed: &Signed) -> Response {
@@ -53,8 +58,8 @@ pub(super) fn bad(message: String, signed: &Signed) -> Response {
 impl View {
     fn parse(query: &HashMap<String, String>) -> Result<View, String> {
         for name in query.keys() {
-            if !["range", "end", "sort"].contains(&name.as_str()) {
-                return Err(format!("unknown query parameter `{name}` (expected range, end, sort)"));
+            if !["range", "end", "sort", "detail"].contains(&name.as_str()) {
+                return Err(format!("unknown query parameter `{name}` (expected range, end, sort, detail)"));
             }
         }
         let range = match query.get("range").map(String::as_str) {
@@ -73,16 +78,31 @@ impl View {
                 *SORTS.iter().find(|w| **w == s).ok_or_else(|| format!("invalid `sort`: `{s}` is not one of {}", SORTS.join(", ")))?
             }
         };
-        Ok(View { range, end, sort })
+        let detail = match query.get("detail").map(String::as_str) {
+            None | Some("") => None,
+            Some(d) => Some(
+                Detail::parse(d)
+                    .ok_or_else(|| format!("invalid `detail`: `{d}` is not one of {}", Detail::ALL.map(Detail::word).join(", ")))?,
+            ),
+        };
+        Ok(View { range, end, sort, detail })
     }
 
+    /// This view's address (its detail view, if any) with another range, end or sort.
     fn href(&self, range: &str, end: Option<i64>, sort: &str) -> String {
+        self.link(range, end, sort, self.detail)
+    }
+
+    fn link(&self, range: &str, end: Option<i64>, sort: &str, detail: Option<Detail>) -> String {
         let mut q = format!("?range={range}");
         if let Some(end) = end {
             q.push_str(&format!("&end={end}"));
         }
         if sort != "cpu" {
             q.push_str(&format!("&sort={sort}"));
+        }
+        if let Some(detail) = detail {
+            q.push_str(&format!("&detail={}", detail.word()));
         }
         q
     }
@@ -105,8 +125,16 @@ pub async fn page_of(
         Ok(v) => v,
         Err(message) => return bad(message, &signed),
     };
-    match render(&state, signed.w, p, s, &view).await {
-        Ok(body) => page(StatusCode::OK, layout(signed.w, &s.name, Some(&signed), Some(&Place::Project(p, "")), body)),
+    let rendered = match view.detail {
+        Some(detail) => render_detail(&state, signed.w, p, s, &view, detail).await,
+        None => render(&state, signed.w, p, s, &view).await,
+    };
+    let title = match view.detail {
+        Some(detail) => format!("{} · {}", s.name, detail.label(signed.w)),
+        None => s.name.clone(),
+    };
+    match rendered {
+        Ok(body) => page(StatusCode::OK, layout(signed.w, &title, Some(&signed), Some(&Place::Project(p, "")), body)),
         Err(e) => failed(e, &signed),
     }
 }
@@ -129,11 +157,22 @@ pub async fn charts_of(
     }
 }
 
+/// The charts of the view: the page's four, each titled with a link to its detail view, or a
+/// detail view's.
 async fn charts(state: &WebState, w: &Words, p: &Project, s: &Server, view: &View) -> Result<Markup, ApiError> {
     let to_ms = view.end.unwrap_or_else(now_ms);
     let from_ms = to_ms - view.range.1;
     let span = Span { from_ms, to_ms, resolution: Resolution::for_range(view.range.1) };
-    graphs(state, w, p, &s.name, &[Graph::Cpu, Graph::Memory, Graph::Network, Graph::DiskIo], span, &[]).await
+    match view.detail {
+        Some(detail) => {
+            let series = state.api.store.subject_series(&p.name, &s.name, &detail.metrics(), from_ms, to_ms, span.resolution).await?;
+            Ok(super::detail::render(w, detail, &series, span, &api::project_tz(&p.timezone)))
+        }
+        None => {
+            let details = format!("/p/{}/s/{}{}&detail=", p.name, s.name, view.link(view.range.0, view.end, view.sort, None));
+            graphs(state, w, p, &s.name, &[Graph::Cpu, Graph::Memory, Graph::Network, Graph::DiskIo], span, &[], Some(&details)).await
+        }
+    }
 }
 
 /// One chart a page can show of a server, from the samples store.
@@ -157,8 +196,22 @@ pub struct Span {
     pub resolution: Resolution,
 }
 
+impl Graph {
+    /// The detail view that shows more of it.
+    fn detail(self) -> Detail {
+        match self {
+            Graph::Cpu => Detail::Cpu,
+            Graph::Memory => Detail::Memory,
+            Graph::DiskUsage | Graph::DiskIo => Detail::Disk,
+            Graph::Network => Detail::Network,
+        }
+    }
+}
+
 /// The charts `which` of `server` over `span`, with `marks` (time, CSS class, label) across each:
-/// the server page's charts, and an alert page's around its start.
+/// the server page's charts, and an alert page's around its start. With `details` (an address
+/// ending in `detail=`), each chart's title leads to its detail view.
+#[allow(clippy::too_many_arguments)]
 pub async fn graphs(
     state: &WebState,
     w: &Words,
@@ -167,11 +220,13 @@ pub async fn graphs(
     which: &[Graph],
     span: Span,
     marks: &[(i64, &str, &str)],
+    details: Option<&str>,
 ) -> Result<Markup, ApiError> {
     let Span { from_ms, to_ms, resolution } = span;
     let series = |name: &'static str| state.api.store.metric_series(&p.name, server, name, None, from_ms, to_ms, resolution);
     let tz = api::project_tz(&p.timezone);
-    let chart = |title, fixed_max, format: fn(f64) -> String, lines: &[Line]| {
+    let chart = |graph: &Graph, title, fixed_max, format: fn(f64) -> String, lines: &[Line]| {
+        let href = details.map(|prefix| format!("{prefix}{}", graph.detail().word()));
         Chart {
             title,
             from_ms,
@@ -183,6 +238,7 @@ pub async fn graphs(
             tz: &tz,
             format,
             no_data: w.no_data_in_range,
+            href: href.as_deref(),
         }
         .render()
     };
@@ -190,32 +246,20 @@ pub async fn graphs(
     let bits: fn(f64) -> String = |v| html::bps(Some(v));
     let mut out = Vec::with_capacity(which.len());
     for graph in which {
-        out.push(match graph {
-            Graph::Cpu => {
-                chart(w.chart_cpu, Some(100.0), percent, &[Line { label: w.line_usage, class: "a", points: &series("cpu.usage").await? }])
-            }
-            Graph::Memory => chart(
-                w.chart_memory,
-                Some(100.0),
-                percent,
-                &[Line { label: w.line_usage, class: "a", points: &series("memory.usage").await? }],
-            ),
-            Graph::DiskUsage => {
-                chart(w.chart_disk, Some(100.0), percent, &[Line { label: w.line_used, class: "a", points: &series("disk.usage").await? }])
-            }
-            Graph::DiskIo => {
-                chart(w.chart_io, Some(100.0), percent, &[Line { label: w.line_busy, class: "a", points: &series("disk.io").await? }])
-            }
+        // Every chart but the network's: one percentage, on a 0–100 axis.
+        let (title, label, name) = match graph {
+            Graph::Cpu => (w.chart_cpu, w.line_usage, "cpu.usage"),
+            Graph::Memory => (w.chart_memory, w.line_usage, "memory.usage"),
+            Graph::DiskUsage => (w.chart_disk, w.line_used, "disk.usage"),
+            Graph::DiskIo => (w.chart_io, w.line_busy, "disk.io"),
             Graph::Network => {
                 let (rx, tx) = (series("network.in_bps").await?, series("network.out_bps").await?);
-                chart(
-                    w.chart_network,
-                    None,
-                    bits,
-                    &[Line { label: w.in_word, class: "a", points: &rx }, Line { label: w.out_word, class: "b", points: &tx }],
-                )
+                let lines = [Line { label: w.in_word, class: "a", points: &rx }, Line { label: w.out_word, class: "b", points: &tx }];
+                out.push(chart(graph, w.chart_network, None, bits, &lines));
+                continue;
             }
-        });
+        };
+        out.push(chart(graph, title, Some(100.0), percent, &[Line { label, class: "a", points: &series(name).await? }]));
     }
     Ok(html! { @for c in &out { (c) } })
 }
@@ -230,9 +274,6 @@ async fn render(state: &WebState, w: &Words, p: &Project, s: &Server, view: &Vie
     let alerts = api::server_alerts(&state.api, &p.name, &s.name, None, api::RECENT_ALERTS).await?;
     let charts = charts(state, w, p, s, view).await?;
     let processes = report.map(|r| Processes::of(r, view.sort, PROCESSES));
-    let now = now_ms();
-    let end = view.end.unwrap_or(now);
-    let later = end + view.range.1;
     let base = format!("/p/{}/s/{}", p.name, s.name);
     Ok(html! {
         h1 {
@@ -265,19 +306,7 @@ async fn render(state: &WebState, w: &Words, p: &Project, s: &Server, view: &Vie
             }
         }
         section.charts {
-            nav.range aria-label=(w.nav_range) {
-                a href={ (base) (view.href(view.range.0, Some(end - view.range.1), view.sort)) } title=(w.range_back) { "◀" }
-                @for (word, _) in RANGES {
-                    a href={ (base) (view.href(word, view.end, view.sort)) } aria-current=[(*word == view.range.0).then_some("page")] { (word) }
-                }
-                @if view.end.is_some() {
-                    a href={ (base) (view.href(view.range.0, (later < now).then_some(later), view.sort)) } title=(w.range_forward) { "▶" }
-                    a href={ (base) (view.href(view.range.0, None, view.sort)) } { (w.now) }
-                } @else {
-                    span.live { (w.live) }
-                }
-                span.meta { (html::time(end - view.range.1, &tz)) " – " (html::time(end, &tz)) }
-            }
+            (range_nav(w, view, &base, &tz))
             div #charts .grid data-live=[view.end.is_none().then(|| format!("{base}/charts?range={}", view.range.0))] { (charts) }
         }
         @if let Some(processes) = processes {
@@ -307,6 +336,51 @@ async fn render(state: &WebState, w: &Words, p: &Project, s: &Server, view: &Vie
             (alert_table(w, &p.name, &alerts, &tz))
         }
     })
+}
+
+/// A detail view of the server: links to the page and the other views, the range selector, and
+/// the view's charts, which redraw every 5 s in the live view as the page's do.
+async fn render_detail(state: &WebState, w: &Words, p: &Project, s: &Server, view: &View, detail: Detail) -> Result<Markup, ApiError> {
+    let charts = charts(state, w, p, s, view).await?;
+    let tz = api::project_tz(&p.timezone);
+    let base = format!("/p/{}/s/{}", p.name, s.name);
+    let live = format!("{base}/charts?range={}&detail={}", view.range.0, detail.word());
+    Ok(html! {
+        h1 { (s.name) " · " (detail.label(w)) }
+        nav.details aria-label=(w.nav_details) {
+            a href={ (base) (view.link(view.range.0, view.end, view.sort, None)) } { "← " (w.overview) }
+            @for d in Detail::ALL {
+                a href={ (base) (view.link(view.range.0, view.end, view.sort, Some(d))) } aria-current=[(d == detail).then_some("page")] { (d.label(w)) }
+            }
+        }
+        section.charts {
+            (range_nav(w, view, &base, &tz))
+            div #charts .details data-live=[view.end.is_none().then_some(live)] { (charts) }
+        }
+    })
+}
+
+/// The range selector: ◀ one range back, the ranges, ▶ one range forward and "now" (or "live"),
+/// and the times shown.
+fn range_nav(w: &Words, view: &View, base: &str, tz: &jiff::tz::TimeZone) -> Markup {
+    let now = now_ms();
+    let end = view.end.unwrap_or(now);
+    let later = end + view.range.1;
+    html! {
+        nav.range aria-label=(w.nav_range) {
+            a href={ (base) (view.href(view.range.0, Some(end - view.range.1), view.sort)) } title=(w.range_back) { "◀" }
+            @for (word, _) in RANGES {
+                a href={ (base) (view.href(word, view.end, view.sort)) } aria-current=[(*word == view.range.0).then_some("page")] { (word) }
+            }
+            @if view.end.is_some() {
+                a href={ (base) (view.href(view.range.0, (later < now).then_some(later), view.sort)) } title=(w.range_forward) { "▶" }
+                a href={ (base) (view.href(view.range.0, None, view.sort)) } { (w.now) }
+            } @else {
+                span.live { (w.live) }
+            }
+            span.meta { (html::time(end - view.range.1, tz)) " – " (html::time(end, tz)) }
+        }
+    }
 }
 
 /// A server's alerts as a table: time, severity, state, what; each opens its alert page.

@@ -39,6 +39,8 @@ pub struct Chart<'a> {
     pub format: fn(f64) -> String,
     /// What an empty chart says, in the page's language.
     pub no_data: &'a str,
+    /// Where its title leads (a closer look at what it shows), if anywhere.
+    pub href: Option<&'a str>,
 }
 
 /// The x of `at_ms` on an axis over [from, to).
@@ -81,7 +83,7 @@ impl Chart<'_> {
         html! {
             figure.chart {
                 figcaption {
-                    (title)
+                    @if let Some(href) = self.href { a href=(href) { (title) } } @else { (title) }
                     @for line in self.lines { " " span class={ "key " (line.class) } { (line.label) } }
                 }
                 svg viewBox={ "0 0 " (W) " " (H) } role="img" aria-label=(title) data-points=(points) {
@@ -230,6 +232,7 @@ mod tests {
             tz: &jiff::tz::TimeZone::UTC,
             format: |v| format!("{v:.0}"),
             no_data: "no data in this range",
+            href: None,
         };
         let svg = chart.render().into_string();
         assert!(svg.contains("data-points=\"3\""), "{svg}");

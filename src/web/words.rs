@@ -172,6 +172,52 @@ phrases! {
     line_busy: "busy", "사용률";
     no_data_in_range: "no data in this range", "이 구간에는 데이터가 없습니다";
 
+    // A server's detail views.
+    nav_details: "Details", "상세 보기";
+    overview: "Overview", "개요";
+    network: "Network", "네트워크";
+    detail_title: "{}: {}", "{}: {}";
+    chart_cpu_split: "CPU by kind", "CPU 사용 구분";
+    line_user: "user", "사용자";
+    line_system: "system", "시스템";
+    line_nice: "nice", "nice (낮은 우선순위)";
+    chart_cpu_idle: "CPU idle", "CPU 유휴";
+    chart_iowait: "I/O wait", "I/O 대기";
+    chart_steal: "Steal", "스틸 (가상 머신 대기)";
+    chart_irq: "Hardware interrupts (irq)", "하드웨어 인터럽트 (irq)";
+    chart_softirq: "Software interrupts (softirq)", "소프트웨어 인터럽트 (softirq)";
+    chart_load: "Load average", "부하 평균";
+    line_1m: "1 min", "1분";
+    line_5m: "5 min", "5분";
+    line_15m: "15 min", "15분";
+    chart_memory_free: "Free memory", "여유 메모리";
+    chart_memory_available: "Available memory", "사용 가능한 메모리";
+    chart_swap: "Swap usage", "스왑 사용률";
+    chart_page_faults: "Page faults", "페이지 폴트";
+    line_free: "free", "여유";
+    line_available: "available", "사용 가능";
+    line_faults: "faults/s", "폴트/초";
+    interface_n: "Interface {}", "인터페이스 {}";
+    mount_n: "Mount {}", "마운트 {}";
+    device_n: "Device {}", "장치 {}";
+    chart_traffic: "Traffic", "트래픽";
+    chart_packets: "Packets", "패킷";
+    chart_errors: "Errors", "오류";
+    chart_drops: "Drops", "드롭";
+    chart_space: "Space used", "공간 사용률";
+    chart_bytes: "Used / free", "사용 / 여유";
+    chart_io_busy: "IO busy", "IO 사용률";
+    chart_iops: "IOPS", "IOPS";
+    chart_throughput: "Read / write", "읽기 / 쓰기";
+    chart_queue: "Queue", "대기열";
+    line_iops: "operations/s", "작업/초";
+    line_read: "read", "읽기";
+    line_write: "write", "쓰기";
+    line_queue: "requests", "요청";
+    no_interfaces: "No interface reported in this range.", "이 구간에 보고된 인터페이스가 없습니다.";
+    no_mounts: "No mount reported in this range.", "이 구간에 보고된 마운트가 없습니다.";
+    no_devices: "No device reported in this range.", "이 구간에 보고된 장치가 없습니다.";
+
     // The alert history and the alert page.
     server: "Server", "서버";
     from: "From", "시작";

@@ -1,8 +1,10 @@
-//! The dashboard in the reader's language, and the down-check pairs, in a real browser
-//! (headless Chromium) against the real serve binary with a real agent: a Korean user reads
-//! Korean pages and an English user English ones (the operator: by `Accept-Language`); the
-//! port monitors page shows each down-check pair's verdict as the detector's checks change it,
-//! and the availability page the target's timeline. Screenshots land in `target/screenshots/`.
+//! The dashboard in the reader's language, the down-check pairs and a server's detail views, in
+//! a real browser (headless Chromium) against the real serve binary with a real agent: a Korean
+//! user reads Korean pages and an English user English ones (the operator: by
+//! `Accept-Language`); the port monitors page shows each down-check pair's verdict as the
+//! detector's checks change it, and the availability page the target's timeline; the detail
+//! views chart what the agent reports of this machine, interface by interface, mount by mount
+//! and device by device. Screenshots land in `target/screenshots/`.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -293,4 +295,154 @@ async fn the_port_page_shows_each_down_check_pairs_verdict_and_availability_the_
     browser.screenshot("downcheck-availability").await;
     browser.close().await;
     drop(web);
+}
+
+/// Each chart of the open detail view: its instance (`""` for the host's), its metrics and its
+/// number of points.
+async fn detail_charts(browser: &Browser) -> Vec<(String, String, u64)> {
+    script(
+        browser,
+        "return Array.from(document.querySelectorAll('#charts .cell')).map(c => { \
+           const s = c.closest('section.instance'); \
+           return [s ? s.dataset.instance : '', c.dataset.metrics, +c.querySelector('svg').dataset.points]; });",
+    )
+    .await
+}
+
+/// The instances of each kind the agent reported last, by the status API: `interfaces` →
+/// `lo` → the metrics it has.
+fn reported(serve: &Serve) -> Value {
+    serve.get("/api/v1/projects/shop/servers/web-01")["latest"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_detail_views_chart_each_interface_mount_and_device_the_agent_reports() {
+    let Site { tmp: _tmp, serve, base, _agent, web: _web, service: _service, liveness: _liveness } = site();
+    let browser = Browser::start(1280, 900).await;
+    browser.sign_in(&base, ALICE).await;
+    let long = Duration::from_secs(60);
+
+    // The server page's charts lead to the detail views: the CPU chart's title opens CPU's.
+    browser.client.goto(&format!("{base}/p/shop/s/web-01")).await.unwrap();
+    let cpu_points = "+document.querySelector('#charts svg[aria-label=\"CPU usage\"]').dataset.points";
+    browser.wait_for("the agent's CPU figures", long, &format!("return {cpu_points} > 1;")).await;
+    browser.click("#charts figure.chart figcaption a").await;
+    browser.wait_for("the CPU details", Duration::from_secs(20), "return location.search === '?range=1h&detail=cpu';").await;
+
+    let latest = reported(&serve);
+    let names = |group: &str| -> Vec<String> {
+        let mut names: Vec<String> = latest[group].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        names.sort();
+        names
+    };
+    let interfaces = names("interfaces");
+    // (The agent leaves the loopback out: this machine's own interfaces, then.)
+    let first = interfaces.first().unwrap_or_else(|| panic!("the agent reports interfaces: {latest}")).clone();
+    let section = format!("section.instance[data-instance=\"{first}\"]");
+    let (mounts, devices) = (names("mounts"), names("devices"));
+    assert!(!mounts.is_empty(), "the agent reports its mounts: {latest}");
+
+    for detail in ["cpu", "memory", "network", "disk"] {
+        let path = format!("/p/shop/s/web-01?range=1h&detail={detail}");
+        browser.client.goto(&format!("{base}{path}")).await.unwrap();
+        // Every chart of a metric the agent reported has points, in its instance's section; the
+        // live view keeps redrawing, so the charts of rates (two samples) fill in without a reload.
+        let wanted = |instance: &str, metrics: &str| -> bool {
+            let values = if instance.is_empty() { &latest["host"] } else { &latest[group_of(detail, metrics)][instance] };
+            metrics.split(' ').any(|m| values.get(m).is_some())
+        };
+        let started = std::time::Instant::now();
+        let charts = loop {
+            let charts = detail_charts(&browser).await;
+            let empty: Vec<_> = charts.iter().filter(|(i, m, points)| *points == 0 && wanted(i, m)).collect();
+            if !charts.is_empty() && empty.is_empty() {
+                break charts;
+            }
+            assert!(started.elapsed() < long, "{detail}: charts without points: {empty:?} of {charts:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let instances = |metric: &str| -> Vec<String> {
+            let mut found: Vec<String> = charts.iter().filter(|(_, m, _)| m.starts_with(metric)).map(|(i, _, _)| i.clone()).collect();
+            found.dedup();
+            found
+        };
+        match detail {
+            "cpu" => {
+                assert_eq!(charts.len(), 8, "{charts:?}");
+                assert!(charts.iter().any(|(_, m, p)| m == "load.1 load.5 load.15" && *p > 0), "{charts:?}");
+            }
+            "memory" => assert_eq!(charts.len(), 5, "{charts:?}"),
+            "network" => {
+                assert_eq!(instances("network.in_bps"), interfaces, "a section per interface");
+                assert_eq!(charts.len(), 4 * interfaces.len());
+                let caption = browser.text(&format!("{section} figcaption")).await;
+                assert!(caption.starts_with(&format!("{first}: Traffic")), "{caption}");
+            }
+            _ => {
+                assert_eq!(instances("disk.usage"), mounts, "a section per mount");
+                assert_eq!(instances("disk.io"), devices, "a section per device");
+                if devices.is_empty() {
+                    assert_eq!(browser.text("p[data-none=device]").await, "No device reported in this range.");
+                }
+            }
+        }
+        assert_eq!(
+            browser.text("nav.details a[aria-current]").await,
+            ["CPU", "Memory", "Network", "Disk"][["cpu", "memory", "network", "disk"].iter().position(|d| *d == detail).unwrap()]
+        );
+        look(&browser, &base, &path, &format!("server-detail-{detail}")).await;
+    }
+
+    // The range selector keeps the view; ◀ shows the hour before the agent started: no data.
+    browser.client.goto(&format!("{base}/p/shop/s/web-01?range=1h&detail=network")).await.unwrap();
+    browser.click("nav.range a[href$='range=30m&detail=network']").await;
+    browser.wait_for("30 minutes of the network", Duration::from_secs(20), "return location.search === '?range=30m&detail=network';").await;
+    browser.click("nav.range a[title='one range back']").await;
+    browser
+        .wait_for(
+            "the half hour before",
+            Duration::from_secs(20),
+            "return location.search.includes('end=') && location.search.endsWith('detail=network') \
+             && document.querySelector('p[data-none=interface]') !== null;",
+        )
+        .await;
+    assert_eq!(browser.text("p[data-none=interface]").await, "No interface reported in this range.");
+
+    // Printed: no menus or range links, two charts a row, every mount's heading with its charts.
+    browser.client.goto(&format!("{base}/p/shop/s/web-01?range=1h&detail=disk")).await.unwrap();
+    browser.element("section.instance").await;
+    browser.emulate_media("print").await;
+    let hidden: Vec<bool> = script(
+        &browser,
+        "return ['nav.details', 'nav.range a', 'header.top'].map(s => getComputedStyle(document.querySelector(s)).display === 'none');",
+    )
+    .await;
+    assert_eq!(hidden, [true, true, true]);
+    browser.screenshot("server-detail-disk-print").await;
+    browser.emulate_media("").await;
+
+    // Kim reads the same views in Korean.
+    browser.click("form.signout button").await;
+    browser.sign_in(&base, KIM).await;
+    for detail in ["cpu", "network", "disk"] {
+        let path = format!("/p/shop/s/web-01?range=1h&detail={detail}");
+        look(&browser, &base, &path, &format!("server-detail-{detail}-ko")).await;
+    }
+    let (lang, h1, _) = page_words(&browser).await;
+    assert_eq!((lang.as_str(), h1.as_str()), ("ko", "web-01 · 디스크"));
+    browser.client.goto(&format!("{base}/p/shop/s/web-01?range=1h&detail=network")).await.unwrap();
+    assert_eq!(browser.text(&format!("{section} h2")).await, format!("인터페이스 {first}"));
+    assert!(browser.text(&format!("{section} figcaption")).await.starts_with(&format!("{first}: 트래픽")));
+    let (status, body) = serve.request("GET", "/p/shop/s/web-01?detail=gpu", &[("Cookie", &browser.session().await)], b"");
+    assert!(status == 400 && body.contains("invalid `detail`"), "{status} {body}");
+    browser.close().await;
+}
+
+/// The status API's group of the instances a detail view's chart of `metrics` has one per.
+fn group_of(detail: &str, metrics: &str) -> &'static str {
+    match detail {
+        "network" => "interfaces",
+        _ if metrics.starts_with("disk.usage") || metrics.starts_with("disk.used_bytes") => "mounts",
+        _ => "devices",
+    }
 }

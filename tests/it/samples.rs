@@ -4,7 +4,7 @@
 
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use watchkeeper::protocol::{Facts, MetricValue, ProcessInfo, Report};
-use watchkeeper::store::{GRACE_MS, Resolution, RollupStats, SampleRetention, SeriesPoint, Store, StoreError, StoredReport};
+use watchkeeper::store::{GRACE_MS, Resolution, RollupStats, SampleRetention, SeriesPoint, Store, StoreError, StoredReport, SubjectSeries};
 
 use crate::store::{TestDb, both_backends};
 
@@ -24,6 +24,7 @@ both_backends!(
     prune_keeps_what_is_not_rolled_up_and_refuses_older_reports,
     server_state_keeps_the_newest_report,
     no_subject_gives_the_worst_subject,
+    each_subject_has_its_own_series_from_one_read,
     a_report_without_metrics_is_stored_without_values,
     non_finite_values_are_refused_and_huge_sums_saturate,
     a_report_sent_twice_is_stored_once,
@@ -337,6 +338,58 @@ async fn no_subject_gives_the_worst_subject(db: TestDb) {
     let home = disk(Some("/home"), Resolution::FiveMinutes).await.unwrap();
     assert!(home.iter().all(|p| (p.avg, p.min, p.max) == (50.0, 50.0, 50.0)) && home.len() == 2);
     assert!(disk(Some("/var"), Resolution::FiveMinutes).await.unwrap().is_empty());
+}
+
+async fn each_subject_has_its_own_series_from_one_read(db: TestDb) {
+    let store = db.connect().await;
+    // Two hours and a half of reports: two mounts, two interfaces, a host-wide metric and one
+    // not asked for; then the first two hours rolled up, the rest still raw.
+    let reports: Vec<Report> = (0..1_800)
+        .map(|i| {
+            let at = T0 + i * 5 * SEC;
+            let x = i as f64;
+            report(
+                at,
+                vec![
+                    value("cpu.usage", None, 10.0),
+                    value("load.1", None, x / 100.0),
+                    value("disk.usage", Some("/"), 40.0 + x / 100.0),
+                    value("disk.usage", Some("/home"), 50.0),
+                    value("network.in_bps", Some("eth0"), x),
+                    value("network.in_bps", Some("lo"), 2.0 * x),
+                ],
+            )
+        })
+        .collect();
+    insert(&store, "web-01", &reports).await;
+    store.roll_up(after(T0 + 2 * HOUR)).await.unwrap();
+    let names = ["network.in_bps", "disk.usage", "load.1"];
+    for (from, to, resolution) in [
+        (T0 + 2 * HOUR, T0 + 3 * HOUR, Resolution::Raw),
+        (T0, T0 + 3 * HOUR, Resolution::FiveMinutes),
+        (T0, T0 + 3 * HOUR, Resolution::Hour),
+    ] {
+        let found = store.subject_series("shop", "web-01", &names, from, to, resolution).await.unwrap();
+        let keys: Vec<(&str, Option<&str>)> = found.iter().map(|s| (s.name, s.subject.as_deref())).collect();
+        assert_eq!(
+            keys,
+            [
+                ("network.in_bps", Some("eth0")),
+                ("network.in_bps", Some("lo")),
+                ("disk.usage", Some("/")),
+                ("disk.usage", Some("/home")),
+                ("load.1", None)
+            ],
+            "{resolution:?}: in the order asked, then by subject; cpu.usage was not asked for"
+        );
+        // Each is the series of its own subject, point for point.
+        for SubjectSeries { name, subject, points } in &found {
+            let one = store.metric_series("shop", "web-01", name, subject.as_deref(), from, to, resolution).await.unwrap();
+            assert!(!one.is_empty(), "{name} {subject:?} {resolution:?}");
+            assert_eq!(points, &one, "{name} {subject:?} {resolution:?}");
+        }
+    }
+    assert!(store.subject_series("shop", "web-01", &names, T0 - HOUR, T0, Resolution::Raw).await.unwrap().is_empty());
 }
 
 async fn a_report_without_metrics_is_stored_without_values(db: TestDb) {

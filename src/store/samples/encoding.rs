@@ -265,6 +265,43 @@ impl Sink for ChartSink<'_, '_> {
     }
 }
 
+/// [`Store::subject_series`]'s [`Sink`]: the metrics `names`, per subject and chart bucket.
+///
+/// [`Store::subject_series`]: super::Store::subject_series
+pub(super) struct EachSeries<'n> {
+    names: &'n [&'n str],
+    /// The chart bucket of the row being folded.
+    pub(super) bucket_ms: i64,
+    /// By [`series_key`]: the aggregate of each bucket.
+    pub(super) series: BTreeMap<String, BTreeMap<i64, Agg>>,
+    key: String,
+}
+
+impl<'n> EachSeries<'n> {
+    pub(super) fn new(names: &'n [&'n str]) -> EachSeries<'n> {
+        EachSeries { names, bucket_ms: 0, series: BTreeMap::new(), key: String::new() }
+    }
+}
+
+impl Sink for EachSeries<'_> {
+    fn wants(&self, name: &str, _subject: Option<&str>) -> bool {
+        self.names.contains(&name)
+    }
+
+    fn add(&mut self, name: &str, subject: Option<&str>, agg: Agg, _last: f64) {
+        let buckets = match self.series.get_mut(series_key(&mut self.key, name, subject)) {
+            Some(buckets) => buckets,
+            None => self.series.entry(self.key.clone()).or_default(),
+        };
+        match buckets.get_mut(&self.bucket_ms) {
+            Some(total) => total.merge(agg),
+            None => {
+                buckets.insert(self.bucket_ms, agg);
+            }
+        }
+    }
+}
+
 /// Reads one `vals` array, folding the entries the sink wants and skipping the others without
 /// parsing their numbers: a row holds every metric of a server, a chart or a report wants a
 /// few, and parsing numbers is most of the cost of reading a row.

@@ -134,6 +134,23 @@ pub struct SeriesPoint {
     pub max: f64,
 }
 
+/// One series of [`Store::subject_series`]: a metric of one subject (`None` for a host-wide
+/// metric) and its points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectSeries {
+    pub name: &'static str,
+    pub subject: Option<String>,
+    pub points: Vec<SeriesPoint>,
+}
+
+/// A stored row a chart reads: the chart bucket it falls in, its `vals`, and whether they are a
+/// rollup's.
+struct ChartRow {
+    bucket_ms: i64,
+    vals: String,
+    rollup: bool,
+}
+
 /// What one [`Store::roll_up`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RollupStats {
@@ -430,24 +447,61 @@ impl Store {
         resolution: Resolution,
     ) -> Result<Vec<SeriesPoint>> {
         let wanted = Wanted { name, subject };
+        let mut buckets: BTreeMap<i64, SubjectAggs> = BTreeMap::new();
+        for row in self.chart_rows(project, server, from_ms, to_ms, resolution).await? {
+            wanted.fold(buckets.entry(row.bucket_ms).or_default(), &row.vals, row.rollup)?;
+        }
+        Ok(buckets.iter().filter_map(|(at_ms, aggs)| point(*at_ms, aggs)).collect())
+    }
+
+    /// Every series of the metrics `names` of one server over [from, to) at `resolution`, one per
+    /// metric and subject found in the range (each interface, mount or device on its own), in
+    /// the order of `names`, then by subject; points as [`Store::metric_series`] gives them.
+    /// One read of the range, however many series it holds: a server's detail charts.
+    pub async fn subject_series(
+        &self,
+        project: &str,
+        server: &str,
+        names: &[&str],
+        from_ms: i64,
+        to_ms: i64,
+        resolution: Resolution,
+    ) -> Result<Vec<SubjectSeries>> {
+        let mut sink = EachSeries::new(names);
+        for row in self.chart_rows(project, server, from_ms, to_ms, resolution).await? {
+            sink.bucket_ms = row.bucket_ms;
+            fold(&mut sink, &row.vals, row.rollup)?;
+        }
+        let mut found: Vec<SubjectSeries> = sink
+            .series
+            .into_iter()
+            .filter_map(|(key, buckets)| {
+                let (name, subject) = split_key(&key);
+                let metric = catalog::lookup(name)?;
+                let points = buckets.iter().map(|(at_ms, a)| SeriesPoint { at_ms: *at_ms, avg: a.avg(), min: a.min, max: a.max }).collect();
+                Some(SubjectSeries { name: metric.name, subject: subject.map(str::to_owned), points })
+            })
+            .collect();
+        found.sort_by_key(|s| names.iter().position(|n| *n == s.name));
+        Ok(found)
+    }
+
+    /// The rows a chart over [from, to) at `resolution` reads, oldest first, each with the start
+    /// of the chart bucket it falls in (a raw chart: the report's own time). Coarsest first:
+    /// hourly rollups up to their watermark, then 5-minute rollups up to theirs, then raw
+    /// samples up to `to`, in one snapshot.
+    async fn chart_rows(&self, project: &str, server: &str, from_ms: i64, to_ms: i64, resolution: Resolution) -> Result<Vec<ChartRow>> {
         if from_ms >= to_ms {
             return Ok(Vec::new());
         }
+        let as_rows = |rows: Vec<(i64, String)>, step: Option<i64>, rollup: bool| {
+            rows.into_iter().map(move |(at_ms, vals)| ChartRow { bucket_ms: step.map_or(at_ms, |s| floor_to(at_ms, s)), vals, rollup })
+        };
         if resolution == Resolution::Raw {
-            let rows = self.rows(project, server, RAW, from_ms, to_ms).await?;
-            let mut points = Vec::with_capacity(rows.len());
-            for (at_ms, vals) in &rows {
-                let mut aggs = SubjectAggs::new();
-                wanted.fold(&mut aggs, vals, false)?;
-                points.extend(point(*at_ms, &aggs));
-            }
-            return Ok(points);
+            return Ok(as_rows(self.rows(project, server, RAW, from_ms, to_ms).await?, None, false).collect());
         }
-
         let step = resolution.step_ms();
         let lo = floor_to(from_ms, step);
-        // Coarsest first: hourly rollups up to their watermark, then 5-minute rollups up to
-        // theirs, then raw samples up to `to`.
         let (hour_rows, five_rows, raw_rows) = on_pool!(self, pool => {
             let mut tx = pool.begin_read().await?;
             let marks = Marks::from_rows(&sqlx::query(ALL_MARKS).fetch_all(&mut *tx).await?)?;
@@ -462,15 +516,10 @@ impl Store {
             tx.commit().await?;
             (hours, fives, raw)
         });
-
-        let mut buckets: BTreeMap<i64, SubjectAggs> = BTreeMap::new();
-        for (at_ms, vals) in hour_rows.iter().chain(&five_rows) {
-            wanted.fold(buckets.entry(floor_to(*at_ms, step)).or_default(), vals, true)?;
-        }
-        for (at_ms, vals) in &raw_rows {
-            wanted.fold(buckets.entry(floor_to(*at_ms, step)).or_default(), vals, false)?;
-        }
-        Ok(buckets.iter().filter_map(|(at_ms, aggs)| point(*at_ms, aggs)).collect())
+        Ok(as_rows(hour_rows, Some(step), true)
+            .chain(as_rows(five_rows, Some(step), true))
+            .chain(as_rows(raw_rows, Some(step), false))
+            .collect())
     }
 
     /// Delete what `retention` no longer keeps at `now_ms`; returns how many rows. Raw samples go

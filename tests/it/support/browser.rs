@@ -18,8 +18,6 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub struct Browser {
     pub client: Client,
     driver: Child,
-    /// chromedriver's port, for the commands fantoccini does not speak (Chrome DevTools).
-    driver_port: u16,
     _profile: tempfile::TempDir,
 }
 
@@ -71,7 +69,7 @@ impl Browser {
                 Err(e) => panic!("no WebDriver session from chromedriver on {url}: {e}"),
             }
         };
-        Browser { client, driver, driver_port: port, _profile: profile }
+        Browser { client, driver, _profile: profile }
     }
 
     /// Save a PNG of the window as `target/screenshots/<name>.png`.
@@ -159,44 +157,10 @@ impl Browser {
     }
 
     /// Lay the page out for `media` (`print`, or `""` for the screen again), as Chromium's
-    /// DevTools emulate it: the print style sheet applies without a print dialog.
+    /// DevTools emulate it: a screenshot then shows what printing gives.
     pub async fn emulate_media(&self, media: &str) {
-        let session = self.client.session_id().await.expect("the session id").expect("a WebDriver session");
-        let body = serde_json::json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "media": media } }).to_string();
-        let port = self.driver_port;
-        let answer = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to chromedriver");
-            stream.set_read_timeout(Some(Duration::from_secs(60))).expect("a read timeout");
-            write!(
-                stream,
-                "POST /session/{session}/goog/cdp/execute HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .expect("send the DevTools command");
-            // Until the whole body is there, whether or not chromedriver closes the connection.
-            let mut answer = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = stream.read(&mut chunk).expect("chromedriver's answer");
-                answer.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&answer).to_string();
-                let done = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
-                    head.lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .is_some_and(|length| body.len() >= length)
-                });
-                if n == 0 || done {
-                    return text;
-                }
-            }
-        })
-        .await
-        .expect("the request thread");
-        assert!(answer.starts_with("HTTP/1.1 200"), "Emulation.setEmulatedMedia: {answer}");
+        let params = serde_json::json!({ "media": media });
+        self.client.issue_cmd(DevTools { cmd: "Emulation.setEmulatedMedia", params }).await.expect("emulate the media");
     }
 
     /// End the WebDriver session; chromedriver stops on drop.
@@ -209,5 +173,22 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+/// A call to Chromium's DevTools through chromedriver (`goog/cdp/execute`).
+#[derive(Debug)]
+struct DevTools {
+    cmd: &'static str,
+    params: serde_json::Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for DevTools {
+    fn endpoint(&self, base: &reqwest::Url, session: Option<&str>) -> Result<reqwest::Url, <reqwest::Url as std::str::FromStr>::Err> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _url: &reqwest::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(serde_json::json!({ "cmd": self.cmd, "params": self.params }).to_string()))
     }
 }
