@@ -554,7 +554,8 @@ impl Engine {
     async fn decide_stored(&mut self, notified: &mut bool) -> Result<(), StoreError> {
         let config = Arc::clone(&self.config);
         while self.stored > 0 {
-            let Some(result) = self.pending.front().cloned() else { break };
+            // Taken off the queue (not copied) while it is decided; put back if that fails.
+            let Some(result) = self.pending.pop_front() else { break };
             if let Some((project, monitor)) =
                 config.projects.get(&result.key.project).and_then(|p| Some((p, p.port_monitors.get(&result.key.name)?)))
                 && monitor.ports.contains(&result.port)
@@ -569,9 +570,14 @@ impl Engine {
                     report: None,
                 };
                 let error = result.outcome.error.as_ref().map(|e| e.message.as_str());
-                *notified |= self.advance(&scene, rules::port_check(monitor, result.port, error), result.at_ms).await?;
+                match self.advance(&scene, rules::port_check(monitor, result.port, error), result.at_ms).await {
+                    Ok(sent) => *notified |= sent,
+                    Err(e) => {
+                        self.pending.push_front(result);
+                        return Err(e);
+                    }
+                }
             } // else a result from before the revision that removed its monitor
-            self.pending.pop_front();
             self.stored -= 1;
         }
         Ok(())

@@ -463,3 +463,42 @@ async fn a_full_probe_buffer_drops_the_oldest_results_and_counts_them() {
     assert_eq!(stored, [t0 + 4000, t0 + 3000, t0 + 2000], "the newest three, each once");
     assert!(metrics.render().lines().any(|l| l == "watchkeeper_probe_results_waiting 0"));
 }
+
+#[tokio::test]
+async fn a_probe_result_whose_decision_the_store_refuses_is_decided_again_once_it_takes_writes() {
+    let db = TestDb::sqlite();
+    let store = db.connect().await;
+    let mut engine = Engine::load(store.clone(), Arc::new(Metrics::new()), Arc::new(Notify::new())).await.unwrap();
+    let config = compile(&[("people.yaml", PEOPLE), ("project.yaml", PROJECT), ("channel.yaml", CHANNEL), ("checks.yaml", MONITOR)]);
+    engine.apply_config(Applied { config, revision: "rev-1".into() }).await;
+    let check = |at_ms: i64, ok: bool| PortResult {
+        key: MonitorKey { project: "shop".into(), name: "demo".into() },
+        host: "127.0.0.1".into(),
+        port: 9000,
+        at_ms,
+        shard: 0,
+        epoch: 0,
+        due_ms: at_ms,
+        outcome: Outcome {
+            ok,
+            latency: Duration::from_millis(1),
+            error: (!ok).then(|| ProbeError { kind: ErrorKind::Refused, message: "connection refused".into() }),
+        },
+    };
+    let t0 = now_ms();
+    engine.observe(vec![check(t0, false)]).await.unwrap();
+    let fired = alert_of(&store, "port:demo", AlertStatus::Firing).await;
+
+    // The good check is stored, but the database refuses its decision (the resolve).
+    let mut broken = break_alert_updates(&db.sqlite_path()).await;
+    assert!(engine.observe(vec![check(t0 + 10_000, true)]).await.is_err(), "the refused write is reported");
+    assert_eq!(store.get_alert(fired.id).await.unwrap().unwrap().status, AlertStatus::Firing);
+
+    // The result waited: once the database takes writes, the same check resolves the alert.
+    heal(&mut broken).await;
+    engine.flush_results().await.unwrap();
+    let resolved = store.get_alert(fired.id).await.unwrap().unwrap();
+    assert_eq!((resolved.status, resolved.resolve_reason.as_deref()), (AlertStatus::Resolved, Some("recovered")), "{resolved:?}");
+    let stored = store.probe_history("shop", "demo", t0, t0 + 20_000, false, 0).await.unwrap();
+    assert_eq!(stored.iter().map(|r| (r.at_ms, r.ok)).collect::<Vec<_>>(), [(t0 + 10_000, true), (t0, false)], "each check stored once");
+}
