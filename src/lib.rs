@@ -97,7 +97,7 @@
 //! | `engine` | `alert`, `clock`, `collect`, `config`, `lease`, `metrics`, `notification`, `probe`, `protocol`, `store` |
 //! | `api` | `alert`, `catalog`, `clock`, `collect`, `config`, `errors`, `lease`, `metrics`, `notification`, `protocol`, `report`, `store`, `token` |
 //! | `plan` | `alert`, `api`, `config` |
-//! | `web` | `api`, `clock`, `config`, `report`, `store`, `token` |
+//! | `web` | `api`, `catalog`, `clock`, `config`, `report`, `store`, `token` |
 //! | `reconcile` | `alert`, `clock`, `config`, `engine`, `lease`, `lint`, `metrics`, `probe`, `store` |
 //! | `serve` | `api`, `clock`, `collect`, `config`, `delivery`, `engine`, `lease`, `metrics`, `notification`, `probe`, `reconcile`, `report`, `store`, `web` |
 //! | `agent` | `catalog`, `clock`, `errors`, `metrics`, `probe`, `protocol` |
