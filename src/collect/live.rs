@@ -40,11 +40,6 @@ impl LiveServers {
         self.read().get(project)?.get(server).cloned()
     }
 
-    /// Every server of `project` that reported, by name.
-    pub fn project(&self, project: &str) -> ProjectServers {
-        self.read().get(project).cloned().unwrap_or_default()
-    }
-
     /// `read` over every server of `project` that reported, by name, without copying the map
     /// (reports keep arriving meanwhile; they wait for `read` to finish).
     pub fn with_project<T>(&self, project: &str, read: impl FnOnce(Option<&ProjectServers>) -> T) -> T {
@@ -100,8 +95,8 @@ mod tests {
         let got = live.get("shop", "web-01").unwrap();
         assert_eq!((got.report.at_ms, got.received_ms), (2_000, 2_020));
         assert!(live.get("shop", "db-01").is_none());
-        assert_eq!(live.project("shop").len(), 1);
-        assert!(live.project("other").is_empty());
+        assert_eq!(live.with_project("shop", |servers| servers.map(HashMap::len)), Some(1));
+        assert!(live.with_project("other", |servers| servers.is_none()));
     }
 
     #[test]
